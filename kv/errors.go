@@ -1,0 +1,31 @@
+package kv
+
+import "errors"
+
+// The errors a node returns to its callers. rpc/server maps each to one gRPC
+// code in a single table; callers check them with errors.Is. Errors may be
+// wrapped with more detail ("%w: ...").
+var (
+	// ErrInvalid reports bad input (InvalidArgument).
+	ErrInvalid = errors.New("kv: invalid argument")
+	// ErrNotFound reports a missing key or lock (NotFound).
+	ErrNotFound = errors.New("kv: not found")
+	// ErrNotHolder reports a wrong, stale or expired lock code
+	// (FailedPrecondition).
+	ErrNotHolder = errors.New("kv: lock not held with this code")
+	// ErrFenceTooLow reports a write whose fence is below one the key has
+	// accepted (FailedPrecondition).
+	ErrFenceTooLow = errors.New("kv: fencing token too low")
+	// ErrNotWriteLocked reports a write under a code that does not hold the
+	// key WRITE (FailedPrecondition).
+	ErrNotWriteLocked = errors.New("kv: key not write-locked by this code")
+	// ErrAborted reports that a restrictive lock was lost (expired or
+	// aborted) and its writes discarded (Aborted).
+	ErrAborted = errors.New("kv: lock lost, writes discarded")
+	// ErrWaitTimeout reports that waiting for a lock or a locked key ran out
+	// of time (DeadlineExceeded).
+	ErrWaitTimeout = errors.New("kv: timed out waiting for a lock")
+	// ErrUnavailable reports a transient condition, such as a bucket without
+	// a leader or a node shutting down; retry (Unavailable).
+	ErrUnavailable = errors.New("kv: unavailable, retry")
+)

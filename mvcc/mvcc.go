@@ -1,0 +1,241 @@
+package mvcc
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+
+	"github.com/cockroachdb/pebble/v2"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/opencluster/opencluster/mvcc/ts"
+)
+
+// Stored version values start with a tag byte, so an empty value and a
+// tombstone differ.
+const (
+	tagValue     = 'v'
+	tagTombstone = 'x'
+)
+
+// Value is the result of reading a key at a timestamp.
+type Value struct {
+	// Bytes is the value; nil when !Found.
+	Bytes []byte
+	// Version is the timestamp of the version read: of the value, or of the
+	// tombstone that deleted the key (0 when the key never existed).
+	Version ts.Timestamp
+	// Found is false for a missing or deleted key.
+	Found bool
+}
+
+// KV is a key and its value as read by Scan.
+type KV struct {
+	Key     []byte
+	Value   []byte
+	Version ts.Timestamp
+}
+
+// Latest reads at every timestamp: Get(r, b, k, Latest).
+const Latest = ts.Timestamp(math.MaxUint64)
+
+// Get returns the newest version of key at or below at (invariant 2).
+func Get(r Reader, b Bucket, key []byte, at ts.Timestamp) (Value, error) {
+	lower := VersionKey(b, key, at)
+	_, upper := kindSpan(b, KindData, key)
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return Value{}, err
+	}
+	defer it.Close()
+	if !it.First() {
+		return Value{}, it.Error()
+	}
+	_, k, version, err := DecodeVersionKey(it.Key())
+	if err != nil {
+		return Value{}, err
+	}
+	if !bytes.Equal(k, key) {
+		// A longer key sharing the prefix; key itself has no version <= at.
+		return Value{}, it.Error()
+	}
+	return decodeValue(it.Value(), version)
+}
+
+func decodeValue(raw []byte, version ts.Timestamp) (Value, error) {
+	if len(raw) == 0 {
+		return Value{}, fmt.Errorf("%w: empty version value", ErrBadValue)
+	}
+	switch raw[0] {
+	case tagValue:
+		return Value{Bytes: append([]byte{}, raw[1:]...), Version: version, Found: true}, nil
+	case tagTombstone:
+		return Value{Version: version}, nil
+	default:
+		return Value{}, fmt.Errorf("%w: tag %q", ErrBadValue, raw[0])
+	}
+}
+
+// PutVersion writes key's version at t.
+func PutVersion(w Writer, b Bucket, key []byte, t ts.Timestamp, value []byte) error {
+	v := make([]byte, 1+len(value))
+	v[0] = tagValue
+	copy(v[1:], value)
+	return w.Set(VersionKey(b, key, t), v, nil)
+}
+
+// PutTombstone writes a deletion of key at t.
+func PutTombstone(w Writer, b Bucket, key []byte, t ts.Timestamp) error {
+	return w.Set(VersionKey(b, key, t), []byte{tagTombstone}, nil)
+}
+
+// Scan returns up to limit keys of bucket b that start with prefix and sort
+// after startAfter (if set), each at its newest version <= at, skipping
+// deleted keys. more reports that the limit cut the result.
+func Scan(r Reader, b Bucket, prefix, startAfter []byte, at ts.Timestamp, limit int) (kvs []KV, more bool, err error) {
+	lower, upper := kindSpan(b, KindData, prefix)
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return nil, false, err
+	}
+	defer it.Close()
+	valid := it.First()
+	if startAfter != nil {
+		// The smallest key after startAfter is startAfter+0x00.
+		valid = it.SeekGE(VersionKey(b, append(append([]byte{}, startAfter...), 0), at))
+	}
+	for valid {
+		_, key, version, err := DecodeVersionKey(it.Key())
+		if err != nil {
+			return nil, false, err
+		}
+		if version > at {
+			valid = it.SeekGE(VersionKey(b, key, at))
+			continue
+		}
+		v, err := decodeValue(it.Value(), version)
+		if err != nil {
+			return nil, false, err
+		}
+		if v.Found {
+			if len(kvs) == limit {
+				return kvs, true, it.Error()
+			}
+			kvs = append(kvs, KV{Key: append([]byte{}, key...), Value: v.Bytes, Version: version})
+		}
+		valid = it.NextPrefix()
+	}
+	return kvs, false, it.Error()
+}
+
+// GC deletes the versions of bucket b that no read at a timestamp >= before
+// can see (invariant 4) and returns how many it deleted.
+func GC(rw ReadWriter, b Bucket, before ts.Timestamp) (int, error) {
+	lower, upper := kindSpan(b, KindData, nil)
+	it, err := rw.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	var (
+		deleted  int
+		curKey   []byte
+		keptBase bool // curKey's newest version <= before has been seen
+	)
+	var toDelete [][]byte
+	for valid := it.First(); valid; valid = it.Next() {
+		_, key, version, err := DecodeVersionKey(it.Key())
+		if err != nil {
+			return 0, err
+		}
+		if !bytes.Equal(key, curKey) {
+			curKey, keptBase = append(curKey[:0], key...), false
+		}
+		if version > before {
+			continue
+		}
+		if !keptBase {
+			keptBase = true
+			if len(it.Value()) > 0 && it.Value()[0] != tagTombstone {
+				continue // the newest version at or below before stays
+			}
+		}
+		toDelete = append(toDelete, append([]byte(nil), it.Key()...))
+	}
+	if err := it.Error(); err != nil {
+		return 0, err
+	}
+	for _, k := range toDelete {
+		if err := rw.Delete(k, nil); err != nil {
+			return deleted, err
+		}
+		deleted++
+	}
+	return deleted, nil
+}
+
+var marshalOpts = proto.MarshalOptions{Deterministic: true}
+
+// Marshal encodes a record deterministically (invariant 3).
+func Marshal(m proto.Message) ([]byte, error) { return marshalOpts.Marshal(m) }
+
+// GetRecord reads the record (kind, name) of bucket b into m.
+func GetRecord(r Reader, b Bucket, kind Kind, name []byte, m proto.Message) (bool, error) {
+	return getProto(r, RecordKey(b, kind, name), m)
+}
+
+// PutRecord writes the record (kind, name) of bucket b.
+func PutRecord(w Writer, b Bucket, kind Kind, name []byte, m proto.Message) error {
+	return putProto(w, RecordKey(b, kind, name), m)
+}
+
+// DeleteRecord deletes the record (kind, name) of bucket b.
+func DeleteRecord(w Writer, b Bucket, kind Kind, name []byte) error {
+	return w.Delete(RecordKey(b, kind, name), nil)
+}
+
+// ScanRecords calls fn for each record of kind in bucket b whose name starts
+// with prefix, in name order. The slices are only valid during the call.
+func ScanRecords(r Reader, b Bucket, kind Kind, prefix []byte, fn func(name, raw []byte) error) error {
+	lower, upper := kindSpan(b, kind, prefix)
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for valid := it.First(); valid; valid = it.Next() {
+		_, _, name, err := DecodeRecordKey(it.Key())
+		if err != nil {
+			return err
+		}
+		if err := fn(name, it.Value()); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
+// GetProto reads the protobuf at engine key k (meta and local items).
+func GetProto(r Reader, k []byte, m proto.Message) (bool, error) { return getProto(r, k, m) }
+
+// PutProto writes a protobuf at engine key k.
+func PutProto(w Writer, k []byte, m proto.Message) error { return putProto(w, k, m) }
+
+func getProto(r Reader, k []byte, m proto.Message) (bool, error) {
+	raw, ok, err := getRaw(r, k)
+	if err != nil || !ok {
+		return false, err
+	}
+	if err := proto.Unmarshal(raw, m); err != nil {
+		return false, fmt.Errorf("%w: %x: %w", ErrBadValue, k, err)
+	}
+	return true, nil
+}
+
+func putProto(w Writer, k []byte, m proto.Message) error {
+	raw, err := Marshal(m)
+	if err != nil {
+		return err
+	}
+	return w.Set(k, raw, nil)
+}
