@@ -43,4 +43,5 @@ func must(t *testing.T, err error) {
 }
 
 func tsOf(v uint64) tsT { return tsT(v) }
+
 type tsT = ts.Timestamp
