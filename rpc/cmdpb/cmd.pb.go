@@ -324,7 +324,6 @@ type Command struct {
 	//	*Command_ResolveKeys
 	//	*Command_TxnResolved
 	//	*Command_Gc
-	//	*Command_Batch
 	//	*Command_TsoBound
 	//	*Command_Noop
 	Body          isCommand_Body `protobuf_oneof:"body"`
@@ -484,15 +483,6 @@ func (x *Command) GetGc() *GC {
 	return nil
 }
 
-func (x *Command) GetBatch() *Batch {
-	if x != nil {
-		if x, ok := x.Body.(*Command_Batch); ok {
-			return x.Batch
-		}
-	}
-	return nil
-}
-
 func (x *Command) GetTsoBound() *TSOBound {
 	if x != nil {
 		if x, ok := x.Body.(*Command_TsoBound); ok {
@@ -563,10 +553,6 @@ type Command_Gc struct {
 	Gc *GC `protobuf:"bytes,21,opt,name=gc,proto3,oneof"`
 }
 
-type Command_Batch struct {
-	Batch *Batch `protobuf:"bytes,22,opt,name=batch,proto3,oneof"`
-}
-
 type Command_TsoBound struct {
 	TsoBound *TSOBound `protobuf:"bytes,40,opt,name=tso_bound,json=tsoBound,proto3,oneof"`
 }
@@ -599,57 +585,9 @@ func (*Command_TxnResolved) isCommand_Body() {}
 
 func (*Command_Gc) isCommand_Body() {}
 
-func (*Command_Batch) isCommand_Body() {}
-
 func (*Command_TsoBound) isCommand_Body() {}
 
 func (*Command_Noop) isCommand_Body() {}
-
-// Batch applies several commands of one bucket in order, each with its own
-// result. The scheduler folds concurrent proposals into one entry.
-type Batch struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Commands      []*Command             `protobuf:"bytes,1,rep,name=commands,proto3" json:"commands,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *Batch) Reset() {
-	*x = Batch{}
-	mi := &file_cmd_proto_msgTypes[2]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *Batch) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*Batch) ProtoMessage() {}
-
-func (x *Batch) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[2]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use Batch.ProtoReflect.Descriptor instead.
-func (*Batch) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{2}
-}
-
-func (x *Batch) GetCommands() []*Command {
-	if x != nil {
-		return x.Commands
-	}
-	return nil
-}
 
 type Noop struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -659,7 +597,7 @@ type Noop struct {
 
 func (x *Noop) Reset() {
 	*x = Noop{}
-	mi := &file_cmd_proto_msgTypes[3]
+	mi := &file_cmd_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -671,7 +609,7 @@ func (x *Noop) String() string {
 func (*Noop) ProtoMessage() {}
 
 func (x *Noop) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[3]
+	mi := &file_cmd_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -684,7 +622,7 @@ func (x *Noop) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Noop.ProtoReflect.Descriptor instead.
 func (*Noop) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{3}
+	return file_cmd_proto_rawDescGZIP(), []int{2}
 }
 
 // Put writes (or, with tombstone, deletes) key at version ts. A write to a
@@ -705,7 +643,7 @@ type Put struct {
 
 func (x *Put) Reset() {
 	*x = Put{}
-	mi := &file_cmd_proto_msgTypes[4]
+	mi := &file_cmd_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -717,7 +655,7 @@ func (x *Put) String() string {
 func (*Put) ProtoMessage() {}
 
 func (x *Put) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[4]
+	mi := &file_cmd_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -730,7 +668,7 @@ func (x *Put) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Put.ProtoReflect.Descriptor instead.
 func (*Put) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{4}
+	return file_cmd_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Put) GetKey() []byte {
@@ -788,7 +726,7 @@ type CompareAndSwap struct {
 
 func (x *CompareAndSwap) Reset() {
 	*x = CompareAndSwap{}
-	mi := &file_cmd_proto_msgTypes[5]
+	mi := &file_cmd_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -800,7 +738,7 @@ func (x *CompareAndSwap) String() string {
 func (*CompareAndSwap) ProtoMessage() {}
 
 func (x *CompareAndSwap) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[5]
+	mi := &file_cmd_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -813,7 +751,7 @@ func (x *CompareAndSwap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompareAndSwap.ProtoReflect.Descriptor instead.
 func (*CompareAndSwap) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{5}
+	return file_cmd_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *CompareAndSwap) GetKey() []byte {
@@ -867,7 +805,7 @@ type NamedAcquire struct {
 
 func (x *NamedAcquire) Reset() {
 	*x = NamedAcquire{}
-	mi := &file_cmd_proto_msgTypes[6]
+	mi := &file_cmd_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -879,7 +817,7 @@ func (x *NamedAcquire) String() string {
 func (*NamedAcquire) ProtoMessage() {}
 
 func (x *NamedAcquire) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[6]
+	mi := &file_cmd_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -892,7 +830,7 @@ func (x *NamedAcquire) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NamedAcquire.ProtoReflect.Descriptor instead.
 func (*NamedAcquire) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{6}
+	return file_cmd_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *NamedAcquire) GetName() string {
@@ -950,7 +888,7 @@ type NamedRelease struct {
 
 func (x *NamedRelease) Reset() {
 	*x = NamedRelease{}
-	mi := &file_cmd_proto_msgTypes[7]
+	mi := &file_cmd_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -962,7 +900,7 @@ func (x *NamedRelease) String() string {
 func (*NamedRelease) ProtoMessage() {}
 
 func (x *NamedRelease) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[7]
+	mi := &file_cmd_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -975,7 +913,7 @@ func (x *NamedRelease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NamedRelease.ProtoReflect.Descriptor instead.
 func (*NamedRelease) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{7}
+	return file_cmd_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *NamedRelease) GetName() string {
@@ -1017,7 +955,7 @@ type TxnBegin struct {
 
 func (x *TxnBegin) Reset() {
 	*x = TxnBegin{}
-	mi := &file_cmd_proto_msgTypes[8]
+	mi := &file_cmd_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1029,7 +967,7 @@ func (x *TxnBegin) String() string {
 func (*TxnBegin) ProtoMessage() {}
 
 func (x *TxnBegin) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[8]
+	mi := &file_cmd_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1042,7 +980,7 @@ func (x *TxnBegin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnBegin.ProtoReflect.Descriptor instead.
 func (*TxnBegin) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{8}
+	return file_cmd_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *TxnBegin) GetName() string {
@@ -1116,7 +1054,7 @@ type LockKeys struct {
 
 func (x *LockKeys) Reset() {
 	*x = LockKeys{}
-	mi := &file_cmd_proto_msgTypes[9]
+	mi := &file_cmd_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1128,7 +1066,7 @@ func (x *LockKeys) String() string {
 func (*LockKeys) ProtoMessage() {}
 
 func (x *LockKeys) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[9]
+	mi := &file_cmd_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1141,7 +1079,7 @@ func (x *LockKeys) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockKeys.ProtoReflect.Descriptor instead.
 func (*LockKeys) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{9}
+	return file_cmd_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *LockKeys) GetName() string {
@@ -1186,7 +1124,7 @@ type TxnWrite struct {
 
 func (x *TxnWrite) Reset() {
 	*x = TxnWrite{}
-	mi := &file_cmd_proto_msgTypes[10]
+	mi := &file_cmd_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1198,7 +1136,7 @@ func (x *TxnWrite) String() string {
 func (*TxnWrite) ProtoMessage() {}
 
 func (x *TxnWrite) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[10]
+	mi := &file_cmd_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1211,7 +1149,7 @@ func (x *TxnWrite) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnWrite.ProtoReflect.Descriptor instead.
 func (*TxnWrite) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{10}
+	return file_cmd_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *TxnWrite) GetName() string {
@@ -1263,7 +1201,7 @@ type TxnPrepare struct {
 
 func (x *TxnPrepare) Reset() {
 	*x = TxnPrepare{}
-	mi := &file_cmd_proto_msgTypes[11]
+	mi := &file_cmd_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1275,7 +1213,7 @@ func (x *TxnPrepare) String() string {
 func (*TxnPrepare) ProtoMessage() {}
 
 func (x *TxnPrepare) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[11]
+	mi := &file_cmd_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1288,7 +1226,7 @@ func (x *TxnPrepare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnPrepare.ProtoReflect.Descriptor instead.
 func (*TxnPrepare) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{11}
+	return file_cmd_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *TxnPrepare) GetName() string {
@@ -1335,7 +1273,7 @@ type TxnFinish struct {
 
 func (x *TxnFinish) Reset() {
 	*x = TxnFinish{}
-	mi := &file_cmd_proto_msgTypes[12]
+	mi := &file_cmd_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1347,7 +1285,7 @@ func (x *TxnFinish) String() string {
 func (*TxnFinish) ProtoMessage() {}
 
 func (x *TxnFinish) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[12]
+	mi := &file_cmd_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1360,7 +1298,7 @@ func (x *TxnFinish) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnFinish.ProtoReflect.Descriptor instead.
 func (*TxnFinish) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{12}
+	return file_cmd_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *TxnFinish) GetName() string {
@@ -1413,7 +1351,7 @@ type ResolveKeys struct {
 
 func (x *ResolveKeys) Reset() {
 	*x = ResolveKeys{}
-	mi := &file_cmd_proto_msgTypes[13]
+	mi := &file_cmd_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1425,7 +1363,7 @@ func (x *ResolveKeys) String() string {
 func (*ResolveKeys) ProtoMessage() {}
 
 func (x *ResolveKeys) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[13]
+	mi := &file_cmd_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1438,7 +1376,7 @@ func (x *ResolveKeys) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveKeys.ProtoReflect.Descriptor instead.
 func (*ResolveKeys) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{13}
+	return file_cmd_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ResolveKeys) GetName() string {
@@ -1488,7 +1426,7 @@ type TxnResolved struct {
 
 func (x *TxnResolved) Reset() {
 	*x = TxnResolved{}
-	mi := &file_cmd_proto_msgTypes[14]
+	mi := &file_cmd_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1500,7 +1438,7 @@ func (x *TxnResolved) String() string {
 func (*TxnResolved) ProtoMessage() {}
 
 func (x *TxnResolved) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[14]
+	mi := &file_cmd_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1513,7 +1451,7 @@ func (x *TxnResolved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnResolved.ProtoReflect.Descriptor instead.
 func (*TxnResolved) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{14}
+	return file_cmd_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *TxnResolved) GetName() string {
@@ -1541,7 +1479,7 @@ type GC struct {
 
 func (x *GC) Reset() {
 	*x = GC{}
-	mi := &file_cmd_proto_msgTypes[15]
+	mi := &file_cmd_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1553,7 +1491,7 @@ func (x *GC) String() string {
 func (*GC) ProtoMessage() {}
 
 func (x *GC) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[15]
+	mi := &file_cmd_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1566,7 +1504,7 @@ func (x *GC) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GC.ProtoReflect.Descriptor instead.
 func (*GC) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{15}
+	return file_cmd_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GC) GetTs() uint64 {
@@ -1587,7 +1525,7 @@ type TSOBound struct {
 
 func (x *TSOBound) Reset() {
 	*x = TSOBound{}
-	mi := &file_cmd_proto_msgTypes[16]
+	mi := &file_cmd_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1599,7 +1537,7 @@ func (x *TSOBound) String() string {
 func (*TSOBound) ProtoMessage() {}
 
 func (x *TSOBound) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[16]
+	mi := &file_cmd_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1612,7 +1550,7 @@ func (x *TSOBound) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TSOBound.ProtoReflect.Descriptor instead.
 func (*TSOBound) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{16}
+	return file_cmd_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *TSOBound) GetBound() uint64 {
@@ -1633,10 +1571,9 @@ type Result struct {
 	// count: keys locked by LockKeys, keys resolved by ResolveKeys.
 	Count int32 `protobuf:"varint,6,opt,name=count,proto3" json:"count,omitempty"`
 	// current: the key's current version and value for a failed CAS.
-	CurrentVersion uint64    `protobuf:"varint,7,opt,name=current_version,json=currentVersion,proto3" json:"current_version,omitempty"`
-	CurrentValue   []byte    `protobuf:"bytes,8,opt,name=current_value,json=currentValue,proto3" json:"current_value,omitempty"`
-	CurrentFound   bool      `protobuf:"varint,9,opt,name=current_found,json=currentFound,proto3" json:"current_found,omitempty"`
-	Batch          []*Result `protobuf:"bytes,10,rep,name=batch,proto3" json:"batch,omitempty"`
+	CurrentVersion uint64 `protobuf:"varint,7,opt,name=current_version,json=currentVersion,proto3" json:"current_version,omitempty"`
+	CurrentValue   []byte `protobuf:"bytes,8,opt,name=current_value,json=currentValue,proto3" json:"current_value,omitempty"`
+	CurrentFound   bool   `protobuf:"varint,9,opt,name=current_found,json=currentFound,proto3" json:"current_found,omitempty"`
 	// held_by: the conflicting lock's name when LockKeys stopped.
 	HeldBy        string `protobuf:"bytes,11,opt,name=held_by,json=heldBy,proto3" json:"held_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -1645,7 +1582,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_cmd_proto_msgTypes[17]
+	mi := &file_cmd_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1657,7 +1594,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[17]
+	mi := &file_cmd_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1670,7 +1607,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{17}
+	return file_cmd_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Result) GetError() ErrorCode {
@@ -1736,13 +1673,6 @@ func (x *Result) GetCurrentFound() bool {
 	return false
 }
 
-func (x *Result) GetBatch() []*Result {
-	if x != nil {
-		return x.Batch
-	}
-	return nil
-}
-
 func (x *Result) GetHeldBy() string {
 	if x != nil {
 		return x.HeldBy
@@ -1772,7 +1702,7 @@ type NamedLockRecord struct {
 
 func (x *NamedLockRecord) Reset() {
 	*x = NamedLockRecord{}
-	mi := &file_cmd_proto_msgTypes[18]
+	mi := &file_cmd_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1784,7 +1714,7 @@ func (x *NamedLockRecord) String() string {
 func (*NamedLockRecord) ProtoMessage() {}
 
 func (x *NamedLockRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[18]
+	mi := &file_cmd_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1797,7 +1727,7 @@ func (x *NamedLockRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NamedLockRecord.ProtoReflect.Descriptor instead.
 func (*NamedLockRecord) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{18}
+	return file_cmd_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *NamedLockRecord) GetHeld() bool {
@@ -1886,7 +1816,7 @@ type TxnRecord struct {
 
 func (x *TxnRecord) Reset() {
 	*x = TxnRecord{}
-	mi := &file_cmd_proto_msgTypes[19]
+	mi := &file_cmd_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1898,7 +1828,7 @@ func (x *TxnRecord) String() string {
 func (*TxnRecord) ProtoMessage() {}
 
 func (x *TxnRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[19]
+	mi := &file_cmd_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1911,7 +1841,7 @@ func (x *TxnRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnRecord.ProtoReflect.Descriptor instead.
 func (*TxnRecord) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{19}
+	return file_cmd_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *TxnRecord) GetStatus() TxnStatus {
@@ -2015,7 +1945,7 @@ type KeyLock struct {
 
 func (x *KeyLock) Reset() {
 	*x = KeyLock{}
-	mi := &file_cmd_proto_msgTypes[20]
+	mi := &file_cmd_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2027,7 +1957,7 @@ func (x *KeyLock) String() string {
 func (*KeyLock) ProtoMessage() {}
 
 func (x *KeyLock) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[20]
+	mi := &file_cmd_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2040,7 +1970,7 @@ func (x *KeyLock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyLock.ProtoReflect.Descriptor instead.
 func (*KeyLock) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{20}
+	return file_cmd_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *KeyLock) GetHolders() []*KeyLockHolder {
@@ -2090,7 +2020,7 @@ type KeyLockHolder struct {
 
 func (x *KeyLockHolder) Reset() {
 	*x = KeyLockHolder{}
-	mi := &file_cmd_proto_msgTypes[21]
+	mi := &file_cmd_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2102,7 +2032,7 @@ func (x *KeyLockHolder) String() string {
 func (*KeyLockHolder) ProtoMessage() {}
 
 func (x *KeyLockHolder) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[21]
+	mi := &file_cmd_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2115,7 +2045,7 @@ func (x *KeyLockHolder) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyLockHolder.ProtoReflect.Descriptor instead.
 func (*KeyLockHolder) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{21}
+	return file_cmd_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *KeyLockHolder) GetName() string {
@@ -2156,7 +2086,7 @@ type KeyFences struct {
 
 func (x *KeyFences) Reset() {
 	*x = KeyFences{}
-	mi := &file_cmd_proto_msgTypes[22]
+	mi := &file_cmd_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2168,7 +2098,7 @@ func (x *KeyFences) String() string {
 func (*KeyFences) ProtoMessage() {}
 
 func (x *KeyFences) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[22]
+	mi := &file_cmd_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2181,7 +2111,7 @@ func (x *KeyFences) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyFences.ProtoReflect.Descriptor instead.
 func (*KeyFences) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{22}
+	return file_cmd_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *KeyFences) GetFences() []*FenceEntry {
@@ -2201,7 +2131,7 @@ type FenceEntry struct {
 
 func (x *FenceEntry) Reset() {
 	*x = FenceEntry{}
-	mi := &file_cmd_proto_msgTypes[23]
+	mi := &file_cmd_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2213,7 +2143,7 @@ func (x *FenceEntry) String() string {
 func (*FenceEntry) ProtoMessage() {}
 
 func (x *FenceEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[23]
+	mi := &file_cmd_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2226,7 +2156,7 @@ func (x *FenceEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FenceEntry.ProtoReflect.Descriptor instead.
 func (*FenceEntry) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{23}
+	return file_cmd_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *FenceEntry) GetName() string {
@@ -2253,7 +2183,7 @@ type MetaState struct {
 
 func (x *MetaState) Reset() {
 	*x = MetaState{}
-	mi := &file_cmd_proto_msgTypes[24]
+	mi := &file_cmd_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2265,7 +2195,7 @@ func (x *MetaState) String() string {
 func (*MetaState) ProtoMessage() {}
 
 func (x *MetaState) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[24]
+	mi := &file_cmd_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2278,12 +2208,74 @@ func (x *MetaState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetaState.ProtoReflect.Descriptor instead.
 func (*MetaState) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{24}
+	return file_cmd_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *MetaState) GetTsoBound() uint64 {
 	if x != nil {
 		return x.TsoBound
+	}
+	return 0
+}
+
+// NodeIdent is a node's identity, stored in its own metadata when the data
+// directory is created.
+type NodeIdent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        uint64                 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	ClusterId     string                 `protobuf:"bytes,2,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	Buckets       uint32                 `protobuf:"varint,3,opt,name=buckets,proto3" json:"buckets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeIdent) Reset() {
+	*x = NodeIdent{}
+	mi := &file_cmd_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeIdent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeIdent) ProtoMessage() {}
+
+func (x *NodeIdent) ProtoReflect() protoreflect.Message {
+	mi := &file_cmd_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeIdent.ProtoReflect.Descriptor instead.
+func (*NodeIdent) Descriptor() ([]byte, []int) {
+	return file_cmd_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *NodeIdent) GetNodeId() uint64 {
+	if x != nil {
+		return x.NodeId
+	}
+	return 0
+}
+
+func (x *NodeIdent) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
+func (x *NodeIdent) GetBuckets() uint32 {
+	if x != nil {
+		return x.Buckets
 	}
 	return 0
 }
@@ -2295,7 +2287,7 @@ const file_cmd_proto_rawDesc = "" +
 	"\tcmd.proto\x12\x12opencluster.cmd.v1\"L\n" +
 	"\aKeySpec\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12/\n" +
-	"\x04mode\x18\x02 \x01(\x0e2\x1b.opencluster.cmd.v1.KeyModeR\x04mode\"\xb9\a\n" +
+	"\x04mode\x18\x02 \x01(\x0e2\x1b.opencluster.cmd.v1.KeyModeR\x04mode\"\x86\a\n" +
 	"\aCommand\x12\x1f\n" +
 	"\vproposal_id\x18\x01 \x01(\x04R\n" +
 	"proposalId\x12+\n" +
@@ -2313,13 +2305,10 @@ const file_cmd_proto_rawDesc = "" +
 	"txn_finish\x18\x12 \x01(\v2\x1d.opencluster.cmd.v1.TxnFinishH\x00R\ttxnFinish\x12D\n" +
 	"\fresolve_keys\x18\x13 \x01(\v2\x1f.opencluster.cmd.v1.ResolveKeysH\x00R\vresolveKeys\x12D\n" +
 	"\ftxn_resolved\x18\x14 \x01(\v2\x1f.opencluster.cmd.v1.TxnResolvedH\x00R\vtxnResolved\x12(\n" +
-	"\x02gc\x18\x15 \x01(\v2\x16.opencluster.cmd.v1.GCH\x00R\x02gc\x121\n" +
-	"\x05batch\x18\x16 \x01(\v2\x19.opencluster.cmd.v1.BatchH\x00R\x05batch\x12;\n" +
+	"\x02gc\x18\x15 \x01(\v2\x16.opencluster.cmd.v1.GCH\x00R\x02gc\x12;\n" +
 	"\ttso_bound\x18( \x01(\v2\x1c.opencluster.cmd.v1.TSOBoundH\x00R\btsoBound\x12.\n" +
 	"\x04noop\x18) \x01(\v2\x18.opencluster.cmd.v1.NoopH\x00R\x04noopB\x06\n" +
-	"\x04body\"@\n" +
-	"\x05Batch\x127\n" +
-	"\bcommands\x18\x01 \x03(\v2\x1b.opencluster.cmd.v1.CommandR\bcommands\"\x06\n" +
+	"\x04body\"\x06\n" +
 	"\x04Noop\"\x9b\x01\n" +
 	"\x03Put\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
@@ -2393,7 +2382,7 @@ const file_cmd_proto_rawDesc = "" +
 	"\x02GC\x12\x0e\n" +
 	"\x02ts\x18\x01 \x01(\x04R\x02ts\" \n" +
 	"\bTSOBound\x12\x14\n" +
-	"\x05bound\x18\x01 \x01(\x04R\x05bound\"\xe3\x02\n" +
+	"\x05bound\x18\x01 \x01(\x04R\x05bound\"\xb1\x02\n" +
 	"\x06Result\x123\n" +
 	"\x05error\x18\x01 \x01(\x0e2\x1d.opencluster.cmd.v1.ErrorCodeR\x05error\x12\x16\n" +
 	"\x06detail\x18\x02 \x01(\tR\x06detail\x12\x0e\n" +
@@ -2403,9 +2392,7 @@ const file_cmd_proto_rawDesc = "" +
 	"\x05count\x18\x06 \x01(\x05R\x05count\x12'\n" +
 	"\x0fcurrent_version\x18\a \x01(\x04R\x0ecurrentVersion\x12#\n" +
 	"\rcurrent_value\x18\b \x01(\fR\fcurrentValue\x12#\n" +
-	"\rcurrent_found\x18\t \x01(\bR\fcurrentFound\x120\n" +
-	"\x05batch\x18\n" +
-	" \x03(\v2\x1a.opencluster.cmd.v1.ResultR\x05batch\x12\x17\n" +
+	"\rcurrent_found\x18\t \x01(\bR\fcurrentFound\x12\x17\n" +
 	"\aheld_by\x18\v \x01(\tR\x06heldBy\"\xfc\x01\n" +
 	"\x0fNamedLockRecord\x12\x12\n" +
 	"\x04held\x18\x01 \x01(\bR\x04held\x12\x12\n" +
@@ -2452,7 +2439,12 @@ const file_cmd_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\x04R\x05token\"(\n" +
 	"\tMetaState\x12\x1b\n" +
-	"\ttso_bound\x18\x01 \x01(\x04R\btsoBound*8\n" +
+	"\ttso_bound\x18\x01 \x01(\x04R\btsoBound\"]\n" +
+	"\tNodeIdent\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x02 \x01(\tR\tclusterId\x12\x18\n" +
+	"\abuckets\x18\x03 \x01(\rR\abuckets*8\n" +
 	"\aKeyMode\x12\x18\n" +
 	"\x14KEY_MODE_UNSPECIFIED\x10\x00\x12\b\n" +
 	"\x04READ\x10\x01\x12\t\n" +
@@ -2500,67 +2492,64 @@ var file_cmd_proto_goTypes = []any{
 	(ErrorCode)(0),          // 3: opencluster.cmd.v1.ErrorCode
 	(*KeySpec)(nil),         // 4: opencluster.cmd.v1.KeySpec
 	(*Command)(nil),         // 5: opencluster.cmd.v1.Command
-	(*Batch)(nil),           // 6: opencluster.cmd.v1.Batch
-	(*Noop)(nil),            // 7: opencluster.cmd.v1.Noop
-	(*Put)(nil),             // 8: opencluster.cmd.v1.Put
-	(*CompareAndSwap)(nil),  // 9: opencluster.cmd.v1.CompareAndSwap
-	(*NamedAcquire)(nil),    // 10: opencluster.cmd.v1.NamedAcquire
-	(*NamedRelease)(nil),    // 11: opencluster.cmd.v1.NamedRelease
-	(*TxnBegin)(nil),        // 12: opencluster.cmd.v1.TxnBegin
-	(*LockKeys)(nil),        // 13: opencluster.cmd.v1.LockKeys
-	(*TxnWrite)(nil),        // 14: opencluster.cmd.v1.TxnWrite
-	(*TxnPrepare)(nil),      // 15: opencluster.cmd.v1.TxnPrepare
-	(*TxnFinish)(nil),       // 16: opencluster.cmd.v1.TxnFinish
-	(*ResolveKeys)(nil),     // 17: opencluster.cmd.v1.ResolveKeys
-	(*TxnResolved)(nil),     // 18: opencluster.cmd.v1.TxnResolved
-	(*GC)(nil),              // 19: opencluster.cmd.v1.GC
-	(*TSOBound)(nil),        // 20: opencluster.cmd.v1.TSOBound
-	(*Result)(nil),          // 21: opencluster.cmd.v1.Result
-	(*NamedLockRecord)(nil), // 22: opencluster.cmd.v1.NamedLockRecord
-	(*TxnRecord)(nil),       // 23: opencluster.cmd.v1.TxnRecord
-	(*KeyLock)(nil),         // 24: opencluster.cmd.v1.KeyLock
-	(*KeyLockHolder)(nil),   // 25: opencluster.cmd.v1.KeyLockHolder
-	(*KeyFences)(nil),       // 26: opencluster.cmd.v1.KeyFences
-	(*FenceEntry)(nil),      // 27: opencluster.cmd.v1.FenceEntry
-	(*MetaState)(nil),       // 28: opencluster.cmd.v1.MetaState
+	(*Noop)(nil),            // 6: opencluster.cmd.v1.Noop
+	(*Put)(nil),             // 7: opencluster.cmd.v1.Put
+	(*CompareAndSwap)(nil),  // 8: opencluster.cmd.v1.CompareAndSwap
+	(*NamedAcquire)(nil),    // 9: opencluster.cmd.v1.NamedAcquire
+	(*NamedRelease)(nil),    // 10: opencluster.cmd.v1.NamedRelease
+	(*TxnBegin)(nil),        // 11: opencluster.cmd.v1.TxnBegin
+	(*LockKeys)(nil),        // 12: opencluster.cmd.v1.LockKeys
+	(*TxnWrite)(nil),        // 13: opencluster.cmd.v1.TxnWrite
+	(*TxnPrepare)(nil),      // 14: opencluster.cmd.v1.TxnPrepare
+	(*TxnFinish)(nil),       // 15: opencluster.cmd.v1.TxnFinish
+	(*ResolveKeys)(nil),     // 16: opencluster.cmd.v1.ResolveKeys
+	(*TxnResolved)(nil),     // 17: opencluster.cmd.v1.TxnResolved
+	(*GC)(nil),              // 18: opencluster.cmd.v1.GC
+	(*TSOBound)(nil),        // 19: opencluster.cmd.v1.TSOBound
+	(*Result)(nil),          // 20: opencluster.cmd.v1.Result
+	(*NamedLockRecord)(nil), // 21: opencluster.cmd.v1.NamedLockRecord
+	(*TxnRecord)(nil),       // 22: opencluster.cmd.v1.TxnRecord
+	(*KeyLock)(nil),         // 23: opencluster.cmd.v1.KeyLock
+	(*KeyLockHolder)(nil),   // 24: opencluster.cmd.v1.KeyLockHolder
+	(*KeyFences)(nil),       // 25: opencluster.cmd.v1.KeyFences
+	(*FenceEntry)(nil),      // 26: opencluster.cmd.v1.FenceEntry
+	(*MetaState)(nil),       // 27: opencluster.cmd.v1.MetaState
+	(*NodeIdent)(nil),       // 28: opencluster.cmd.v1.NodeIdent
 }
 var file_cmd_proto_depIdxs = []int32{
 	0,  // 0: opencluster.cmd.v1.KeySpec.mode:type_name -> opencluster.cmd.v1.KeyMode
-	8,  // 1: opencluster.cmd.v1.Command.put:type_name -> opencluster.cmd.v1.Put
-	9,  // 2: opencluster.cmd.v1.Command.cas:type_name -> opencluster.cmd.v1.CompareAndSwap
-	10, // 3: opencluster.cmd.v1.Command.named_acquire:type_name -> opencluster.cmd.v1.NamedAcquire
-	11, // 4: opencluster.cmd.v1.Command.named_release:type_name -> opencluster.cmd.v1.NamedRelease
-	12, // 5: opencluster.cmd.v1.Command.txn_begin:type_name -> opencluster.cmd.v1.TxnBegin
-	13, // 6: opencluster.cmd.v1.Command.lock_keys:type_name -> opencluster.cmd.v1.LockKeys
-	14, // 7: opencluster.cmd.v1.Command.txn_write:type_name -> opencluster.cmd.v1.TxnWrite
-	15, // 8: opencluster.cmd.v1.Command.txn_prepare:type_name -> opencluster.cmd.v1.TxnPrepare
-	16, // 9: opencluster.cmd.v1.Command.txn_finish:type_name -> opencluster.cmd.v1.TxnFinish
-	17, // 10: opencluster.cmd.v1.Command.resolve_keys:type_name -> opencluster.cmd.v1.ResolveKeys
-	18, // 11: opencluster.cmd.v1.Command.txn_resolved:type_name -> opencluster.cmd.v1.TxnResolved
-	19, // 12: opencluster.cmd.v1.Command.gc:type_name -> opencluster.cmd.v1.GC
-	6,  // 13: opencluster.cmd.v1.Command.batch:type_name -> opencluster.cmd.v1.Batch
-	20, // 14: opencluster.cmd.v1.Command.tso_bound:type_name -> opencluster.cmd.v1.TSOBound
-	7,  // 15: opencluster.cmd.v1.Command.noop:type_name -> opencluster.cmd.v1.Noop
-	5,  // 16: opencluster.cmd.v1.Batch.commands:type_name -> opencluster.cmd.v1.Command
-	1,  // 17: opencluster.cmd.v1.TxnBegin.isolation:type_name -> opencluster.cmd.v1.Isolation
-	4,  // 18: opencluster.cmd.v1.TxnBegin.keys:type_name -> opencluster.cmd.v1.KeySpec
-	1,  // 19: opencluster.cmd.v1.LockKeys.isolation:type_name -> opencluster.cmd.v1.Isolation
-	4,  // 20: opencluster.cmd.v1.LockKeys.keys:type_name -> opencluster.cmd.v1.KeySpec
-	2,  // 21: opencluster.cmd.v1.TxnFinish.status:type_name -> opencluster.cmd.v1.TxnStatus
-	3,  // 22: opencluster.cmd.v1.Result.error:type_name -> opencluster.cmd.v1.ErrorCode
-	21, // 23: opencluster.cmd.v1.Result.batch:type_name -> opencluster.cmd.v1.Result
-	2,  // 24: opencluster.cmd.v1.TxnRecord.status:type_name -> opencluster.cmd.v1.TxnStatus
-	1,  // 25: opencluster.cmd.v1.TxnRecord.isolation:type_name -> opencluster.cmd.v1.Isolation
-	4,  // 26: opencluster.cmd.v1.TxnRecord.keys:type_name -> opencluster.cmd.v1.KeySpec
-	25, // 27: opencluster.cmd.v1.KeyLock.holders:type_name -> opencluster.cmd.v1.KeyLockHolder
-	0,  // 28: opencluster.cmd.v1.KeyLockHolder.mode:type_name -> opencluster.cmd.v1.KeyMode
-	1,  // 29: opencluster.cmd.v1.KeyLockHolder.isolation:type_name -> opencluster.cmd.v1.Isolation
-	27, // 30: opencluster.cmd.v1.KeyFences.fences:type_name -> opencluster.cmd.v1.FenceEntry
-	31, // [31:31] is the sub-list for method output_type
-	31, // [31:31] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	7,  // 1: opencluster.cmd.v1.Command.put:type_name -> opencluster.cmd.v1.Put
+	8,  // 2: opencluster.cmd.v1.Command.cas:type_name -> opencluster.cmd.v1.CompareAndSwap
+	9,  // 3: opencluster.cmd.v1.Command.named_acquire:type_name -> opencluster.cmd.v1.NamedAcquire
+	10, // 4: opencluster.cmd.v1.Command.named_release:type_name -> opencluster.cmd.v1.NamedRelease
+	11, // 5: opencluster.cmd.v1.Command.txn_begin:type_name -> opencluster.cmd.v1.TxnBegin
+	12, // 6: opencluster.cmd.v1.Command.lock_keys:type_name -> opencluster.cmd.v1.LockKeys
+	13, // 7: opencluster.cmd.v1.Command.txn_write:type_name -> opencluster.cmd.v1.TxnWrite
+	14, // 8: opencluster.cmd.v1.Command.txn_prepare:type_name -> opencluster.cmd.v1.TxnPrepare
+	15, // 9: opencluster.cmd.v1.Command.txn_finish:type_name -> opencluster.cmd.v1.TxnFinish
+	16, // 10: opencluster.cmd.v1.Command.resolve_keys:type_name -> opencluster.cmd.v1.ResolveKeys
+	17, // 11: opencluster.cmd.v1.Command.txn_resolved:type_name -> opencluster.cmd.v1.TxnResolved
+	18, // 12: opencluster.cmd.v1.Command.gc:type_name -> opencluster.cmd.v1.GC
+	19, // 13: opencluster.cmd.v1.Command.tso_bound:type_name -> opencluster.cmd.v1.TSOBound
+	6,  // 14: opencluster.cmd.v1.Command.noop:type_name -> opencluster.cmd.v1.Noop
+	1,  // 15: opencluster.cmd.v1.TxnBegin.isolation:type_name -> opencluster.cmd.v1.Isolation
+	4,  // 16: opencluster.cmd.v1.TxnBegin.keys:type_name -> opencluster.cmd.v1.KeySpec
+	1,  // 17: opencluster.cmd.v1.LockKeys.isolation:type_name -> opencluster.cmd.v1.Isolation
+	4,  // 18: opencluster.cmd.v1.LockKeys.keys:type_name -> opencluster.cmd.v1.KeySpec
+	2,  // 19: opencluster.cmd.v1.TxnFinish.status:type_name -> opencluster.cmd.v1.TxnStatus
+	3,  // 20: opencluster.cmd.v1.Result.error:type_name -> opencluster.cmd.v1.ErrorCode
+	2,  // 21: opencluster.cmd.v1.TxnRecord.status:type_name -> opencluster.cmd.v1.TxnStatus
+	1,  // 22: opencluster.cmd.v1.TxnRecord.isolation:type_name -> opencluster.cmd.v1.Isolation
+	4,  // 23: opencluster.cmd.v1.TxnRecord.keys:type_name -> opencluster.cmd.v1.KeySpec
+	24, // 24: opencluster.cmd.v1.KeyLock.holders:type_name -> opencluster.cmd.v1.KeyLockHolder
+	0,  // 25: opencluster.cmd.v1.KeyLockHolder.mode:type_name -> opencluster.cmd.v1.KeyMode
+	1,  // 26: opencluster.cmd.v1.KeyLockHolder.isolation:type_name -> opencluster.cmd.v1.Isolation
+	26, // 27: opencluster.cmd.v1.KeyFences.fences:type_name -> opencluster.cmd.v1.FenceEntry
+	28, // [28:28] is the sub-list for method output_type
+	28, // [28:28] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_cmd_proto_init() }
@@ -2581,7 +2570,6 @@ func file_cmd_proto_init() {
 		(*Command_ResolveKeys)(nil),
 		(*Command_TxnResolved)(nil),
 		(*Command_Gc)(nil),
-		(*Command_Batch)(nil),
 		(*Command_TsoBound)(nil),
 		(*Command_Noop)(nil),
 	}

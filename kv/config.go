@@ -1,0 +1,131 @@
+package kv
+
+import (
+	"crypto/rand"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/opencluster/opencluster/mvcc"
+	"github.com/opencluster/opencluster/mvcc/ts"
+)
+
+// Config configures a Node. A zero field means its default.
+type Config struct {
+	// DataDir holds the node's Pebble database. Required unless FS is an
+	// in-memory filesystem.
+	DataDir string
+	// FS is the filesystem (nil: the OS). Tests use vfs.NewMem().
+	FS vfs.FS
+	// AdvertiseAddr is the gRPC address clients reach this node at (shown
+	// by Status).
+	AdvertiseAddr string
+	// Buckets is the bucket count used when the data directory is created
+	// (default 64, 1..4096). An existing directory keeps its own count.
+	Buckets int
+	// Clock is the time source for every lease, ttl and timestamp.
+	Clock ts.Clock
+	// Rand is the source of lock codes (default crypto/rand).
+	Rand io.Reader
+	// Logger receives the node's logs (default: discard).
+	Logger *slog.Logger
+	// Registerer receives the node's metrics (nil: none).
+	Registerer prometheus.Registerer
+	// TickInterval is one Raft tick (default 100ms).
+	TickInterval time.Duration
+	// ElectionTicks is the Raft election timeout in ticks (default 10).
+	ElectionTicks int
+	// HeartbeatTicks is the Raft heartbeat interval in ticks (default 1).
+	HeartbeatTicks int
+	// GCWindow is how long old versions stay readable (default 10m).
+	GCWindow time.Duration
+	// GCInterval is how often each bucket collects garbage (default 1m).
+	GCInterval time.Duration
+	// ExpiryInterval is how often the leader checks lock deadlines
+	// (default 100ms).
+	ExpiryInterval time.Duration
+	// MemTableBytes is passed to the engine (default: mvcc's).
+	MemTableBytes uint64
+}
+
+// DefaultConfig returns the production defaults.
+func DefaultConfig() Config {
+	return Config{
+		Buckets:        64,
+		Clock:          ts.RealClock{},
+		Rand:           rand.Reader,
+		TickInterval:   100 * time.Millisecond,
+		ElectionTicks:  10,
+		HeartbeatTicks: 1,
+		GCWindow:       10 * time.Minute,
+		GCInterval:     time.Minute,
+		ExpiryInterval: 100 * time.Millisecond,
+	}
+}
+
+// TestConfig returns fast settings for tests: an in-memory filesystem,
+// 8 buckets and short intervals.
+func TestConfig() Config {
+	c := DefaultConfig()
+	c.FS = vfs.NewMem()
+	c.Buckets = 8
+	c.TickInterval = 10 * time.Millisecond
+	c.ExpiryInterval = 10 * time.Millisecond
+	return c
+}
+
+func (c *Config) fillDefaults() {
+	d := DefaultConfig()
+	if c.Buckets == 0 {
+		c.Buckets = d.Buckets
+	}
+	if c.Clock == nil {
+		c.Clock = d.Clock
+	}
+	if c.Rand == nil {
+		c.Rand = d.Rand
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.TickInterval == 0 {
+		c.TickInterval = d.TickInterval
+	}
+	if c.ElectionTicks == 0 {
+		c.ElectionTicks = d.ElectionTicks
+	}
+	if c.HeartbeatTicks == 0 {
+		c.HeartbeatTicks = d.HeartbeatTicks
+	}
+	if c.GCWindow == 0 {
+		c.GCWindow = d.GCWindow
+	}
+	if c.GCInterval == 0 {
+		c.GCInterval = d.GCInterval
+	}
+	if c.ExpiryInterval == 0 {
+		c.ExpiryInterval = d.ExpiryInterval
+	}
+}
+
+// Validate reports the first invalid field, after defaults are filled.
+func (c Config) Validate() error {
+	c.fillDefaults()
+	switch {
+	case c.DataDir == "" && c.FS == nil:
+		return fmt.Errorf("%w: Config.DataDir is required", ErrInvalid)
+	case c.Buckets < 1 || c.Buckets > mvcc.MaxBuckets:
+		return fmt.Errorf("%w: Config.Buckets = %d, want 1..%d", ErrInvalid, c.Buckets, mvcc.MaxBuckets)
+	case c.TickInterval < time.Millisecond:
+		return fmt.Errorf("%w: Config.TickInterval = %s, want >= 1ms", ErrInvalid, c.TickInterval)
+	case c.ElectionTicks <= c.HeartbeatTicks:
+		return fmt.Errorf("%w: Config.ElectionTicks = %d must exceed HeartbeatTicks = %d", ErrInvalid, c.ElectionTicks, c.HeartbeatTicks)
+	case c.GCWindow < time.Second:
+		return fmt.Errorf("%w: Config.GCWindow = %s, want >= 1s", ErrInvalid, c.GCWindow)
+	}
+	return nil
+}

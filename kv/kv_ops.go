@@ -1,0 +1,309 @@
+package kv
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sort"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/opencluster/opencluster/locks"
+	"github.com/opencluster/opencluster/mvcc"
+	"github.com/opencluster/opencluster/mvcc/ts"
+	"github.com/opencluster/opencluster/rpc/cmdpb"
+	"github.com/opencluster/opencluster/rpc/ocpb"
+)
+
+// Put implements rpc/server.Backend.
+func (n *Node) Put(ctx context.Context, req *ocpb.PutRequest) (*ocpb.PutResponse, error) {
+	v, err := n.writeKey(ctx, req.Key, req.Value, false, req.Code, req.Fence, req.Wait)
+	if err != nil {
+		return nil, err
+	}
+	return &ocpb.PutResponse{Version: v}, nil
+}
+
+// Delete implements rpc/server.Backend.
+func (n *Node) Delete(ctx context.Context, req *ocpb.DeleteRequest) (*ocpb.DeleteResponse, error) {
+	v, err := n.writeKey(ctx, req.Key, nil, true, req.Code, req.Fence, req.Wait)
+	if err != nil {
+		return nil, err
+	}
+	return &ocpb.DeleteResponse{Version: v}, nil
+}
+
+func (n *Node) writeKey(ctx context.Context, key, value []byte, tombstone bool, codeHex string, fence *ocpb.Fence, wait *durationpb.Duration) (uint64, error) {
+	code, err := decodeCode(codeHex)
+	if err != nil {
+		return 0, err
+	}
+	r := n.replicaOf(key)
+	if code != nil {
+		// A provisional write under a restrictive lock: no version yet.
+		res, err := r.propose(ctx, &cmdpb.Command{Body: &cmdpb.Command_TxnWrite{TxnWrite: &cmdpb.TxnWrite{
+			Code: code, Key: key, Value: value, Tombstone: tombstone,
+		}}})
+		if err != nil {
+			return 0, err
+		}
+		return 0, resultErr(res)
+	}
+	res, err := n.stampedWrite(ctx, r, key, wait, func(t ts.Timestamp) *cmdpb.Command {
+		p := &cmdpb.Put{Key: key, Value: value, Tombstone: tombstone, Ts: uint64(t)}
+		if fence != nil {
+			p.FenceName, p.FenceToken = fence.Name, fence.Token
+		}
+		return &cmdpb.Command{Body: &cmdpb.Command_Put{Put: p}}
+	})
+	if err != nil {
+		return 0, err
+	}
+	return res.Ts, resultErr(res)
+}
+
+// stampedWrite proposes a timestamped write of key, re-stamping it if a
+// newer version applied first (invariant 3) and waiting in the key's queue
+// while a restrictive lock holds the key.
+func (n *Node) stampedWrite(ctx context.Context, r *replica, key []byte, wait *durationpb.Duration, mk func(ts.Timestamp) *cmdpb.Command) (*cmdpb.Result, error) {
+	if err := r.waitReady(ctx); err != nil {
+		return nil, err
+	}
+	wctx, cancel := waitContext(ctx, wait)
+	defer cancel()
+	var w *locks.Waiter
+	defer func() {
+		if w != nil {
+			w.Leave()
+		}
+	}()
+	for {
+		r.gate.RLock()
+		t, err := n.tso.now(ctx)
+		if err != nil {
+			r.gate.RUnlock()
+			return nil, err
+		}
+		p := r.enqueue(mk(t))
+		r.gate.RUnlock()
+		res, err := r.await(ctx, p)
+		if err != nil {
+			return nil, err
+		}
+		switch res.Error {
+		case cmdpb.ErrorCode_STALE_TS:
+			n.metrics.staleRetry.Inc()
+			continue
+		case cmdpb.ErrorCode_KEY_LOCKED:
+			if w == nil {
+				// Join, then try again: a release between the refusal and
+				// the join would otherwise be missed.
+				w = n.waits.Join(keyResource(key))
+				continue
+			}
+			if err := n.waitFor(wctx, w, "key is locked by restrictive lock "+res.HeldBy); err != nil {
+				return nil, err
+			}
+		default:
+			return res, nil
+		}
+	}
+}
+
+// CompareAndSwap implements rpc/server.Backend.
+func (n *Node) CompareAndSwap(ctx context.Context, req *ocpb.CompareAndSwapRequest) (*ocpb.CompareAndSwapResponse, error) {
+	r := n.replicaOf(req.Key)
+	res, err := n.stampedWrite(ctx, r, req.Key, req.Wait, func(t ts.Timestamp) *cmdpb.Command {
+		return &cmdpb.Command{Body: &cmdpb.Command_Cas{Cas: &cmdpb.CompareAndSwap{
+			Key: req.Key, Value: req.Value, Tombstone: req.Delete, Ts: uint64(t), ExpectedVersion: req.ExpectedVersion,
+		}}}
+	})
+	if err != nil {
+		return nil, err
+	}
+	if res.Error == cmdpb.ErrorCode_CAS_MISMATCH {
+		out := &ocpb.CompareAndSwapResponse{}
+		if res.CurrentFound {
+			out.Current = &ocpb.KeyValue{Key: req.Key, Value: res.CurrentValue, Version: res.CurrentVersion}
+		}
+		return out, nil
+	}
+	if err := resultErr(res); err != nil {
+		return nil, err
+	}
+	return &ocpb.CompareAndSwapResponse{Succeeded: true, Version: res.Ts}, nil
+}
+
+// Get implements rpc/server.Backend.
+func (n *Node) Get(ctx context.Context, req *ocpb.GetRequest) (*ocpb.GetResponse, error) {
+	code, err := decodeCode(req.Code)
+	if err != nil {
+		return nil, err
+	}
+	r := n.replicaOf(req.Key)
+	at := mvcc.Latest
+	if req.Version != 0 {
+		if at, err = n.snapshotTS(ctx, req.Version); err != nil {
+			return nil, err
+		}
+		err = r.snapshotBarrier(ctx)
+	} else {
+		err = r.linearizable(ctx)
+	}
+	if err != nil {
+		return nil, err
+	}
+	wctx, cancel := waitContext(ctx, req.Wait)
+	defer cancel()
+	v, err := n.readKey(wctx, r, req.Key, at, code)
+	if err != nil {
+		return nil, err
+	}
+	if !v.Found {
+		return nil, fmt.Errorf("%w: key %q", ErrNotFound, req.Key)
+	}
+	return &ocpb.GetResponse{Kv: &ocpb.KeyValue{Key: req.Key, Value: v.Bytes, Version: uint64(v.Version)}}, nil
+}
+
+// readKey reads a key on its leader, waiting while a lock blocks the read.
+func (n *Node) readKey(ctx context.Context, r *replica, key []byte, at ts.Timestamp, code []byte) (mvcc.Value, error) {
+	var w *locks.Waiter
+	defer func() {
+		if w != nil {
+			w.Leave()
+		}
+	}()
+	for {
+		res, err := locks.Read(n.eng.DB(), r.bucket, key, at, code)
+		if err != nil {
+			return mvcc.Value{}, err
+		}
+		if !res.Blocked {
+			return res.Value, nil
+		}
+		if w == nil {
+			w = n.waits.Watch(keyResource(key))
+			continue // re-check after registering
+		}
+		if err := n.waitFor(ctx, w, "key is write-locked by "+res.BlockedBy); err != nil {
+			return mvcc.Value{}, err
+		}
+	}
+}
+
+// snapshotTS checks a client-chosen snapshot version: not in the future
+// (T4 could not hold) and not below the GC threshold.
+func (n *Node) snapshotTS(ctx context.Context, version uint64) (ts.Timestamp, error) {
+	if version < n.gcThreshold.Load() {
+		return 0, fmt.Errorf("%w: version %d is older than the GC threshold %d", ErrInvalid, version, n.gcThreshold.Load())
+	}
+	now, err := n.tso.now(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if ts.Timestamp(version) > now {
+		return 0, fmt.Errorf("%w: version %d is in the future (now %d)", ErrInvalid, version, now)
+	}
+	return ts.Timestamp(version), nil
+}
+
+// snapshot picks the read timestamp of a multi-key read.
+func (n *Node) snapshot(ctx context.Context, version uint64) (ts.Timestamp, error) {
+	if version != 0 {
+		return n.snapshotTS(ctx, version)
+	}
+	return n.tso.now(ctx)
+}
+
+// BatchGet implements rpc/server.Backend.
+func (n *Node) BatchGet(ctx context.Context, req *ocpb.BatchGetRequest) (*ocpb.BatchGetResponse, error) {
+	at, err := n.snapshot(ctx, req.Version)
+	if err != nil {
+		return nil, err
+	}
+	order, _ := n.byBucket(req.Keys)
+	for _, b := range order {
+		if err := n.replicas[b].snapshotBarrier(ctx); err != nil {
+			return nil, err
+		}
+	}
+	wctx, cancel := waitContext(ctx, req.Wait)
+	defer cancel()
+	out := &ocpb.BatchGetResponse{Version: uint64(at)}
+	for _, k := range req.Keys {
+		v, err := n.readKey(wctx, n.replicaOf(k), k, at, nil)
+		if err != nil {
+			return nil, err
+		}
+		res := &ocpb.BatchGetResult{Key: k, Found: v.Found}
+		if v.Found {
+			res.Value, res.Version = v.Bytes, uint64(v.Version)
+		}
+		out.Results = append(out.Results, res)
+	}
+	return out, nil
+}
+
+// Scan implements rpc/server.Backend: every bucket is read at one snapshot
+// and the results are merged in key order.
+func (n *Node) Scan(ctx context.Context, req *ocpb.ScanRequest) (*ocpb.ScanResponse, error) {
+	at, err := n.snapshot(ctx, req.Version)
+	if err != nil {
+		return nil, err
+	}
+	limit := int(req.Limit)
+	if limit <= 0 {
+		limit = 1000
+	}
+	wctx, cancel := waitContext(ctx, req.Wait)
+	defer cancel()
+	var all []mvcc.KV
+	more := false
+	for _, r := range n.replicas[:n.buckets] {
+		if err := r.snapshotBarrier(ctx); err != nil {
+			return nil, err
+		}
+		if err := n.waitScanLocks(wctx, r, req.Prefix, req.StartAfter, at); err != nil {
+			return nil, err
+		}
+		kvs, m, err := mvcc.Scan(n.eng.DB(), r.bucket, req.Prefix, req.StartAfter, at, limit)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, kvs...)
+		more = more || m
+	}
+	sort.Slice(all, func(i, j int) bool { return bytes.Compare(all[i].Key, all[j].Key) < 0 })
+	if len(all) > limit {
+		all, more = all[:limit], true
+	}
+	out := &ocpb.ScanResponse{Version: uint64(at), More: more}
+	for _, kv := range all {
+		out.Kvs = append(out.Kvs, &ocpb.KeyValue{Key: kv.Key, Value: kv.Value, Version: uint64(kv.Version)})
+	}
+	return out, nil
+}
+
+// waitScanLocks waits while a key lock in the scanned range blocks reads at
+// at (the same rule as locks.Read).
+func (n *Node) waitScanLocks(ctx context.Context, r *replica, prefix, startAfter []byte, at ts.Timestamp) error {
+	for {
+		var blocked []byte
+		err := mvcc.ScanRecords(n.eng.DB(), r.bucket, mvcc.KindKeyLock, prefix, func(key, raw []byte) error {
+			if startAfter != nil && bytes.Compare(key, startAfter) <= 0 {
+				return nil
+			}
+			res, err := locks.Read(n.eng.DB(), r.bucket, key, at, nil)
+			if err == nil && res.Blocked && blocked == nil {
+				blocked = append([]byte(nil), key...)
+			}
+			return err
+		})
+		if err != nil || blocked == nil {
+			return err
+		}
+		if _, err := n.readKey(ctx, r, blocked, at, nil); err != nil {
+			return err
+		}
+	}
+}

@@ -1,0 +1,258 @@
+package kv
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/opencluster/opencluster/locks"
+	"github.com/opencluster/opencluster/mvcc"
+	"github.com/opencluster/opencluster/rpc/cmdpb"
+	"github.com/opencluster/opencluster/rpc/ocpb"
+)
+
+// Acquire implements rpc/server.Backend: it queues FIFO for the name on its
+// bucket's leader and grants the lock with a fresh code.
+func (n *Node) Acquire(ctx context.Context, req *ocpb.AcquireRequest) (*ocpb.AcquireResponse, error) {
+	r := n.replicaOfName(req.Name)
+	if err := r.waitReady(ctx); err != nil {
+		return nil, err
+	}
+	code, err := n.newCode()
+	if err != nil {
+		return nil, err
+	}
+	ttl := req.Ttl.AsDuration()
+	wctx, cancel := waitContext(ctx, req.Wait)
+	defer cancel()
+	w := n.waits.Join(namedResource(req.Name))
+	defer w.Leave()
+	for {
+		if w.IsHead() {
+			t, err := n.tso.now(ctx)
+			if err != nil {
+				return nil, err
+			}
+			res, err := r.propose(ctx, &cmdpb.Command{Body: &cmdpb.Command_NamedAcquire{NamedAcquire: &cmdpb.NamedAcquire{
+				Name: req.Name, Code: code, Owner: req.Owner, TtlMs: ttl.Milliseconds(), Ts: uint64(t), RequestId: req.RequestId,
+			}}})
+			if err != nil {
+				return nil, err
+			}
+			if res.Error == cmdpb.ErrorCode_OK {
+				n.deadlines.Set(locks.LeaseID{Kind: locks.Named, Name: req.Name, Code: string(res.Code)}, ttl, n.cfg.Clock.Now())
+				return &ocpb.AcquireResponse{Name: req.Name, Code: encodeCode(res.Code), Fence: res.Fence, Ttl: durationpb.New(ttl)}, nil
+			}
+			if res.Error != cmdpb.ErrorCode_LOCK_HELD {
+				return nil, resultErr(res)
+			}
+		}
+		if req.Wait != nil && req.Wait.AsDuration() == 0 {
+			return nil, fmt.Errorf("%w: lock %q is held", ErrWaitTimeout, req.Name)
+		}
+		if err := n.waitFor(wctx, w, fmt.Sprintf("lock %q is held", req.Name)); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// Release implements rpc/server.Backend.
+func (n *Node) Release(ctx context.Context, req *ocpb.ReleaseRequest) (*ocpb.ReleaseResponse, error) {
+	code, err := decodeCode(req.Code)
+	if err != nil {
+		return nil, err
+	}
+	res, err := n.replicaOfName(req.Name).propose(ctx, &cmdpb.Command{Body: &cmdpb.Command_NamedRelease{NamedRelease: &cmdpb.NamedRelease{
+		Name: req.Name, Code: code,
+	}}})
+	if err != nil {
+		return nil, err
+	}
+	if err := resultErr(res); err != nil {
+		return nil, err
+	}
+	n.deadlines.Remove(locks.LeaseID{Kind: locks.Named, Name: req.Name, Code: string(code)})
+	return &ocpb.ReleaseResponse{}, nil
+}
+
+// KeepAlive implements rpc/server.Backend: it renews the leader's deadline
+// of a lock still held with the code. It writes nothing to Raft.
+func (n *Node) KeepAlive(ctx context.Context, req *ocpb.KeepAliveRequest) (*ocpb.KeepAliveResponse, error) {
+	code, err := decodeCode(req.Code)
+	if err != nil {
+		return nil, err
+	}
+	r := n.replicaOfName(req.Name)
+	if err := r.waitReady(ctx); err != nil {
+		return nil, err
+	}
+	id := locks.LeaseID{Name: req.Name, Code: string(code)}
+	switch req.Kind {
+	case ocpb.LockKind_NAMED:
+		id.Kind = locks.Named
+		rec, _, err := locks.NamedRecord(n.eng.DB(), r.bucket, req.Name)
+		if err != nil {
+			return nil, err
+		}
+		if !rec.Held || !bytes.Equal(rec.Code, code) {
+			if bytes.Equal(rec.LastCode, code) && rec.LastExpired {
+				return nil, fmt.Errorf("%w: lock %q expired", ErrNotHolder, req.Name)
+			}
+			return nil, fmt.Errorf("%w: lock %q", ErrNotHolder, req.Name)
+		}
+	case ocpb.LockKind_RESTRICTIVE:
+		id.Kind = locks.Restrictive
+		rec, _, err := locks.TxnRecord(n.eng.DB(), r.bucket, req.Name)
+		if err != nil {
+			return nil, err
+		}
+		if !bytes.Equal(rec.Code, code) {
+			return nil, fmt.Errorf("%w: restrictive lock %q", ErrNotHolder, req.Name)
+		}
+		switch rec.Status {
+		case cmdpb.TxnStatus_ABORTED:
+			return nil, fmt.Errorf("%w: restrictive lock %q expired or was aborted", ErrAborted, req.Name)
+		case cmdpb.TxnStatus_COMMITTED:
+			return nil, fmt.Errorf("%w: restrictive lock %q is committed", ErrNotHolder, req.Name)
+		}
+	default:
+		return nil, fmt.Errorf("%w: kind %s", ErrInvalid, req.Kind)
+	}
+	ttl, ok := n.deadlines.Extend(id, n.cfg.Clock.Now())
+	if !ok {
+		return nil, fmt.Errorf("%w: lock %q is being released", ErrNotHolder, req.Name)
+	}
+	return &ocpb.KeepAliveResponse{Name: req.Name, Code: req.Code, Ttl: durationpb.New(ttl)}, nil
+}
+
+// expire releases a lock whose deadline passed.
+func (n *Node) expire(ctx context.Context, id locks.LeaseID) error {
+	if id.Kind == locks.Restrictive {
+		return n.abortTxn(ctx, id.Name, []byte(id.Code), true)
+	}
+	res, err := n.replicaOfName(id.Name).propose(ctx, &cmdpb.Command{Body: &cmdpb.Command_NamedRelease{NamedRelease: &cmdpb.NamedRelease{
+		Name: id.Name, Code: []byte(id.Code), Expired: true,
+	}}})
+	if err != nil {
+		return err
+	}
+	n.deadlines.Remove(id)
+	if res.Error == cmdpb.ErrorCode_OK {
+		n.metrics.lockExpired.Inc()
+		n.log.Info("lock expired", "lock", id.Name, "fence", res.Fence)
+	}
+	return nil
+}
+
+// Describe implements rpc/server.Backend.
+func (n *Node) Describe(ctx context.Context, req *ocpb.DescribeRequest) (*ocpb.DescribeResponse, error) {
+	r := n.replicaOfName(req.Name)
+	if err := r.linearizable(ctx); err != nil {
+		return nil, err
+	}
+	out := &ocpb.DescribeResponse{}
+	if req.Kind != ocpb.LockKind_RESTRICTIVE {
+		rec, found, err := locks.NamedRecord(n.eng.DB(), r.bucket, req.Name)
+		if err != nil {
+			return nil, err
+		}
+		if found {
+			out.Locks = append(out.Locks, n.namedInfo(req.Name, rec))
+		}
+	}
+	if req.Kind != ocpb.LockKind_NAMED {
+		rec, found, err := locks.TxnRecord(n.eng.DB(), r.bucket, req.Name)
+		if err != nil {
+			return nil, err
+		}
+		if found {
+			out.Locks = append(out.Locks, n.txnInfo(req.Name, rec))
+		}
+	}
+	if len(out.Locks) == 0 {
+		return nil, fmt.Errorf("%w: no lock named %q", ErrNotFound, req.Name)
+	}
+	return out, nil
+}
+
+// List implements rpc/server.Backend.
+func (n *Node) List(ctx context.Context, req *ocpb.ListRequest) (*ocpb.ListResponse, error) {
+	out := &ocpb.ListResponse{}
+	for _, r := range n.replicas[:n.buckets] {
+		if err := r.linearizable(ctx); err != nil {
+			return nil, err
+		}
+		if req.Kind != ocpb.LockKind_RESTRICTIVE {
+			err := mvcc.ScanRecords(n.eng.DB(), r.bucket, mvcc.KindNamedLock, []byte(req.Prefix), func(name, raw []byte) error {
+				rec := &cmdpb.NamedLockRecord{}
+				if err := unmarshalRecord(raw, rec); err != nil {
+					return err
+				}
+				if rec.Held || !req.HeldOnly {
+					out.Locks = append(out.Locks, n.namedInfo(string(name), rec))
+				}
+				return nil
+			})
+			if err != nil {
+				return nil, err
+			}
+		}
+		if req.Kind != ocpb.LockKind_NAMED {
+			err := mvcc.ScanRecords(n.eng.DB(), r.bucket, mvcc.KindTxn, []byte(req.Prefix), func(name, raw []byte) error {
+				rec := &cmdpb.TxnRecord{}
+				if err := unmarshalRecord(raw, rec); err != nil {
+					return err
+				}
+				if rec.Status == cmdpb.TxnStatus_PENDING || !req.HeldOnly {
+					out.Locks = append(out.Locks, n.txnInfo(string(name), rec))
+				}
+				return nil
+			})
+			if err != nil {
+				return nil, err
+			}
+		}
+	}
+	sortLockInfos(out.Locks)
+	return out, nil
+}
+
+func sortLockInfos(infos []*ocpb.LockInfo) {
+	slices.SortStableFunc(infos, func(a, b *ocpb.LockInfo) int { return strings.Compare(a.Name, b.Name) })
+}
+
+func (n *Node) namedInfo(name string, rec *cmdpb.NamedLockRecord) *ocpb.LockInfo {
+	info := &ocpb.LockInfo{
+		Name: name, Kind: ocpb.LockKind_NAMED, Held: rec.Held, Fence: rec.Fence,
+		Waiters: int32(n.waits.Len(namedResource(name))),
+	}
+	if rec.Held {
+		info.Owner, info.AcquiredVersion, info.Ttl = rec.Owner, rec.AcquiredTs, durationpb.New(millis(rec.TtlMs))
+		if left, ok := n.deadlines.Remaining(locks.LeaseID{Kind: locks.Named, Name: name, Code: string(rec.Code)}, n.cfg.Clock.Now()); ok {
+			info.ExpiresIn = durationpb.New(left)
+		}
+	}
+	return info
+}
+
+func (n *Node) txnInfo(name string, rec *cmdpb.TxnRecord) *ocpb.LockInfo {
+	info := &ocpb.LockInfo{
+		Name: name, Kind: ocpb.LockKind_RESTRICTIVE, Held: rec.Status == cmdpb.TxnStatus_PENDING,
+		Fence: rec.Fence, Owner: rec.Owner, AcquiredVersion: rec.StartTs, Ttl: durationpb.New(millis(rec.TtlMs)),
+		Status: rec.Status.String(), Isolation: ocpb.Isolation(rec.Isolation), CommitVersion: rec.CommitTs,
+		Waiters: int32(n.waits.Len(txnResource(name))),
+	}
+	for _, k := range rec.Keys {
+		info.Keys = append(info.Keys, &ocpb.KeyLockInfo{Key: k.Key, Mode: ocpb.KeyMode(k.Mode)})
+	}
+	if info.Held {
+		if left, ok := n.deadlines.Remaining(locks.LeaseID{Kind: locks.Restrictive, Name: name, Code: string(rec.Code)}, n.cfg.Clock.Now()); ok {
+			info.ExpiresIn = durationpb.New(left)
+		}
+	}
+	return info
+}

@@ -1,0 +1,379 @@
+package kv
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/opencluster/opencluster/kv/raftlog"
+	"github.com/opencluster/opencluster/locks"
+	"github.com/opencluster/opencluster/mvcc"
+	"github.com/opencluster/opencluster/mvcc/ts"
+	"github.com/opencluster/opencluster/rpc/cmdpb"
+)
+
+// Initial Raft state of a bootstrapped group (like CockroachDB's
+// raftInitialLogIndex): the log starts "truncated" here, so no group ever
+// replays an empty prefix.
+const (
+	initialIndex = 10
+	initialTerm  = 5
+)
+
+// Node is one OpenCluster server's storage and replication: it satisfies
+// rpc/server.Backend.
+type Node struct {
+	cfg     Config
+	log     *slog.Logger
+	eng     *mvcc.Engine
+	id      uint64
+	cluster string
+	buckets int
+
+	// replicas holds every group; fixed after Open (buckets, then meta).
+	replicas []*replica
+	meta     *replica
+	sched    *scheduler
+	tso      *tsoService
+	metrics  *metrics
+
+	waits     *locks.WaitQueues
+	deadlines *locks.Deadlines
+	proposalIDs atomic.Uint64
+	// gcThreshold is the last GC timestamp: snapshot reads below it are
+	// refused.
+	gcThreshold atomic.Uint64
+
+	stopper  chan struct{}
+	stopOnce sync.Once
+	wg       sync.WaitGroup
+	// bg bounds the lifetime of background work started from the
+	// scheduler (expiry proposals, recovery).
+	bg       context.Context
+	bgCancel context.CancelFunc
+}
+
+// Open opens or creates the node's data directory, bootstraps a new
+// one-node cluster if it is empty, and starts the scheduler.
+func Open(cfg Config) (*Node, error) {
+	cfg.fillDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	eng, err := mvcc.Open(cfg.DataDir, mvcc.Config{FS: cfg.FS, Logger: cfg.Logger, MemTableBytes: cfg.MemTableBytes})
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		eng:       eng,
+		waits:     locks.NewWaitQueues(),
+		deadlines: locks.NewDeadlines(),
+		stopper:   make(chan struct{}),
+	}
+	n.bg, n.bgCancel = context.WithCancel(context.Background())
+	n.sched = &scheduler{n: n, wakeCh: make(chan struct{}, 1), compactEvery: 1000}
+	n.tso = newTSOService(n)
+	n.metrics = newMetrics(cfg.Registerer)
+	if err := n.loadOrBootstrap(); err != nil {
+		eng.Close()
+		return nil, err
+	}
+	n.log = n.log.With("node", n.id)
+	n.wg.Add(3)
+	go func() { defer n.wg.Done(); n.sched.run() }()
+	go func() { defer n.wg.Done(); n.expiryLoop() }()
+	go func() { defer n.wg.Done(); n.gcLoop() }()
+	// A one-node cluster need not wait an election timeout.
+	for _, r := range n.replicas {
+		r := r
+		n.submit(func() { _ = r.rn.Campaign() })
+	}
+	return n, nil
+}
+
+// submit runs fn on the scheduler goroutine at its next cycle.
+func (n *Node) submit(fn func()) {
+	n.sched.mu.Lock()
+	n.sched.mu.fns = append(n.sched.mu.fns, fn)
+	n.sched.mu.Unlock()
+	n.sched.wake()
+}
+
+func (n *Node) loadOrBootstrap() error {
+	db := n.eng.DB()
+	ident := &cmdpb.NodeIdent{}
+	found, err := mvcc.GetProto(db, mvcc.LocalKey("ident"), ident)
+	if err != nil {
+		return err
+	}
+	if !found {
+		var id [8]byte
+		if _, err := io.ReadFull(rand.Reader, id[:]); err != nil {
+			return err
+		}
+		ident = &cmdpb.NodeIdent{NodeId: 1, ClusterId: hex.EncodeToString(id[:]), Buckets: uint32(n.cfg.Buckets)}
+		b := db.NewBatch()
+		defer b.Close()
+		cs := &raftpb.ConfState{Voters: []uint64{ident.NodeId}}
+		for g := range n.cfg.Buckets {
+			st, err := raftlog.Load(db, uint32(g), raftlog.Config{})
+			if err != nil {
+				return err
+			}
+			if err := st.Bootstrap(b, cs, initialIndex, initialTerm); err != nil {
+				return err
+			}
+		}
+		st, err := raftlog.Load(db, metaGroup, raftlog.Config{})
+		if err != nil {
+			return err
+		}
+		if err := st.Bootstrap(b, cs, initialIndex, initialTerm); err != nil {
+			return err
+		}
+		if err := mvcc.PutProto(b, mvcc.LocalKey("ident"), ident); err != nil {
+			return err
+		}
+		if err := b.Commit(pebble.Sync); err != nil {
+			return err
+		}
+		n.log.Info("bootstrapped a new cluster", "cluster", ident.ClusterId, "buckets", ident.Buckets)
+	}
+	n.id, n.cluster, n.buckets = ident.NodeId, ident.ClusterId, int(ident.Buckets)
+	groups := make([]uint32, 0, n.buckets+1)
+	for g := range n.buckets {
+		groups = append(groups, uint32(g))
+	}
+	groups = append(groups, metaGroup)
+	for _, g := range groups {
+		st, err := raftlog.Load(db, g, raftlog.Config{})
+		if err != nil {
+			return err
+		}
+		if !st.Initialized() {
+			return fmt.Errorf("kv: group %d has no Raft state in %s", g, n.cfg.DataDir)
+		}
+		r, err := newReplica(n, g, st)
+		if err != nil {
+			return err
+		}
+		n.replicas = append(n.replicas, r)
+	}
+	n.meta = n.replicas[len(n.replicas)-1]
+	return nil
+}
+
+// ID returns the node id.
+func (n *Node) ID() uint64 { return n.id }
+
+// Buckets returns the cluster's bucket count.
+func (n *Node) Buckets() int { return n.buckets }
+
+// Close stops the node's goroutines and closes the engine.
+func (n *Node) Close() error {
+	n.stopOnce.Do(func() {
+		n.bgCancel()
+		close(n.stopper)
+	})
+	n.wg.Wait()
+	return n.eng.Close()
+}
+
+func (n *Node) replicaOf(key []byte) *replica {
+	return n.replicas[mvcc.BucketOf(key, n.buckets)]
+}
+
+func (n *Node) replicaOfName(name string) *replica {
+	return n.replicaOf([]byte(name))
+}
+
+// notify wakes the waiters an applied command concerns.
+func (n *Node) notify(r *replica, eff locks.Effects) {
+	for _, name := range eff.ReleasedNames {
+		n.waits.Notify(namedResource(name))
+	}
+	for _, name := range eff.FreedTxns {
+		n.waits.Notify(txnResource(name))
+	}
+	for _, k := range eff.ReleasedKeys {
+		n.waits.Notify(keyResource(k))
+	}
+}
+
+func namedResource(name string) string { return "n/" + name }
+func txnResource(name string) string   { return "t/" + name }
+func keyResource(key []byte) string    { return "k/" + string(key) }
+
+// onLeaderReady runs (on the scheduler goroutine) when r becomes a ready
+// leader: lock deadlines restart at now + ttl (never early), finished but
+// unresolved restrictive locks are resolved, and the meta leader resets the
+// oracle from its persisted bound.
+func (n *Node) onLeaderReady(r *replica) {
+	if r.isMeta() {
+		state := &cmdpb.MetaState{}
+		if _, err := mvcc.GetProto(n.eng.DB(), mvcc.MetaKey("state"), state); err != nil {
+			panic(fmt.Sprintf("kv: read meta state: %v", err))
+		}
+		n.tso.reset(state.TsoBound)
+		return
+	}
+	now := n.cfg.Clock.Now()
+	db := n.eng.DB()
+	var unresolved []string
+	err := mvcc.ScanRecords(db, r.bucket, mvcc.KindNamedLock, nil, func(name, raw []byte) error {
+		rec := &cmdpb.NamedLockRecord{}
+		if err := unmarshalRecord(raw, rec); err != nil {
+			return err
+		}
+		if rec.Held {
+			n.deadlines.Set(locks.LeaseID{Kind: locks.Named, Name: string(name), Code: string(rec.Code)}, time.Duration(rec.TtlMs)*time.Millisecond, now)
+		}
+		return nil
+	})
+	if err == nil {
+		err = mvcc.ScanRecords(db, r.bucket, mvcc.KindTxn, nil, func(name, raw []byte) error {
+			rec := &cmdpb.TxnRecord{}
+			if err := unmarshalRecord(raw, rec); err != nil {
+				return err
+			}
+			switch {
+			case rec.Status == cmdpb.TxnStatus_PENDING:
+				n.deadlines.Set(locks.LeaseID{Kind: locks.Restrictive, Name: string(name), Code: string(rec.Code)}, time.Duration(rec.TtlMs)*time.Millisecond, now)
+			case !rec.Resolved:
+				unresolved = append(unresolved, string(name))
+			}
+			return nil
+		})
+	}
+	if err != nil {
+		panic(fmt.Sprintf("kv: scan lock records of bucket %d: %v", r.bucket, err))
+	}
+	sort.Strings(unresolved)
+	for _, name := range unresolved {
+		n.goBackground(func(ctx context.Context) {
+			if err := n.resolveFinished(ctx, name); err != nil {
+				n.log.Warn("resolving a finished restrictive lock", "lock", name, "err", err)
+			}
+		})
+	}
+}
+
+// onLeaderLost forgets leader-only state of r and wakes its waiters so they
+// find out.
+func (n *Node) onLeaderLost(r *replica) {
+	if r.isMeta() {
+		n.tso.lost()
+		return
+	}
+	n.waits.NotifyAll()
+}
+
+// goBackground runs fn in a goroutine the node waits for on Close.
+func (n *Node) goBackground(fn func(ctx context.Context)) {
+	select {
+	case <-n.stopper:
+		return
+	default:
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		fn(n.bg)
+	}()
+}
+
+// newCode returns a fresh 128-bit lock code.
+func (n *Node) newCode() ([]byte, error) {
+	code := make([]byte, 16)
+	if _, err := io.ReadFull(n.cfg.Rand, code); err != nil {
+		return nil, fmt.Errorf("kv: lock code: %w", err)
+	}
+	return code, nil
+}
+
+// expiryLoop proposes the release of every lock whose deadline passed.
+func (n *Node) expiryLoop() {
+	t := time.NewTicker(n.cfg.ExpiryInterval)
+	defer t.Stop()
+	inFlight := make(map[locks.LeaseID]bool)
+	var mu sync.Mutex
+	for {
+		select {
+		case <-n.stopper:
+			return
+		case <-t.C:
+		}
+		for _, id := range n.deadlines.Expired(n.cfg.Clock.Now()) {
+			mu.Lock()
+			busy := inFlight[id]
+			inFlight[id] = true
+			mu.Unlock()
+			if busy {
+				continue
+			}
+			n.goBackground(func(ctx context.Context) {
+				defer func() { mu.Lock(); delete(inFlight, id); mu.Unlock() }()
+				if err := n.expire(ctx, id); err != nil && !errors.Is(err, context.Canceled) {
+					n.log.Warn("expiring a lock", "lock", id.Name, "err", err)
+				}
+			})
+		}
+	}
+}
+
+// gcLoop periodically garbage-collects versions older than the GC window.
+func (n *Node) gcLoop() {
+	t := time.NewTicker(n.cfg.GCInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stopper:
+			return
+		case <-t.C:
+		}
+		now, err := n.tso.now(n.bg)
+		if err != nil {
+			continue
+		}
+		before := now - ts.FromDuration(n.cfg.GCWindow)
+		for _, r := range n.replicas[:n.buckets] {
+			if !r.isReadyLeader() {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(n.bg, 10*time.Second)
+			_, err := r.propose(ctx, &cmdpb.Command{Body: &cmdpb.Command_Gc{Gc: &cmdpb.GC{Ts: uint64(before)}}})
+			cancel()
+			if err != nil {
+				n.log.Debug("gc", "bucket", r.bucket, "err", err)
+			}
+		}
+		n.gcThreshold.Store(uint64(before))
+	}
+}
+
+func unmarshalRecord(raw []byte, m proto.Message) error {
+	if err := proto.Unmarshal(raw, m); err != nil {
+		return fmt.Errorf("kv: corrupt record: %w", err)
+	}
+	return nil
+}
+
+func (r *replica) isReadyLeader() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.mu.ready
+}

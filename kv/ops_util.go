@@ -1,0 +1,91 @@
+package kv
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/opencluster/opencluster/locks"
+	"github.com/opencluster/opencluster/mvcc"
+	"github.com/opencluster/opencluster/rpc/cmdpb"
+)
+
+// waitContext bounds a wait by the request's wait duration (nil: only ctx).
+func waitContext(ctx context.Context, wait *durationpb.Duration) (context.Context, context.CancelFunc) {
+	if wait == nil {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, wait.AsDuration())
+}
+
+// waitFor blocks on w, turning a timeout into ErrWaitTimeout.
+func (n *Node) waitFor(ctx context.Context, w *locks.Waiter, what string) error {
+	n.metrics.lockWaits.Inc()
+	if err := w.Wait(ctx); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("%w: %s", ErrWaitTimeout, what)
+		}
+		return err
+	}
+	return nil
+}
+
+// resultErr maps a refused command to the node's errors.
+func resultErr(res *cmdpb.Result) error {
+	switch res.Error {
+	case cmdpb.ErrorCode_OK:
+		return nil
+	case cmdpb.ErrorCode_NOT_HOLDER:
+		return fmt.Errorf("%w: %s", ErrNotHolder, res.Detail)
+	case cmdpb.ErrorCode_NOT_WRITE_LOCKED:
+		return fmt.Errorf("%w: %s", ErrNotWriteLocked, res.Detail)
+	case cmdpb.ErrorCode_FENCE_TOO_LOW:
+		return fmt.Errorf("%w: %s", ErrFenceTooLow, res.Detail)
+	case cmdpb.ErrorCode_TXN_ABORTED:
+		return fmt.Errorf("%w: %s", ErrAborted, res.Detail)
+	case cmdpb.ErrorCode_LOCK_HELD, cmdpb.ErrorCode_KEY_LOCKED:
+		return fmt.Errorf("%w: %s", ErrWaitTimeout, res.Detail)
+	default:
+		return fmt.Errorf("%w: unexpected refusal %s: %s", ErrUnavailable, res.Error, res.Detail)
+	}
+}
+
+// decodeCode parses a hex lock code; "" is no code.
+func decodeCode(s string) ([]byte, error) {
+	if s == "" {
+		return nil, nil
+	}
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) != 16 {
+		return nil, fmt.Errorf("%w: code must be 32 hex characters", ErrInvalid)
+	}
+	return b, nil
+}
+
+func encodeCode(b []byte) string { return hex.EncodeToString(b) }
+
+func ttlMillis(d *durationpb.Duration) int64 { return d.AsDuration().Milliseconds() }
+
+func millis(ms int64) time.Duration { return time.Duration(ms) * time.Millisecond }
+
+// byBucket groups keys by bucket, in (bucket, key) order: the global order
+// every restrictive lock takes its key locks in.
+func (n *Node) byBucket(keys [][]byte) ([]mvcc.Bucket, map[mvcc.Bucket][][]byte) {
+	groups := make(map[mvcc.Bucket][][]byte)
+	for _, k := range keys {
+		b := mvcc.BucketOf(k, n.buckets)
+		groups[b] = append(groups[b], k)
+	}
+	order := make([]mvcc.Bucket, 0, len(groups))
+	for b, ks := range groups {
+		order = append(order, b)
+		sort.Slice(ks, func(i, j int) bool { return string(ks[i]) < string(ks[j]) })
+	}
+	sort.Slice(order, func(i, j int) bool { return order[i] < order[j] })
+	return order, groups
+}

@@ -1,0 +1,355 @@
+package kv
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"sync"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/opencluster/opencluster/kv/raftlog"
+	"github.com/opencluster/opencluster/locks"
+	"github.com/opencluster/opencluster/mvcc"
+	"github.com/opencluster/opencluster/rpc/cmdpb"
+)
+
+// metaGroup is the Raft group id of the meta group; bucket b's group is b.
+const metaGroup = uint32(1 << 16)
+
+// replica is this node's member of one Raft group. The scheduler goroutine
+// owns rn and storage; request goroutines talk to it through mu.
+type replica struct {
+	node    *Node
+	group   uint32
+	bucket  mvcc.Bucket // meaningless for the meta group
+	rn      *raft.RawNode
+	storage *raftlog.Storage
+
+	// gate orders write timestamps before snapshot reads (invariant 4):
+	// writers hold it shared from taking a timestamp until their proposal is
+	// queued; a snapshot reader takes it exclusively once, after choosing R.
+	gate sync.RWMutex
+
+	// Mutex order: replica.mu before WaitQueues.mu; never held across I/O.
+	mu struct {
+		sync.Mutex
+		// pending proposals not yet handed to raft, in order.
+		pending []*proposal
+		// waiting maps proposal ids to proposals handed to raft.
+		waiting map[uint64]*proposal
+		// reads wait for the next ReadIndex round.
+		reads []*readReq
+		// readRounds maps a ReadIndex context to its readers.
+		readRounds map[uint64][]*readReq
+		nextRound  uint64
+		applied    uint64
+		// appliedCh is closed and replaced whenever applied grows.
+		appliedCh chan struct{}
+		leader    bool
+		// ready: leader and every entry of earlier terms applied.
+		ready bool
+		// readyCh is closed when ready becomes true.
+		readyCh chan struct{}
+		// readyIndex is the first index of this leader's term.
+		readyIndex uint64
+	}
+}
+
+type proposal struct {
+	id   uint64
+	data []byte
+	done chan proposalResult // buffered: apply never blocks
+}
+
+type proposalResult struct {
+	res *cmdpb.Result
+	err error
+}
+
+type readReq struct {
+	done chan uint64 // receives the read index; buffered
+}
+
+func newReplica(n *Node, group uint32, st *raftlog.Storage) (*replica, error) {
+	r := &replica{node: n, group: group, bucket: mvcc.Bucket(group), storage: st}
+	r.mu.waiting = make(map[uint64]*proposal)
+	r.mu.readRounds = make(map[uint64][]*readReq)
+	r.mu.appliedCh = make(chan struct{})
+	r.mu.readyCh = make(chan struct{})
+	r.mu.applied = st.Applied()
+	cfg := &raft.Config{
+		ID:              n.id,
+		ElectionTick:    n.cfg.ElectionTicks,
+		HeartbeatTick:   n.cfg.HeartbeatTicks,
+		Storage:         st,
+		Applied:         st.Applied(),
+		MaxSizePerMsg:   1 << 20,
+		MaxInflightMsgs: 256,
+		// Bound memory if a group cannot commit (no quorum).
+		MaxUncommittedEntriesSize: 64 << 20,
+		CheckQuorum:               true,
+		PreVote:                   true,
+		ReadOnlyOption:            raft.ReadOnlySafe,
+		Logger:                    &raftLogger{l: n.log.With("group", group)},
+	}
+	rn, err := raft.NewRawNode(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kv: group %d: %w", group, err)
+	}
+	r.rn = rn
+	return r, nil
+}
+
+func (r *replica) isMeta() bool { return r.group == metaGroup }
+
+// waitReady blocks until this replica is a ready leader (invariant 2).
+func (r *replica) waitReady(ctx context.Context) error {
+	r.mu.Lock()
+	ch := r.mu.readyCh
+	r.mu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%w: group %d has no ready leader: %w", ErrUnavailable, r.group, ctx.Err())
+	case <-r.node.stopper:
+		return fmt.Errorf("%w: node stopping", ErrUnavailable)
+	}
+}
+
+// propose replicates cmd and returns its apply result.
+func (r *replica) propose(ctx context.Context, cmd *cmdpb.Command) (*cmdpb.Result, error) {
+	if err := r.waitReady(ctx); err != nil {
+		return nil, err
+	}
+	p := r.enqueue(cmd)
+	return r.await(ctx, p)
+}
+
+// enqueue queues cmd for the scheduler without waiting.
+func (r *replica) enqueue(cmd *cmdpb.Command) *proposal {
+	cmd.ProposalId = r.node.proposalIDs.Add(1)
+	data, err := mvcc.Marshal(cmd)
+	if err != nil {
+		panic(fmt.Sprintf("kv: marshal command: %v", err))
+	}
+	p := &proposal{id: cmd.ProposalId, data: data, done: make(chan proposalResult, 1)}
+	r.mu.Lock()
+	r.mu.pending = append(r.mu.pending, p)
+	r.mu.Unlock()
+	r.node.sched.wake()
+	return p
+}
+
+func (r *replica) await(ctx context.Context, p *proposal) (*cmdpb.Result, error) {
+	select {
+	case res := <-p.done:
+		return res.res, res.err
+	case <-ctx.Done():
+		r.mu.Lock()
+		delete(r.mu.waiting, p.id)
+		r.mu.Unlock()
+		return nil, ctx.Err()
+	case <-r.node.stopper:
+		return nil, fmt.Errorf("%w: node stopping", ErrUnavailable)
+	}
+}
+
+// linearizable waits until this replica's applied state reflects every
+// write acknowledged before the call (Raft ReadIndex).
+func (r *replica) linearizable(ctx context.Context) error {
+	if err := r.waitReady(ctx); err != nil {
+		return err
+	}
+	req := &readReq{done: make(chan uint64, 1)}
+	r.mu.Lock()
+	r.mu.reads = append(r.mu.reads, req)
+	r.mu.Unlock()
+	r.node.sched.wake()
+	var index uint64
+	select {
+	case i, ok := <-req.done:
+		if !ok {
+			return fmt.Errorf("%w: group %d lost leadership during a read", ErrUnavailable, r.group)
+		}
+		index = i
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-r.node.stopper:
+		return fmt.Errorf("%w: node stopping", ErrUnavailable)
+	}
+	return r.waitApplied(ctx, index)
+}
+
+func (r *replica) waitApplied(ctx context.Context, index uint64) error {
+	for {
+		r.mu.Lock()
+		applied, ch := r.mu.applied, r.mu.appliedCh
+		r.mu.Unlock()
+		if applied >= index {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-r.node.stopper:
+			return fmt.Errorf("%w: node stopping", ErrUnavailable)
+		}
+	}
+}
+
+// snapshotBarrier makes every write that took its timestamp before the call
+// visible to reads that follow (invariant 4).
+func (r *replica) snapshotBarrier(ctx context.Context) error {
+	r.gate.Lock()
+	//lint:ignore SA2001 an empty critical section waits out the writers in flight.
+	r.gate.Unlock()
+	return r.linearizable(ctx)
+}
+
+// The scheduler-side half. Everything below runs on the scheduler goroutine.
+
+// handOff gives queued proposals and reads to raft.
+func (r *replica) handOff() {
+	r.mu.Lock()
+	pending, reads := r.mu.pending, r.mu.reads
+	r.mu.pending, r.mu.reads = nil, nil
+	leader := r.mu.leader
+	var round uint64
+	if len(reads) > 0 {
+		r.mu.nextRound++
+		round = r.mu.nextRound
+		r.mu.readRounds[round] = reads
+	}
+	for _, p := range pending {
+		r.mu.waiting[p.id] = p
+	}
+	r.mu.Unlock()
+	for _, p := range pending {
+		if err := r.rn.Propose(p.data); err != nil {
+			r.finish(p.id, nil, fmt.Errorf("%w: propose: %w", ErrUnavailable, err))
+		}
+	}
+	if round != 0 {
+		if !leader {
+			r.failReads(round)
+			return
+		}
+		var rctx [8]byte
+		binary.BigEndian.PutUint64(rctx[:], round)
+		r.rn.ReadIndex(rctx[:])
+	}
+}
+
+func (r *replica) failReads(round uint64) {
+	r.mu.Lock()
+	reads := r.mu.readRounds[round]
+	delete(r.mu.readRounds, round)
+	r.mu.Unlock()
+	for _, req := range reads {
+		close(req.done) // a zero index read fails the ready check below
+	}
+}
+
+// finish answers a proposal, if its proposer still waits.
+func (r *replica) finish(id uint64, res *cmdpb.Result, err error) {
+	r.mu.Lock()
+	p := r.mu.waiting[id]
+	delete(r.mu.waiting, id)
+	r.mu.Unlock()
+	if p != nil {
+		p.done <- proposalResult{res: res, err: err}
+	}
+}
+
+func (r *replica) readStates(states []raft.ReadState) {
+	for _, rs := range states {
+		if len(rs.RequestCtx) != 8 {
+			continue
+		}
+		round := binary.BigEndian.Uint64(rs.RequestCtx)
+		r.mu.Lock()
+		reads := r.mu.readRounds[round]
+		delete(r.mu.readRounds, round)
+		r.mu.Unlock()
+		for _, req := range reads {
+			req.done <- rs.Index
+		}
+	}
+}
+
+// setApplied publishes a new applied index to waiting readers.
+func (r *replica) setApplied(index uint64) {
+	r.mu.Lock()
+	if index <= r.mu.applied {
+		r.mu.Unlock()
+		return
+	}
+	r.mu.applied = index
+	close(r.mu.appliedCh)
+	r.mu.appliedCh = make(chan struct{})
+	becameReady := r.mu.leader && !r.mu.ready && index >= r.mu.readyIndex
+	if becameReady {
+		r.mu.ready = true
+		close(r.mu.readyCh)
+	}
+	r.mu.Unlock()
+	if becameReady {
+		r.node.onLeaderReady(r)
+	}
+}
+
+// setLeader records a change of leadership seen in a Ready.
+func (r *replica) setLeader(leader bool, termStart uint64) {
+	r.mu.Lock()
+	was := r.mu.leader
+	r.mu.leader = leader
+	var failed []*proposal
+	var rounds []uint64
+	switch {
+	case leader && !was:
+		r.mu.readyIndex = termStart
+		if r.mu.applied >= termStart {
+			r.mu.ready = true
+			close(r.mu.readyCh)
+			defer r.node.onLeaderReady(r)
+		}
+	case !leader && was:
+		if r.mu.ready {
+			r.mu.readyCh = make(chan struct{})
+		}
+		r.mu.ready = false
+		for id, p := range r.mu.waiting {
+			failed = append(failed, p)
+			delete(r.mu.waiting, id)
+		}
+		for round := range r.mu.readRounds {
+			rounds = append(rounds, round)
+		}
+		defer r.node.onLeaderLost(r)
+	}
+	r.mu.Unlock()
+	for _, p := range failed {
+		p.done <- proposalResult{err: fmt.Errorf("%w: leadership of group %d lost", ErrUnavailable, r.group)}
+	}
+	for _, round := range rounds {
+		r.failReads(round)
+	}
+}
+
+// apply applies one committed normal entry into the apply batch.
+func (r *replica) apply(b mvcc.ReadWriter, e *raftpb.Entry) (uint64, *cmdpb.Result, locks.Effects, error) {
+	cmd := &cmdpb.Command{}
+	if err := unmarshalCommand(e.Data, cmd); err != nil {
+		return 0, nil, locks.Effects{}, err
+	}
+	if r.isMeta() {
+		res, err := applyMeta(b, cmd)
+		return cmd.ProposalId, res, locks.Effects{}, err
+	}
+	res, eff, err := locks.Apply(b, r.bucket, cmd)
+	return cmd.ProposalId, res, eff, err
+}

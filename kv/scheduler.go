@@ -1,0 +1,245 @@
+package kv
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/opencluster/opencluster/locks"
+	"github.com/opencluster/opencluster/rpc/cmdpb"
+)
+
+// scheduler drives every Raft group of a node from one goroutine: it ticks
+// them, hands them proposals, persists all their new entries in one synced
+// batch and applies all committed entries in one batch.
+type scheduler struct {
+	n      *Node
+	wakeCh chan struct{} // buffered(1): a pending wake-up
+	// compactEvery: truncate a group's log once this many entries are
+	// applied beyond its first index.
+	compactEvery uint64
+	mu           struct {
+		sync.Mutex
+		// fns run on the scheduler goroutine at the next cycle (they may
+		// touch RawNodes).
+		fns []func()
+	}
+}
+
+func (s *scheduler) wake() {
+	select {
+	case s.wakeCh <- struct{}{}:
+	default:
+	}
+}
+
+// run is the scheduler goroutine; it returns when the node stops.
+func (s *scheduler) run() {
+	ticker := time.NewTicker(s.n.cfg.TickInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-s.n.stopper:
+			return
+		case <-ticker.C:
+			for _, r := range s.n.replicas {
+				r.rn.Tick()
+			}
+		case <-s.wakeCh:
+		}
+		if err := s.cycle(); err != nil {
+			// Storage failures leave state unknown: stop rather than risk
+			// acknowledging what is not durable.
+			panic(fmt.Sprintf("kv: scheduler: %v", err))
+		}
+	}
+}
+
+type readyWork struct {
+	r  *replica
+	rd raft.Ready
+}
+
+// cycle runs one round of Ready handling for every group.
+func (s *scheduler) cycle() error {
+	n := s.n
+	s.mu.Lock()
+	fns := s.mu.fns
+	s.mu.fns = nil
+	s.mu.Unlock()
+	for _, fn := range fns {
+		fn()
+	}
+	for _, r := range n.replicas {
+		r.handOff()
+	}
+	var work []readyWork
+	logBatch := n.eng.DB().NewBatch()
+	defer logBatch.Close()
+	for _, r := range n.replicas {
+		if !r.rn.HasReady() {
+			continue
+		}
+		rd := r.rn.Ready()
+		if err := r.storage.Append(logBatch, rd.Entries, hardStateOrNil(rd.HardState)); err != nil {
+			return err
+		}
+		work = append(work, readyWork{r: r, rd: rd})
+	}
+	if len(work) == 0 {
+		return nil
+	}
+	if !logBatch.Empty() {
+		if err := logBatch.Commit(pebble.Sync); err != nil {
+			return err
+		}
+	}
+	// Messages: a one-node cluster has no peers. The transport arrives with
+	// replication; until then a message to another node is a bug.
+	for _, w := range work {
+		for _, m := range w.rd.Messages {
+			if m.GetTo() != n.id {
+				return fmt.Errorf("group %d: message to unknown node %d", w.r.group, m.GetTo())
+			}
+		}
+	}
+	// Leadership changes, before apply so readiness is judged on apply.
+	for _, w := range work {
+		if ss := w.rd.SoftState; ss != nil {
+			termStart := uint64(0)
+			if ss.RaftState == raft.StateLeader {
+				termStart = w.r.rn.BasicStatus().GetCommit()
+				if k := len(w.rd.Entries); k > 0 {
+					termStart = max(termStart, w.rd.Entries[k-1].GetIndex())
+				}
+			}
+			w.r.setLeader(ss.RaftState == raft.StateLeader, termStart)
+		}
+	}
+	if err := s.apply(work); err != nil {
+		return err
+	}
+	for _, w := range work {
+		w.r.readStates(w.rd.ReadStates)
+		w.r.rn.Advance(w.rd)
+	}
+	return nil
+}
+
+func hardStateOrNil(hs *raftpb.HardState) *raftpb.HardState {
+	if hs == nil || raft.IsEmptyHardState(hs) {
+		return nil
+	}
+	return hs
+}
+
+type applied struct {
+	r      *replica
+	id     uint64
+	res    *cmdpb.Result
+	effect locks.Effects
+}
+
+// apply applies every committed entry of this round in one batch, then
+// answers the proposers and wakes waiters (invariant 1).
+func (s *scheduler) apply(work []readyWork) error {
+	n := s.n
+	b := n.eng.NewBatch()
+	defer b.Close()
+	var done []applied
+	lastApplied := make(map[*replica]uint64)
+	for _, w := range work {
+		for _, e := range w.rd.CommittedEntries {
+			switch e.GetType() {
+			case raftpb.EntryNormal:
+				if len(e.GetData()) == 0 {
+					break // a new leader's empty entry
+				}
+				id, res, eff, err := w.r.apply(b, e)
+				if err != nil {
+					return fmt.Errorf("group %d index %d: %w", w.r.group, e.GetIndex(), err)
+				}
+				done = append(done, applied{r: w.r, id: id, res: res, effect: eff})
+			case raftpb.EntryConfChange, raftpb.EntryConfChangeV2:
+				cc, err := confChangeOf(e)
+				if err != nil {
+					return err
+				}
+				cs := w.r.rn.ApplyConfChange(cc)
+				if err := w.r.storage.SetConfState(b, cs); err != nil {
+					return err
+				}
+			}
+			lastApplied[w.r] = e.GetIndex()
+		}
+		if idx, ok := lastApplied[w.r]; ok {
+			if err := w.r.storage.SetApplied(b, idx); err != nil {
+				return err
+			}
+		}
+	}
+	if len(lastApplied) == 0 {
+		return nil
+	}
+	// NoSync: the Raft log is durable; a crash replays from the applied
+	// index, which commits atomically with the state it describes.
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return err
+	}
+	for _, a := range done {
+		a.r.finish(a.id, a.res, nil)
+		n.notify(a.r, a.effect)
+	}
+	for r, idx := range lastApplied {
+		r.setApplied(idx)
+		if err := s.maybeCompact(r, idx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// maybeCompact truncates a group's log well behind its applied index.
+func (s *scheduler) maybeCompact(r *replica, applied uint64) error {
+	first, err := r.storage.FirstIndex()
+	if err != nil {
+		return err
+	}
+	if applied < first+2*s.compactEvery {
+		return nil
+	}
+	b := s.n.eng.DB().NewBatch()
+	defer b.Close()
+	if err := r.storage.Compact(b, applied-s.compactEvery); err != nil {
+		return err
+	}
+	return b.Commit(pebble.NoSync)
+}
+
+func unmarshalCommand(data []byte, cmd *cmdpb.Command) error {
+	if err := proto.Unmarshal(data, cmd); err != nil {
+		return fmt.Errorf("kv: corrupt command: %w", err)
+	}
+	return nil
+}
+
+// confChangeOf decodes a configuration-change entry.
+func confChangeOf(e *raftpb.Entry) (raftpb.ConfChangeI, error) {
+	if e.GetType() == raftpb.EntryConfChange {
+		cc := &raftpb.ConfChange{}
+		if err := proto.Unmarshal(e.GetData(), cc); err != nil {
+			return nil, fmt.Errorf("kv: corrupt conf change: %w", err)
+		}
+		return cc, nil
+	}
+	cc := &raftpb.ConfChangeV2{}
+	if err := proto.Unmarshal(e.GetData(), cc); err != nil {
+		return nil, fmt.Errorf("kv: corrupt conf change: %w", err)
+	}
+	return cc, nil
+}

@@ -1,0 +1,289 @@
+package kv
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/opencluster/opencluster/locks"
+	"github.com/opencluster/opencluster/mvcc"
+	"github.com/opencluster/opencluster/rpc/cmdpb"
+	"github.com/opencluster/opencluster/rpc/ocpb"
+)
+
+// Restrict implements rpc/server.Backend: it creates the lock's record
+// (queueing for the name), then takes the key locks in (bucket, key) order,
+// queueing per key. On a timeout it releases what it took.
+func (n *Node) Restrict(ctx context.Context, req *ocpb.RestrictRequest) (*ocpb.RestrictResponse, error) {
+	rr := n.replicaOfName(req.Name)
+	if err := rr.waitReady(ctx); err != nil {
+		return nil, err
+	}
+	code, err := n.newCode()
+	if err != nil {
+		return nil, err
+	}
+	ttl := req.Ttl.AsDuration()
+	modes := make(map[string]cmdpb.KeyMode, len(req.Keys))
+	keys := make([][]byte, 0, len(req.Keys))
+	for _, k := range req.Keys {
+		modes[string(k.Key)] = cmdpb.KeyMode(k.Mode)
+		keys = append(keys, k.Key)
+	}
+	order, groups := n.byBucket(keys)
+	var specs []*cmdpb.KeySpec
+	for _, b := range order {
+		for _, k := range groups[b] {
+			specs = append(specs, &cmdpb.KeySpec{Key: k, Mode: modes[string(k)]})
+		}
+	}
+	wctx, cancel := waitContext(ctx, req.Wait)
+	defer cancel()
+
+	// 1. The record, FIFO per name.
+	rec, err := n.beginTxn(ctx, wctx, rr, req, code, specs)
+	if err != nil {
+		return nil, err
+	}
+	code = rec.Code // a retried request gets its first grant back
+	id := locks.LeaseID{Kind: locks.Restrictive, Name: req.Name, Code: string(code)}
+	n.deadlines.Pause(id, ttl)
+
+	// 2. Key locks, in (bucket, key) order.
+	if err := n.lockKeys(ctx, wctx, req.Name, code, cmdpb.Isolation(req.Isolation), specs); err != nil {
+		if aerr := n.abortTxn(n.bg, req.Name, code, false); aerr != nil {
+			n.log.Warn("releasing a restrictive lock that timed out", "lock", req.Name, "err", aerr)
+		}
+		return nil, err
+	}
+	start, err := n.tso.now(ctx)
+	if err != nil {
+		return nil, err
+	}
+	n.deadlines.Resume(id, n.cfg.Clock.Now())
+	return &ocpb.RestrictResponse{Name: req.Name, Code: encodeCode(code), Fence: rec.Fence, StartVersion: uint64(start), Ttl: durationpb.New(ttl)}, nil
+}
+
+func (n *Node) beginTxn(ctx, wctx context.Context, rr *replica, req *ocpb.RestrictRequest, code []byte, specs []*cmdpb.KeySpec) (*cmdpb.Result, error) {
+	w := n.waits.Join(txnResource(req.Name))
+	defer w.Leave()
+	for {
+		if w.IsHead() {
+			t, err := n.tso.now(ctx)
+			if err != nil {
+				return nil, err
+			}
+			res, err := rr.propose(ctx, &cmdpb.Command{Body: &cmdpb.Command_TxnBegin{TxnBegin: &cmdpb.TxnBegin{
+				Name: req.Name, Code: code, Owner: req.Owner, TtlMs: ttlMillis(req.Ttl), StartTs: uint64(t),
+				Isolation: cmdpb.Isolation(req.Isolation), Keys: specs, RequestId: req.RequestId,
+			}}})
+			if err != nil {
+				return nil, err
+			}
+			if res.Error == cmdpb.ErrorCode_OK {
+				return res, nil
+			}
+			if res.Error != cmdpb.ErrorCode_LOCK_HELD {
+				return nil, resultErr(res)
+			}
+		}
+		if err := n.waitFor(wctx, w, fmt.Sprintf("restrictive lock %q is held", req.Name)); err != nil {
+			return nil, err
+		}
+	}
+}
+
+func (n *Node) lockKeys(ctx, wctx context.Context, name string, code []byte, iso cmdpb.Isolation, specs []*cmdpb.KeySpec) error {
+	var w *locks.Waiter
+	defer func() {
+		if w != nil {
+			w.Leave()
+		}
+	}()
+	for i := 0; i < len(specs); {
+		b := mvcc.BucketOf(specs[i].Key, n.buckets)
+		j := i
+		for j < len(specs) && mvcc.BucketOf(specs[j].Key, n.buckets) == b {
+			j++
+		}
+		res, err := n.replicas[b].propose(ctx, &cmdpb.Command{Body: &cmdpb.Command_LockKeys{LockKeys: &cmdpb.LockKeys{
+			Name: name, Code: code, Isolation: iso, Keys: specs[i:j],
+		}}})
+		if err != nil {
+			return err
+		}
+		if res.Count > 0 && w != nil {
+			w.Leave() // got the key we queued for
+			w = nil
+		}
+		i += int(res.Count)
+		switch res.Error {
+		case cmdpb.ErrorCode_OK:
+		case cmdpb.ErrorCode_KEY_LOCKED:
+			if w == nil {
+				w = n.waits.Join(keyResource(specs[i].Key))
+				continue // retry once queued, so no release is missed
+			}
+			if err := n.waitFor(wctx, w, fmt.Sprintf("key %q is locked by %q", specs[i].Key, res.HeldBy)); err != nil {
+				return err
+			}
+		default:
+			return resultErr(res)
+		}
+	}
+	return nil
+}
+
+// Commit implements rpc/server.Backend: prepare -> commit timestamp ->
+// record COMMITTED -> resolve keys (T5).
+func (n *Node) Commit(ctx context.Context, req *ocpb.CommitRequest) (*ocpb.CommitResponse, error) {
+	code, err := decodeCode(req.Code)
+	if err != nil {
+		return nil, err
+	}
+	rr := n.replicaOfName(req.Name)
+	if err := rr.linearizable(ctx); err != nil {
+		return nil, err
+	}
+	rec, found, err := locks.TxnRecord(n.eng.DB(), rr.bucket, req.Name)
+	if err != nil {
+		return nil, err
+	}
+	if !found || !bytes.Equal(rec.Code, code) {
+		return nil, fmt.Errorf("%w: restrictive lock %q", ErrNotHolder, req.Name)
+	}
+	switch rec.Status {
+	case cmdpb.TxnStatus_COMMITTED:
+		return &ocpb.CommitResponse{CommitVersion: rec.CommitTs}, nil
+	case cmdpb.TxnStatus_ABORTED:
+		return nil, fmt.Errorf("%w: restrictive lock %q", ErrAborted, req.Name)
+	}
+	id := locks.LeaseID{Kind: locks.Restrictive, Name: req.Name, Code: string(code)}
+	n.deadlines.Pause(id, millis(rec.TtlMs))
+
+	var writeKeys [][]byte
+	for _, k := range rec.Keys {
+		if k.Mode == cmdpb.KeyMode_WRITE {
+			writeKeys = append(writeKeys, k.Key)
+		}
+	}
+	minCommit, err := n.tso.now(ctx)
+	if err != nil {
+		n.deadlines.Resume(id, n.cfg.Clock.Now())
+		return nil, err
+	}
+	order, groups := n.byBucket(writeKeys)
+	for _, b := range order {
+		res, err := n.replicas[b].propose(ctx, &cmdpb.Command{Body: &cmdpb.Command_TxnPrepare{TxnPrepare: &cmdpb.TxnPrepare{
+			Name: req.Name, Code: code, Keys: groups[b], MinCommitTs: uint64(minCommit),
+		}}})
+		if err == nil {
+			err = resultErr(res)
+		}
+		if err != nil {
+			n.deadlines.Resume(id, n.cfg.Clock.Now())
+			return nil, err
+		}
+	}
+	commitTS, err := n.tso.now(ctx)
+	if err != nil {
+		n.deadlines.Resume(id, n.cfg.Clock.Now())
+		return nil, err
+	}
+	res, err := rr.propose(ctx, &cmdpb.Command{Body: &cmdpb.Command_TxnFinish{TxnFinish: &cmdpb.TxnFinish{
+		Name: req.Name, Code: code, Status: cmdpb.TxnStatus_COMMITTED, CommitTs: uint64(commitTS),
+	}}})
+	if err != nil {
+		n.deadlines.Resume(id, n.cfg.Clock.Now())
+		return nil, err
+	}
+	if res.Error != cmdpb.ErrorCode_OK {
+		// Expired while committing: finish the abort it started.
+		if res.Error == cmdpb.ErrorCode_TXN_ABORTED {
+			_ = n.resolveFinished(n.bg, req.Name)
+		}
+		return nil, resultErr(res)
+	}
+	n.deadlines.Remove(id)
+	// The outcome is decided; resolve even if the client goes away.
+	if err := n.resolveFinished(n.bg, req.Name); err != nil {
+		n.log.Warn("resolving a committed restrictive lock", "lock", req.Name, "err", err)
+	}
+	return &ocpb.CommitResponse{CommitVersion: res.Ts}, nil
+}
+
+// Abort implements rpc/server.Backend.
+func (n *Node) Abort(ctx context.Context, req *ocpb.AbortRequest) (*ocpb.AbortResponse, error) {
+	code, err := decodeCode(req.Code)
+	if err != nil {
+		return nil, err
+	}
+	if err := n.abortTxn(ctx, req.Name, code, false); err != nil {
+		return nil, err
+	}
+	return &ocpb.AbortResponse{}, nil
+}
+
+// abortTxn moves the record to ABORTED and releases its keys.
+func (n *Node) abortTxn(ctx context.Context, name string, code []byte, expired bool) error {
+	rr := n.replicaOfName(name)
+	res, err := rr.propose(ctx, &cmdpb.Command{Body: &cmdpb.Command_TxnFinish{TxnFinish: &cmdpb.TxnFinish{
+		Name: name, Code: code, Status: cmdpb.TxnStatus_ABORTED, Expired: expired,
+	}}})
+	if err != nil {
+		return err
+	}
+	id := locks.LeaseID{Kind: locks.Restrictive, Name: name, Code: string(code)}
+	if res.Error != cmdpb.ErrorCode_OK {
+		n.deadlines.Remove(id)
+		return resultErr(res)
+	}
+	n.deadlines.Remove(id)
+	if expired {
+		n.metrics.lockExpired.Inc()
+		n.log.Info("restrictive lock expired", "lock", name)
+	}
+	return n.resolveFinished(n.bg, name)
+}
+
+// resolveFinished releases the key locks of a finished record (committing
+// its provisional values if it committed) and frees the name. Idempotent.
+func (n *Node) resolveFinished(ctx context.Context, name string) error {
+	rr := n.replicaOfName(name)
+	if err := rr.linearizable(ctx); err != nil {
+		return err
+	}
+	rec, found, err := locks.TxnRecord(n.eng.DB(), rr.bucket, name)
+	if err != nil || !found || rec.Status == cmdpb.TxnStatus_PENDING || rec.Resolved {
+		return err
+	}
+	keys := make([][]byte, 0, len(rec.Keys))
+	for _, k := range rec.Keys {
+		keys = append(keys, k.Key)
+	}
+	order, groups := n.byBucket(keys)
+	commit := rec.Status == cmdpb.TxnStatus_COMMITTED
+	for _, b := range order {
+		res, err := n.replicas[b].propose(ctx, &cmdpb.Command{Body: &cmdpb.Command_ResolveKeys{ResolveKeys: &cmdpb.ResolveKeys{
+			Name: name, Code: rec.Code, Keys: groups[b], Commit: commit, CommitTs: rec.CommitTs,
+		}}})
+		if err == nil {
+			err = resultErr(res)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	res, err := rr.propose(ctx, &cmdpb.Command{Body: &cmdpb.Command_TxnResolved{TxnResolved: &cmdpb.TxnResolved{Name: name, Code: rec.Code}}})
+	if err != nil {
+		return err
+	}
+	if err := resultErr(res); err != nil && !errors.Is(err, ErrNotHolder) {
+		return err
+	}
+	return nil
+}
+

@@ -1,0 +1,227 @@
+package locks
+
+import (
+	"bytes"
+	"fmt"
+
+	"github.com/opencluster/opencluster/mvcc"
+	"github.com/opencluster/opencluster/mvcc/ts"
+	"github.com/opencluster/opencluster/rpc/cmdpb"
+)
+
+// Effects are what an applied command changed that waiters care about. The
+// leader wakes the matching wait queues; followers ignore them.
+type Effects struct {
+	// ReleasedNames: named locks released (or expired).
+	ReleasedNames []string
+	// FreedTxns: restrictive-lock names that may be taken again.
+	FreedTxns []string
+	// ReleasedKeys: user keys whose key locks changed (released or resolved).
+	ReleasedKeys [][]byte
+	// Written: user keys that got a new committed version.
+	Written [][]byte
+}
+
+// Merge appends o's effects to e.
+func (e *Effects) Merge(o Effects) {
+	e.ReleasedNames = append(e.ReleasedNames, o.ReleasedNames...)
+	e.FreedTxns = append(e.FreedTxns, o.FreedTxns...)
+	e.ReleasedKeys = append(e.ReleasedKeys, o.ReleasedKeys...)
+	e.Written = append(e.Written, o.Written...)
+}
+
+// Apply applies one bucket command to rw, which must be an indexed batch
+// (later commands of the same batch read earlier ones' writes). The error
+// is non-nil only for storage failures and corrupt state; refusals are
+// results with an ErrorCode.
+func Apply(rw mvcc.ReadWriter, b mvcc.Bucket, cmd *cmdpb.Command) (*cmdpb.Result, Effects, error) {
+	a := applier{rw: rw, b: b}
+	var res *cmdpb.Result
+	var err error
+	switch c := cmd.Body.(type) {
+	case *cmdpb.Command_Put:
+		res, err = a.put(c.Put)
+	case *cmdpb.Command_Cas:
+		res, err = a.cas(c.Cas)
+	case *cmdpb.Command_NamedAcquire:
+		res, err = a.namedAcquire(c.NamedAcquire)
+	case *cmdpb.Command_NamedRelease:
+		res, err = a.namedRelease(c.NamedRelease)
+	case *cmdpb.Command_TxnBegin:
+		res, err = a.txnBegin(c.TxnBegin)
+	case *cmdpb.Command_LockKeys:
+		res, err = a.lockKeys(c.LockKeys)
+	case *cmdpb.Command_TxnWrite:
+		res, err = a.txnWrite(c.TxnWrite)
+	case *cmdpb.Command_TxnPrepare:
+		res, err = a.txnPrepare(c.TxnPrepare)
+	case *cmdpb.Command_TxnFinish:
+		res, err = a.txnFinish(c.TxnFinish)
+	case *cmdpb.Command_ResolveKeys:
+		res, err = a.resolveKeys(c.ResolveKeys)
+	case *cmdpb.Command_TxnResolved:
+		res, err = a.txnResolved(c.TxnResolved)
+	case *cmdpb.Command_Gc:
+		var n int
+		n, err = mvcc.GC(rw, b, ts.Timestamp(c.Gc.Ts))
+		res = &cmdpb.Result{Count: int32(n)}
+	case *cmdpb.Command_Noop:
+		res = &cmdpb.Result{}
+	default:
+		return nil, Effects{}, fmt.Errorf("%w: %T", ErrUnknownCommand, cmd.Body)
+	}
+	return res, a.effects, err
+}
+
+type applier struct {
+	rw      mvcc.ReadWriter
+	b       mvcc.Bucket
+	effects Effects
+}
+
+func refuse(code cmdpb.ErrorCode, format string, args ...any) *cmdpb.Result {
+	return &cmdpb.Result{Error: code, Detail: fmt.Sprintf(format, args...)}
+}
+
+func (a *applier) keyLock(key []byte) (*cmdpb.KeyLock, bool, error) {
+	kl := &cmdpb.KeyLock{}
+	ok, err := mvcc.GetRecord(a.rw, a.b, mvcc.KindKeyLock, key, kl)
+	return kl, ok && len(kl.Holders) > 0, err
+}
+
+// checkWritable enforces invariant 3 for a plain write at t.
+func (a *applier) checkWritable(key []byte, t ts.Timestamp) (*cmdpb.Result, mvcc.Value, error) {
+	kl, locked, err := a.keyLock(key)
+	if err != nil || locked {
+		if locked {
+			return refuse(cmdpb.ErrorCode_KEY_LOCKED, "key is locked by %q", kl.Holders[0].Name), mvcc.Value{}, err
+		}
+		return nil, mvcc.Value{}, err
+	}
+	cur, err := mvcc.Get(a.rw, a.b, key, mvcc.Latest)
+	if err != nil {
+		return nil, cur, err
+	}
+	if cur.Version >= t {
+		return refuse(cmdpb.ErrorCode_STALE_TS, "timestamp %d not above newest version %d", t, cur.Version), cur, nil
+	}
+	return nil, cur, nil
+}
+
+func (a *applier) writeVersion(key, value []byte, tombstone bool, t ts.Timestamp) error {
+	a.effects.Written = append(a.effects.Written, key)
+	if tombstone {
+		return mvcc.PutTombstone(a.rw, a.b, key, t)
+	}
+	return mvcc.PutVersion(a.rw, a.b, key, t, value)
+}
+
+func (a *applier) put(c *cmdpb.Put) (*cmdpb.Result, error) {
+	t := ts.Timestamp(c.Ts)
+	if res, _, err := a.checkWritable(c.Key, t); res != nil || err != nil {
+		return res, err
+	}
+	if c.FenceName != "" {
+		if res, err := a.checkFence(c.Key, c.FenceName, c.FenceToken); res != nil || err != nil {
+			return res, err
+		}
+	}
+	if err := a.writeVersion(c.Key, c.Value, c.Tombstone, t); err != nil {
+		return nil, err
+	}
+	return &cmdpb.Result{Ts: c.Ts}, nil
+}
+
+// checkFence enforces invariant 6 and records the token.
+func (a *applier) checkFence(key []byte, name string, token uint64) (*cmdpb.Result, error) {
+	f := &cmdpb.KeyFences{}
+	if _, err := mvcc.GetRecord(a.rw, a.b, mvcc.KindFence, key, f); err != nil {
+		return nil, err
+	}
+	for _, e := range f.Fences {
+		if e.Name != name {
+			continue
+		}
+		if token < e.Token {
+			return refuse(cmdpb.ErrorCode_FENCE_TOO_LOW, "fence %d of lock %q is below %d, already accepted", token, name, e.Token), nil
+		}
+		e.Token = token
+		return nil, mvcc.PutRecord(a.rw, a.b, mvcc.KindFence, key, f)
+	}
+	f.Fences = append(f.Fences, &cmdpb.FenceEntry{Name: name, Token: token})
+	return nil, mvcc.PutRecord(a.rw, a.b, mvcc.KindFence, key, f)
+}
+
+func (a *applier) cas(c *cmdpb.CompareAndSwap) (*cmdpb.Result, error) {
+	t := ts.Timestamp(c.Ts)
+	res, cur, err := a.checkWritable(c.Key, t)
+	if res != nil || err != nil {
+		return res, err
+	}
+	curVersion := uint64(0)
+	if cur.Found {
+		curVersion = uint64(cur.Version)
+	}
+	if curVersion != c.ExpectedVersion {
+		return &cmdpb.Result{
+			Error:          cmdpb.ErrorCode_CAS_MISMATCH,
+			Detail:         fmt.Sprintf("version mismatch (current %d)", curVersion),
+			CurrentVersion: curVersion, CurrentValue: cur.Bytes, CurrentFound: cur.Found,
+		}, nil
+	}
+	if err := a.writeVersion(c.Key, c.Value, c.Tombstone, t); err != nil {
+		return nil, err
+	}
+	return &cmdpb.Result{Ts: c.Ts}, nil
+}
+
+func (a *applier) namedAcquire(c *cmdpb.NamedAcquire) (*cmdpb.Result, error) {
+	rec := &cmdpb.NamedLockRecord{}
+	if _, err := mvcc.GetRecord(a.rw, a.b, mvcc.KindNamedLock, []byte(c.Name), rec); err != nil {
+		return nil, err
+	}
+	if rec.Held {
+		if c.RequestId != "" && rec.RequestId == c.RequestId {
+			// A retried Acquire gets the grant it already has.
+			return &cmdpb.Result{Code: rec.Code, Fence: rec.Fence, Ts: rec.AcquiredTs}, nil
+		}
+		return refuse(cmdpb.ErrorCode_LOCK_HELD, "lock %q is held", c.Name), nil
+	}
+	rec.Held = true
+	rec.Code = c.Code
+	rec.Fence++
+	rec.Owner = c.Owner
+	rec.TtlMs = c.TtlMs
+	rec.AcquiredTs = c.Ts
+	rec.RequestId = c.RequestId
+	if err := mvcc.PutRecord(a.rw, a.b, mvcc.KindNamedLock, []byte(c.Name), rec); err != nil {
+		return nil, err
+	}
+	return &cmdpb.Result{Code: rec.Code, Fence: rec.Fence, Ts: c.Ts}, nil
+}
+
+func (a *applier) namedRelease(c *cmdpb.NamedRelease) (*cmdpb.Result, error) {
+	rec := &cmdpb.NamedLockRecord{}
+	found, err := mvcc.GetRecord(a.rw, a.b, mvcc.KindNamedLock, []byte(c.Name), rec)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case found && rec.Held && bytes.Equal(rec.Code, c.Code):
+		rec.Held = false
+		rec.LastCode, rec.LastExpired = rec.Code, c.Expired
+		rec.Code, rec.RequestId, rec.Owner = nil, "", ""
+		if err := mvcc.PutRecord(a.rw, a.b, mvcc.KindNamedLock, []byte(c.Name), rec); err != nil {
+			return nil, err
+		}
+		a.effects.ReleasedNames = append(a.effects.ReleasedNames, c.Name)
+		return &cmdpb.Result{Fence: rec.Fence}, nil
+	case found && !c.Expired && bytes.Equal(rec.LastCode, c.Code) && !rec.LastExpired:
+		// A retried Release of a grant that was released: success again.
+		return &cmdpb.Result{Fence: rec.Fence}, nil
+	case found && bytes.Equal(rec.LastCode, c.Code) && rec.LastExpired:
+		return refuse(cmdpb.ErrorCode_NOT_HOLDER, "lock %q expired before it was released", c.Name), nil
+	default:
+		return refuse(cmdpb.ErrorCode_NOT_HOLDER, "lock %q is not held with this code", c.Name), nil
+	}
+}

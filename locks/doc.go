@@ -1,0 +1,40 @@
+// Package locks holds the replicated semantics of OpenCluster's data and
+// locks as deterministic functions over an mvcc batch, plus the leader-side
+// machinery (wait queues, expiry deadlines) that needs no replication.
+//
+// # Model
+//
+// Every bucket command (cmdpb.Command) is decided by the leader that
+// proposes it: timestamps, lock codes and ttl are inside it. Apply reads
+// and writes only the bucket's own keys through the batch it is given, and
+// never reads a clock or a random source, so every replica that applies the
+// same commands holds the same bytes and returns the same results.
+//
+// Named locks are records n/<name> that keep their fence across releases.
+// Restrictive locks are transactions: a record t/<name> in bucket(name) is
+// the commit point, key locks k/<key> in each key's bucket hold the
+// provisional values inline, and ResolveKeys turns them into versions at
+// the commit timestamp (or drops them) after the record is finished.
+//
+// # Invariants
+//
+//  1. A named lock record is held by at most one code; its fence grows by
+//     one with every grant and never decreases.
+//  2. A key lock has either one WRITE holder or any number of READ holders.
+//  3. A Put, Delete or CAS never applies to a key that has a key lock, and
+//     never below the key's newest version (T3): it returns KEY_LOCKED or
+//     STALE_TS and changes nothing.
+//  4. A provisional value is written only by the key's WRITE holder and is
+//     invisible to everyone else until ResolveKeys commits it at the
+//     record's commit timestamp (T5); it is never committed after the record
+//     was ABORTED, because the coordinator resolves with the record's
+//     outcome and a record leaves PENDING exactly once.
+//  5. A transaction record moves PENDING -> COMMITTED or PENDING -> ABORTED
+//     once; a missing record is never created as ABORTED. The name is free
+//     again only after TxnResolved, when no key lock of it is left.
+//  6. A fenced write is refused when its token is below the highest token
+//     the key accepted for that lock name.
+//
+// Key locks are taken in (bucket, key) order by every restrictive lock, so
+// restrictive locks cannot deadlock among themselves.
+package locks

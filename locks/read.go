@@ -1,0 +1,73 @@
+package locks
+
+import (
+	"github.com/opencluster/opencluster/mvcc"
+	"github.com/opencluster/opencluster/mvcc/ts"
+	"github.com/opencluster/opencluster/rpc/cmdpb"
+)
+
+// ReadResult is the outcome of reading a key while respecting key locks.
+type ReadResult struct {
+	Value mvcc.Value
+	// Blocked is set when the reader must wait for the key lock to change
+	// (and then read again): a strict WRITE lock held by someone else, or a
+	// snapshot WRITE lock being committed at or below the read timestamp.
+	Blocked bool
+	// BlockedBy names the restrictive lock the reader waits for.
+	BlockedBy string
+}
+
+// Read reads key of bucket b at timestamp at (mvcc.Latest for the newest
+// value) on behalf of a reader holding code (nil for none):
+//
+//   - the WRITE holder reads its own provisional value, if it wrote one;
+//   - others are blocked by a strict WRITE lock;
+//   - others read the last committed value under a snapshot WRITE lock,
+//     unless the lock is prepared with min_commit_ts <= at: then the commit
+//     may land at or below at, so the reader waits for it (T4);
+//   - READ locks never block readers.
+func Read(r mvcc.Reader, b mvcc.Bucket, key []byte, at ts.Timestamp, code []byte) (ReadResult, error) {
+	kl := &cmdpb.KeyLock{}
+	found, err := mvcc.GetRecord(r, b, mvcc.KindKeyLock, key, kl)
+	if err != nil {
+		return ReadResult{}, err
+	}
+	if found && len(kl.Holders) > 0 {
+		if i := holderIndex(kl, code); i >= 0 && code != nil {
+			if kl.Holders[i].Mode == cmdpb.KeyMode_WRITE && kl.HasValue {
+				if kl.Tombstone {
+					return ReadResult{}, nil
+				}
+				return ReadResult{Value: mvcc.Value{Bytes: kl.Value, Found: true}}, nil
+			}
+		} else if w := kl.Holders[0]; w.Mode == cmdpb.KeyMode_WRITE {
+			if w.Isolation == cmdpb.Isolation_STRICT ||
+				(kl.MinCommitTs != 0 && ts.Timestamp(kl.MinCommitTs) <= at) {
+				return ReadResult{Blocked: true, BlockedBy: w.Name}, nil
+			}
+		}
+	}
+	v, err := mvcc.Get(r, b, key, at)
+	return ReadResult{Value: v}, err
+}
+
+// KeyLockOf returns the key lock of key, if any.
+func KeyLockOf(r mvcc.Reader, b mvcc.Bucket, key []byte) (*cmdpb.KeyLock, bool, error) {
+	kl := &cmdpb.KeyLock{}
+	found, err := mvcc.GetRecord(r, b, mvcc.KindKeyLock, key, kl)
+	return kl, found && len(kl.Holders) > 0, err
+}
+
+// NamedRecord returns the named-lock record of name.
+func NamedRecord(r mvcc.Reader, b mvcc.Bucket, name string) (*cmdpb.NamedLockRecord, bool, error) {
+	rec := &cmdpb.NamedLockRecord{}
+	found, err := mvcc.GetRecord(r, b, mvcc.KindNamedLock, []byte(name), rec)
+	return rec, found, err
+}
+
+// TxnRecord returns the restrictive-lock record of name.
+func TxnRecord(r mvcc.Reader, b mvcc.Bucket, name string) (*cmdpb.TxnRecord, bool, error) {
+	rec := &cmdpb.TxnRecord{}
+	found, err := mvcc.GetRecord(r, b, mvcc.KindTxn, []byte(name), rec)
+	return rec, found, err
+}

@@ -1,0 +1,234 @@
+package locks
+
+import (
+	"bytes"
+
+	"github.com/opencluster/opencluster/mvcc"
+	"github.com/opencluster/opencluster/mvcc/ts"
+	"github.com/opencluster/opencluster/rpc/cmdpb"
+)
+
+func (a *applier) txnRecord(name string) (*cmdpb.TxnRecord, bool, error) {
+	rec := &cmdpb.TxnRecord{}
+	ok, err := mvcc.GetRecord(a.rw, a.b, mvcc.KindTxn, []byte(name), rec)
+	return rec, ok, err
+}
+
+func (a *applier) putTxnRecord(name string, rec *cmdpb.TxnRecord) error {
+	return mvcc.PutRecord(a.rw, a.b, mvcc.KindTxn, []byte(name), rec)
+}
+
+func (a *applier) txnBegin(c *cmdpb.TxnBegin) (*cmdpb.Result, error) {
+	rec, found, err := a.txnRecord(c.Name)
+	if err != nil {
+		return nil, err
+	}
+	if found && rec.Status == cmdpb.TxnStatus_PENDING {
+		if c.RequestId != "" && rec.RequestId == c.RequestId {
+			return &cmdpb.Result{Code: rec.Code, Fence: rec.Fence, Ts: rec.StartTs}, nil
+		}
+		return refuse(cmdpb.ErrorCode_LOCK_HELD, "restrictive lock %q is held", c.Name), nil
+	}
+	if found && !rec.Resolved {
+		return refuse(cmdpb.ErrorCode_LOCK_HELD, "restrictive lock %q is still releasing its keys", c.Name), nil
+	}
+	next := &cmdpb.TxnRecord{
+		Status:    cmdpb.TxnStatus_PENDING,
+		Code:      c.Code,
+		Fence:     rec.Fence + 1,
+		Owner:     c.Owner,
+		TtlMs:     c.TtlMs,
+		StartTs:   c.StartTs,
+		Isolation: c.Isolation,
+		Keys:      c.Keys,
+		RequestId: c.RequestId,
+	}
+	if err := a.putTxnRecord(c.Name, next); err != nil {
+		return nil, err
+	}
+	return &cmdpb.Result{Code: next.Code, Fence: next.Fence, Ts: next.StartTs}, nil
+}
+
+func holderIndex(kl *cmdpb.KeyLock, code []byte) int {
+	for i, h := range kl.Holders {
+		if bytes.Equal(h.Code, code) {
+			return i
+		}
+	}
+	return -1
+}
+
+func (a *applier) lockKeys(c *cmdpb.LockKeys) (*cmdpb.Result, error) {
+	for i, k := range c.Keys {
+		kl, _, err := a.keyLock(k.Key)
+		if err != nil {
+			return nil, err
+		}
+		if holderIndex(kl, c.Code) >= 0 {
+			continue // a retry: already ours
+		}
+		if !compatible(kl, k.Mode) {
+			return &cmdpb.Result{
+				Error:  cmdpb.ErrorCode_KEY_LOCKED,
+				Detail: "key is locked by " + kl.Holders[0].Name,
+				Count:  int32(i), HeldBy: kl.Holders[0].Name,
+			}, nil
+		}
+		kl.Holders = append(kl.Holders, &cmdpb.KeyLockHolder{
+			Name: c.Name, Code: c.Code, Mode: k.Mode, Isolation: c.Isolation,
+		})
+		if err := mvcc.PutRecord(a.rw, a.b, mvcc.KindKeyLock, k.Key, kl); err != nil {
+			return nil, err
+		}
+	}
+	return &cmdpb.Result{Count: int32(len(c.Keys))}, nil
+}
+
+// compatible reports whether a key lock can take a new holder in mode
+// (invariant 2: READ shares with READ; WRITE is exclusive).
+func compatible(kl *cmdpb.KeyLock, mode cmdpb.KeyMode) bool {
+	if len(kl.Holders) == 0 {
+		return true
+	}
+	if mode != cmdpb.KeyMode_READ {
+		return false
+	}
+	for _, h := range kl.Holders {
+		if h.Mode != cmdpb.KeyMode_READ {
+			return false
+		}
+	}
+	return true
+}
+
+func (a *applier) txnWrite(c *cmdpb.TxnWrite) (*cmdpb.Result, error) {
+	kl, _, err := a.keyLock(c.Key)
+	if err != nil {
+		return nil, err
+	}
+	i := holderIndex(kl, c.Code)
+	switch {
+	case i < 0:
+		return refuse(cmdpb.ErrorCode_NOT_HOLDER, "key is not locked with this code (lock lost, or key not in the lock)"), nil
+	case kl.Holders[i].Mode != cmdpb.KeyMode_WRITE:
+		return refuse(cmdpb.ErrorCode_NOT_WRITE_LOCKED, "key is locked READ by this code; only WRITE keys can be written"), nil
+	case kl.MinCommitTs != 0:
+		return refuse(cmdpb.ErrorCode_NOT_WRITE_LOCKED, "the lock is committing; no more writes"), nil
+	}
+	kl.HasValue, kl.Value, kl.Tombstone = true, c.Value, c.Tombstone
+	if c.Tombstone {
+		kl.Value = nil
+	}
+	if err := mvcc.PutRecord(a.rw, a.b, mvcc.KindKeyLock, c.Key, kl); err != nil {
+		return nil, err
+	}
+	return &cmdpb.Result{}, nil
+}
+
+func (a *applier) txnPrepare(c *cmdpb.TxnPrepare) (*cmdpb.Result, error) {
+	for _, key := range c.Keys {
+		kl, _, err := a.keyLock(key)
+		if err != nil {
+			return nil, err
+		}
+		if holderIndex(kl, c.Code) < 0 {
+			return refuse(cmdpb.ErrorCode_NOT_HOLDER, "key lock lost before commit"), nil
+		}
+		if !kl.HasValue || kl.MinCommitTs >= c.MinCommitTs {
+			continue
+		}
+		kl.MinCommitTs = c.MinCommitTs
+		if err := mvcc.PutRecord(a.rw, a.b, mvcc.KindKeyLock, key, kl); err != nil {
+			return nil, err
+		}
+	}
+	return &cmdpb.Result{Count: int32(len(c.Keys))}, nil
+}
+
+func (a *applier) txnFinish(c *cmdpb.TxnFinish) (*cmdpb.Result, error) {
+	rec, found, err := a.txnRecord(c.Name)
+	if err != nil {
+		return nil, err
+	}
+	if !found || !bytes.Equal(rec.Code, c.Code) {
+		// Invariant 5: never create a missing record.
+		return refuse(cmdpb.ErrorCode_NOT_HOLDER, "restrictive lock %q is not held with this code", c.Name), nil
+	}
+	switch rec.Status {
+	case cmdpb.TxnStatus_PENDING:
+		rec.Status = c.Status
+		rec.Expired = c.Expired
+		if c.Status == cmdpb.TxnStatus_COMMITTED {
+			rec.CommitTs = c.CommitTs
+		}
+		if err := a.putTxnRecord(c.Name, rec); err != nil {
+			return nil, err
+		}
+		return &cmdpb.Result{Ts: rec.CommitTs}, nil
+	case cmdpb.TxnStatus_COMMITTED:
+		if c.Status == cmdpb.TxnStatus_COMMITTED {
+			return &cmdpb.Result{Ts: rec.CommitTs}, nil // a retried commit
+		}
+		return refuse(cmdpb.ErrorCode_NOT_HOLDER, "restrictive lock %q already committed", c.Name), nil
+	default: // ABORTED
+		if c.Status == cmdpb.TxnStatus_ABORTED {
+			return &cmdpb.Result{}, nil
+		}
+		detail := "aborted"
+		if rec.Expired {
+			detail = "expired"
+		}
+		return refuse(cmdpb.ErrorCode_TXN_ABORTED, "restrictive lock %q %s: writes discarded", c.Name, detail), nil
+	}
+}
+
+func (a *applier) resolveKeys(c *cmdpb.ResolveKeys) (*cmdpb.Result, error) {
+	n := 0
+	for _, key := range c.Keys {
+		kl, _, err := a.keyLock(key)
+		if err != nil {
+			return nil, err
+		}
+		i := holderIndex(kl, c.Code)
+		if i < 0 {
+			continue // resolved already
+		}
+		if c.Commit && kl.Holders[i].Mode == cmdpb.KeyMode_WRITE && kl.HasValue {
+			// Invariant 4: only a committed record's values become versions.
+			if err := a.writeVersion(key, kl.Value, kl.Tombstone, ts.Timestamp(c.CommitTs)); err != nil {
+				return nil, err
+			}
+		}
+		kl.Holders = append(kl.Holders[:i], kl.Holders[i+1:]...)
+		if len(kl.Holders) == 0 {
+			err = mvcc.DeleteRecord(a.rw, a.b, mvcc.KindKeyLock, key)
+		} else {
+			kl.HasValue, kl.Value, kl.Tombstone, kl.MinCommitTs = false, nil, false, 0
+			err = mvcc.PutRecord(a.rw, a.b, mvcc.KindKeyLock, key, kl)
+		}
+		if err != nil {
+			return nil, err
+		}
+		a.effects.ReleasedKeys = append(a.effects.ReleasedKeys, key)
+		n++
+	}
+	return &cmdpb.Result{Count: int32(n)}, nil
+}
+
+func (a *applier) txnResolved(c *cmdpb.TxnResolved) (*cmdpb.Result, error) {
+	rec, found, err := a.txnRecord(c.Name)
+	if err != nil {
+		return nil, err
+	}
+	if !found || !bytes.Equal(rec.Code, c.Code) || rec.Status == cmdpb.TxnStatus_PENDING {
+		return refuse(cmdpb.ErrorCode_NOT_HOLDER, "restrictive lock %q is not finished with this code", c.Name), nil
+	}
+	if !rec.Resolved {
+		rec.Resolved = true
+		if err := a.putTxnRecord(c.Name, rec); err != nil {
+			return nil, err
+		}
+	}
+	a.effects.FreedTxns = append(a.effects.FreedTxns, c.Name)
+	return &cmdpb.Result{Ts: rec.CommitTs}, nil
+}
