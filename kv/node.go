@@ -49,8 +49,8 @@ type Node struct {
 	tso      *tsoService
 	metrics  *metrics
 
-	waits     *locks.WaitQueues
-	deadlines *locks.Deadlines
+	waits       *locks.WaitQueues
+	deadlines   *locks.Deadlines
 	proposalIDs atomic.Uint64
 	// gcThreshold is the last GC timestamp: snapshot reads below it are
 	// refused.

@@ -286,4 +286,3 @@ func (n *Node) resolveFinished(ctx context.Context, name string) error {
 	}
 	return nil
 }
-

@@ -42,7 +42,7 @@ func TestDifferential(t *testing.T) {
 	}
 	t.Logf("seed %d (replay with -seed=%d)", seed, seed)
 	rng := rand.New(rand.NewPCG(uint64(seed), 0x5eed))
-	runs, steps := 24, 150
+	runs, steps := 16, 150
 	if testing.Short() {
 		runs, steps = 6, 60
 	}

@@ -53,6 +53,14 @@
 // The in-memory view equals the state the DB will hold once every staged
 // batch is committed. If a batch is dropped or its commit fails, the view
 // is ahead of the DB: the caller must discard the Storage and Load again.
+// Reads answer from the view, except for entries that are not cached,
+// which come from the DB: an entry staged in a batch not yet committed and
+// already evicted from the cache cannot be read until the commit. Raft
+// reads only entries of earlier Readies (after Advance), so the Ready loop
+// never meets one; Compact reads through its batch if that is indexed.
+//
+// The write methods check invariants 2 and 3 and the cache's shape after
+// every write when built with -tags invariants.
 //
 // # Snapshots
 //
@@ -62,15 +70,20 @@
 // snapshot and to track that follower's progress; the transport intercepts
 // the MsgSnap and streams the bucket span from a Pebble snapshot, sending
 // metadata read from that same Pebble snapshot with ReadSnapshotMetadata
-// (applied index, its term, ConfState). That index is >= trunc.index, which
-// raft accepts: the follower acknowledges the higher index. The truncated
-// position is used, not the applied one, because it is the newest position
-// whose term stays known and which raft can reach from FirstIndex.
+// (applied index, its term, ConfState). That index is >= trunc.index, and
+// raft accepts the acknowledgement of any snapshot from whose index the
+// follower can be caught up from the log (Match+1 >= FirstIndex, in
+// stepLeader's MsgAppResp case). So the placeholder only needs an index
+// >= trunc.index with a known term: the truncated state is the one that
+// always exists, while the real index is fixed only when the transport
+// takes its Pebble snapshot. (The placeholder's ConfState is the current
+// one, as of the applied index; no follower applies it, as the transport
+// replaces the metadata.)
 //
 // # Errors
 //
 // The raft.Storage methods return raft.ErrCompacted and raft.ErrUnavailable
-// unwrapped, because raft compares them with ==. Everything else is one of
-// this package's sentinels, wrapped with %w; raft treats any other error
-// from Storage as fatal (it panics).
+// unwrapped, because raft compares them with ==. Other errors wrap, with
+// %w, one of this package's sentinels or an error of Pebble; raft treats
+// any other error from Storage as fatal (it panics).
 package raftlog

@@ -29,10 +29,10 @@ var (
 	// or below the commit index, which would rewrite committed entries.
 	ErrOverwriteCommitted = errors.New("raftlog: entries overwrite committed entries")
 	// ErrOutOfRange reports an index argument outside the range the method
-	// allows: a HardState commit beyond the log, an applied index outside
-	// [Applied(), commit], a compaction beyond the applied index, a
-	// bootstrap at index 0.
+	// allows: a HardState commit beyond the log or below the current
+	// commit, an applied index outside [Applied(), commit], a compaction
+	// beyond the applied index, a bootstrap or a snapshot at index 0.
 	ErrOutOfRange = errors.New("raftlog: index out of range")
-	// ErrStaleSnapshot reports a snapshot at or below the applied index.
-	ErrStaleSnapshot = errors.New("raftlog: snapshot is not newer than the applied state")
+	// ErrStaleSnapshot reports a snapshot at or below the commit index.
+	ErrStaleSnapshot = errors.New("raftlog: snapshot is not newer than the commit index")
 )

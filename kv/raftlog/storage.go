@@ -38,7 +38,8 @@ type Storage struct {
 	initialized bool
 	// trunc is the truncated state: the entry before FirstIndex, whose term
 	// is kept for raft's log matching.
-	// Invariant: trunc.index <= applied <= hs.commit <= last.index.
+	// Invariant (initialized): trunc.index <= applied <= hs.commit <=
+	// last.index.
 	trunc entryID
 	// last is the log's last entry, or trunc if the log is empty.
 	// Invariant: last.index >= trunc.index, and last == trunc when
@@ -150,6 +151,14 @@ func (s *Storage) logBounds() (first, last uint64, ok bool, err error) {
 		return 0, 0, false, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
 	return first, last, true, nil
+}
+
+// assertInvariants panics if the in-memory view breaks an invariant. The
+// write methods call it after staging when built with -tags invariants.
+func (s *Storage) assertInvariants() {
+	if err := s.check(); err != nil {
+		panic(err)
+	}
 }
 
 // check verifies the invariants of the in-memory view (O(1)), returning

@@ -52,6 +52,9 @@ func (s *Storage) Bootstrap(b *pebble.Batch, cs *raftpb.ConfState, index, term u
 	s.initialized = true
 	s.trunc, s.last, s.applied, s.confState = trunc, trunc, index, cs
 	s.hs, s.hasHS = hs, true
+	if invariantsEnabled {
+		s.assertInvariants()
+	}
 	return nil
 }
 
@@ -108,6 +111,9 @@ func (s *Storage) Append(b *pebble.Batch, entries []*raftpb.Entry, hs *raftpb.Ha
 			return fmt.Errorf("raftlog: group %d: stage HardState: %w", s.group, err)
 		}
 		s.hs, s.hasHS = newHS, true
+	}
+	if invariantsEnabled {
+		s.assertInvariants()
 	}
 	return nil
 }
@@ -168,6 +174,9 @@ func (s *Storage) SetApplied(b *pebble.Batch, index uint64) error {
 		return fmt.Errorf("raftlog: group %d: stage applied index: %w", s.group, err)
 	}
 	s.applied = index
+	if invariantsEnabled {
+		s.assertInvariants()
+	}
 	return nil
 }
 
@@ -185,6 +194,9 @@ func (s *Storage) SetConfState(b *pebble.Batch, cs *raftpb.ConfState) error {
 		return err
 	}
 	s.confState = cs
+	if invariantsEnabled {
+		s.assertInvariants()
+	}
 	return nil
 }
 
@@ -224,6 +236,9 @@ func (s *Storage) Compact(b *pebble.Batch, index uint64) error {
 	}
 	s.trunc = trunc
 	s.cache.dropTo(index)
+	if invariantsEnabled {
+		s.assertInvariants()
+	}
 	return nil
 }
 
@@ -271,6 +286,9 @@ func (s *Storage) ApplySnapshot(b *pebble.Batch, meta *raftpb.SnapshotMetadata) 
 	s.trunc, s.last, s.applied, s.confState = trunc, trunc, index, cs
 	s.hs, s.hasHS = hs, true
 	s.cache.reset()
+	if invariantsEnabled {
+		s.assertInvariants()
+	}
 	return nil
 }
 
