@@ -149,7 +149,7 @@ const RaftEntryKind = 'e'
 
 // RaftEntryIndex decodes the index of a Raft entry key.
 func RaftEntryIndex(k []byte) (uint64, error) {
-	if len(k) != 1+4+1+8+1 || k[0] != prefixRaft || k[5] != RaftEntryKind {
+	if len(k) != 1+4+1+8+1 || k[0] != prefixRaft || k[5] != RaftEntryKind || k[14] != 0 {
 		return 0, fmt.Errorf("%w: not a raft entry key: %x", ErrBadKey, k)
 	}
 	return binary.BigEndian.Uint64(k[6:14]), nil
