@@ -94,7 +94,9 @@ func (a *applier) checkWritable(key []byte, t ts.Timestamp) (*cmdpb.Result, mvcc
 	kl, locked, err := a.keyLock(key)
 	if err != nil || locked {
 		if locked {
-			return refuse(cmdpb.ErrorCode_KEY_LOCKED, "key is locked by %q", kl.Holders[0].Name), mvcc.Value{}, err
+			res := refuse(cmdpb.ErrorCode_KEY_LOCKED, "key is locked by %q", kl.Holders[0].Name)
+			res.HeldBy = kl.Holders[0].Name
+			return res, mvcc.Value{}, err
 		}
 		return nil, mvcc.Value{}, err
 	}

@@ -17,8 +17,8 @@ import (
 
 var (
 	flagSeed = flag.Uint64("seed", 0, "TestDifferential: seed of the first run (0: from the clock)")
-	flagRuns = flag.Int("runs", 4, "TestDifferential: number of runs, with seeds seed, seed+1, ...")
-	flagOps  = flag.Int("ops", 600, "TestDifferential: operations per run")
+	flagRuns = flag.Int("runs", 0, "TestDifferential: number of runs, with seeds seed, seed+1, ... (0: 6, or 2 with -race or -short)")
+	flagOps  = flag.Int("ops", 0, "TestDifferential: operations per run (0: 1000, or 500 with -race or -short)")
 )
 
 // The small alphabets random operations draw from. Keys are prefixes of one
@@ -39,8 +39,10 @@ const diffMaxTS = 40
 // GC, gets and scans over two buckets and a small alphabet of keys that are
 // prefixes of one another) against the engine and the naive model in
 // model_test.go, and checks that every read agrees. At each GC it also
-// checks invariant 4 of doc.go directly on the engine: reads at every
-// timestamp >= the GC timestamp return the same values before and after.
+// checks invariant 4 of doc.go directly on the engine: reads at timestamps
+// >= the GC timestamp (the GC timestamp itself, the next one, one above
+// every version, Latest and a few drawn in between) return the same values
+// before and after.
 //
 // Each run also draws a storage config from its seed: how many operations
 // share a batch before it commits (reads go to that indexed batch, which
@@ -57,9 +59,15 @@ func TestDifferential(t *testing.T) {
 	if seed == 0 {
 		seed = uint64(time.Now().UnixNano())
 	}
-	runs, ops := *flagRuns, *flagOps
-	if testing.Short() {
-		runs, ops = 2, 300
+	runs, ops := 6, 1000
+	if raceEnabled || testing.Short() {
+		runs, ops = 2, 500
+	}
+	if *flagRuns > 0 {
+		runs = *flagRuns
+	}
+	if *flagOps > 0 {
+		ops = *flagOps
 	}
 	for i := range runs {
 		s := seed + uint64(i)
@@ -188,11 +196,11 @@ func (r *diffRun) run(ops int) {
 		r.history = append(r.history, o)
 		r.apply(o)
 		if i%100 == 99 {
-			r.checkAll()
+			r.checkAll(false)
 		}
 	}
 	r.commit()
-	r.checkAll()
+	r.checkAll(true)
 }
 
 // reader returns what reads go to: the batch when it holds pending writes,
@@ -242,7 +250,8 @@ func (r *diffRun) apply(o diffOp) {
 	case "scan":
 		r.checkScan(r.reader(), o.b, o.prefix, o.after, o.at, o.limit)
 	case "gc":
-		before := r.observe(r.batch, o.b, o.at)
+		tss := r.observeTS(o.at)
+		before := r.observe(r.batch, o.b, tss)
 		n, err := GC(r.batch, o.b, o.at)
 		r.must(err)
 		if want := r.m.gc(o.b, o.at); n != want {
@@ -251,7 +260,7 @@ func (r *diffRun) apply(o diffOp) {
 		// Invariant 4: reads at timestamps >= the GC timestamp are
 		// unchanged. Deleted keys read as not found either way; only the
 		// Version of a not-found read (the tombstone's) may change.
-		after := r.observe(r.batch, o.b, o.at)
+		after := r.observe(r.batch, o.b, tss)
 		for i := range before {
 			if !sameVisible(before[i], after[i]) {
 				r.fail("invariant 4: %s changed by GC: before %s after %s", before[i].read, before[i].result, after[i].result)
@@ -277,14 +286,24 @@ type observation struct {
 
 func sameVisible(x, y observation) bool { return x.read == y.read && x.found == y.found }
 
-// observe reads every key of bucket b, and scans it, at every timestamp from
-// at up to diffMaxTS+1 and at Latest.
-func (r *diffRun) observe(rd Reader, b Bucket, at ts.Timestamp) []observation {
-	var tss []ts.Timestamp
-	for t := at; t <= diffMaxTS+1; t++ {
-		tss = append(tss, t)
+// observeTS returns the timestamps GC at before is checked at: before
+// itself and just above it, diffMaxTS+1 and Latest (above every version),
+// and a few drawn at random in between.
+func (r *diffRun) observeTS(before ts.Timestamp) []ts.Timestamp {
+	if before == Latest {
+		return []ts.Timestamp{Latest}
 	}
-	tss = append(tss, Latest)
+	tss := []ts.Timestamp{before, before + 1, diffMaxTS + 1, Latest}
+	for range 4 {
+		if before < diffMaxTS {
+			tss = append(tss, before+ts.Timestamp(r.rng.IntN(int(diffMaxTS-before))))
+		}
+	}
+	return tss
+}
+
+// observe reads every key of bucket b, and scans it, at each of tss.
+func (r *diffRun) observe(rd Reader, b Bucket, tss []ts.Timestamp) []observation {
 	var obs []observation
 	for _, t := range tss {
 		for _, k := range diffKeys {
@@ -328,11 +347,12 @@ func (r *diffRun) checkScan(rd Reader, b Bucket, prefix, after []byte, at ts.Tim
 }
 
 // checkAll compares every key and a full scan of both buckets at every
-// timestamp, reading from the batch and, when it is empty, from the DB.
-func (r *diffRun) checkAll() {
-	readers := []Reader{r.batch}
-	if r.pending == 0 {
-		readers = append(readers, r.eng.DB())
+// timestamp, reading from the batch and, when it is empty and this is the
+// final check, also from the DB.
+func (r *diffRun) checkAll(final bool) {
+	readers := []Reader{r.reader()}
+	if final && r.pending == 0 {
+		readers = []Reader{r.batch, r.eng.DB()}
 	}
 	for _, rd := range readers {
 		for _, b := range diffBuckets {

@@ -1,0 +1,56 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+// newStartCmd returns `opencluster start`: run one node until SIGINT or
+// SIGTERM.
+func newStartCmd() *cobra.Command {
+	var cfg serverConfig
+	var logLevel string
+	cmd := &cobra.Command{
+		Use:   "start",
+		Short: "Run an OpenCluster node",
+		Long: `Run an OpenCluster node in the foreground until SIGINT or SIGTERM.
+
+An empty --data-dir is initialised as a new one-node cluster with --buckets
+buckets; an existing one is reopened with its own bucket count and data.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+				return fmt.Errorf("--log-level: %w", err)
+			}
+			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			rs, err := startServer(cfg)
+			if err != nil {
+				return err
+			}
+			cfg.Logger.Info("serving", "addr", rs.addr, "http", rs.httpAddr, "data-dir", cfg.DataDir)
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			select {
+			case <-ctx.Done():
+			case err := <-rs.done:
+				cfg.Logger.Error("server stopped", "err", err)
+			}
+			rs.Stop()
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.DataDir, "data-dir", "opencluster-data", "directory of the node's data")
+	f.StringVar(&cfg.Addr, "addr", "127.0.0.1:7400", "gRPC listen address")
+	f.StringVar(&cfg.HTTPAddr, "http-addr", "127.0.0.1:7401", "HTTP address for /metrics, /status and /debug/pprof (empty: none)")
+	f.IntVar(&cfg.Buckets, "buckets", 64, "bucket count of a new cluster (1..4096)")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}

@@ -1,0 +1,298 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/opencluster/opencluster/rpc/ocpb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// Tx is a held restrictive lock: a snapshot-isolated transaction over the
+// keys it locked. Its reads and writes carry its code; Commit makes its
+// writes visible at one version, Abort (or expiry) discards them. It is
+// kept alive in the background until Commit or Abort. It is safe for
+// concurrent use.
+type Tx struct {
+	c            *Client
+	name         string
+	code         string
+	fence        uint64
+	startVersion uint64
+	lease        *lease
+	// commitID and abortID are the request ids of every Commit and Abort
+	// of this handle, so repeating them is safe.
+	commitID, abortID string
+
+	mu struct {
+		sync.Mutex
+		// commitVersion is set once Commit succeeded.
+		commitVersion uint64
+		// aborted is set once Abort succeeded.
+		aborted bool
+	}
+}
+
+// Restrict takes the restrictive lock name over the keys given as Read and
+// Write options, waiting for the name and the keys (until Wait's bound,
+// then ErrWaitTimeout, or until ctx ends), and keeps it alive until Commit
+// or Abort.
+func (c *Client) Restrict(ctx context.Context, name string, opts ...RestrictOption) (*Tx, error) {
+	var o restrictOptions
+	for _, opt := range opts {
+		opt.applyRestrict(&o)
+	}
+	return c.restrict(ctx, name, o)
+}
+
+func (c *Client) restrict(ctx context.Context, name string, o restrictOptions) (*Tx, error) {
+	if o.requestID == "" {
+		o.requestID = newRequestID()
+	}
+	if o.ttl < 0 {
+		return nil, invalidf("negative ttl %s", o.ttl)
+	}
+	req := &ocpb.RestrictRequest{Name: name, Wait: durationOf(o.wait), Owner: c.opts.owner, RequestId: o.requestID}
+	for _, k := range o.keys {
+		req.Keys = append(req.Keys, &ocpb.KeyLockRequest{Key: k.Key, Mode: ocpb.KeyMode(k.Mode)})
+	}
+	if o.ttl > 0 {
+		req.Ttl = durationpb.New(o.ttl)
+	}
+	if o.snapshot {
+		req.Isolation = ocpb.Isolation_SNAPSHOT
+	}
+	var resp *ocpb.RestrictResponse
+	err := c.do(ctx, "Restrict", waitOf(o.wait), func(ctx context.Context, e *endpoint) (err error) {
+		resp, err = e.locks.Restrict(ctx, req)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	ttl := resp.Ttl.AsDuration()
+	if ttl <= 0 {
+		ttl = o.ttl
+	}
+	if ttl <= 0 {
+		return nil, newError(codes.Internal, nil, "server granted restrictive lock %q without a ttl", name)
+	}
+	tx := &Tx{
+		c:            c,
+		name:         name,
+		code:         resp.Code,
+		fence:        resp.Fence,
+		startVersion: resp.StartVersion,
+		lease:        newLease(KindRestrictive, name, resp.Code, ttl, o.onRenew),
+		commitID:     newRequestID(),
+		abortID:      newRequestID(),
+	}
+	c.keeper.add(tx.lease)
+	return tx, nil
+}
+
+// Name returns the lock's name.
+func (tx *Tx) Name() string { return tx.name }
+
+// Code returns the lock's code.
+func (tx *Tx) Code() string { return tx.code }
+
+// Fence returns the lock's fencing token.
+func (tx *Tx) Fence() uint64 { return tx.fence }
+
+// StartVersion returns the version every key of the lock reads as of.
+func (tx *Tx) StartVersion() uint64 { return tx.startVersion }
+
+// TTL returns the lock's ttl as last confirmed by the server.
+func (tx *Tx) TTL() time.Duration { return tx.c.keeper.leaseTTL(tx.lease) }
+
+// Lost returns a channel closed when the lock is lost (see Lock.Lost).
+// Commit and Abort do not close it, except a Commit that finds the lock
+// lost.
+func (tx *Tx) Lost() <-chan struct{} { return tx.lease.lost }
+
+// Err returns nil while the lock is not known lost, and then why: an error
+// matching ErrLost and ErrAborted, or ErrClosed.
+func (tx *Tx) Err() error { return tx.c.keeper.leaseErr(tx.lease) }
+
+// CommitVersion returns the version of the lock's writes once Commit
+// succeeded, else 0.
+func (tx *Tx) CommitVersion() uint64 {
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	return tx.mu.commitVersion
+}
+
+// Get reads key under the lock: the lock's own provisional value if it
+// wrote one, else the committed value.
+func (tx *Tx) Get(ctx context.Context, key []byte, opts ...ReadOption) (KeyValue, error) {
+	return tx.c.Get(ctx, key, append(opts[:len(opts):len(opts)], WithReadCode(tx.code))...)
+}
+
+// Put writes value under key provisionally; the key must be locked WRITE.
+func (tx *Tx) Put(ctx context.Context, key, value []byte, opts ...WriteOption) error {
+	_, err := tx.c.Put(ctx, key, value, append(opts[:len(opts):len(opts)], WithCode(tx.code))...)
+	return err
+}
+
+// Delete deletes key provisionally; the key must be locked WRITE.
+func (tx *Tx) Delete(ctx context.Context, key []byte, opts ...WriteOption) error {
+	_, err := tx.c.Delete(ctx, key, append(opts[:len(opts):len(opts)], WithCode(tx.code))...)
+	return err
+}
+
+// Commit unlocks the lock and makes its writes visible at one version,
+// which it returns. If the lock was lost the error matches ErrAborted and
+// the writes are discarded. Renewal stops once the outcome is known
+// (success, or an answer other than Unavailable or a deadline); after an
+// ambiguous failure the lock stays alive so Commit (same request id) or
+// Abort can be called again. Committing twice returns the first version.
+func (tx *Tx) Commit(ctx context.Context) (uint64, error) {
+	if v := tx.CommitVersion(); v != 0 {
+		return v, nil
+	}
+	v, err := tx.c.commit(ctx, tx.name, tx.code, tx.commitID)
+	if err != nil {
+		if isCode(err, codes.Aborted) {
+			tx.c.keeper.lose(tx.lease, err)
+		}
+		if definite(err) {
+			tx.c.keeper.remove(ctx, tx.lease)
+		}
+		return 0, err
+	}
+	tx.c.keeper.remove(ctx, tx.lease)
+	tx.mu.Lock()
+	tx.mu.commitVersion = v
+	tx.mu.Unlock()
+	return v, nil
+}
+
+// definite reports whether err is a server's final answer (the operation
+// certainly did not happen and retrying it cannot help).
+func definite(err error) bool {
+	var e *Error
+	if !errors.As(err, &e) {
+		return false
+	}
+	switch e.Code() {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled, codes.Unknown, codes.Internal:
+		return false
+	}
+	return true
+}
+
+// Abort stops keeping the lock alive (before it returns) and unlocks it,
+// discarding its writes. Aborting twice is a no-op.
+func (tx *Tx) Abort(ctx context.Context) error {
+	tx.c.keeper.remove(ctx, tx.lease)
+	tx.mu.Lock()
+	done := tx.mu.aborted
+	tx.mu.Unlock()
+	if done {
+		return nil
+	}
+	if err := tx.c.abort(ctx, tx.name, tx.code, tx.abortID); err != nil {
+		return err
+	}
+	tx.mu.Lock()
+	tx.mu.aborted = true
+	tx.mu.Unlock()
+	return nil
+}
+
+// Commit commits the restrictive lock name held with code, without a
+// handle (for example one taken by another process). Prefer Tx.Commit.
+func (c *Client) Commit(ctx context.Context, name, code string) (uint64, error) {
+	return c.commit(ctx, name, code, newRequestID())
+}
+
+// Abort aborts the restrictive lock name held with code, without a handle.
+// Prefer Tx.Abort.
+func (c *Client) Abort(ctx context.Context, name, code string) error {
+	return c.abort(ctx, name, code, newRequestID())
+}
+
+func (c *Client) commit(ctx context.Context, name, code, requestID string) (uint64, error) {
+	req := &ocpb.CommitRequest{Name: name, Code: code, RequestId: requestID}
+	var resp *ocpb.CommitResponse
+	err := c.do(ctx, "Commit", 0, func(ctx context.Context, e *endpoint) (err error) {
+		resp, err = e.locks.Commit(ctx, req)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	return resp.CommitVersion, nil
+}
+
+func (c *Client) abort(ctx context.Context, name, code, requestID string) error {
+	req := &ocpb.AbortRequest{Name: name, Code: code, RequestId: requestID}
+	return c.do(ctx, "Abort", 0, func(ctx context.Context, e *endpoint) error {
+		_, err := e.locks.Abort(ctx, req)
+		return err
+	})
+}
+
+// Txn runs fn under the restrictive lock name over keys, then commits. If
+// the lock is lost (ErrAborted or ErrLost from Restrict, fn or Commit) or
+// the cluster stays unavailable, it retries the whole transaction (a new
+// lock, a new request id) after a backoff, up to MaxAttempts times
+// (default: the client's retry attempts). If fn returns another error, Txn
+// aborts the lock and returns fn's error unchanged. opts are passed to
+// Restrict.
+func (c *Client) Txn(ctx context.Context, name string, keys []KeySpec, fn func(tx *Tx) error, opts ...RestrictOption) error {
+	var o restrictOptions
+	for _, opt := range opts {
+		opt.applyRestrict(&o)
+	}
+	o.keys = append(append([]KeySpec(nil), keys...), o.keys...)
+	attempts := o.attempts
+	if attempts <= 0 {
+		attempts = c.opts.maxAttempts
+	}
+	userRequestID := o.requestID
+	for attempt := 1; ; attempt++ {
+		err := c.txnOnce(ctx, name, o, fn)
+		if err == nil || !retryableTxn(err) || attempt >= attempts || ctx.Err() != nil {
+			return err
+		}
+		pause := c.opts.backoffFor(attempt)
+		c.opts.logger.Debug("client: retrying transaction", "name", name, "attempt", attempt, "pause", pause, "err", err)
+		if !c.sleep(ctx, pause) {
+			return err
+		}
+		// A retry is a new logical operation: a fresh lock.
+		if userRequestID == "" {
+			o.requestID = ""
+		} else {
+			o.requestID = userRequestID + "-" + newRequestID()[:8]
+		}
+	}
+}
+
+func (c *Client) txnOnce(ctx context.Context, name string, o restrictOptions, fn func(tx *Tx) error) error {
+	tx, err := c.restrict(ctx, name, o)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		actx, cancel := c.detached(ctx)
+		if aerr := tx.Abort(actx); aerr != nil {
+			c.opts.logger.Debug("client: abort after failed transaction function", "name", name, "err", aerr)
+		}
+		cancel()
+		return err
+	}
+	_, err = tx.Commit(ctx)
+	return err
+}
+
+// retryableTxn reports whether a transaction attempt failed because its lock
+// was lost or the cluster was unavailable.
+func retryableTxn(err error) bool {
+	return errors.Is(err, ErrAborted) || errors.Is(err, ErrLost) || errors.Is(err, ErrUnavailable)
+}
