@@ -12,6 +12,8 @@ import (
 
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
+
+	"github.com/opencluster/opencluster/rpc/client/clienttest"
 )
 
 func TestMain(m *testing.M) {
@@ -56,6 +58,14 @@ func (r result) fails(t *testing.T, code string) result {
 	return r
 }
 
+// harness is the fake cluster plus the CLI runners below.
+type harness struct{ *clienttest.Harness }
+
+// startFake starts fake nodes at addrs; they stop when the test ends.
+func startFake(t *testing.T, addrs ...string) *harness {
+	return &harness{clienttest.Start(t, addrs...)}
+}
+
 // cli runs the command tree in-process against the fake node n1.
 func (h *harness) cli(t *testing.T, args ...string) result {
 	t.Helper()
@@ -71,7 +81,7 @@ func (h *harness) cliCtx(ctx context.Context, env map[string]string, args ...str
 		stdout:   &stdout,
 		stderr:   &stderr,
 		getenv:   func(k string) string { return env[k] },
-		dialOpts: []grpc.DialOption{h.dialOption()},
+		dialOpts: []grpc.DialOption{h.DialOption()},
 	}
 	code := a.execute(ctx, args)
 	return result{stdout: stdout.String(), stderr: stderr.String(), code: code}
@@ -156,9 +166,7 @@ func TestKVCommands(t *testing.T) {
 
 // held reports whether the fake holds the named lock name.
 func (h *harness) held(name string) bool {
-	h.f.mu.Lock()
-	defer h.f.mu.Unlock()
-	return h.f.mu.named[name] != nil
+	return h.Fake.NamedHeld(name)
 }
 
 func itoa(v uint64) string {
@@ -303,7 +311,7 @@ func TestLockKeepAlive(t *testing.T) {
 	done := make(chan result)
 	go func() { done <- h.cliCtx(ctx, env, "lock", "keepalive", "L", code) }()
 	time.Sleep(1500 * time.Millisecond) // well past the ttl
-	if n := h.f.keepAliveCount(code); n < 4 {
+	if n := h.Fake.KeepAliveCount(code); n < 4 {
 		t.Fatalf("keep-alives = %d", n)
 	}
 	h.cli(t, "lock", "show", "L").ok(t)
@@ -318,8 +326,8 @@ func TestLockKeepAlive(t *testing.T) {
 	ctx2, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel2()
 	go func() { done <- h.cliCtx(ctx2, env, "lock", "keepalive", "L", code, "-o", "json") }()
-	waitFor(ctx2, nil, func() (bool, error) { return h.f.keepAliveCount(code) > 0, nil })
-	h.f.dropLock("L")
+	clienttest.WaitFor(ctx2, nil, func() (bool, error) { return h.Fake.KeepAliveCount(code) > 0, nil })
+	h.Fake.DropLock("L")
 	r = (<-done).fails(t, "FailedPrecondition")
 	if m := r.obj(t); m["lost"] != true || m["name"] != "L" || m["reason"] == "" {
 		t.Fatalf("keepalive json = %v", m)
@@ -331,8 +339,8 @@ func TestLockKeepAlive(t *testing.T) {
 	// A restrictive lock that is lost reports Aborted.
 	code = h.cli(t, "lock", "restrict", "T", "--write", "a", "--ttl", "2s", "-o", "json").ok(t).obj(t)["code"].(string)
 	go func() { done <- h.cliCtx(ctx2, env, "lock", "keepalive", "T", code, "--kind", "restrictive") }()
-	waitFor(ctx2, nil, func() (bool, error) { return h.f.keepAliveCount(code) > 0, nil })
-	h.f.dropLock("T")
+	clienttest.WaitFor(ctx2, nil, func() (bool, error) { return h.Fake.KeepAliveCount(code) > 0, nil })
+	h.Fake.DropLock("T")
 	(<-done).fails(t, "Aborted")
 }
 
@@ -362,8 +370,8 @@ func TestLockRun(t *testing.T) {
 		done <- h.cliCtx(ctx, map[string]string{envEndpoints: "passthrough:///n1"},
 			"lock", "run", "L", "--ttl", "2s", "--", "sleep", "5")
 	}()
-	waitFor(ctx, nil, func() (bool, error) { return h.held("L"), nil })
-	h.f.dropLock("L")
+	clienttest.WaitFor(ctx, nil, func() (bool, error) { return h.held("L"), nil })
+	h.Fake.DropLock("L")
 	(<-done).fails(t, "FailedPrecondition")
 	if d := time.Since(start); d > 3*time.Second {
 		t.Fatalf("command not killed: took %s", d)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/opencluster/opencluster/rpc/client"
+	"github.com/opencluster/opencluster/rpc/client/clienttest"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -19,10 +20,10 @@ func TestMain(m *testing.M) {
 
 // newClient returns a client of the fake nodes at addrs with fast retries;
 // it is closed when the test ends.
-func newClient(t *testing.T, h *harness, addrs []string, opts ...client.Option) *client.Client {
+func newClient(t *testing.T, h *clienttest.Harness, addrs []string, opts ...client.Option) *client.Client {
 	t.Helper()
-	opts = append([]client.Option{client.WithDialOptions(h.dialOption()), client.WithRetry(3, 5*time.Millisecond)}, opts...)
-	c, err := client.New(context.Background(), targets(addrs...), opts...)
+	opts = append([]client.Option{client.WithDialOptions(h.DialOption()), client.WithRetry(3, 5*time.Millisecond)}, opts...)
+	c, err := client.New(context.Background(), clienttest.Targets(addrs...), opts...)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -47,7 +48,7 @@ func within(t *testing.T, ch <-chan struct{}, d time.Duration, what string) {
 }
 
 func TestKV(t *testing.T) {
-	h := startFake(t, "n1")
+	h := clienttest.Start(t, "n1")
 	c := newClient(t, h, []string{"n1"})
 	ctx := testCtx(t)
 
@@ -114,7 +115,7 @@ func TestKV(t *testing.T) {
 // TestErrors checks that errors match their sentinel and keep their gRPC
 // status (DESIGN.md §4: one code per failure class).
 func TestErrors(t *testing.T) {
-	h := startFake(t, "n1")
+	h := clienttest.Start(t, "n1")
 	c := newClient(t, h, []string{"n1"})
 	ctx := testCtx(t)
 	held, err := c.Lock(ctx, "busy", time.Minute)
@@ -141,12 +142,12 @@ func TestErrors(t *testing.T) {
 			return err
 		}, client.ErrWaitTimeout, codes.DeadlineExceeded},
 		{"unavailable", func() error {
-			h.f.fail("Get", codes.Unavailable, 3)
+			h.Fake.Fail("Get", codes.Unavailable, 3)
 			_, err := c.Get(ctx, []byte("k"))
 			return err
 		}, client.ErrUnavailable, codes.Unavailable},
 		{"aborted", func() error {
-			h.f.fail("Commit", codes.Aborted, 1)
+			h.Fake.Fail("Commit", codes.Aborted, 1)
 			_, err := c.Commit(ctx, "tx", "00000000000000000000000000000000")
 			return err
 		}, client.ErrAborted, codes.Aborted},
@@ -193,40 +194,40 @@ func TestErrors(t *testing.T) {
 // request id so retries are safe": Unavailable is retried on the next
 // endpoint with the same id; other errors are not retried.
 func TestRetryReusesRequestID(t *testing.T) {
-	h := startFake(t, "n1", "n2")
+	h := clienttest.Start(t, "n1", "n2")
 	c := newClient(t, h, []string{"n1", "n2"})
 	ctx := testCtx(t)
 
-	h.f.fail("Put", codes.Unavailable, 2)
+	h.Fake.Fail("Put", codes.Unavailable, 2)
 	if _, err := c.Put(ctx, []byte("k"), []byte("v")); err != nil {
 		t.Fatal(err)
 	}
-	calls := h.f.callsOf("Put")
+	calls := h.Fake.CallsOf("Put")
 	if len(calls) != 3 {
 		t.Fatalf("Put calls = %+v, want 3", calls)
 	}
 	for _, cl := range calls[1:] {
-		if cl.requestID != calls[0].requestID || cl.requestID == "" {
+		if cl.RequestID != calls[0].RequestID || cl.RequestID == "" {
 			t.Fatalf("request ids differ: %+v", calls)
 		}
 	}
-	if calls[0].addr == calls[1].addr {
+	if calls[0].Addr == calls[1].Addr {
 		t.Fatalf("retry went to the same endpoint: %+v", calls)
 	}
 	if _, err := c.Put(ctx, []byte("k"), []byte("v2")); err != nil {
 		t.Fatal(err)
 	}
-	if calls := h.f.callsOf("Put"); calls[3].requestID == calls[0].requestID {
+	if calls := h.Fake.CallsOf("Put"); calls[3].RequestID == calls[0].RequestID {
 		t.Fatal("a new operation reused the old request id")
 	}
 
 	// A retried Acquire gets the same grant (same id, dedup on the server).
-	h.f.fail("Acquire", codes.Unavailable, 1)
+	h.Fake.Fail("Acquire", codes.Unavailable, 1)
 	l, err := c.Lock(ctx, "L", time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if acq := h.f.callsOf("Acquire"); len(acq) != 2 || acq[0].requestID != acq[1].requestID {
+	if acq := h.Fake.CallsOf("Acquire"); len(acq) != 2 || acq[0].RequestID != acq[1].RequestID {
 		t.Fatalf("Acquire calls = %+v", acq)
 	}
 	// A caller-chosen id makes a repeated Lock return the same grant.
@@ -241,29 +242,29 @@ func TestRetryReusesRequestID(t *testing.T) {
 	_ = l2again.Unlock(ctx)
 
 	// Unlock retries Release with one id; a second Unlock is a no-op.
-	h.f.fail("Release", codes.Unavailable, 1)
+	h.Fake.Fail("Release", codes.Unavailable, 1)
 	if err := l.Unlock(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if err := l.Unlock(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if rel := h.f.callsOf("Release"); len(rel) != 3 || rel[1].requestID != rel[2].requestID {
+	if rel := h.Fake.CallsOf("Release"); len(rel) != 3 || rel[1].RequestID != rel[2].RequestID {
 		t.Fatalf("Release calls = %+v", rel)
 	}
 
 	// Non-retryable codes are not retried.
-	h.f.fail("Delete", codes.FailedPrecondition, 1)
+	h.Fake.Fail("Delete", codes.FailedPrecondition, 1)
 	if _, err := c.Delete(ctx, []byte("k")); !errors.Is(err, client.ErrNotHolder) {
 		t.Fatalf("Delete = %v", err)
 	}
-	if n := len(h.f.callsOf("Delete")); n != 1 {
+	if n := len(h.Fake.CallsOf("Delete")); n != 1 {
 		t.Fatalf("Delete calls = %d, want 1", n)
 	}
 }
 
 func TestLockKeptAlive(t *testing.T) {
-	h := startFake(t, "n1")
+	h := clienttest.Start(t, "n1")
 	c := newClient(t, h, []string{"n1"})
 	ctx := testCtx(t)
 	var renewals chanCounter = make(chan struct{}, 100)
@@ -279,7 +280,7 @@ func TestLockKeptAlive(t *testing.T) {
 		t.Fatalf("lost: %v", l.Err())
 	case <-time.After(1200 * time.Millisecond):
 	}
-	if n := h.f.keepAliveCount(l.Code()); n < 4 {
+	if n := h.Fake.KeepAliveCount(l.Code()); n < 4 {
 		t.Fatalf("keep-alives = %d, want >= 4 in 1.2s at ttl/3 = 150ms", n)
 	}
 	if len(renewals) < 4 {
@@ -304,7 +305,7 @@ func (c chanCounter) add() {
 }
 
 func TestLostWhenServerSaysLost(t *testing.T) {
-	h := startFake(t, "n1")
+	h := clienttest.Start(t, "n1")
 	c := newClient(t, h, []string{"n1"})
 	ctx := testCtx(t)
 	l, err := c.Lock(ctx, "L", 300*time.Millisecond)
@@ -314,7 +315,7 @@ func TestLostWhenServerSaysLost(t *testing.T) {
 	if l.Err() != nil {
 		t.Fatal(l.Err())
 	}
-	h.f.dropLock("L")
+	h.Fake.DropLock("L")
 	within(t, l.Lost(), time.Second, "Lost after the server dropped the lock")
 	err = l.Err()
 	if !errors.Is(err, client.ErrLost) || !errors.Is(err, client.ErrNotHolder) || status.Code(err) != codes.FailedPrecondition {
@@ -327,7 +328,7 @@ func TestLostWhenServerSaysLost(t *testing.T) {
 }
 
 func TestLostWhenServerGoesAway(t *testing.T) {
-	h := startFake(t, "n1")
+	h := clienttest.Start(t, "n1")
 	c := newClient(t, h, []string{"n1"})
 	ctx := testCtx(t)
 	const ttl = 300 * time.Millisecond
@@ -336,7 +337,7 @@ func TestLostWhenServerGoesAway(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(ttl / 2) // a renewal or so
-	h.stop("n1")
+	h.Stop("n1")
 	stopped := time.Now()
 	within(t, l.Lost(), 3*ttl, "Lost after the server went away")
 	// The last acknowledged renewal was sent at most ttl/3 before the stop.
@@ -349,22 +350,22 @@ func TestLostWhenServerGoesAway(t *testing.T) {
 }
 
 func TestKeepAliveFailsOver(t *testing.T) {
-	h := startFake(t, "n1", "n2")
+	h := clienttest.Start(t, "n1", "n2")
 	c := newClient(t, h, []string{"n1", "n2"})
 	ctx := testCtx(t)
 	l, err := c.Lock(ctx, "L", 600*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.stop("n1")
+	h.Stop("n1")
 	select {
 	case <-l.Lost():
 		t.Fatalf("lost although n2 is up: %v", l.Err())
 	case <-time.After(1500 * time.Millisecond):
 	}
 	var onN2 bool
-	for _, cl := range h.f.callsOf("KeepAlive") {
-		onN2 = onN2 || cl.addr == "n2"
+	for _, cl := range h.Fake.CallsOf("KeepAlive") {
+		onN2 = onN2 || cl.Addr == "n2"
 	}
 	if !onN2 {
 		t.Fatal("keep-alive never moved to n2")
@@ -372,7 +373,7 @@ func TestKeepAliveFailsOver(t *testing.T) {
 }
 
 func TestUnlockStopsKeepAlive(t *testing.T) {
-	h := startFake(t, "n1")
+	h := clienttest.Start(t, "n1")
 	c := newClient(t, h, []string{"n1"})
 	ctx := testCtx(t)
 	l, err := c.Lock(ctx, "L", 300*time.Millisecond)
@@ -383,12 +384,12 @@ func TestUnlockStopsKeepAlive(t *testing.T) {
 	if err := l.Unlock(ctx); err != nil {
 		t.Fatal(err)
 	}
-	n := h.f.keepAliveCount(l.Code())
+	n := h.Fake.KeepAliveCount(l.Code())
 	if n == 0 {
 		t.Fatal("no keep-alive before Unlock")
 	}
 	time.Sleep(300 * time.Millisecond)
-	if m := h.f.keepAliveCount(l.Code()); m != n {
+	if m := h.Fake.KeepAliveCount(l.Code()); m != n {
 		t.Fatalf("keep-alives after Unlock: %d -> %d", n, m)
 	}
 	select {
@@ -402,7 +403,7 @@ func TestUnlockStopsKeepAlive(t *testing.T) {
 }
 
 func TestCloseLosesLocks(t *testing.T) {
-	h := startFake(t, "n1")
+	h := clienttest.Start(t, "n1")
 	c := newClient(t, h, []string{"n1"})
 	ctx := testCtx(t)
 	l, err := c.Lock(ctx, "L", time.Minute)
@@ -425,7 +426,7 @@ func TestCloseLosesLocks(t *testing.T) {
 }
 
 func TestAttach(t *testing.T) {
-	h := startFake(t, "n1")
+	h := clienttest.Start(t, "n1")
 	owner := newClient(t, h, []string{"n1"})
 	other := newClient(t, h, []string{"n1"})
 	ctx := testCtx(t)
@@ -460,7 +461,7 @@ func TestAttach(t *testing.T) {
 }
 
 func TestRestrict(t *testing.T) {
-	h := startFake(t, "n1")
+	h := clienttest.Start(t, "n1")
 	c := newClient(t, h, []string{"n1"})
 	ctx := testCtx(t)
 	if _, err := c.Put(ctx, []byte("a"), []byte("1")); err != nil {
@@ -505,7 +506,7 @@ func TestRestrict(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.f.dropLock("T")
+	h.Fake.DropLock("T")
 	within(t, tx.Lost(), time.Second, "tx Lost")
 	if err := tx.Err(); !errors.Is(err, client.ErrAborted) || !errors.Is(err, client.ErrLost) {
 		t.Fatalf("tx.Err = %v", err)
@@ -516,10 +517,10 @@ func TestRestrict(t *testing.T) {
 }
 
 func TestTxnRetriesOnAborted(t *testing.T) {
-	h := startFake(t, "n1")
+	h := clienttest.Start(t, "n1")
 	c := newClient(t, h, []string{"n1"})
 	ctx := testCtx(t)
-	h.f.setAbortCommits(2)
+	h.Fake.SetAbortCommits(2)
 	runs := 0
 	var codesSeen []string
 	err := c.Txn(ctx, "T", []client.KeySpec{client.Write([]byte("k"))}, func(tx *client.Tx) error {
@@ -536,21 +537,21 @@ func TestTxnRetriesOnAborted(t *testing.T) {
 	if kv, err := c.Get(ctx, []byte("k")); err != nil || string(kv.Value) != "3" {
 		t.Fatalf("Get = %+v, %v", kv, err)
 	}
-	if r := h.f.callsOf("Restrict"); len(r) != 3 || r[0].requestID == r[1].requestID {
+	if r := h.Fake.CallsOf("Restrict"); len(r) != 3 || r[0].RequestID == r[1].RequestID {
 		t.Fatalf("Restrict calls = %+v", r)
 	}
 
 	// Out of attempts: the last ErrAborted is returned.
-	h.f.setAbortCommits(5)
+	h.Fake.SetAbortCommits(5)
 	err = c.Txn(ctx, "T", []client.KeySpec{client.Write([]byte("k"))}, func(tx *client.Tx) error { return nil }, client.MaxAttempts(2))
 	if !errors.Is(err, client.ErrAborted) {
 		t.Fatalf("Txn = %v", err)
 	}
-	h.f.setAbortCommits(0)
+	h.Fake.SetAbortCommits(0)
 }
 
 func TestTxnAbortsOnFnError(t *testing.T) {
-	h := startFake(t, "n1")
+	h := clienttest.Start(t, "n1")
 	c := newClient(t, h, []string{"n1"})
 	ctx := testCtx(t)
 	errBoom := errors.New("boom")
@@ -567,17 +568,17 @@ func TestTxnAbortsOnFnError(t *testing.T) {
 	if err != errBoom || runs != 1 {
 		t.Fatalf("Txn = %v after %d runs", err, runs)
 	}
-	ab := h.f.callsOf("Abort")
-	if len(ab) != 1 || len(h.f.callsOf("Commit")) != 0 {
-		t.Fatalf("abort calls %+v, commit calls %d", ab, len(h.f.callsOf("Commit")))
+	ab := h.Fake.CallsOf("Abort")
+	if len(ab) != 1 || len(h.Fake.CallsOf("Commit")) != 0 {
+		t.Fatalf("abort calls %+v, commit calls %d", ab, len(h.Fake.CallsOf("Commit")))
 	}
 	if _, err := c.Get(ctx, []byte("k")); !errors.Is(err, client.ErrNotFound) {
 		t.Fatalf("aborted write visible: %v", err)
 	}
 	time.Sleep(50 * time.Millisecond)
-	n := h.f.keepAliveCount(code)
+	n := h.Fake.KeepAliveCount(code)
 	time.Sleep(100 * time.Millisecond)
-	if h.f.keepAliveCount(code) != n {
+	if h.Fake.KeepAliveCount(code) != n {
 		t.Fatal("keep-alive continued after abort")
 	}
 }
@@ -595,7 +596,7 @@ func TestNewValidates(t *testing.T) {
 // TestOneStreamForSuccessiveLocks checks that locks taken one after another
 // share the keep-alive stream (it outlives its last lease for a while).
 func TestOneStreamForSuccessiveLocks(t *testing.T) {
-	h := startFake(t, "n1")
+	h := clienttest.Start(t, "n1")
 	c := newClient(t, h, []string{"n1"})
 	ctx := testCtx(t)
 	for i := range 3 {
@@ -607,11 +608,11 @@ func TestOneStreamForSuccessiveLocks(t *testing.T) {
 		if err := l.Unlock(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if h.f.keepAliveCount(l.Code()) == 0 {
+		if h.Fake.KeepAliveCount(l.Code()) == 0 {
 			t.Fatalf("lock %d never renewed", i)
 		}
 	}
-	if n := len(h.f.callsOf("KeepAlive")); n != 1 {
+	if n := len(h.Fake.CallsOf("KeepAlive")); n != 1 {
 		t.Fatalf("KeepAlive streams = %d, want 1", n)
 	}
 }

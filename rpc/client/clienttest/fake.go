@@ -1,13 +1,4 @@
-package client_test
-
-// An in-memory fake of the OpenCluster gRPC API on bufconn, with just
-// enough semantics for client tests: versioned keys, fences, named locks
-// with codes, fences and ttls, restrictive locks with provisional writes,
-// request-id deduplication, and fault injection (queued error codes per
-// method, dropped locks, aborted commits, stopped servers).
-//
-// A twin of this file lives in cmd/opencluster (package main); keep them
-// alike.
+package clienttest
 
 import (
 	"bytes"
@@ -32,9 +23,9 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
-// fakeCall records one RPC the fake received.
-type fakeCall struct {
-	method, addr, requestID string
+// Call records one RPC the fake received.
+type Call struct {
+	Method, Addr, RequestID string
 }
 
 type fakeVersion struct {
@@ -61,8 +52,8 @@ type fakeTx struct {
 	writes map[string]fakeVersion
 }
 
-// fake is the shared state of every fake node.
-type fake struct {
+// Fake is the shared state of every fake node.
+type Fake struct {
 	mu struct {
 		sync.Mutex
 		version    uint64
@@ -73,7 +64,7 @@ type fake struct {
 		restr      map[string]*fakeTx
 		aborted    map[string]bool // codes of lost restrictive locks
 		dedup      map[string]proto.Message
-		calls      []fakeCall
+		calls      []Call
 		failures   map[string][]codes.Code
 		keepAlives map[string]int // code -> renewals received
 		// abortCommits makes the next n Commits lose their lock.
@@ -81,8 +72,8 @@ type fake struct {
 	}
 }
 
-func newFake() *fake {
-	f := &fake{}
+func newFake() *Fake {
+	f := &Fake{}
 	f.mu.data = map[string][]fakeVersion{}
 	f.mu.fences = map[string]uint64{}
 	f.mu.fenceSeq = map[string]uint64{}
@@ -101,8 +92,8 @@ func fakeCode() string {
 	return hex.EncodeToString(b[:])
 }
 
-// fail queues n failures with code for method.
-func (f *fake) fail(method string, code codes.Code, n int) {
+// Fail queues n failures with code for method.
+func (f *Fake) Fail(method string, code codes.Code, n int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for range n {
@@ -110,27 +101,34 @@ func (f *fake) fail(method string, code codes.Code, n int) {
 	}
 }
 
-// callsOf returns the calls of method received so far.
-func (f *fake) callsOf(method string) []fakeCall {
+// CallsOf returns the calls of method received so far.
+func (f *Fake) CallsOf(method string) []Call {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var out []fakeCall
+	var out []Call
 	for _, c := range f.mu.calls {
-		if c.method == method {
+		if c.Method == method {
 			out = append(out, c)
 		}
 	}
 	return out
 }
 
-func (f *fake) keepAliveCount(code string) int {
+func (f *Fake) KeepAliveCount(code string) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.mu.keepAlives[code]
 }
 
-// dropLock makes the lock name (of either kind) lost.
-func (f *fake) dropLock(name string) {
+// NamedHeld reports whether the named lock name is held.
+func (f *Fake) NamedHeld(name string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.mu.named[name] != nil
+}
+
+// DropLock makes the lock name (of either kind) lost.
+func (f *Fake) DropLock(name string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.mu.named, name)
@@ -140,17 +138,17 @@ func (f *fake) dropLock(name string) {
 	}
 }
 
-func (f *fake) setAbortCommits(n int) {
+func (f *Fake) SetAbortCommits(n int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.mu.abortCommits = n
 }
 
 // begin records a call and returns a queued failure, if any.
-func (f *fake) begin(method, addr, requestID string) error {
+func (f *Fake) begin(method, addr, requestID string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.mu.calls = append(f.mu.calls, fakeCall{method, addr, requestID})
+	f.mu.calls = append(f.mu.calls, Call{method, addr, requestID})
 	if q := f.mu.failures[method]; len(q) > 0 {
 		f.mu.failures[method] = q[1:]
 		return status.Errorf(q[0], "injected %s", q[0])
@@ -159,14 +157,14 @@ func (f *fake) begin(method, addr, requestID string) error {
 }
 
 // dedupLocked returns the stored answer to requestID, if any.
-func (f *fake) dedupLocked(requestID string) proto.Message {
+func (f *Fake) dedupLocked(requestID string) proto.Message {
 	if requestID == "" {
 		return nil
 	}
 	return f.mu.dedup[requestID]
 }
 
-func (f *fake) rememberLocked(requestID string, m proto.Message) {
+func (f *Fake) rememberLocked(requestID string, m proto.Message) {
 	if requestID != "" {
 		f.mu.dedup[requestID] = m
 	}
@@ -180,7 +178,7 @@ func checkKey(key []byte) error {
 }
 
 // readLocked returns the newest version of key at or below at (0: newest).
-func (f *fake) readLocked(key string, at uint64) (fakeVersion, bool) {
+func (f *Fake) readLocked(key string, at uint64) (fakeVersion, bool) {
 	vs := f.mu.data[key]
 	for i := len(vs) - 1; i >= 0; i-- {
 		if at == 0 || vs[i].version <= at {
@@ -193,7 +191,7 @@ func (f *fake) readLocked(key string, at uint64) (fakeVersion, bool) {
 	return fakeVersion{}, false
 }
 
-func (f *fake) writeLocked(key string, v fakeVersion) uint64 {
+func (f *Fake) writeLocked(key string, v fakeVersion) uint64 {
 	f.mu.version++
 	v.version = f.mu.version
 	f.mu.data[key] = append(f.mu.data[key], v)
@@ -201,7 +199,7 @@ func (f *fake) writeLocked(key string, v fakeVersion) uint64 {
 }
 
 // txLocked returns the live restrictive lock with code, or nil.
-func (f *fake) txLocked(code string) *fakeTx {
+func (f *Fake) txLocked(code string) *fakeTx {
 	for _, tx := range f.mu.restr {
 		if tx.code == code {
 			if time.Now().After(tx.deadline) {
@@ -224,7 +222,7 @@ func (tx *fakeTx) mode(key []byte) ocpb.KeyMode {
 	return ocpb.KeyMode_KEY_MODE_UNSPECIFIED
 }
 
-func (f *fake) checkFenceLocked(key []byte, fence *ocpb.Fence) error {
+func (f *Fake) checkFenceLocked(key []byte, fence *ocpb.Fence) error {
 	if fence == nil {
 		return nil
 	}
@@ -240,7 +238,7 @@ func (f *fake) checkFenceLocked(key []byte, fence *ocpb.Fence) error {
 
 type fakeKV struct {
 	ocpb.UnimplementedKVServer
-	f    *fake
+	f    *Fake
 	addr string
 }
 
@@ -425,13 +423,13 @@ func (s *fakeKV) Scan(ctx context.Context, req *ocpb.ScanRequest) (*ocpb.ScanRes
 
 type fakeLocks struct {
 	ocpb.UnimplementedLocksServer
-	f    *fake
+	f    *Fake
 	addr string
 }
 
-// waitFor polls try until it reports done, the wait ends (DeadlineExceeded)
+// WaitFor polls try until it reports done, the wait ends (DeadlineExceeded)
 // or ctx ends.
-func waitFor(ctx context.Context, wait *durationpb.Duration, try func() (bool, error)) error {
+func WaitFor(ctx context.Context, wait *durationpb.Duration, try func() (bool, error)) error {
 	var deadline time.Time
 	if wait != nil {
 		deadline = time.Now().Add(wait.AsDuration())
@@ -468,7 +466,7 @@ func (s *fakeLocks) Acquire(ctx context.Context, req *ocpb.AcquireRequest) (*ocp
 		return nil, status.Error(codes.InvalidArgument, "empty lock name")
 	}
 	var resp *ocpb.AcquireResponse
-	err := waitFor(ctx, req.Wait, func() (bool, error) {
+	err := WaitFor(ctx, req.Wait, func() (bool, error) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		if m := f.dedupLocked(req.RequestId); m != nil {
@@ -530,7 +528,7 @@ func (s *fakeLocks) KeepAlive(stream grpc.BidiStreamingServer[ocpb.KeepAliveRequ
 	}
 }
 
-func (f *fake) renew(req *ocpb.KeepAliveRequest) *ocpb.KeepAliveResponse {
+func (f *Fake) renew(req *ocpb.KeepAliveRequest) *ocpb.KeepAliveResponse {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.mu.keepAlives[req.Code]++
@@ -562,7 +560,7 @@ func (s *fakeLocks) Restrict(ctx context.Context, req *ocpb.RestrictRequest) (*o
 		return nil, status.Error(codes.InvalidArgument, "a restrictive lock needs a name and keys")
 	}
 	var resp *ocpb.RestrictResponse
-	err := waitFor(ctx, req.Wait, func() (bool, error) {
+	err := WaitFor(ctx, req.Wait, func() (bool, error) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		if m := f.dedupLocked(req.RequestId); m != nil {
@@ -644,7 +642,7 @@ func (s *fakeLocks) Abort(ctx context.Context, req *ocpb.AbortRequest) (*ocpb.Ab
 	return resp, nil
 }
 
-func (f *fake) infoLocked(l *fakeLock, kind ocpb.LockKind) *ocpb.LockInfo {
+func (f *Fake) infoLocked(l *fakeLock, kind ocpb.LockKind) *ocpb.LockInfo {
 	now := time.Now()
 	return &ocpb.LockInfo{
 		Name: l.name, Kind: kind, Held: now.Before(l.deadline), Fence: l.fence, Owner: l.owner,
@@ -652,7 +650,7 @@ func (f *fake) infoLocked(l *fakeLock, kind ocpb.LockKind) *ocpb.LockInfo {
 	}
 }
 
-func (f *fake) txInfoLocked(tx *fakeTx) *ocpb.LockInfo {
+func (f *Fake) txInfoLocked(tx *fakeTx) *ocpb.LockInfo {
 	info := f.infoLocked(&tx.fakeLock, ocpb.LockKind_RESTRICTIVE)
 	info.Status = "PENDING"
 	if tx.snapshot {
@@ -664,7 +662,7 @@ func (f *fake) txInfoLocked(tx *fakeTx) *ocpb.LockInfo {
 	return info
 }
 
-func (f *fake) locksLocked(match func(name string) bool, kind ocpb.LockKind, heldOnly bool) []*ocpb.LockInfo {
+func (f *Fake) locksLocked(match func(name string) bool, kind ocpb.LockKind, heldOnly bool) []*ocpb.LockInfo {
 	var out []*ocpb.LockInfo
 	if kind != ocpb.LockKind_RESTRICTIVE {
 		for name, l := range f.mu.named {
@@ -718,7 +716,7 @@ func (s *fakeLocks) List(ctx context.Context, req *ocpb.ListRequest) (*ocpb.List
 
 type fakeCluster struct {
 	ocpb.UnimplementedClusterServer
-	f    *fake
+	f    *Fake
 	addr string
 }
 
@@ -731,44 +729,44 @@ func (s *fakeCluster) Status(ctx context.Context, req *ocpb.StatusRequest) (*ocp
 	return &ocpb.StatusResponse{NodeId: s.addr, ClusterId: "fake", BucketCount: 1, Now: s.f.mu.version}, nil
 }
 
-// --- harness ---
+// --- Harness ---
 
-// harness runs one gRPC server per address, all sharing one fake.
-type harness struct {
-	f  *fake
-	mu struct {
+// Harness runs one gRPC server per address, all sharing one fake.
+type Harness struct {
+	Fake *Fake
+	mu   struct {
 		sync.Mutex
 		servers   map[string]*grpc.Server
 		listeners map[string]*bufconn.Listener
 	}
 }
 
-// startFake starts fake nodes at addrs; they stop when the test ends.
-func startFake(t testing.TB, addrs ...string) *harness {
+// Start starts fake nodes at addrs; they stop when the test ends.
+func Start(t testing.TB, addrs ...string) *Harness {
 	t.Helper()
-	h := &harness{f: newFake()}
+	h := &Harness{Fake: newFake()}
 	h.mu.servers = map[string]*grpc.Server{}
 	h.mu.listeners = map[string]*bufconn.Listener{}
 	for _, addr := range addrs {
 		lis := bufconn.Listen(1 << 20)
 		srv := grpc.NewServer()
-		ocpb.RegisterKVServer(srv, &fakeKV{f: h.f, addr: addr})
-		ocpb.RegisterLocksServer(srv, &fakeLocks{f: h.f, addr: addr})
-		ocpb.RegisterClusterServer(srv, &fakeCluster{f: h.f, addr: addr})
+		ocpb.RegisterKVServer(srv, &fakeKV{f: h.Fake, addr: addr})
+		ocpb.RegisterLocksServer(srv, &fakeLocks{f: h.Fake, addr: addr})
+		ocpb.RegisterClusterServer(srv, &fakeCluster{f: h.Fake, addr: addr})
 		h.mu.servers[addr] = srv
 		h.mu.listeners[addr] = lis
 		go func() { _ = srv.Serve(lis) }()
 	}
 	t.Cleanup(func() {
 		for _, addr := range addrs {
-			h.stop(addr)
+			h.Stop(addr)
 		}
 	})
 	return h
 }
 
-// stop stops the node at addr: its connections break and new dials fail.
-func (h *harness) stop(addr string) {
+// Stop stops the node at addr: its connections break and new dials fail.
+func (h *Harness) Stop(addr string) {
 	h.mu.Lock()
 	srv := h.mu.servers[addr]
 	delete(h.mu.servers, addr)
@@ -778,7 +776,7 @@ func (h *harness) stop(addr string) {
 	}
 }
 
-func (h *harness) dial(ctx context.Context, addr string) (net.Conn, error) {
+func (h *Harness) dial(ctx context.Context, addr string) (net.Conn, error) {
 	h.mu.Lock()
 	lis := h.mu.listeners[addr]
 	h.mu.Unlock()
@@ -788,8 +786,8 @@ func (h *harness) dial(ctx context.Context, addr string) (net.Conn, error) {
 	return lis.DialContext(ctx)
 }
 
-// targets returns the gRPC targets of addrs.
-func targets(addrs ...string) []string {
+// Targets returns the gRPC targets of addrs.
+func Targets(addrs ...string) []string {
 	out := make([]string, len(addrs))
 	for i, a := range addrs {
 		out[i] = "passthrough:///" + a
@@ -797,6 +795,6 @@ func targets(addrs ...string) []string {
 	return out
 }
 
-func (h *harness) dialOption() grpc.DialOption {
+func (h *Harness) DialOption() grpc.DialOption {
 	return grpc.WithContextDialer(h.dial)
 }
