@@ -146,7 +146,7 @@ func (n *Node) Get(ctx context.Context, req *ocpb.GetRequest) (*ocpb.GetResponse
 		if at, err = n.snapshotTS(ctx, req.Version); err != nil {
 			return nil, err
 		}
-		err = r.snapshotBarrier(ctx)
+		err = barrier(ctx, []*replica{r}, true)
 	} else {
 		err = r.linearizable(ctx)
 	}
@@ -222,10 +222,12 @@ func (n *Node) BatchGet(ctx context.Context, req *ocpb.BatchGetRequest) (*ocpb.B
 		return nil, err
 	}
 	order, _ := n.byBucket(req.Keys)
-	for _, b := range order {
-		if err := n.replicas[b].snapshotBarrier(ctx); err != nil {
-			return nil, err
-		}
+	rs := make([]*replica, len(order))
+	for i, b := range order {
+		rs[i] = n.replicas[b]
+	}
+	if err := barrier(ctx, rs, true); err != nil {
+		return nil, err
 	}
 	wctx, cancel := waitContext(ctx, req.Wait)
 	defer cancel()
@@ -259,10 +261,10 @@ func (n *Node) Scan(ctx context.Context, req *ocpb.ScanRequest) (*ocpb.ScanRespo
 	defer cancel()
 	var all []mvcc.KV
 	more := false
+	if err := barrier(ctx, n.replicas[:n.buckets], true); err != nil {
+		return nil, err
+	}
 	for _, r := range n.replicas[:n.buckets] {
-		if err := r.snapshotBarrier(ctx); err != nil {
-			return nil, err
-		}
 		if err := n.waitScanLocks(wctx, r, req.Prefix, req.StartAfter, at); err != nil {
 			return nil, err
 		}
@@ -290,14 +292,17 @@ func (n *Node) waitScanLocks(ctx context.Context, r *replica, prefix, startAfter
 	for {
 		var blocked []byte
 		err := mvcc.ScanRecords(n.eng.DB(), r.bucket, mvcc.KindKeyLock, prefix, func(key, raw []byte) error {
-			if startAfter != nil && bytes.Compare(key, startAfter) <= 0 {
+			if blocked != nil || startAfter != nil && bytes.Compare(key, startAfter) <= 0 {
 				return nil
 			}
-			res, err := locks.Read(n.eng.DB(), r.bucket, key, at, nil)
-			if err == nil && res.Blocked && blocked == nil {
+			kl := &cmdpb.KeyLock{}
+			if err := unmarshalRecord(raw, kl); err != nil {
+				return err
+			}
+			if _, ok := locks.BlocksReader(kl, at); ok {
 				blocked = append([]byte(nil), key...)
 			}
-			return err
+			return nil
 		})
 		if err != nil || blocked == nil {
 			return err

@@ -29,35 +29,21 @@ func (n *Node) Acquire(ctx context.Context, req *ocpb.AcquireRequest) (*ocpb.Acq
 	ttl := req.Ttl.AsDuration()
 	wctx, cancel := waitContext(ctx, req.Wait)
 	defer cancel()
-	w := n.waits.Join(namedResource(req.Name))
-	defer w.Leave()
-	for {
-		if w.IsHead() {
-			t, err := n.tso.now(ctx)
-			if err != nil {
-				return nil, err
-			}
-			res, err := r.propose(ctx, &cmdpb.Command{Body: &cmdpb.Command_NamedAcquire{NamedAcquire: &cmdpb.NamedAcquire{
-				Name: req.Name, Code: code, Owner: req.Owner, TtlMs: ttl.Milliseconds(), Ts: uint64(t), RequestId: req.RequestId,
-			}}})
-			if err != nil {
-				return nil, err
-			}
-			if res.Error == cmdpb.ErrorCode_OK {
-				n.deadlines.Set(locks.LeaseID{Kind: locks.Named, Name: req.Name, Code: string(res.Code)}, ttl, n.cfg.Clock.Now())
-				return &ocpb.AcquireResponse{Name: req.Name, Code: encodeCode(res.Code), Fence: res.Fence, Ttl: durationpb.New(ttl)}, nil
-			}
-			if res.Error != cmdpb.ErrorCode_LOCK_HELD {
-				return nil, resultErr(res)
-			}
-		}
-		if req.Wait != nil && req.Wait.AsDuration() == 0 {
-			return nil, fmt.Errorf("%w: lock %q is held", ErrWaitTimeout, req.Name)
-		}
-		if err := n.waitFor(wctx, w, fmt.Sprintf("lock %q is held", req.Name)); err != nil {
+	noWait := req.Wait != nil && req.Wait.AsDuration() == 0
+	res, err := n.takeInTurn(wctx, namedResource(req.Name), fmt.Sprintf("lock %q is held", req.Name), noWait, func() (*cmdpb.Result, error) {
+		t, err := n.tso.now(ctx)
+		if err != nil {
 			return nil, err
 		}
+		return r.propose(ctx, &cmdpb.Command{Body: &cmdpb.Command_NamedAcquire{NamedAcquire: &cmdpb.NamedAcquire{
+			Name: req.Name, Code: code, Owner: req.Owner, TtlMs: ttl.Milliseconds(), Ts: uint64(t), RequestId: req.RequestId,
+		}}})
+	})
+	if err != nil {
+		return nil, err
 	}
+	n.deadlines.Set(locks.LeaseID{Kind: locks.Named, Name: req.Name, Code: string(res.Code)}, ttl, n.cfg.Clock.Now())
+	return &ocpb.AcquireResponse{Name: req.Name, Code: encodeCode(res.Code), Fence: res.Fence, Ttl: durationpb.New(ttl)}, nil
 }
 
 // Release implements rpc/server.Backend.
@@ -182,10 +168,10 @@ func (n *Node) Describe(ctx context.Context, req *ocpb.DescribeRequest) (*ocpb.D
 // List implements rpc/server.Backend.
 func (n *Node) List(ctx context.Context, req *ocpb.ListRequest) (*ocpb.ListResponse, error) {
 	out := &ocpb.ListResponse{}
+	if err := barrier(ctx, n.replicas[:n.buckets], false); err != nil {
+		return nil, err
+	}
 	for _, r := range n.replicas[:n.buckets] {
-		if err := r.linearizable(ctx); err != nil {
-			return nil, err
-		}
 		if req.Kind != ocpb.LockKind_RESTRICTIVE {
 			err := mvcc.ScanRecords(n.eng.DB(), r.bucket, mvcc.KindNamedLock, []byte(req.Prefix), func(name, raw []byte) error {
 				rec := &cmdpb.NamedLockRecord{}

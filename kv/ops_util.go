@@ -89,3 +89,32 @@ func (n *Node) byBucket(keys [][]byte) ([]mvcc.Bucket, map[mvcc.Bucket][][]byte)
 	sort.Slice(order, func(i, j int) bool { return order[i] < order[j] })
 	return order, groups
 }
+
+// takeInTurn grants a lock first come, first served: it queues for
+// resource and calls try whenever it is at the head of the queue, until try
+// succeeds, fails with anything but LOCK_HELD, or wctx ends. noWait tries
+// once.
+func (n *Node) takeInTurn(wctx context.Context, resource, what string, noWait bool, try func() (*cmdpb.Result, error)) (*cmdpb.Result, error) {
+	w := n.waits.Join(resource)
+	defer w.Leave()
+	for {
+		if w.IsHead() {
+			res, err := try()
+			if err != nil {
+				return nil, err
+			}
+			if res.Error == cmdpb.ErrorCode_OK {
+				return res, nil
+			}
+			if res.Error != cmdpb.ErrorCode_LOCK_HELD {
+				return nil, resultErr(res)
+			}
+		}
+		if noWait {
+			return nil, fmt.Errorf("%w: %s", ErrWaitTimeout, what)
+		}
+		if err := n.waitFor(wctx, w, what); err != nil {
+			return nil, err
+		}
+	}
+}

@@ -163,11 +163,22 @@ func (r *replica) linearizable(ctx context.Context) error {
 	if err := r.waitReady(ctx); err != nil {
 		return err
 	}
+	return r.awaitRead(ctx, r.requestRead())
+}
+
+// requestRead queues a ReadIndex request for the scheduler's next round.
+// Requests queued on many replicas before any is awaited share one round.
+func (r *replica) requestRead() *readReq {
 	req := &readReq{done: make(chan uint64, 1)}
 	r.mu.Lock()
 	r.mu.reads = append(r.mu.reads, req)
 	r.mu.Unlock()
 	r.node.sched.wake()
+	return req
+}
+
+// awaitRead waits for a requested read index and for it to be applied.
+func (r *replica) awaitRead(ctx context.Context, req *readReq) error {
 	var index uint64
 	select {
 	case i, ok := <-req.done:
@@ -201,13 +212,34 @@ func (r *replica) waitApplied(ctx context.Context, index uint64) error {
 	}
 }
 
-// snapshotBarrier makes every write that took its timestamp before the call
-// visible to reads that follow (invariant 4).
-func (r *replica) snapshotBarrier(ctx context.Context) error {
-	r.gate.Lock()
-	//lint:ignore SA2001 an empty critical section waits out the writers in flight.
-	r.gate.Unlock()
-	return r.linearizable(ctx)
+// barrier makes every write acknowledged before the call visible to the
+// reads that follow, on every replica in rs; with snapshot set it also waits
+// out the writes that took their timestamp before the call (invariant 4).
+// All replicas' ReadIndex requests go out in one scheduler round, so a
+// scan of every bucket costs one round, not one per bucket.
+func barrier(ctx context.Context, rs []*replica, snapshot bool) error {
+	for _, r := range rs {
+		if err := r.waitReady(ctx); err != nil {
+			return err
+		}
+	}
+	if snapshot {
+		for _, r := range rs {
+			r.gate.Lock()
+			//lint:ignore SA2001 an empty critical section waits out the writers in flight.
+			r.gate.Unlock()
+		}
+	}
+	reqs := make([]*readReq, len(rs))
+	for i, r := range rs {
+		reqs[i] = r.requestRead()
+	}
+	for i, r := range rs {
+		if err := r.awaitRead(ctx, reqs[i]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // The scheduler-side half. Everything below runs on the scheduler goroutine.

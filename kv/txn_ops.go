@@ -68,32 +68,16 @@ func (n *Node) Restrict(ctx context.Context, req *ocpb.RestrictRequest) (*ocpb.R
 }
 
 func (n *Node) beginTxn(ctx, wctx context.Context, rr *replica, req *ocpb.RestrictRequest, code []byte, specs []*cmdpb.KeySpec) (*cmdpb.Result, error) {
-	w := n.waits.Join(txnResource(req.Name))
-	defer w.Leave()
-	for {
-		if w.IsHead() {
-			t, err := n.tso.now(ctx)
-			if err != nil {
-				return nil, err
-			}
-			res, err := rr.propose(ctx, &cmdpb.Command{Body: &cmdpb.Command_TxnBegin{TxnBegin: &cmdpb.TxnBegin{
-				Name: req.Name, Code: code, Owner: req.Owner, TtlMs: ttlMillis(req.Ttl), StartTs: uint64(t),
-				Isolation: cmdpb.Isolation(req.Isolation), Keys: specs, RequestId: req.RequestId,
-			}}})
-			if err != nil {
-				return nil, err
-			}
-			if res.Error == cmdpb.ErrorCode_OK {
-				return res, nil
-			}
-			if res.Error != cmdpb.ErrorCode_LOCK_HELD {
-				return nil, resultErr(res)
-			}
-		}
-		if err := n.waitFor(wctx, w, fmt.Sprintf("restrictive lock %q is held", req.Name)); err != nil {
+	return n.takeInTurn(wctx, txnResource(req.Name), fmt.Sprintf("restrictive lock %q is held", req.Name), false, func() (*cmdpb.Result, error) {
+		t, err := n.tso.now(ctx)
+		if err != nil {
 			return nil, err
 		}
-	}
+		return rr.propose(ctx, &cmdpb.Command{Body: &cmdpb.Command_TxnBegin{TxnBegin: &cmdpb.TxnBegin{
+			Name: req.Name, Code: code, Owner: req.Owner, TtlMs: ttlMillis(req.Ttl), StartTs: uint64(t),
+			Isolation: cmdpb.Isolation(req.Isolation), Keys: specs, RequestId: req.RequestId,
+		}}})
+	})
 }
 
 func (n *Node) lockKeys(ctx, wctx context.Context, name string, code []byte, iso cmdpb.Isolation, specs []*cmdpb.KeySpec) error {
@@ -164,39 +148,9 @@ func (n *Node) Commit(ctx context.Context, req *ocpb.CommitRequest) (*ocpb.Commi
 	id := locks.LeaseID{Kind: locks.Restrictive, Name: req.Name, Code: string(code)}
 	n.deadlines.Pause(id, millis(rec.TtlMs))
 
-	var writeKeys [][]byte
-	for _, k := range rec.Keys {
-		if k.Mode == cmdpb.KeyMode_WRITE {
-			writeKeys = append(writeKeys, k.Key)
-		}
-	}
-	minCommit, err := n.tso.now(ctx)
+	res, err := n.prepareAndFinish(ctx, req.Name, code, rec)
 	if err != nil {
-		n.deadlines.Resume(id, n.cfg.Clock.Now())
-		return nil, err
-	}
-	order, groups := n.byBucket(writeKeys)
-	for _, b := range order {
-		res, err := n.replicas[b].propose(ctx, &cmdpb.Command{Body: &cmdpb.Command_TxnPrepare{TxnPrepare: &cmdpb.TxnPrepare{
-			Name: req.Name, Code: code, Keys: groups[b], MinCommitTs: uint64(minCommit),
-		}}})
-		if err == nil {
-			err = resultErr(res)
-		}
-		if err != nil {
-			n.deadlines.Resume(id, n.cfg.Clock.Now())
-			return nil, err
-		}
-	}
-	commitTS, err := n.tso.now(ctx)
-	if err != nil {
-		n.deadlines.Resume(id, n.cfg.Clock.Now())
-		return nil, err
-	}
-	res, err := rr.propose(ctx, &cmdpb.Command{Body: &cmdpb.Command_TxnFinish{TxnFinish: &cmdpb.TxnFinish{
-		Name: req.Name, Code: code, Status: cmdpb.TxnStatus_COMMITTED, CommitTs: uint64(commitTS),
-	}}})
-	if err != nil {
+		// Still PENDING: the lock lives on and may be committed again.
 		n.deadlines.Resume(id, n.cfg.Clock.Now())
 		return nil, err
 	}
@@ -213,6 +167,42 @@ func (n *Node) Commit(ctx context.Context, req *ocpb.CommitRequest) (*ocpb.Commi
 		n.log.Warn("resolving a committed restrictive lock", "lock", req.Name, "err", err)
 	}
 	return &ocpb.CommitResponse{CommitVersion: res.Ts}, nil
+}
+
+// prepareAndFinish stamps the written keys with a minimum commit timestamp,
+// takes the commit timestamp from the oracle and proposes the record's move
+// to COMMITTED. An error leaves the record PENDING; a refusal (the lock
+// expired meanwhile) comes back as the result.
+func (n *Node) prepareAndFinish(ctx context.Context, name string, code []byte, rec *cmdpb.TxnRecord) (*cmdpb.Result, error) {
+	var writeKeys [][]byte
+	for _, k := range rec.Keys {
+		if k.Mode == cmdpb.KeyMode_WRITE {
+			writeKeys = append(writeKeys, k.Key)
+		}
+	}
+	minCommit, err := n.tso.now(ctx)
+	if err != nil {
+		return nil, err
+	}
+	order, groups := n.byBucket(writeKeys)
+	for _, b := range order {
+		res, err := n.replicas[b].propose(ctx, &cmdpb.Command{Body: &cmdpb.Command_TxnPrepare{TxnPrepare: &cmdpb.TxnPrepare{
+			Name: name, Code: code, Keys: groups[b], MinCommitTs: uint64(minCommit),
+		}}})
+		if err == nil {
+			err = resultErr(res)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	commitTS, err := n.tso.now(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return n.replicaOfName(name).propose(ctx, &cmdpb.Command{Body: &cmdpb.Command_TxnFinish{TxnFinish: &cmdpb.TxnFinish{
+		Name: name, Code: code, Status: cmdpb.TxnStatus_COMMITTED, CommitTs: uint64(commitTS),
+	}}})
 }
 
 // Abort implements rpc/server.Backend.
@@ -236,12 +226,10 @@ func (n *Node) abortTxn(ctx context.Context, name string, code []byte, expired b
 	if err != nil {
 		return err
 	}
-	id := locks.LeaseID{Kind: locks.Restrictive, Name: name, Code: string(code)}
+	n.deadlines.Remove(locks.LeaseID{Kind: locks.Restrictive, Name: name, Code: string(code)})
 	if res.Error != cmdpb.ErrorCode_OK {
-		n.deadlines.Remove(id)
 		return resultErr(res)
 	}
-	n.deadlines.Remove(id)
 	if expired {
 		n.metrics.lockExpired.Inc()
 		n.log.Info("restrictive lock expired", "lock", name)

@@ -18,16 +18,6 @@ type Effects struct {
 	FreedTxns []string
 	// ReleasedKeys: user keys whose key locks changed (released or resolved).
 	ReleasedKeys [][]byte
-	// Written: user keys that got a new committed version.
-	Written [][]byte
-}
-
-// Merge appends o's effects to e.
-func (e *Effects) Merge(o Effects) {
-	e.ReleasedNames = append(e.ReleasedNames, o.ReleasedNames...)
-	e.FreedTxns = append(e.FreedTxns, o.FreedTxns...)
-	e.ReleasedKeys = append(e.ReleasedKeys, o.ReleasedKeys...)
-	e.Written = append(e.Written, o.Written...)
 }
 
 // Apply applies one bucket command to rw, which must be an indexed batch
@@ -111,7 +101,6 @@ func (a *applier) checkWritable(key []byte, t ts.Timestamp) (*cmdpb.Result, mvcc
 }
 
 func (a *applier) writeVersion(key, value []byte, tombstone bool, t ts.Timestamp) error {
-	a.effects.Written = append(a.effects.Written, key)
 	if tombstone {
 		return mvcc.PutTombstone(a.rw, a.b, key, t)
 	}

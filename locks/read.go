@@ -32,7 +32,7 @@ func Read(r mvcc.Reader, b mvcc.Bucket, key []byte, at ts.Timestamp, code []byte
 	if err != nil {
 		return ReadResult{}, err
 	}
-	if found && len(kl.Holders) > 0 {
+	if found {
 		if i := holderIndex(kl, code); i >= 0 && code != nil {
 			if kl.Holders[i].Mode == cmdpb.KeyMode_WRITE && kl.HasValue {
 				if kl.Tombstone {
@@ -40,15 +40,27 @@ func Read(r mvcc.Reader, b mvcc.Bucket, key []byte, at ts.Timestamp, code []byte
 				}
 				return ReadResult{Value: mvcc.Value{Bytes: kl.Value, Found: true}}, nil
 			}
-		} else if w := kl.Holders[0]; w.Mode == cmdpb.KeyMode_WRITE {
-			if w.Isolation == cmdpb.Isolation_STRICT ||
-				(kl.MinCommitTs != 0 && ts.Timestamp(kl.MinCommitTs) <= at) {
-				return ReadResult{Blocked: true, BlockedBy: w.Name}, nil
-			}
+		} else if by, blocked := BlocksReader(kl, at); blocked {
+			return ReadResult{Blocked: true, BlockedBy: by}, nil
 		}
 	}
 	v, err := mvcc.Get(r, b, key, at)
 	return ReadResult{Value: v}, err
+}
+
+// BlocksReader reports whether key lock kl makes a reader that does not
+// hold it wait before reading at at, and which lock it waits for: a strict
+// WRITE lock always does; a snapshot WRITE lock does once it is prepared at
+// or below at; READ locks never do.
+func BlocksReader(kl *cmdpb.KeyLock, at ts.Timestamp) (string, bool) {
+	if len(kl.Holders) == 0 || kl.Holders[0].Mode != cmdpb.KeyMode_WRITE {
+		return "", false
+	}
+	w := kl.Holders[0]
+	if w.Isolation == cmdpb.Isolation_STRICT || (kl.MinCommitTs != 0 && ts.Timestamp(kl.MinCommitTs) <= at) {
+		return w.Name, true
+	}
+	return "", false
 }
 
 // KeyLockOf returns the key lock of key, if any.
