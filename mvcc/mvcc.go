@@ -41,14 +41,14 @@ const Latest = ts.Timestamp(math.MaxUint64)
 
 // Get returns the newest version of key at or below at (invariant 2).
 func Get(r Reader, b Bucket, key []byte, at ts.Timestamp) (Value, error) {
-	lower := VersionKey(b, key, at)
-	_, upper := kindSpan(b, KindData, key)
-	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	it, err := r.NewIter(nil)
 	if err != nil {
 		return Value{}, err
 	}
 	defer it.Close()
-	if !it.First() {
+	// A prefix seek stays within key's versions and lets Pebble skip
+	// sstables whose bloom filter rules the key out.
+	if !it.SeekPrefixGE(VersionKey(b, key, at)) {
 		return Value{}, it.Error()
 	}
 	_, k, version, err := DecodeVersionKey(it.Key())
@@ -56,8 +56,7 @@ func Get(r Reader, b Bucket, key []byte, at ts.Timestamp) (Value, error) {
 		return Value{}, err
 	}
 	if !bytes.Equal(k, key) {
-		// A longer key sharing the prefix; key itself has no version <= at.
-		return Value{}, it.Error()
+		return Value{}, fmt.Errorf("%w: prefix seek for %q landed on %q", ErrBadKey, key, k)
 	}
 	return decodeValue(it.Value(), version)
 }

@@ -357,16 +357,22 @@ func (v validator) acquire(r *ocpb.AcquireRequest) error {
 	if err := checkName("name", r.Name); err != nil {
 		return err
 	}
-	if err := checkWait(r.Wait); err != nil {
+	return v.grant(r.Wait, r.Owner, r.RequestId, &r.Ttl)
+}
+
+// grant checks the fields every lock grant (Acquire, Restrict) shares and
+// fills in the default ttl.
+func (v validator) grant(wait *durationpb.Duration, owner, requestID string, ttl **durationpb.Duration) error {
+	if err := checkWait(wait); err != nil {
 		return err
 	}
-	if err := checkLabel("owner", r.Owner, MaxOwnerBytes); err != nil {
+	if err := checkLabel("owner", owner, MaxOwnerBytes); err != nil {
 		return err
 	}
-	if err := checkRequestID(r.RequestId); err != nil {
+	if err := checkRequestID(requestID); err != nil {
 		return err
 	}
-	return v.checkTTL(&r.Ttl)
+	return v.checkTTL(ttl)
 }
 
 func (validator) release(r *ocpb.ReleaseRequest) error {
@@ -421,16 +427,7 @@ func (v validator) restrict(r *ocpb.RestrictRequest) error {
 	if r.Isolation != ocpb.Isolation_STRICT && r.Isolation != ocpb.Isolation_SNAPSHOT {
 		return invalid("isolation", "%s, want STRICT or SNAPSHOT", r.Isolation)
 	}
-	if err := checkWait(r.Wait); err != nil {
-		return err
-	}
-	if err := checkLabel("owner", r.Owner, MaxOwnerBytes); err != nil {
-		return err
-	}
-	if err := checkRequestID(r.RequestId); err != nil {
-		return err
-	}
-	return v.checkTTL(&r.Ttl)
+	return v.grant(r.Wait, r.Owner, r.RequestId, &r.Ttl)
 }
 
 func (validator) commit(r *ocpb.CommitRequest) error {
