@@ -70,19 +70,10 @@ values that are not valid UTF-8 appear base64-encoded under "<field>_b64".`,
 		newCASCmd(a),
 		newScanCmd(a),
 		newLockCmd(a),
+		newStatusCmd(a),
 		newStartCmd(),
 		newDemoCmd(),
 	)
-
-	// ---------------------------------------------------------------
-	// Server and cluster commands, defined in their own files, go here:
-	//
-	//	root.AddCommand(newStartCmd(a), newDemoCmd(a), newStatusCmd(a))
-	//
-	// They may use a.flags (endpoints, output, timeout), a.client and
-	// a.emit. A command that sets its own PersistentPreRunE replaces the
-	// root's, so call a.validateFlags from it.
-	// ---------------------------------------------------------------
 
 	return root
 }

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/opencluster/opencluster/rpc/client"
+	"github.com/opencluster/opencluster/rpc/ocpb"
+)
+
+// newStatusCmd returns `opencluster status`: the members and buckets as
+// seen by the node that answers.
+func newStatusCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Show the cluster's members and buckets",
+		Long: `Show the cluster as the answering node sees it: its members, then one row per
+bucket with its replicas, leader, epoch and applied Raft index.
+JSON: {"node_id","cluster_id","bucket_count","now",
+       "members":[{"id","addr","gossip_addr","alive"}],
+       "buckets":[{"bucket","replicas":[id...],"leader","epoch","applied"}]}
+Ids are strings; an empty leader means none is known.`,
+		Args: exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+				st, err := c.Status(ctx)
+				if err != nil {
+					return err
+				}
+				return a.emit(statusObject(st), func(w io.Writer) { writeStatus(w, st) })
+			})
+		},
+	}
+}
+
+func statusObject(st *ocpb.StatusResponse) object {
+	members := make([]object, 0, len(st.GetMembers()))
+	for _, m := range st.GetMembers() {
+		members = append(members, object{
+			{"id", m.GetId()}, {"addr", m.GetAddr()}, {"gossip_addr", m.GetGossipAddr()}, {"alive", m.GetAlive()},
+		})
+	}
+	buckets := make([]object, 0, len(st.GetBuckets()))
+	for _, b := range st.GetBuckets() {
+		replicas := b.GetReplicas()
+		if replicas == nil {
+			replicas = []string{}
+		}
+		buckets = append(buckets, object{
+			{"bucket", b.GetBucket()}, {"replicas", replicas}, {"leader", b.GetLeader()},
+			{"epoch", b.GetEpoch()}, {"applied", b.GetApplied()},
+		})
+	}
+	return object{
+		{"node_id", st.GetNodeId()},
+		{"cluster_id", st.GetClusterId()},
+		{"bucket_count", st.GetBucketCount()},
+		{"now", st.GetNow()},
+		{"members", members},
+		{"buckets", buckets},
+	}
+}
+
+// writeStatus prints a summary line, the members table and the buckets
+// table.
+func writeStatus(w io.Writer, st *ocpb.StatusResponse) {
+	fmt.Fprintf(w, "cluster %s, answered by node %s, %d buckets\n\n",
+		st.GetClusterId(), st.GetNodeId(), st.GetBucketCount())
+	rows := [][]string{{"MEMBER", "ADDR", "GOSSIP", "ALIVE"}}
+	for _, m := range st.GetMembers() {
+		rows = append(rows, []string{m.GetId(), m.GetAddr(), orDash(m.GetGossipAddr()), strconv.FormatBool(m.GetAlive())})
+	}
+	table(w, rows)
+	fmt.Fprintln(w)
+	rows = [][]string{{"BUCKET", "REPLICAS", "LEADER", "EPOCH", "APPLIED"}}
+	for _, b := range st.GetBuckets() {
+		rows = append(rows, []string{
+			strconv.FormatUint(uint64(b.GetBucket()), 10), orDash(strings.Join(b.GetReplicas(), ",")),
+			orDash(b.GetLeader()), strconv.FormatUint(b.GetEpoch(), 10), strconv.FormatUint(b.GetApplied(), 10),
+		})
+	}
+	table(w, rows)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
