@@ -2,10 +2,10 @@ package main
 
 import (
 	"bytes"
-	"os"
 	"context"
 	"encoding/json"
 	"io"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
