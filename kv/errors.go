@@ -28,4 +28,13 @@ var (
 	// ErrUnavailable reports a transient condition, such as a bucket without
 	// a leader or a node shutting down; retry (Unavailable).
 	ErrUnavailable = errors.New("kv: unavailable, retry")
+	// ErrTooLarge reports a response that would exceed MaxResponseBytes
+	// (ResourceExhausted); ask for fewer keys.
+	ErrTooLarge = errors.New("kv: response too large")
 )
+
+// MaxResponseBytes bounds the keys and values of one BatchGet or Scan
+// response, so that it fits gRPC's default 4 MiB receive limit with room
+// for framing. A Scan stops early (more = true) at the bound; a BatchGet
+// past it fails with ErrTooLarge. One value (at most 1 MiB) always fits.
+const MaxResponseBytes = 3 << 20

@@ -232,10 +232,14 @@ func (n *Node) BatchGet(ctx context.Context, req *ocpb.BatchGetRequest) (*ocpb.B
 	wctx, cancel := waitContext(ctx, req.Wait)
 	defer cancel()
 	out := &ocpb.BatchGetResponse{Version: uint64(at)}
+	size := 0
 	for _, k := range req.Keys {
 		v, err := n.readKey(wctx, n.replicaOf(k), k, at, nil)
 		if err != nil {
 			return nil, err
+		}
+		if size += len(k) + len(v.Bytes); size > MaxResponseBytes {
+			return nil, fmt.Errorf("%w: the values of these %d keys exceed %d bytes; ask for fewer", ErrTooLarge, len(req.Keys), MaxResponseBytes)
 		}
 		res := &ocpb.BatchGetResult{Key: k, Found: v.Found}
 		if v.Found {
@@ -259,8 +263,14 @@ func (n *Node) Scan(ctx context.Context, req *ocpb.ScanRequest) (*ocpb.ScanRespo
 	}
 	wctx, cancel := waitContext(ctx, req.Wait)
 	defer cancel()
-	var all []mvcc.KV
-	more := false
+	var (
+		all []mvcc.KV
+		// frontier is the smallest last key of a bucket that was cut short:
+		// keys past it may be missing from other buckets' pages, so the
+		// merged page must end there for a resumed scan to miss nothing.
+		frontier []byte
+		more     bool
+	)
 	if err := barrier(ctx, n.replicas[:n.buckets], true); err != nil {
 		return nil, err
 	}
@@ -268,19 +278,33 @@ func (n *Node) Scan(ctx context.Context, req *ocpb.ScanRequest) (*ocpb.ScanRespo
 		if err := n.waitScanLocks(wctx, r, req.Prefix, req.StartAfter, at); err != nil {
 			return nil, err
 		}
-		kvs, m, err := mvcc.Scan(n.eng.DB(), r.bucket, req.Prefix, req.StartAfter, at, limit)
+		kvs, m, err := mvcc.Scan(n.eng.DB(), r.bucket, req.Prefix, req.StartAfter, at, limit, MaxResponseBytes)
 		if err != nil {
 			return nil, err
 		}
 		all = append(all, kvs...)
-		more = more || m
+		if m {
+			more = true
+			if last := kvs[len(kvs)-1].Key; frontier == nil || bytes.Compare(last, frontier) < 0 {
+				frontier = last
+			}
+		}
 	}
 	sort.Slice(all, func(i, j int) bool { return bytes.Compare(all[i].Key, all[j].Key) < 0 })
+	if frontier != nil {
+		end := sort.Search(len(all), func(i int) bool { return bytes.Compare(all[i].Key, frontier) > 0 })
+		all = all[:end]
+	}
 	if len(all) > limit {
 		all, more = all[:limit], true
 	}
 	out := &ocpb.ScanResponse{Version: uint64(at), More: more}
-	for _, kv := range all {
+	size := 0
+	for i, kv := range all {
+		if size += len(kv.Key) + len(kv.Value); size > MaxResponseBytes && i > 0 {
+			out.More = true
+			break
+		}
 		out.Kvs = append(out.Kvs, &ocpb.KeyValue{Key: kv.Key, Value: kv.Value, Version: uint64(kv.Version)})
 	}
 	return out, nil

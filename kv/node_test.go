@@ -3,6 +3,8 @@ package kv
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -108,5 +110,95 @@ func TestNodeNamedLockExpires(t *testing.T) {
 	}
 	if _, err := n.Release(ctx, &ocpb.ReleaseRequest{Name: "m", Code: l.Code}); !errors.Is(err, ErrNotHolder) {
 		t.Fatalf("release by expired holder: err = %v, want ErrNotHolder", err)
+	}
+}
+
+// TestNodeResponseBound checks that big values cannot make a response past
+// MaxResponseBytes: Scan stops early with more = true and resumes after
+// its last key; BatchGet fails with ErrTooLarge.
+func TestNodeResponseBound(t *testing.T) {
+	n := openTestNode(t)
+	ctx := ctxT(t)
+	value := make([]byte, 1<<20)
+	var keys [][]byte
+	for i := range 5 {
+		k := []byte{'b', 'i', 'g', byte('0' + i)}
+		keys = append(keys, k)
+		if _, err := n.Put(ctx, &ocpb.PutRequest{Key: k, Value: value}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var seen int
+	var after []byte
+	for pages := 0; ; pages++ {
+		resp, err := n.Scan(ctx, &ocpb.ScanRequest{Prefix: []byte("big"), StartAfter: after, Limit: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		size := 0
+		for _, kv := range resp.Kvs {
+			size += len(kv.Key) + len(kv.Value)
+		}
+		if len(resp.Kvs) == 0 || size > MaxResponseBytes {
+			t.Fatalf("page %d: %d keys, %d bytes (bound %d)", pages, len(resp.Kvs), size, MaxResponseBytes)
+		}
+		seen += len(resp.Kvs)
+		after = resp.Kvs[len(resp.Kvs)-1].Key
+		if !resp.More {
+			break
+		}
+		if pages > 5 {
+			t.Fatal("scan does not finish")
+		}
+	}
+	if seen != len(keys) {
+		t.Fatalf("paged scan saw %d keys, want %d", seen, len(keys))
+	}
+	if _, err := n.BatchGet(ctx, &ocpb.BatchGetRequest{Keys: keys}); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("BatchGet of 5 MiB: err = %v, want ErrTooLarge", err)
+	}
+	if _, err := n.BatchGet(ctx, &ocpb.BatchGetRequest{Keys: keys[:2]}); err != nil {
+		t.Fatalf("BatchGet of 2 MiB: %v", err)
+	}
+}
+
+// TestNodeScanPagesMissNothing pages through keys where one bucket holds
+// a run of big values among small ones: that bucket's page is cut by the
+// byte bound while the other buckets' pages go further, and the merged
+// page must stop at the cut, or the next page would skip the cut bucket's
+// keys in between.
+func TestNodeScanPagesMissNothing(t *testing.T) {
+	n := openTestNode(t)
+	ctx := ctxT(t)
+	var want []string
+	heavy, big := n.replicaOf([]byte("mix/000")), 0
+	for i := range 200 {
+		k := fmt.Sprintf("mix/%03d", i)
+		value := []byte("small")
+		if big < 4 && n.replicaOf([]byte(k)) == heavy {
+			value, big = make([]byte, 1<<20), big+1
+		}
+		want = append(want, k)
+		if _, err := n.Put(ctx, &ocpb.PutRequest{Key: []byte(k), Value: value}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	var after []byte
+	for pages := 0; pages < 100; pages++ {
+		resp, err := n.Scan(ctx, &ocpb.ScanRequest{Prefix: []byte("mix/"), StartAfter: after, Limit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, kv := range resp.Kvs {
+			got = append(got, string(kv.Key))
+		}
+		if !resp.More {
+			break
+		}
+		after = resp.Kvs[len(resp.Kvs)-1].Key
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("paged scan returned %d keys %v, want %d", len(got), got, len(want))
 	}
 }

@@ -146,7 +146,7 @@ func BenchmarkScan(b *testing.B) {
 			i := 0
 			for b.Loop() {
 				prefix := fmt.Appendf(nil, "user/%03d/", i%10)
-				kvs, more, err := Scan(e.DB(), benchBucket, prefix, nil, c.at, limit)
+				kvs, more, err := Scan(e.DB(), benchBucket, prefix, nil, c.at, limit, 0)
 				if err != nil || len(kvs) != limit || !more {
 					b.Fatalf("Scan(%q) = %d keys, more=%t, %v", prefix, len(kvs), more, err)
 				}

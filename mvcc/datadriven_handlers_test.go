@@ -43,7 +43,7 @@ func (env *ddEnv) handleScan(t *testing.T, d *datadriven.TestData) (string, erro
 	}
 	limit := 1000
 	d.MaybeScanArgs(t, "limit", &limit)
-	kvs, more, err := Scan(env.reader(), b, prefix, after, at, limit)
+	kvs, more, err := Scan(env.reader(), b, prefix, after, at, limit, 0)
 	if err != nil {
 		return "", err
 	}

@@ -319,7 +319,7 @@ func (r *diffRun) observe(rd Reader, b Bucket, tss []ts.Timestamp) []observation
 				found:  found,
 			})
 		}
-		kvs, more, err := Scan(rd, b, nil, nil, t, 1000)
+		kvs, more, err := Scan(rd, b, nil, nil, t, 1000, 0)
 		r.must(err)
 		s := fmtScan(kvs, more)
 		obs = append(obs, observation{read: diffOp{kind: "scan", b: b, at: t, limit: 1000}.String(), result: s, found: s})
@@ -337,7 +337,7 @@ func (r *diffRun) checkGet(rd Reader, b Bucket, key []byte, at ts.Timestamp) {
 }
 
 func (r *diffRun) checkScan(rd Reader, b Bucket, prefix, after []byte, at ts.Timestamp, limit int) {
-	kvs, more, err := Scan(rd, b, prefix, after, at, limit)
+	kvs, more, err := Scan(rd, b, prefix, after, at, limit, 0)
 	r.must(err)
 	wkvs, wmore := r.m.scan(b, prefix, after, at, limit)
 	if got, want := fmtScan(kvs, more), fmtScan(wkvs, wmore); got != want {

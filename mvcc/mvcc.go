@@ -90,8 +90,11 @@ func PutTombstone(w Writer, b Bucket, key []byte, t ts.Timestamp) error {
 
 // Scan returns up to limit keys of bucket b that start with prefix and sort
 // after startAfter (if set), each at its newest version <= at, skipping
-// deleted keys. more reports that the limit cut the result.
-func Scan(r Reader, b Bucket, prefix, startAfter []byte, at ts.Timestamp, limit int) (kvs []KV, more bool, err error) {
+// deleted keys. With maxBytes > 0 it also stops before a key that would
+// take the keys' and values' total past maxBytes, though it always returns
+// at least one. more reports that a bound cut the result.
+func Scan(r Reader, b Bucket, prefix, startAfter []byte, at ts.Timestamp, limit, maxBytes int) (kvs []KV, more bool, err error) {
+	size := 0
 	lower, upper := kindSpan(b, KindData, prefix)
 	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
@@ -117,7 +120,8 @@ func Scan(r Reader, b Bucket, prefix, startAfter []byte, at ts.Timestamp, limit 
 			return nil, false, err
 		}
 		if v.Found {
-			if len(kvs) == limit {
+			size += len(key) + len(v.Bytes)
+			if len(kvs) == limit || maxBytes > 0 && size > maxBytes && len(kvs) > 0 {
 				return kvs, true, it.Error()
 			}
 			kvs = append(kvs, KV{Key: append([]byte{}, key...), Value: v.Bytes, Version: version})

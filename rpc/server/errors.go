@@ -33,6 +33,7 @@ var codeTable = []struct {
 	{kv.ErrAborted, codes.Aborted},
 	{kv.ErrWaitTimeout, codes.DeadlineExceeded},
 	{kv.ErrUnavailable, codes.Unavailable},
+	{kv.ErrTooLarge, codes.ResourceExhausted},
 	{context.DeadlineExceeded, codes.DeadlineExceeded},
 	{context.Canceled, codes.Canceled},
 }

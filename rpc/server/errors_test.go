@@ -30,6 +30,7 @@ var errorCases = []struct {
 	{kv.ErrAborted, codes.Aborted},
 	{kv.ErrWaitTimeout, codes.DeadlineExceeded},
 	{kv.ErrUnavailable, codes.Unavailable},
+	{kv.ErrTooLarge, codes.ResourceExhausted},
 	{context.DeadlineExceeded, codes.DeadlineExceeded},
 	{context.Canceled, codes.Canceled},
 	{errors.New("disk on fire"), codes.Internal},
