@@ -1,6 +1,7 @@
 package kv
 
 import (
+	"context"
 	"crypto/rand"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/opencluster/opencluster/mvcc"
 	"github.com/opencluster/opencluster/mvcc/ts"
+	"github.com/opencluster/opencluster/rpc/cmdpb"
 )
 
 // Config configures a Node. A zero field means its default.
@@ -50,12 +52,34 @@ type Config struct {
 	ExpiryInterval time.Duration
 	// MemTableBytes is passed to the engine (default: mvcc's).
 	MemTableBytes uint64
+
+	// NodeID is the id a new data directory gets (default: 1 for the node
+	// that bootstraps a cluster, random for one that joins). Ids are never
+	// reused.
+	NodeID uint64
+	// Join, when set, makes a new data directory join an existing cluster
+	// instead of bootstrapping one: it registers the node id with the
+	// cluster and returns the cluster's identity. An existing directory
+	// never calls it.
+	Join func(ctx context.Context, nodeID uint64) (*cmdpb.JoinResponse, error)
+	// Transport carries Raft messages to other nodes (nil: a one-node
+	// cluster).
+	Transport Transport
+	// Resolver returns the gRPC address of a node id, "" if unknown (nil:
+	// the meta group's registry only).
+	Resolver func(id uint64) string
+	// Alive reports whether the failure detector sees a node (nil: every
+	// registered node is alive).
+	Alive func(id uint64) bool
+	// Replicas is the replica count each group grows to (default 3).
+	Replicas int
 }
 
 // DefaultConfig returns the production defaults.
 func DefaultConfig() Config {
 	return Config{
 		Buckets:        64,
+		Replicas:       3,
 		Clock:          ts.RealClock{},
 		Rand:           rand.Reader,
 		TickInterval:   100 * time.Millisecond,
@@ -82,6 +106,9 @@ func (c *Config) fillDefaults() {
 	d := DefaultConfig()
 	if c.Buckets == 0 {
 		c.Buckets = d.Buckets
+	}
+	if c.Replicas == 0 {
+		c.Replicas = d.Replicas
 	}
 	if c.Clock == nil {
 		c.Clock = d.Clock
@@ -124,6 +151,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: Config.TickInterval = %s, want >= 1ms", ErrInvalid, c.TickInterval)
 	case c.ElectionTicks <= c.HeartbeatTicks:
 		return fmt.Errorf("%w: Config.ElectionTicks = %d must exceed HeartbeatTicks = %d", ErrInvalid, c.ElectionTicks, c.HeartbeatTicks)
+	case c.Replicas < 1 || c.Replicas > maxReplicas:
+		return fmt.Errorf("%w: Config.Replicas = %d, want 1..%d", ErrInvalid, c.Replicas, maxReplicas)
 	case c.GCWindow < time.Second:
 		return fmt.Errorf("%w: Config.GCWindow = %s, want >= 1s", ErrInvalid, c.GCWindow)
 	}

@@ -3,6 +3,7 @@ package kv
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -97,10 +98,12 @@ func Open(cfg Config) (*Node, error) {
 	go func() { defer n.wg.Done(); n.sched.run() }()
 	go func() { defer n.wg.Done(); n.expiryLoop() }()
 	go func() { defer n.wg.Done(); n.gcLoop() }()
-	// A one-node cluster need not wait an election timeout.
+	// A group whose only voter is this node need not wait an election
+	// timeout.
 	for _, r := range n.replicas {
-		r := r
-		n.submit(func() { _ = r.rn.Campaign() })
+		if cs := r.storage.ConfState(); len(cs.GetVoters()) == 1 && cs.GetVoters()[0] == n.id && len(cs.GetVotersOutgoing()) == 0 {
+			n.submit(func() { _ = r.rn.Campaign() })
+		}
 	}
 	return n, nil
 }
@@ -120,52 +123,28 @@ func (n *Node) loadOrBootstrap() error {
 	if err != nil {
 		return err
 	}
-	if !found {
-		var id [8]byte
-		if _, err := io.ReadFull(rand.Reader, id[:]); err != nil {
+	if found {
+		n.id, n.cluster, n.buckets = ident.NodeId, ident.ClusterId, int(ident.Buckets)
+	} else if n.cfg.Join != nil {
+		if err := n.join(); err != nil {
 			return err
 		}
-		ident = &cmdpb.NodeIdent{NodeId: 1, ClusterId: hex.EncodeToString(id[:]), Buckets: uint32(n.cfg.Buckets)}
-		b := db.NewBatch()
-		defer b.Close()
-		cs := &raftpb.ConfState{Voters: []uint64{ident.NodeId}}
-		for g := range n.cfg.Buckets {
-			st, err := raftlog.Load(db, uint32(g), raftlog.Config{})
-			if err != nil {
-				return err
-			}
-			if err := st.Bootstrap(b, cs, initialIndex, initialTerm); err != nil {
-				return err
-			}
-		}
-		st, err := raftlog.Load(db, metaGroup, raftlog.Config{})
-		if err != nil {
+	} else {
+		if err := n.bootstrap(); err != nil {
 			return err
 		}
-		if err := st.Bootstrap(b, cs, initialIndex, initialTerm); err != nil {
-			return err
-		}
-		if err := mvcc.PutProto(b, mvcc.LocalKey("ident"), ident); err != nil {
-			return err
-		}
-		if err := b.Commit(pebble.Sync); err != nil {
-			return err
-		}
-		n.log.Info("bootstrapped a new cluster", "cluster", ident.ClusterId, "buckets", ident.Buckets)
 	}
-	n.id, n.cluster, n.buckets = ident.NodeId, ident.ClusterId, int(ident.Buckets)
 	groups := make([]uint32, 0, n.buckets+1)
 	for g := range n.buckets {
 		groups = append(groups, uint32(g))
 	}
 	groups = append(groups, metaGroup)
 	for _, g := range groups {
+		// A joined node's groups stay uninitialized until a leader sends
+		// a snapshot.
 		st, err := raftlog.Load(db, g, raftlog.Config{})
 		if err != nil {
 			return err
-		}
-		if !st.Initialized() {
-			return fmt.Errorf("kv: group %d has no Raft state in %s", g, n.cfg.DataDir)
 		}
 		r, err := newReplica(n, g, st)
 		if err != nil {
@@ -174,6 +153,83 @@ func (n *Node) loadOrBootstrap() error {
 		n.replicas = append(n.replicas, r)
 	}
 	n.meta = n.replicas[len(n.replicas)-1]
+	return nil
+}
+
+// join creates the identity of a node joining an existing cluster.
+func (n *Node) join() error {
+	id := n.cfg.NodeID
+	for id == 0 || id == 1 {
+		var b [8]byte
+		if _, err := io.ReadFull(rand.Reader, b[:]); err != nil {
+			return err
+		}
+		id = binary.BigEndian.Uint64(b[:]) >> 1 // positive, for JSON tools that parse ids as numbers
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	resp, err := n.cfg.Join(ctx, id)
+	if err != nil {
+		return fmt.Errorf("kv: join: %w", err)
+	}
+	if resp.GetBuckets() < 1 || int(resp.GetBuckets()) > mvcc.MaxBuckets || resp.GetClusterId() == "" {
+		return fmt.Errorf("kv: join: bad cluster identity %v", resp)
+	}
+	ident := &cmdpb.NodeIdent{NodeId: id, ClusterId: resp.GetClusterId(), Buckets: resp.GetBuckets()}
+	b := n.eng.DB().NewBatch()
+	defer b.Close()
+	if err := mvcc.PutProto(b, mvcc.LocalKey("ident"), ident); err != nil {
+		return err
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return err
+	}
+	n.id, n.cluster, n.buckets = ident.NodeId, ident.ClusterId, int(ident.Buckets)
+	n.log.Info("joined a cluster", "cluster", ident.ClusterId, "node", id, "buckets", ident.Buckets)
+	return nil
+}
+
+// bootstrap creates a new one-node cluster: every group with this node as
+// its only voter, and the registry holding this node.
+func (n *Node) bootstrap() error {
+	db := n.eng.DB()
+	var cluster [8]byte
+	if _, err := io.ReadFull(rand.Reader, cluster[:]); err != nil {
+		return err
+	}
+	nodeID := n.cfg.NodeID
+	if nodeID == 0 {
+		nodeID = 1
+	}
+	ident := &cmdpb.NodeIdent{NodeId: nodeID, ClusterId: hex.EncodeToString(cluster[:]), Buckets: uint32(n.cfg.Buckets)}
+	cs := &raftpb.ConfState{Voters: []uint64{ident.NodeId}}
+	b := db.NewBatch()
+	defer b.Close()
+	groups := make([]uint32, 0, n.cfg.Buckets+1)
+	for g := range n.cfg.Buckets {
+		groups = append(groups, uint32(g))
+	}
+	for _, g := range append(groups, metaGroup) {
+		st, err := raftlog.Load(db, g, raftlog.Config{})
+		if err != nil {
+			return err
+		}
+		if err := st.Bootstrap(b, cs, initialIndex, initialTerm); err != nil {
+			return err
+		}
+	}
+	state := &cmdpb.MetaState{Nodes: []*cmdpb.NodeRecord{{NodeId: ident.NodeId, Addr: n.cfg.AdvertiseAddr}}}
+	if err := mvcc.PutProto(b, mvcc.MetaKey("state"), state); err != nil {
+		return err
+	}
+	if err := mvcc.PutProto(b, mvcc.LocalKey("ident"), ident); err != nil {
+		return err
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return err
+	}
+	n.id, n.cluster, n.buckets = ident.NodeId, ident.ClusterId, int(ident.Buckets)
+	n.log.Info("bootstrapped a new cluster", "cluster", ident.ClusterId, "buckets", ident.Buckets)
 	return nil
 }
 

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"sync"
+	"time"
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
@@ -54,7 +56,14 @@ type replica struct {
 		readyCh chan struct{}
 		// readyIndex is the first index of this leader's term.
 		readyIndex uint64
+		// leaderID is the group's leader as last seen (0: none known).
+		leaderID uint64
+		// voters and learners are the group's configuration as applied.
+		voters, learners []uint64
 	}
+	// The scheduler's own state of this replica.
+	lastConfChange time.Time // when this node last proposed a conf change
+	lastTransfer   time.Time // when this node last asked to transfer leadership
 }
 
 type proposal struct {
@@ -79,6 +88,7 @@ func newReplica(n *Node, group uint32, st *raftlog.Storage) (*replica, error) {
 	r.mu.appliedCh = make(chan struct{})
 	r.mu.readyCh = make(chan struct{})
 	r.mu.applied = st.Applied()
+	r.setConfState(st.ConfState())
 	cfg := &raft.Config{
 		ID:              n.id,
 		ElectionTick:    n.cfg.ElectionTicks,
@@ -104,19 +114,53 @@ func newReplica(n *Node, group uint32, st *raftlog.Storage) (*replica, error) {
 
 func (r *replica) isMeta() bool { return r.group == metaGroup }
 
-// waitReady blocks until this replica is a ready leader (invariant 2).
+// waitReady blocks until this replica is a ready leader (invariant 2). It
+// gives up after a few election timeouts, so that a request on a node that
+// does not lead the group fails over instead of waiting out its deadline.
 func (r *replica) waitReady(ctx context.Context) error {
 	r.mu.Lock()
-	ch := r.mu.readyCh
+	ch, leader := r.mu.readyCh, r.mu.leaderID
 	r.mu.Unlock()
 	select {
 	case <-ch:
 		return nil
+	default:
+	}
+	timer := time.NewTimer(r.node.leaderWait())
+	defer timer.Stop()
+	select {
+	case <-ch:
+		return nil
+	case <-timer.C:
+		return fmt.Errorf("%w: this node does not lead group %d (leader: node %d)", ErrUnavailable, r.group, leader)
 	case <-ctx.Done():
 		return fmt.Errorf("%w: group %d has no ready leader: %w", ErrUnavailable, r.group, ctx.Err())
 	case <-r.node.stopper:
 		return fmt.Errorf("%w: node stopping", ErrUnavailable)
 	}
+}
+
+// setLeaderID records the group's leader as Raft reports it.
+func (r *replica) setLeaderID(id uint64) {
+	r.mu.Lock()
+	r.mu.leaderID = id
+	r.mu.Unlock()
+}
+
+// setConfState publishes the group's configuration for Status and
+// placement.
+func (r *replica) setConfState(cs *raftpb.ConfState) {
+	r.mu.Lock()
+	r.mu.voters = append(append([]uint64(nil), cs.GetVoters()...), cs.GetVotersOutgoing()...)
+	r.mu.learners = append(append([]uint64(nil), cs.GetLearners()...), cs.GetLearnersNext()...)
+	r.mu.Unlock()
+}
+
+// membership returns the leader and configuration last seen.
+func (r *replica) membership() (leader uint64, voters, learners []uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.mu.leaderID, slices.Clone(r.mu.voters), slices.Clone(r.mu.learners)
 }
 
 // propose replicates cmd and returns its apply result.

@@ -28,7 +28,12 @@ type scheduler struct {
 		// fns run on the scheduler goroutine at the next cycle (they may
 		// touch RawNodes).
 		fns []func()
+		// inbox holds Raft messages from other nodes, stepped at the next
+		// cycle.
+		inbox []*cmdpb.GroupMessage
 	}
+	// ticks counts ticks, to run the cluster maintenance every few.
+	ticks int
 }
 
 func (s *scheduler) wake() {
@@ -50,6 +55,9 @@ func (s *scheduler) run() {
 			for _, r := range s.n.replicas {
 				r.rn.Tick()
 			}
+			if s.ticks++; s.ticks%maintainEveryTicks == 0 {
+				s.n.maintain()
+			}
 		case <-s.wakeCh:
 		}
 		if err := s.cycle(); err != nil {
@@ -69,12 +77,13 @@ type readyWork struct {
 func (s *scheduler) cycle() error {
 	n := s.n
 	s.mu.Lock()
-	fns := s.mu.fns
-	s.mu.fns = nil
+	fns, inbox := s.mu.fns, s.mu.inbox
+	s.mu.fns, s.mu.inbox = nil, nil
 	s.mu.Unlock()
 	for _, fn := range fns {
 		fn()
 	}
+	n.stepInbox(inbox)
 	for _, r := range n.replicas {
 		r.handOff()
 	}
@@ -86,6 +95,11 @@ func (s *scheduler) cycle() error {
 			continue
 		}
 		rd := r.rn.Ready()
+		if !raft.IsEmptySnap(rd.Snapshot) {
+			if err := n.applySnapshot(logBatch, r, rd.Snapshot); err != nil {
+				return err
+			}
+		}
 		if err := r.storage.Append(logBatch, rd.Entries, hardStateOrNil(rd.HardState)); err != nil {
 			return err
 		}
@@ -99,18 +113,17 @@ func (s *scheduler) cycle() error {
 			return err
 		}
 	}
-	// Messages: a one-node cluster has no peers. The transport arrives with
-	// replication; until then a message to another node is a bug.
-	for _, w := range work {
-		for _, m := range w.rd.Messages {
-			if m.GetTo() != n.id {
-				return fmt.Errorf("group %d: message to unknown node %d", w.r.group, m.GetTo())
-			}
-		}
+	if err := n.send(work); err != nil {
+		return err
 	}
 	// Leadership changes, before apply so readiness is judged on apply.
 	for _, w := range work {
+		if !raft.IsEmptySnap(w.rd.Snapshot) {
+			w.r.setConfState(w.rd.Snapshot.GetMetadata().GetConfState())
+			w.r.setApplied(w.rd.Snapshot.GetMetadata().GetIndex())
+		}
 		if ss := w.rd.SoftState; ss != nil {
+			w.r.setLeaderID(ss.Lead)
 			termStart := uint64(0)
 			if ss.RaftState == raft.StateLeader {
 				termStart = w.r.rn.BasicStatus().GetCommit()
@@ -182,6 +195,7 @@ func (s *scheduler) apply(work []readyWork) error {
 				if err := w.r.storage.SetConfState(b, cs); err != nil {
 					return err
 				}
+				w.r.setConfState(cs)
 			}
 			lastApplied[w.r] = e.GetIndex()
 		}

@@ -4,29 +4,46 @@ import (
 	"context"
 	"strconv"
 
+	"github.com/opencluster/opencluster/mvcc/ts"
 	"github.com/opencluster/opencluster/rpc/ocpb"
 )
 
-// Status implements rpc/server.Backend.
+// Status implements rpc/server.Backend: the registry and every group's
+// configuration as this node last applied them. Now is a fresh timestamp
+// on the primary and 0 elsewhere.
 func (n *Node) Status(ctx context.Context, _ *ocpb.StatusRequest) (*ocpb.StatusResponse, error) {
-	now, err := n.tso.now(ctx)
-	if err != nil {
-		return nil, err
+	var now ts.Timestamp
+	if local, _, _ := n.Route(); local {
+		var err error
+		if now, err = n.tso.now(ctx); err != nil {
+			return nil, err
+		}
 	}
-	id := strconv.FormatUint(n.id, 10)
 	out := &ocpb.StatusResponse{
-		NodeId: id, ClusterId: n.cluster, BucketCount: uint32(n.buckets), Now: uint64(now),
-		Members: []*ocpb.Member{{Id: id, Addr: n.cfg.AdvertiseAddr, Alive: true}},
+		NodeId: idString(n.id), ClusterId: n.cluster, BucketCount: uint32(n.buckets), Now: uint64(now),
+	}
+	for _, rec := range n.registry() {
+		addr := rec.GetAddr()
+		if rec.GetNodeId() == n.id && n.cfg.AdvertiseAddr != "" {
+			addr = n.cfg.AdvertiseAddr
+		}
+		out.Members = append(out.Members, &ocpb.Member{Id: idString(rec.GetNodeId()), Addr: addr, Alive: n.alive(rec.GetNodeId())})
 	}
 	for _, r := range n.replicas[:n.buckets] {
+		leader, voters, _ := r.membership()
 		r.mu.Lock()
-		applied, leader := r.mu.applied, r.mu.leader
+		applied := r.mu.applied
 		r.mu.Unlock()
-		bs := &ocpb.BucketStatus{Bucket: uint32(r.bucket), Replicas: []string{id}, Applied: applied}
-		if leader {
-			bs.Leader = id
+		bs := &ocpb.BucketStatus{Bucket: uint32(r.bucket), Applied: applied}
+		for _, v := range voters {
+			bs.Replicas = append(bs.Replicas, idString(v))
+		}
+		if leader != 0 {
+			bs.Leader = idString(leader)
 		}
 		out.Buckets = append(out.Buckets, bs)
 	}
 	return out, nil
 }
+
+func idString(id uint64) string { return strconv.FormatUint(id, 10) }

@@ -56,6 +56,14 @@ func (t *tsoService) lost() {
 	}
 }
 
+// isReady reports whether this node serves the oracle (it is the ready
+// meta leader).
+func (t *tsoService) isReady() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.mu.ready
+}
+
 // now returns a fresh timestamp, larger than every timestamp issued before
 // the call.
 func (t *tsoService) now(ctx context.Context) (ts.Timestamp, error) {
@@ -119,6 +127,8 @@ func applyMeta(b mvcc.ReadWriter, cmd *cmdpb.Command) (*cmdpb.Result, error) {
 	case *cmdpb.Command_TsoBound:
 		state.TsoBound = max(state.TsoBound, c.TsoBound.Bound)
 	case *cmdpb.Command_Noop:
+	case *cmdpb.Command_RegisterNode:
+		applyRegister(state, c.RegisterNode)
 	default:
 		return nil, fmt.Errorf("kv: meta group cannot apply %T", cmd.Body)
 	}

@@ -166,6 +166,11 @@ func MetaKey(name string) []byte {
 	return encode(append([]byte{prefixMeta}, name...))
 }
 
+// MetaSpan returns the span of every meta item (the meta group's state).
+func MetaSpan() (start, end []byte) {
+	return encode([]byte{prefixMeta}), encode([]byte{prefixMeta + 1})
+}
+
 // LocalKey is the engine key of an item of this node's own metadata.
 func LocalKey(name string) []byte {
 	return encode(append([]byte{prefixLocal}, name...))

@@ -358,3 +358,12 @@ func (s *Storage) Snapshot() (*raftpb.Snapshot, error) {
 		},
 	}, nil
 }
+
+// ConfState returns a copy of the group's ConfState (empty if
+// uninitialized).
+func (s *Storage) ConfState() *raftpb.ConfState {
+	if s.confState == nil {
+		return &raftpb.ConfState{}
+	}
+	return cloneConfState(s.confState)
+}

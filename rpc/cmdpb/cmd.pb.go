@@ -326,6 +326,7 @@ type Command struct {
 	//	*Command_Gc
 	//	*Command_TsoBound
 	//	*Command_Noop
+	//	*Command_RegisterNode
 	Body          isCommand_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -501,6 +502,15 @@ func (x *Command) GetNoop() *Noop {
 	return nil
 }
 
+func (x *Command) GetRegisterNode() *RegisterNode {
+	if x != nil {
+		if x, ok := x.Body.(*Command_RegisterNode); ok {
+			return x.RegisterNode
+		}
+	}
+	return nil
+}
+
 type isCommand_Body interface {
 	isCommand_Body()
 }
@@ -561,6 +571,10 @@ type Command_Noop struct {
 	Noop *Noop `protobuf:"bytes,41,opt,name=noop,proto3,oneof"`
 }
 
+type Command_RegisterNode struct {
+	RegisterNode *RegisterNode `protobuf:"bytes,42,opt,name=register_node,json=registerNode,proto3,oneof"`
+}
+
 func (*Command_Put) isCommand_Body() {}
 
 func (*Command_Cas) isCommand_Body() {}
@@ -589,6 +603,62 @@ func (*Command_TsoBound) isCommand_Body() {}
 
 func (*Command_Noop) isCommand_Body() {}
 
+func (*Command_RegisterNode) isCommand_Body() {}
+
+// RegisterNode adds a node to the meta group's registry (or updates its
+// address). Applied only by the meta group.
+type RegisterNode struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        uint64                 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Addr          string                 `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegisterNode) Reset() {
+	*x = RegisterNode{}
+	mi := &file_cmd_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegisterNode) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegisterNode) ProtoMessage() {}
+
+func (x *RegisterNode) ProtoReflect() protoreflect.Message {
+	mi := &file_cmd_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegisterNode.ProtoReflect.Descriptor instead.
+func (*RegisterNode) Descriptor() ([]byte, []int) {
+	return file_cmd_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *RegisterNode) GetNodeId() uint64 {
+	if x != nil {
+		return x.NodeId
+	}
+	return 0
+}
+
+func (x *RegisterNode) GetAddr() string {
+	if x != nil {
+		return x.Addr
+	}
+	return ""
+}
+
 type Noop struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -597,7 +667,7 @@ type Noop struct {
 
 func (x *Noop) Reset() {
 	*x = Noop{}
-	mi := &file_cmd_proto_msgTypes[2]
+	mi := &file_cmd_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -609,7 +679,7 @@ func (x *Noop) String() string {
 func (*Noop) ProtoMessage() {}
 
 func (x *Noop) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[2]
+	mi := &file_cmd_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -622,7 +692,7 @@ func (x *Noop) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Noop.ProtoReflect.Descriptor instead.
 func (*Noop) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{2}
+	return file_cmd_proto_rawDescGZIP(), []int{3}
 }
 
 // Put writes (or, with tombstone, deletes) key at version ts. A write to a
@@ -643,7 +713,7 @@ type Put struct {
 
 func (x *Put) Reset() {
 	*x = Put{}
-	mi := &file_cmd_proto_msgTypes[3]
+	mi := &file_cmd_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -655,7 +725,7 @@ func (x *Put) String() string {
 func (*Put) ProtoMessage() {}
 
 func (x *Put) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[3]
+	mi := &file_cmd_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -668,7 +738,7 @@ func (x *Put) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Put.ProtoReflect.Descriptor instead.
 func (*Put) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{3}
+	return file_cmd_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Put) GetKey() []byte {
@@ -726,7 +796,7 @@ type CompareAndSwap struct {
 
 func (x *CompareAndSwap) Reset() {
 	*x = CompareAndSwap{}
-	mi := &file_cmd_proto_msgTypes[4]
+	mi := &file_cmd_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -738,7 +808,7 @@ func (x *CompareAndSwap) String() string {
 func (*CompareAndSwap) ProtoMessage() {}
 
 func (x *CompareAndSwap) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[4]
+	mi := &file_cmd_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -751,7 +821,7 @@ func (x *CompareAndSwap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompareAndSwap.ProtoReflect.Descriptor instead.
 func (*CompareAndSwap) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{4}
+	return file_cmd_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *CompareAndSwap) GetKey() []byte {
@@ -805,7 +875,7 @@ type NamedAcquire struct {
 
 func (x *NamedAcquire) Reset() {
 	*x = NamedAcquire{}
-	mi := &file_cmd_proto_msgTypes[5]
+	mi := &file_cmd_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -817,7 +887,7 @@ func (x *NamedAcquire) String() string {
 func (*NamedAcquire) ProtoMessage() {}
 
 func (x *NamedAcquire) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[5]
+	mi := &file_cmd_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -830,7 +900,7 @@ func (x *NamedAcquire) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NamedAcquire.ProtoReflect.Descriptor instead.
 func (*NamedAcquire) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{5}
+	return file_cmd_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *NamedAcquire) GetName() string {
@@ -888,7 +958,7 @@ type NamedRelease struct {
 
 func (x *NamedRelease) Reset() {
 	*x = NamedRelease{}
-	mi := &file_cmd_proto_msgTypes[6]
+	mi := &file_cmd_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -900,7 +970,7 @@ func (x *NamedRelease) String() string {
 func (*NamedRelease) ProtoMessage() {}
 
 func (x *NamedRelease) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[6]
+	mi := &file_cmd_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -913,7 +983,7 @@ func (x *NamedRelease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NamedRelease.ProtoReflect.Descriptor instead.
 func (*NamedRelease) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{6}
+	return file_cmd_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *NamedRelease) GetName() string {
@@ -955,7 +1025,7 @@ type TxnBegin struct {
 
 func (x *TxnBegin) Reset() {
 	*x = TxnBegin{}
-	mi := &file_cmd_proto_msgTypes[7]
+	mi := &file_cmd_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -967,7 +1037,7 @@ func (x *TxnBegin) String() string {
 func (*TxnBegin) ProtoMessage() {}
 
 func (x *TxnBegin) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[7]
+	mi := &file_cmd_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -980,7 +1050,7 @@ func (x *TxnBegin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnBegin.ProtoReflect.Descriptor instead.
 func (*TxnBegin) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{7}
+	return file_cmd_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *TxnBegin) GetName() string {
@@ -1054,7 +1124,7 @@ type LockKeys struct {
 
 func (x *LockKeys) Reset() {
 	*x = LockKeys{}
-	mi := &file_cmd_proto_msgTypes[8]
+	mi := &file_cmd_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1066,7 +1136,7 @@ func (x *LockKeys) String() string {
 func (*LockKeys) ProtoMessage() {}
 
 func (x *LockKeys) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[8]
+	mi := &file_cmd_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1079,7 +1149,7 @@ func (x *LockKeys) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockKeys.ProtoReflect.Descriptor instead.
 func (*LockKeys) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{8}
+	return file_cmd_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *LockKeys) GetName() string {
@@ -1124,7 +1194,7 @@ type TxnWrite struct {
 
 func (x *TxnWrite) Reset() {
 	*x = TxnWrite{}
-	mi := &file_cmd_proto_msgTypes[9]
+	mi := &file_cmd_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1136,7 +1206,7 @@ func (x *TxnWrite) String() string {
 func (*TxnWrite) ProtoMessage() {}
 
 func (x *TxnWrite) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[9]
+	mi := &file_cmd_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1149,7 +1219,7 @@ func (x *TxnWrite) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnWrite.ProtoReflect.Descriptor instead.
 func (*TxnWrite) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{9}
+	return file_cmd_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *TxnWrite) GetName() string {
@@ -1201,7 +1271,7 @@ type TxnPrepare struct {
 
 func (x *TxnPrepare) Reset() {
 	*x = TxnPrepare{}
-	mi := &file_cmd_proto_msgTypes[10]
+	mi := &file_cmd_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1213,7 +1283,7 @@ func (x *TxnPrepare) String() string {
 func (*TxnPrepare) ProtoMessage() {}
 
 func (x *TxnPrepare) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[10]
+	mi := &file_cmd_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1226,7 +1296,7 @@ func (x *TxnPrepare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnPrepare.ProtoReflect.Descriptor instead.
 func (*TxnPrepare) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{10}
+	return file_cmd_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *TxnPrepare) GetName() string {
@@ -1273,7 +1343,7 @@ type TxnFinish struct {
 
 func (x *TxnFinish) Reset() {
 	*x = TxnFinish{}
-	mi := &file_cmd_proto_msgTypes[11]
+	mi := &file_cmd_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1285,7 +1355,7 @@ func (x *TxnFinish) String() string {
 func (*TxnFinish) ProtoMessage() {}
 
 func (x *TxnFinish) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[11]
+	mi := &file_cmd_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1298,7 +1368,7 @@ func (x *TxnFinish) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnFinish.ProtoReflect.Descriptor instead.
 func (*TxnFinish) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{11}
+	return file_cmd_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TxnFinish) GetName() string {
@@ -1351,7 +1421,7 @@ type ResolveKeys struct {
 
 func (x *ResolveKeys) Reset() {
 	*x = ResolveKeys{}
-	mi := &file_cmd_proto_msgTypes[12]
+	mi := &file_cmd_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1363,7 +1433,7 @@ func (x *ResolveKeys) String() string {
 func (*ResolveKeys) ProtoMessage() {}
 
 func (x *ResolveKeys) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[12]
+	mi := &file_cmd_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1376,7 +1446,7 @@ func (x *ResolveKeys) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveKeys.ProtoReflect.Descriptor instead.
 func (*ResolveKeys) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{12}
+	return file_cmd_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ResolveKeys) GetName() string {
@@ -1426,7 +1496,7 @@ type TxnResolved struct {
 
 func (x *TxnResolved) Reset() {
 	*x = TxnResolved{}
-	mi := &file_cmd_proto_msgTypes[13]
+	mi := &file_cmd_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1438,7 +1508,7 @@ func (x *TxnResolved) String() string {
 func (*TxnResolved) ProtoMessage() {}
 
 func (x *TxnResolved) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[13]
+	mi := &file_cmd_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1451,7 +1521,7 @@ func (x *TxnResolved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnResolved.ProtoReflect.Descriptor instead.
 func (*TxnResolved) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{13}
+	return file_cmd_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *TxnResolved) GetName() string {
@@ -1479,7 +1549,7 @@ type GC struct {
 
 func (x *GC) Reset() {
 	*x = GC{}
-	mi := &file_cmd_proto_msgTypes[14]
+	mi := &file_cmd_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1491,7 +1561,7 @@ func (x *GC) String() string {
 func (*GC) ProtoMessage() {}
 
 func (x *GC) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[14]
+	mi := &file_cmd_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1504,7 +1574,7 @@ func (x *GC) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GC.ProtoReflect.Descriptor instead.
 func (*GC) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{14}
+	return file_cmd_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GC) GetTs() uint64 {
@@ -1525,7 +1595,7 @@ type TSOBound struct {
 
 func (x *TSOBound) Reset() {
 	*x = TSOBound{}
-	mi := &file_cmd_proto_msgTypes[15]
+	mi := &file_cmd_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1537,7 +1607,7 @@ func (x *TSOBound) String() string {
 func (*TSOBound) ProtoMessage() {}
 
 func (x *TSOBound) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[15]
+	mi := &file_cmd_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1550,7 +1620,7 @@ func (x *TSOBound) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TSOBound.ProtoReflect.Descriptor instead.
 func (*TSOBound) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{15}
+	return file_cmd_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *TSOBound) GetBound() uint64 {
@@ -1582,7 +1652,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_cmd_proto_msgTypes[16]
+	mi := &file_cmd_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1594,7 +1664,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[16]
+	mi := &file_cmd_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1607,7 +1677,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{16}
+	return file_cmd_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Result) GetError() ErrorCode {
@@ -1702,7 +1772,7 @@ type NamedLockRecord struct {
 
 func (x *NamedLockRecord) Reset() {
 	*x = NamedLockRecord{}
-	mi := &file_cmd_proto_msgTypes[17]
+	mi := &file_cmd_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1714,7 +1784,7 @@ func (x *NamedLockRecord) String() string {
 func (*NamedLockRecord) ProtoMessage() {}
 
 func (x *NamedLockRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[17]
+	mi := &file_cmd_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1727,7 +1797,7 @@ func (x *NamedLockRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NamedLockRecord.ProtoReflect.Descriptor instead.
 func (*NamedLockRecord) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{17}
+	return file_cmd_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *NamedLockRecord) GetHeld() bool {
@@ -1816,7 +1886,7 @@ type TxnRecord struct {
 
 func (x *TxnRecord) Reset() {
 	*x = TxnRecord{}
-	mi := &file_cmd_proto_msgTypes[18]
+	mi := &file_cmd_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1828,7 +1898,7 @@ func (x *TxnRecord) String() string {
 func (*TxnRecord) ProtoMessage() {}
 
 func (x *TxnRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[18]
+	mi := &file_cmd_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1841,7 +1911,7 @@ func (x *TxnRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnRecord.ProtoReflect.Descriptor instead.
 func (*TxnRecord) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{18}
+	return file_cmd_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *TxnRecord) GetStatus() TxnStatus {
@@ -1945,7 +2015,7 @@ type KeyLock struct {
 
 func (x *KeyLock) Reset() {
 	*x = KeyLock{}
-	mi := &file_cmd_proto_msgTypes[19]
+	mi := &file_cmd_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1957,7 +2027,7 @@ func (x *KeyLock) String() string {
 func (*KeyLock) ProtoMessage() {}
 
 func (x *KeyLock) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[19]
+	mi := &file_cmd_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1970,7 +2040,7 @@ func (x *KeyLock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyLock.ProtoReflect.Descriptor instead.
 func (*KeyLock) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{19}
+	return file_cmd_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *KeyLock) GetHolders() []*KeyLockHolder {
@@ -2020,7 +2090,7 @@ type KeyLockHolder struct {
 
 func (x *KeyLockHolder) Reset() {
 	*x = KeyLockHolder{}
-	mi := &file_cmd_proto_msgTypes[20]
+	mi := &file_cmd_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2032,7 +2102,7 @@ func (x *KeyLockHolder) String() string {
 func (*KeyLockHolder) ProtoMessage() {}
 
 func (x *KeyLockHolder) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[20]
+	mi := &file_cmd_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2045,7 +2115,7 @@ func (x *KeyLockHolder) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyLockHolder.ProtoReflect.Descriptor instead.
 func (*KeyLockHolder) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{20}
+	return file_cmd_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *KeyLockHolder) GetName() string {
@@ -2086,7 +2156,7 @@ type KeyFences struct {
 
 func (x *KeyFences) Reset() {
 	*x = KeyFences{}
-	mi := &file_cmd_proto_msgTypes[21]
+	mi := &file_cmd_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2098,7 +2168,7 @@ func (x *KeyFences) String() string {
 func (*KeyFences) ProtoMessage() {}
 
 func (x *KeyFences) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[21]
+	mi := &file_cmd_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2111,7 +2181,7 @@ func (x *KeyFences) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyFences.ProtoReflect.Descriptor instead.
 func (*KeyFences) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{21}
+	return file_cmd_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *KeyFences) GetFences() []*FenceEntry {
@@ -2131,7 +2201,7 @@ type FenceEntry struct {
 
 func (x *FenceEntry) Reset() {
 	*x = FenceEntry{}
-	mi := &file_cmd_proto_msgTypes[22]
+	mi := &file_cmd_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2143,7 +2213,7 @@ func (x *FenceEntry) String() string {
 func (*FenceEntry) ProtoMessage() {}
 
 func (x *FenceEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[22]
+	mi := &file_cmd_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2156,7 +2226,7 @@ func (x *FenceEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FenceEntry.ProtoReflect.Descriptor instead.
 func (*FenceEntry) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{22}
+	return file_cmd_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *FenceEntry) GetName() string {
@@ -2175,15 +2245,17 @@ func (x *FenceEntry) GetToken() uint64 {
 
 // MetaState is the meta group's replicated state.
 type MetaState struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	TsoBound      uint64                 `protobuf:"varint,1,opt,name=tso_bound,json=tsoBound,proto3" json:"tso_bound,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	TsoBound uint64                 `protobuf:"varint,1,opt,name=tso_bound,json=tsoBound,proto3" json:"tso_bound,omitempty"`
+	// nodes is the registry, in the order the nodes joined.
+	Nodes         []*NodeRecord `protobuf:"bytes,2,rep,name=nodes,proto3" json:"nodes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *MetaState) Reset() {
 	*x = MetaState{}
-	mi := &file_cmd_proto_msgTypes[23]
+	mi := &file_cmd_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2195,7 +2267,7 @@ func (x *MetaState) String() string {
 func (*MetaState) ProtoMessage() {}
 
 func (x *MetaState) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[23]
+	mi := &file_cmd_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2208,7 +2280,7 @@ func (x *MetaState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetaState.ProtoReflect.Descriptor instead.
 func (*MetaState) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{23}
+	return file_cmd_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *MetaState) GetTsoBound() uint64 {
@@ -2216,6 +2288,164 @@ func (x *MetaState) GetTsoBound() uint64 {
 		return x.TsoBound
 	}
 	return 0
+}
+
+func (x *MetaState) GetNodes() []*NodeRecord {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+type NodeRecord struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	NodeId uint64                 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// addr is the node's gRPC address.
+	Addr          string `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeRecord) Reset() {
+	*x = NodeRecord{}
+	mi := &file_cmd_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeRecord) ProtoMessage() {}
+
+func (x *NodeRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_cmd_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeRecord.ProtoReflect.Descriptor instead.
+func (*NodeRecord) Descriptor() ([]byte, []int) {
+	return file_cmd_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *NodeRecord) GetNodeId() uint64 {
+	if x != nil {
+		return x.NodeId
+	}
+	return 0
+}
+
+func (x *NodeRecord) GetAddr() string {
+	if x != nil {
+		return x.Addr
+	}
+	return ""
+}
+
+// SnapshotData is the state of one group at a snapshot's index: every
+// engine key of its span with its value, in key order.
+type SnapshotData struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kvs           []*SnapshotKV          `protobuf:"bytes,1,rep,name=kvs,proto3" json:"kvs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotData) Reset() {
+	*x = SnapshotData{}
+	mi := &file_cmd_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotData) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotData) ProtoMessage() {}
+
+func (x *SnapshotData) ProtoReflect() protoreflect.Message {
+	mi := &file_cmd_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotData.ProtoReflect.Descriptor instead.
+func (*SnapshotData) Descriptor() ([]byte, []int) {
+	return file_cmd_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *SnapshotData) GetKvs() []*SnapshotKV {
+	if x != nil {
+		return x.Kvs
+	}
+	return nil
+}
+
+type SnapshotKV struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Value         []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotKV) Reset() {
+	*x = SnapshotKV{}
+	mi := &file_cmd_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotKV) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotKV) ProtoMessage() {}
+
+func (x *SnapshotKV) ProtoReflect() protoreflect.Message {
+	mi := &file_cmd_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotKV.ProtoReflect.Descriptor instead.
+func (*SnapshotKV) Descriptor() ([]byte, []int) {
+	return file_cmd_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *SnapshotKV) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *SnapshotKV) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
 }
 
 // NodeIdent is a node's identity, stored in its own metadata when the data
@@ -2231,7 +2461,7 @@ type NodeIdent struct {
 
 func (x *NodeIdent) Reset() {
 	*x = NodeIdent{}
-	mi := &file_cmd_proto_msgTypes[24]
+	mi := &file_cmd_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2243,7 +2473,7 @@ func (x *NodeIdent) String() string {
 func (*NodeIdent) ProtoMessage() {}
 
 func (x *NodeIdent) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[24]
+	mi := &file_cmd_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2256,7 +2486,7 @@ func (x *NodeIdent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeIdent.ProtoReflect.Descriptor instead.
 func (*NodeIdent) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{24}
+	return file_cmd_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *NodeIdent) GetNodeId() uint64 {
@@ -2287,7 +2517,7 @@ const file_cmd_proto_rawDesc = "" +
 	"\tcmd.proto\x12\x12opencluster.cmd.v1\"L\n" +
 	"\aKeySpec\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12/\n" +
-	"\x04mode\x18\x02 \x01(\x0e2\x1b.opencluster.cmd.v1.KeyModeR\x04mode\"\x86\a\n" +
+	"\x04mode\x18\x02 \x01(\x0e2\x1b.opencluster.cmd.v1.KeyModeR\x04mode\"\xcf\a\n" +
 	"\aCommand\x12\x1f\n" +
 	"\vproposal_id\x18\x01 \x01(\x04R\n" +
 	"proposalId\x12+\n" +
@@ -2307,8 +2537,12 @@ const file_cmd_proto_rawDesc = "" +
 	"\ftxn_resolved\x18\x14 \x01(\v2\x1f.opencluster.cmd.v1.TxnResolvedH\x00R\vtxnResolved\x12(\n" +
 	"\x02gc\x18\x15 \x01(\v2\x16.opencluster.cmd.v1.GCH\x00R\x02gc\x12;\n" +
 	"\ttso_bound\x18( \x01(\v2\x1c.opencluster.cmd.v1.TSOBoundH\x00R\btsoBound\x12.\n" +
-	"\x04noop\x18) \x01(\v2\x18.opencluster.cmd.v1.NoopH\x00R\x04noopB\x06\n" +
-	"\x04body\"\x06\n" +
+	"\x04noop\x18) \x01(\v2\x18.opencluster.cmd.v1.NoopH\x00R\x04noop\x12G\n" +
+	"\rregister_node\x18* \x01(\v2 .opencluster.cmd.v1.RegisterNodeH\x00R\fregisterNodeB\x06\n" +
+	"\x04body\";\n" +
+	"\fRegisterNode\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x12\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\"\x06\n" +
 	"\x04Noop\"\x9b\x01\n" +
 	"\x03Put\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
@@ -2437,9 +2671,20 @@ const file_cmd_proto_rawDesc = "" +
 	"\n" +
 	"FenceEntry\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
-	"\x05token\x18\x02 \x01(\x04R\x05token\"(\n" +
+	"\x05token\x18\x02 \x01(\x04R\x05token\"^\n" +
 	"\tMetaState\x12\x1b\n" +
-	"\ttso_bound\x18\x01 \x01(\x04R\btsoBound\"]\n" +
+	"\ttso_bound\x18\x01 \x01(\x04R\btsoBound\x124\n" +
+	"\x05nodes\x18\x02 \x03(\v2\x1e.opencluster.cmd.v1.NodeRecordR\x05nodes\"9\n" +
+	"\n" +
+	"NodeRecord\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x12\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\"@\n" +
+	"\fSnapshotData\x120\n" +
+	"\x03kvs\x18\x01 \x03(\v2\x1e.opencluster.cmd.v1.SnapshotKVR\x03kvs\"4\n" +
+	"\n" +
+	"SnapshotKV\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\"]\n" +
 	"\tNodeIdent\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x1d\n" +
 	"\n" +
@@ -2484,7 +2729,7 @@ func file_cmd_proto_rawDescGZIP() []byte {
 }
 
 var file_cmd_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_cmd_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_cmd_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_cmd_proto_goTypes = []any{
 	(KeyMode)(0),            // 0: opencluster.cmd.v1.KeyMode
 	(Isolation)(0),          // 1: opencluster.cmd.v1.Isolation
@@ -2492,64 +2737,71 @@ var file_cmd_proto_goTypes = []any{
 	(ErrorCode)(0),          // 3: opencluster.cmd.v1.ErrorCode
 	(*KeySpec)(nil),         // 4: opencluster.cmd.v1.KeySpec
 	(*Command)(nil),         // 5: opencluster.cmd.v1.Command
-	(*Noop)(nil),            // 6: opencluster.cmd.v1.Noop
-	(*Put)(nil),             // 7: opencluster.cmd.v1.Put
-	(*CompareAndSwap)(nil),  // 8: opencluster.cmd.v1.CompareAndSwap
-	(*NamedAcquire)(nil),    // 9: opencluster.cmd.v1.NamedAcquire
-	(*NamedRelease)(nil),    // 10: opencluster.cmd.v1.NamedRelease
-	(*TxnBegin)(nil),        // 11: opencluster.cmd.v1.TxnBegin
-	(*LockKeys)(nil),        // 12: opencluster.cmd.v1.LockKeys
-	(*TxnWrite)(nil),        // 13: opencluster.cmd.v1.TxnWrite
-	(*TxnPrepare)(nil),      // 14: opencluster.cmd.v1.TxnPrepare
-	(*TxnFinish)(nil),       // 15: opencluster.cmd.v1.TxnFinish
-	(*ResolveKeys)(nil),     // 16: opencluster.cmd.v1.ResolveKeys
-	(*TxnResolved)(nil),     // 17: opencluster.cmd.v1.TxnResolved
-	(*GC)(nil),              // 18: opencluster.cmd.v1.GC
-	(*TSOBound)(nil),        // 19: opencluster.cmd.v1.TSOBound
-	(*Result)(nil),          // 20: opencluster.cmd.v1.Result
-	(*NamedLockRecord)(nil), // 21: opencluster.cmd.v1.NamedLockRecord
-	(*TxnRecord)(nil),       // 22: opencluster.cmd.v1.TxnRecord
-	(*KeyLock)(nil),         // 23: opencluster.cmd.v1.KeyLock
-	(*KeyLockHolder)(nil),   // 24: opencluster.cmd.v1.KeyLockHolder
-	(*KeyFences)(nil),       // 25: opencluster.cmd.v1.KeyFences
-	(*FenceEntry)(nil),      // 26: opencluster.cmd.v1.FenceEntry
-	(*MetaState)(nil),       // 27: opencluster.cmd.v1.MetaState
-	(*NodeIdent)(nil),       // 28: opencluster.cmd.v1.NodeIdent
+	(*RegisterNode)(nil),    // 6: opencluster.cmd.v1.RegisterNode
+	(*Noop)(nil),            // 7: opencluster.cmd.v1.Noop
+	(*Put)(nil),             // 8: opencluster.cmd.v1.Put
+	(*CompareAndSwap)(nil),  // 9: opencluster.cmd.v1.CompareAndSwap
+	(*NamedAcquire)(nil),    // 10: opencluster.cmd.v1.NamedAcquire
+	(*NamedRelease)(nil),    // 11: opencluster.cmd.v1.NamedRelease
+	(*TxnBegin)(nil),        // 12: opencluster.cmd.v1.TxnBegin
+	(*LockKeys)(nil),        // 13: opencluster.cmd.v1.LockKeys
+	(*TxnWrite)(nil),        // 14: opencluster.cmd.v1.TxnWrite
+	(*TxnPrepare)(nil),      // 15: opencluster.cmd.v1.TxnPrepare
+	(*TxnFinish)(nil),       // 16: opencluster.cmd.v1.TxnFinish
+	(*ResolveKeys)(nil),     // 17: opencluster.cmd.v1.ResolveKeys
+	(*TxnResolved)(nil),     // 18: opencluster.cmd.v1.TxnResolved
+	(*GC)(nil),              // 19: opencluster.cmd.v1.GC
+	(*TSOBound)(nil),        // 20: opencluster.cmd.v1.TSOBound
+	(*Result)(nil),          // 21: opencluster.cmd.v1.Result
+	(*NamedLockRecord)(nil), // 22: opencluster.cmd.v1.NamedLockRecord
+	(*TxnRecord)(nil),       // 23: opencluster.cmd.v1.TxnRecord
+	(*KeyLock)(nil),         // 24: opencluster.cmd.v1.KeyLock
+	(*KeyLockHolder)(nil),   // 25: opencluster.cmd.v1.KeyLockHolder
+	(*KeyFences)(nil),       // 26: opencluster.cmd.v1.KeyFences
+	(*FenceEntry)(nil),      // 27: opencluster.cmd.v1.FenceEntry
+	(*MetaState)(nil),       // 28: opencluster.cmd.v1.MetaState
+	(*NodeRecord)(nil),      // 29: opencluster.cmd.v1.NodeRecord
+	(*SnapshotData)(nil),    // 30: opencluster.cmd.v1.SnapshotData
+	(*SnapshotKV)(nil),      // 31: opencluster.cmd.v1.SnapshotKV
+	(*NodeIdent)(nil),       // 32: opencluster.cmd.v1.NodeIdent
 }
 var file_cmd_proto_depIdxs = []int32{
 	0,  // 0: opencluster.cmd.v1.KeySpec.mode:type_name -> opencluster.cmd.v1.KeyMode
-	7,  // 1: opencluster.cmd.v1.Command.put:type_name -> opencluster.cmd.v1.Put
-	8,  // 2: opencluster.cmd.v1.Command.cas:type_name -> opencluster.cmd.v1.CompareAndSwap
-	9,  // 3: opencluster.cmd.v1.Command.named_acquire:type_name -> opencluster.cmd.v1.NamedAcquire
-	10, // 4: opencluster.cmd.v1.Command.named_release:type_name -> opencluster.cmd.v1.NamedRelease
-	11, // 5: opencluster.cmd.v1.Command.txn_begin:type_name -> opencluster.cmd.v1.TxnBegin
-	12, // 6: opencluster.cmd.v1.Command.lock_keys:type_name -> opencluster.cmd.v1.LockKeys
-	13, // 7: opencluster.cmd.v1.Command.txn_write:type_name -> opencluster.cmd.v1.TxnWrite
-	14, // 8: opencluster.cmd.v1.Command.txn_prepare:type_name -> opencluster.cmd.v1.TxnPrepare
-	15, // 9: opencluster.cmd.v1.Command.txn_finish:type_name -> opencluster.cmd.v1.TxnFinish
-	16, // 10: opencluster.cmd.v1.Command.resolve_keys:type_name -> opencluster.cmd.v1.ResolveKeys
-	17, // 11: opencluster.cmd.v1.Command.txn_resolved:type_name -> opencluster.cmd.v1.TxnResolved
-	18, // 12: opencluster.cmd.v1.Command.gc:type_name -> opencluster.cmd.v1.GC
-	19, // 13: opencluster.cmd.v1.Command.tso_bound:type_name -> opencluster.cmd.v1.TSOBound
-	6,  // 14: opencluster.cmd.v1.Command.noop:type_name -> opencluster.cmd.v1.Noop
-	1,  // 15: opencluster.cmd.v1.TxnBegin.isolation:type_name -> opencluster.cmd.v1.Isolation
-	4,  // 16: opencluster.cmd.v1.TxnBegin.keys:type_name -> opencluster.cmd.v1.KeySpec
-	1,  // 17: opencluster.cmd.v1.LockKeys.isolation:type_name -> opencluster.cmd.v1.Isolation
-	4,  // 18: opencluster.cmd.v1.LockKeys.keys:type_name -> opencluster.cmd.v1.KeySpec
-	2,  // 19: opencluster.cmd.v1.TxnFinish.status:type_name -> opencluster.cmd.v1.TxnStatus
-	3,  // 20: opencluster.cmd.v1.Result.error:type_name -> opencluster.cmd.v1.ErrorCode
-	2,  // 21: opencluster.cmd.v1.TxnRecord.status:type_name -> opencluster.cmd.v1.TxnStatus
-	1,  // 22: opencluster.cmd.v1.TxnRecord.isolation:type_name -> opencluster.cmd.v1.Isolation
-	4,  // 23: opencluster.cmd.v1.TxnRecord.keys:type_name -> opencluster.cmd.v1.KeySpec
-	24, // 24: opencluster.cmd.v1.KeyLock.holders:type_name -> opencluster.cmd.v1.KeyLockHolder
-	0,  // 25: opencluster.cmd.v1.KeyLockHolder.mode:type_name -> opencluster.cmd.v1.KeyMode
-	1,  // 26: opencluster.cmd.v1.KeyLockHolder.isolation:type_name -> opencluster.cmd.v1.Isolation
-	26, // 27: opencluster.cmd.v1.KeyFences.fences:type_name -> opencluster.cmd.v1.FenceEntry
-	28, // [28:28] is the sub-list for method output_type
-	28, // [28:28] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	8,  // 1: opencluster.cmd.v1.Command.put:type_name -> opencluster.cmd.v1.Put
+	9,  // 2: opencluster.cmd.v1.Command.cas:type_name -> opencluster.cmd.v1.CompareAndSwap
+	10, // 3: opencluster.cmd.v1.Command.named_acquire:type_name -> opencluster.cmd.v1.NamedAcquire
+	11, // 4: opencluster.cmd.v1.Command.named_release:type_name -> opencluster.cmd.v1.NamedRelease
+	12, // 5: opencluster.cmd.v1.Command.txn_begin:type_name -> opencluster.cmd.v1.TxnBegin
+	13, // 6: opencluster.cmd.v1.Command.lock_keys:type_name -> opencluster.cmd.v1.LockKeys
+	14, // 7: opencluster.cmd.v1.Command.txn_write:type_name -> opencluster.cmd.v1.TxnWrite
+	15, // 8: opencluster.cmd.v1.Command.txn_prepare:type_name -> opencluster.cmd.v1.TxnPrepare
+	16, // 9: opencluster.cmd.v1.Command.txn_finish:type_name -> opencluster.cmd.v1.TxnFinish
+	17, // 10: opencluster.cmd.v1.Command.resolve_keys:type_name -> opencluster.cmd.v1.ResolveKeys
+	18, // 11: opencluster.cmd.v1.Command.txn_resolved:type_name -> opencluster.cmd.v1.TxnResolved
+	19, // 12: opencluster.cmd.v1.Command.gc:type_name -> opencluster.cmd.v1.GC
+	20, // 13: opencluster.cmd.v1.Command.tso_bound:type_name -> opencluster.cmd.v1.TSOBound
+	7,  // 14: opencluster.cmd.v1.Command.noop:type_name -> opencluster.cmd.v1.Noop
+	6,  // 15: opencluster.cmd.v1.Command.register_node:type_name -> opencluster.cmd.v1.RegisterNode
+	1,  // 16: opencluster.cmd.v1.TxnBegin.isolation:type_name -> opencluster.cmd.v1.Isolation
+	4,  // 17: opencluster.cmd.v1.TxnBegin.keys:type_name -> opencluster.cmd.v1.KeySpec
+	1,  // 18: opencluster.cmd.v1.LockKeys.isolation:type_name -> opencluster.cmd.v1.Isolation
+	4,  // 19: opencluster.cmd.v1.LockKeys.keys:type_name -> opencluster.cmd.v1.KeySpec
+	2,  // 20: opencluster.cmd.v1.TxnFinish.status:type_name -> opencluster.cmd.v1.TxnStatus
+	3,  // 21: opencluster.cmd.v1.Result.error:type_name -> opencluster.cmd.v1.ErrorCode
+	2,  // 22: opencluster.cmd.v1.TxnRecord.status:type_name -> opencluster.cmd.v1.TxnStatus
+	1,  // 23: opencluster.cmd.v1.TxnRecord.isolation:type_name -> opencluster.cmd.v1.Isolation
+	4,  // 24: opencluster.cmd.v1.TxnRecord.keys:type_name -> opencluster.cmd.v1.KeySpec
+	25, // 25: opencluster.cmd.v1.KeyLock.holders:type_name -> opencluster.cmd.v1.KeyLockHolder
+	0,  // 26: opencluster.cmd.v1.KeyLockHolder.mode:type_name -> opencluster.cmd.v1.KeyMode
+	1,  // 27: opencluster.cmd.v1.KeyLockHolder.isolation:type_name -> opencluster.cmd.v1.Isolation
+	27, // 28: opencluster.cmd.v1.KeyFences.fences:type_name -> opencluster.cmd.v1.FenceEntry
+	29, // 29: opencluster.cmd.v1.MetaState.nodes:type_name -> opencluster.cmd.v1.NodeRecord
+	31, // 30: opencluster.cmd.v1.SnapshotData.kvs:type_name -> opencluster.cmd.v1.SnapshotKV
+	31, // [31:31] is the sub-list for method output_type
+	31, // [31:31] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_cmd_proto_init() }
@@ -2572,6 +2824,7 @@ func file_cmd_proto_init() {
 		(*Command_Gc)(nil),
 		(*Command_TsoBound)(nil),
 		(*Command_Noop)(nil),
+		(*Command_RegisterNode)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2579,7 +2832,7 @@ func file_cmd_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cmd_proto_rawDesc), len(file_cmd_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   25,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

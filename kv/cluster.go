@@ -1,0 +1,203 @@
+package kv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/opencluster/opencluster/mvcc"
+	"github.com/opencluster/opencluster/rpc/cmdpb"
+)
+
+// Membership and placement. Until rebalancing lands, placement is simple:
+// every group (the meta group and each bucket) is replicated on the first
+// Replicas nodes of the registry, in the order they joined, and every
+// bucket's leadership follows the meta group's leader. That node, the
+// primary, serves every request; the others forward to it. Spreading
+// leaders over the nodes needs per-bucket routing and comes with
+// rebalancing.
+
+const (
+	// maxReplicas bounds Config.Replicas (the meta group never exceeds it).
+	maxReplicas = 7
+	// maintainEveryTicks: the cluster maintenance runs every few ticks.
+	maintainEveryTicks = 2
+)
+
+// ErrNotLeader reports a request on a node that is not the primary; a
+// NotLeaderError says where the primary is.
+var ErrNotLeader = errors.New("kv: not the leader")
+
+// NotLeaderError names the primary's address ("" if unknown).
+type NotLeaderError struct {
+	LeaderID uint64
+	Addr     string
+}
+
+func (e *NotLeaderError) Error() string {
+	return fmt.Sprintf("kv: not the leader; the leader is node %d at %q", e.LeaderID, e.Addr)
+}
+
+// Is makes a NotLeaderError match ErrNotLeader and ErrUnavailable.
+func (e *NotLeaderError) Is(target error) bool {
+	return target == ErrNotLeader || target == ErrUnavailable
+}
+
+// leaderWait bounds how long a request waits for this node to become a
+// group's ready leader: a few election timeouts.
+func (n *Node) leaderWait() time.Duration {
+	return 3 * time.Duration(n.cfg.ElectionTicks) * n.cfg.TickInterval
+}
+
+// Route reports whether this node serves requests now (it is the ready
+// primary) and, if not, the primary's address ("" while none is known).
+func (n *Node) Route() (local bool, leader uint64, addr string) {
+	if n.tso.isReady() {
+		return true, n.id, ""
+	}
+	leader, _, _ = n.meta.membership()
+	if leader == 0 || leader == n.id {
+		return false, 0, ""
+	}
+	return false, leader, n.addrOf(leader)
+}
+
+// addrOf returns a node's gRPC address from the failure detector or the
+// registry.
+func (n *Node) addrOf(id uint64) string {
+	if n.cfg.Resolver != nil {
+		if a := n.cfg.Resolver(id); a != "" {
+			return a
+		}
+	}
+	for _, rec := range n.registry() {
+		if rec.GetNodeId() == id {
+			return rec.GetAddr()
+		}
+	}
+	return ""
+}
+
+// registry returns the nodes of the meta group's registry as this node's
+// replica last applied it (empty if it holds none).
+func (n *Node) registry() []*cmdpb.NodeRecord {
+	state := &cmdpb.MetaState{}
+	if _, err := mvcc.GetProto(n.eng.DB(), mvcc.MetaKey("state"), state); err != nil {
+		n.log.Warn("reading the registry", "err", err)
+		return nil
+	}
+	return state.GetNodes()
+}
+
+func (n *Node) alive(id uint64) bool {
+	return id == n.id || n.cfg.Alive == nil || n.cfg.Alive(id)
+}
+
+// Join registers a node with the cluster; only the primary accepts it.
+func (n *Node) Join(ctx context.Context, req *cmdpb.JoinRequest) (*cmdpb.JoinResponse, error) {
+	if req.GetNodeId() == 0 || req.GetAddr() == "" {
+		return nil, fmt.Errorf("%w: join needs a node id and an address", ErrInvalid)
+	}
+	if local, leader, addr := n.Route(); !local {
+		return nil, &NotLeaderError{LeaderID: leader, Addr: addr}
+	}
+	cmd := &cmdpb.Command{Body: &cmdpb.Command_RegisterNode{RegisterNode: &cmdpb.RegisterNode{NodeId: req.GetNodeId(), Addr: req.GetAddr()}}}
+	if _, err := n.meta.propose(ctx, cmd); err != nil {
+		return nil, err
+	}
+	return &cmdpb.JoinResponse{ClusterId: n.cluster, Buckets: uint32(n.buckets), Replicas: uint32(n.cfg.Replicas)}, nil
+}
+
+// applyRegister adds or updates a registry record.
+func applyRegister(state *cmdpb.MetaState, c *cmdpb.RegisterNode) {
+	for _, rec := range state.Nodes {
+		if rec.NodeId == c.NodeId {
+			rec.Addr = c.Addr
+			return
+		}
+	}
+	state.Nodes = append(state.Nodes, &cmdpb.NodeRecord{NodeId: c.NodeId, Addr: c.Addr})
+}
+
+// maintain runs on the scheduler goroutine every few ticks: bucket leaders
+// hand leadership to the primary, and the primary grows each group it
+// leads toward its target replicas.
+func (n *Node) maintain() {
+	if n.cfg.Transport == nil {
+		return
+	}
+	now := time.Now()
+	primary := n.meta.rn.BasicStatus().Lead
+	electionTimeout := time.Duration(n.cfg.ElectionTicks) * n.cfg.TickInterval
+	for _, r := range n.replicas[:n.buckets] {
+		if primary == 0 || primary == n.id || r.rn.BasicStatus().RaftState != raft.StateLeader {
+			continue
+		}
+		if now.Sub(r.lastTransfer) < electionTimeout {
+			continue
+		}
+		if _, voters, _ := r.membership(); slices.Contains(voters, primary) {
+			r.lastTransfer = now
+			r.rn.TransferLeader(primary)
+		}
+	}
+	if primary != n.id || !n.tso.isReady() {
+		return
+	}
+	targets := n.placementTargets()
+	for _, r := range n.replicas {
+		if r.rn.BasicStatus().RaftState != raft.StateLeader || now.Sub(r.lastConfChange) < electionTimeout {
+			continue
+		}
+		if cc := n.nextConfChange(r, targets); cc != nil {
+			r.lastConfChange = now
+			if err := r.rn.ProposeConfChange(cc); err != nil {
+				n.log.Debug("propose conf change", "group", r.group, "err", err)
+			}
+		}
+	}
+}
+
+// placementTargets returns the nodes every group should be on: the first
+// Replicas live nodes of the registry.
+func (n *Node) placementTargets() []uint64 {
+	var out []uint64
+	for _, rec := range n.registry() {
+		if len(out) == n.cfg.Replicas {
+			break
+		}
+		if n.alive(rec.GetNodeId()) {
+			out = append(out, rec.GetNodeId())
+		}
+	}
+	return out
+}
+
+// nextConfChange returns the next step toward targets for a group this
+// node leads: add a missing target as a learner, or promote a learner that
+// has caught up. One step at a time; nil when nothing is due. Replicas are
+// never removed here (that is rebalancing's job).
+func (n *Node) nextConfChange(r *replica, targets []uint64) *raftpb.ConfChangeV2 {
+	st := r.rn.Status()
+	if len(st.Config.Voters[1]) > 0 {
+		return nil // joint configuration: raft leaves it by itself (auto)
+	}
+	voters := st.Config.Voters[0]
+	for _, t := range targets {
+		if _, ok := voters[t]; ok {
+			continue
+		}
+		if _, ok := st.Config.Learners[t]; !ok {
+			return &raftpb.ConfChangeV2{Changes: []*raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeAddLearnerNode.Enum(), NodeId: new(t)}}}
+		}
+		if pr, ok := st.Progress[t]; ok && pr.Match >= st.GetCommit() {
+			return &raftpb.ConfChangeV2{Changes: []*raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeAddNode.Enum(), NodeId: new(t)}}}
+		}
+	}
+	return nil
+}

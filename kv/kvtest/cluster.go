@@ -1,0 +1,286 @@
+package kvtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/opencluster/opencluster/kv"
+	"github.com/opencluster/opencluster/rpc/cmdpb"
+)
+
+// Network is the in-memory network between a Cluster's nodes.
+type Network struct {
+	mu struct {
+		sync.Mutex
+		nodes map[uint64]*kv.Node
+		// cut holds the blocked directed links (from, to).
+		cut map[[2]uint64]bool
+	}
+}
+
+// transport is one node's sending side.
+type transport struct {
+	net  *Network
+	from uint64
+}
+
+// Send delivers msgs at once unless the link is cut or the peer is down.
+func (t transport) Send(to uint64, msgs []*cmdpb.GroupMessage) {
+	t.net.mu.Lock()
+	peer, cut := t.net.mu.nodes[to], t.net.mu.cut[[2]uint64{t.from, to}]
+	t.net.mu.Unlock()
+	if peer != nil && !cut {
+		peer.Deliver(t.from, to, msgs)
+	}
+}
+
+// Cut blocks the links between a and b in both directions.
+func (nw *Network) Cut(a, b uint64) {
+	nw.mu.Lock()
+	defer nw.mu.Unlock()
+	nw.mu.cut[[2]uint64{a, b}] = true
+	nw.mu.cut[[2]uint64{b, a}] = true
+}
+
+// Isolate cuts every link of node id.
+func (nw *Network) Isolate(id uint64, all []uint64) {
+	for _, other := range all {
+		if other != id {
+			nw.Cut(id, other)
+		}
+	}
+}
+
+// Heal restores every link.
+func (nw *Network) Heal() {
+	nw.mu.Lock()
+	defer nw.mu.Unlock()
+	clear(nw.mu.cut)
+}
+
+// Cluster is a set of nodes on one Network.
+type Cluster struct {
+	t   testing.TB
+	Net *Network
+	cfg kv.Config
+	mu  struct {
+		sync.Mutex
+		nodes map[uint64]*kv.Node
+		fs    map[uint64]vfs.FS
+	}
+}
+
+// Options configure a Cluster.
+type Options struct {
+	// Nodes is the number of nodes to start (default 3).
+	Nodes int
+	// Config is the base config of every node (default kv.TestConfig()).
+	Config *kv.Config
+}
+
+// Start starts a cluster: node 1 bootstraps it, the others join, and Start
+// returns once every group has min(Nodes, Replicas) voters. The nodes stop
+// when the test ends.
+func Start(t testing.TB, o Options) *Cluster {
+	t.Helper()
+	if o.Nodes == 0 {
+		o.Nodes = 3
+	}
+	cfg := kv.TestConfig()
+	if o.Config != nil {
+		cfg = *o.Config
+	}
+	if os.Getenv("KVTEST_LOG") != "" {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	c := &Cluster{t: t, Net: &Network{}, cfg: cfg}
+	c.Net.mu.nodes = make(map[uint64]*kv.Node)
+	c.Net.mu.cut = make(map[[2]uint64]bool)
+	c.mu.nodes = make(map[uint64]*kv.Node)
+	c.mu.fs = make(map[uint64]vfs.FS)
+	t.Cleanup(c.stopAll)
+	for id := uint64(1); id <= uint64(o.Nodes); id++ {
+		c.StartNode(id)
+	}
+	want := min(o.Nodes, cfg.Replicas)
+	c.WaitFor(30*time.Second, fmt.Sprintf("every group on %d voters", want), func() bool {
+		for _, n := range c.Nodes() {
+			if local, _, _ := n.Route(); local {
+				st, err := n.Status(context.Background(), nil)
+				if err != nil {
+					return false
+				}
+				for _, b := range st.Buckets {
+					if len(b.Replicas) != want {
+						return false
+					}
+				}
+				return true
+			}
+		}
+		return false
+	})
+	return c
+}
+
+// StartNode starts (or restarts, with its data) node id.
+func (c *Cluster) StartNode(id uint64) *kv.Node {
+	c.t.Helper()
+	c.mu.Lock()
+	fs := c.mu.fs[id]
+	fresh := fs == nil
+	if fresh {
+		fs = vfs.NewMem()
+		c.mu.fs[id] = fs
+	}
+	c.mu.Unlock()
+	cfg := c.cfg
+	cfg.FS, cfg.NodeID = fs, id
+	cfg.AdvertiseAddr = fmt.Sprintf("node-%d", id)
+	cfg.Transport = transport{net: c.Net, from: id}
+	if id != 1 {
+		cfg.Join = c.join
+	}
+	n, err := kv.Open(cfg)
+	if err != nil {
+		c.t.Fatalf("start node %d: %v", id, err)
+	}
+	c.mu.Lock()
+	c.mu.nodes[id] = n
+	c.mu.Unlock()
+	c.Net.mu.Lock()
+	c.Net.mu.nodes[id] = n
+	c.Net.mu.Unlock()
+	return n
+}
+
+// join asks every running node until the primary registers the new one.
+func (c *Cluster) join(ctx context.Context, id uint64) (*cmdpb.JoinResponse, error) {
+	for {
+		for _, n := range c.Nodes() {
+			resp, err := n.Join(ctx, &cmdpb.JoinRequest{NodeId: id, Addr: fmt.Sprintf("node-%d", id)})
+			if err == nil {
+				return resp, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// StopNode closes node id; its data stays for a restart.
+func (c *Cluster) StopNode(id uint64) {
+	c.t.Helper()
+	c.Net.mu.Lock()
+	delete(c.Net.mu.nodes, id)
+	c.Net.mu.Unlock()
+	c.mu.Lock()
+	n := c.mu.nodes[id]
+	delete(c.mu.nodes, id)
+	c.mu.Unlock()
+	if n != nil {
+		if err := n.Close(); err != nil {
+			c.t.Errorf("stop node %d: %v", id, err)
+		}
+	}
+}
+
+func (c *Cluster) stopAll() {
+	for _, id := range c.IDs() {
+		c.StopNode(id)
+	}
+}
+
+// IDs returns the running nodes' ids in order.
+func (c *Cluster) IDs() []uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var ids []uint64
+	for id := range c.mu.nodes {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// Node returns running node id, or nil.
+func (c *Cluster) Node(id uint64) *kv.Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mu.nodes[id]
+}
+
+// Nodes returns the running nodes in id order.
+func (c *Cluster) Nodes() []*kv.Node {
+	var out []*kv.Node
+	for _, id := range c.IDs() {
+		if n := c.Node(id); n != nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// Primary waits for a node that serves requests and returns it.
+func (c *Cluster) Primary() *kv.Node {
+	c.t.Helper()
+	var p *kv.Node
+	c.WaitFor(20*time.Second, "a primary", func() bool {
+		for _, n := range c.Nodes() {
+			if local, _, _ := n.Route(); local {
+				p = n
+				return true
+			}
+		}
+		return false
+	})
+	return p
+}
+
+// Do runs op against the primary, retrying while the cluster is
+// unavailable (a leader change), until ctx ends.
+func Do[T any](ctx context.Context, c *Cluster, op func(n *kv.Node) (T, error)) (T, error) {
+	for {
+		var zero T
+		var last error = kv.ErrUnavailable
+		for _, n := range c.Nodes() {
+			if local, _, _ := n.Route(); !local {
+				continue
+			}
+			v, err := op(n)
+			if err == nil || !errors.Is(err, kv.ErrUnavailable) {
+				return v, err
+			}
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			return zero, fmt.Errorf("%w (last: %w)", ctx.Err(), last)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// WaitFor polls cond until it holds, failing the test after d.
+func (c *Cluster) WaitFor(d time.Duration, what string, cond func() bool) {
+	c.t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			c.t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

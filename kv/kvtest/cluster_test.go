@@ -1,0 +1,162 @@
+package kvtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/opencluster/opencluster/kv"
+	"github.com/opencluster/opencluster/rpc/ocpb"
+)
+
+func TestReplicatedPutSurvivesPrimaryStop(t *testing.T) {
+	c := Start(t, Options{Nodes: 3})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i := range 20 {
+		k := fmt.Sprintf("k%d", i)
+		if _, err := Do(ctx, c, func(n *kv.Node) (*ocpb.PutResponse, error) {
+			return n.Put(ctx, &ocpb.PutRequest{Key: []byte(k), Value: []byte("v" + k)})
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lock, err := Do(ctx, c, func(n *kv.Node) (*ocpb.AcquireResponse, error) {
+		return n.Acquire(ctx, &ocpb.AcquireRequest{Name: "m", Ttl: durationpb.New(time.Minute)})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := c.Primary()
+	start := time.Now()
+	c.StopNode(old.ID())
+	if _, err := Do(ctx, c, func(n *kv.Node) (*ocpb.PutResponse, error) {
+		return n.Put(ctx, &ocpb.PutRequest{Key: []byte("after"), Value: []byte("x")})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("first write %s after stopping the primary", time.Since(start).Round(time.Millisecond))
+	for i := range 20 {
+		k := fmt.Sprintf("k%d", i)
+		got, err := Do(ctx, c, func(n *kv.Node) (*ocpb.GetResponse, error) {
+			return n.Get(ctx, &ocpb.GetRequest{Key: []byte(k)})
+		})
+		if err != nil || string(got.Kv.Value) != "v"+k {
+			t.Fatalf("get %s after failover: %v, %v", k, got, err)
+		}
+	}
+	// The lock is still held: another acquire fails, the holder's release
+	// works.
+	if _, err := Do(ctx, c, func(n *kv.Node) (*ocpb.AcquireResponse, error) {
+		return n.Acquire(ctx, &ocpb.AcquireRequest{Name: "m", Ttl: durationpb.New(time.Minute), Wait: durationpb.New(0)})
+	}); !errors.Is(err, kv.ErrWaitTimeout) {
+		t.Fatalf("second acquire after failover: %v, want ErrWaitTimeout", err)
+	}
+	if _, err := Do(ctx, c, func(n *kv.Node) (*ocpb.ReleaseResponse, error) {
+		return n.Release(ctx, &ocpb.ReleaseRequest{Name: "m", Code: lock.Code})
+	}); err != nil {
+		t.Fatalf("release after failover: %v", err)
+	}
+	// The stopped node comes back and catches up.
+	back := c.StartNode(old.ID())
+	c.WaitFor(20*time.Second, "the restarted node to catch up", func() bool {
+		want, err := c.Primary().Status(ctx, nil)
+		if err != nil {
+			return false
+		}
+		got, err := back.Status(ctx, nil)
+		if err != nil {
+			return false
+		}
+		for i, b := range want.Buckets {
+			if got.Buckets[i].Applied < b.Applied {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// TestJoinGrowsGroupsBySnapshot checks that nodes joining a cluster with
+// data receive every group by snapshot and become voters, and that after
+// the first node is gone the data is served from the newcomers.
+func TestJoinGrowsGroupsBySnapshot(t *testing.T) {
+	c := Start(t, Options{Nodes: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p := c.Primary()
+	for i := range 50 {
+		if _, err := p.Put(ctx, &ocpb.PutRequest{Key: []byte(fmt.Sprint("k", i)), Value: []byte("v")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.StartNode(2)
+	c.StartNode(3)
+	c.WaitFor(20*time.Second, "three voters in every bucket", func() bool {
+		st, err := c.Primary().Status(ctx, nil)
+		if err != nil {
+			return false
+		}
+		for _, b := range st.Buckets {
+			if len(b.Replicas) != 3 {
+				return false
+			}
+		}
+		return len(st.Members) == 3
+	})
+	c.StopNode(1)
+	for i := range 50 {
+		k := fmt.Sprint("k", i)
+		if _, err := Do(ctx, c, func(n *kv.Node) (*ocpb.GetResponse, error) {
+			return n.Get(ctx, &ocpb.GetRequest{Key: []byte(k)})
+		}); err != nil {
+			t.Fatalf("get %s from the joined nodes: %v", k, err)
+		}
+	}
+}
+
+// TestPartitionedPrimaryStopsServing cuts the primary off from the other
+// two: it must stop acknowledging writes (CheckQuorum), the majority elects
+// a new primary that serves, and after healing nothing acknowledged is
+// lost.
+func TestPartitionedPrimaryStopsServing(t *testing.T) {
+	c := Start(t, Options{Nodes: 3})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	old := c.Primary()
+	if _, err := old.Put(ctx, &ocpb.PutRequest{Key: []byte("before"), Value: []byte("1")}); err != nil {
+		t.Fatal(err)
+	}
+	c.Net.Isolate(old.ID(), c.IDs())
+	short, cancelShort := context.WithTimeout(ctx, 2*time.Second)
+	_, err := old.Put(short, &ocpb.PutRequest{Key: []byte("minority"), Value: []byte("x")})
+	cancelShort()
+	if err == nil {
+		t.Fatal("an isolated primary acknowledged a write")
+	}
+	if _, err := Do(ctx, c, func(n *kv.Node) (*ocpb.PutResponse, error) {
+		if n == old {
+			return nil, kv.ErrUnavailable
+		}
+		return n.Put(ctx, &ocpb.PutRequest{Key: []byte("majority"), Value: []byte("2")})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	c.Net.Heal()
+	for _, k := range []string{"before", "majority"} {
+		if _, err := Do(ctx, c, func(n *kv.Node) (*ocpb.GetResponse, error) {
+			return n.Get(ctx, &ocpb.GetRequest{Key: []byte(k)})
+		}); err != nil {
+			t.Fatalf("get %s after healing: %v", k, err)
+		}
+	}
+	if _, err := Do(ctx, c, func(n *kv.Node) (*ocpb.GetResponse, error) {
+		return n.Get(ctx, &ocpb.GetRequest{Key: []byte("minority")})
+	}); !errors.Is(err, kv.ErrNotFound) {
+		t.Fatalf("the unacknowledged minority write: %v, want not found", err)
+	}
+}
