@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"time"
 
@@ -54,6 +55,25 @@ func (n *Node) leaderWait() time.Duration {
 	return 3 * time.Duration(n.cfg.ElectionTicks) * n.cfg.TickInterval
 }
 
+// AwaitRoute is Route that first waits, up to a few election timeouts or
+// until ctx ends, while no primary is known (an election in progress).
+func (n *Node) AwaitRoute(ctx context.Context) (local bool, leader uint64, addr string) {
+	deadline := time.Now().Add(n.leaderWait())
+	for {
+		local, leader, addr = n.Route()
+		if local || addr != "" || time.Now().After(deadline) {
+			return local, leader, addr
+		}
+		select {
+		case <-ctx.Done():
+			return local, leader, addr
+		case <-n.stopper:
+			return local, leader, addr
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
 // Route reports whether this node serves requests now (it is the ready
 // primary) and, if not, the primary's address ("" while none is known).
 func (n *Node) Route() (local bool, leader uint64, addr string) {
@@ -64,12 +84,12 @@ func (n *Node) Route() (local bool, leader uint64, addr string) {
 	if leader == 0 || leader == n.id {
 		return false, 0, ""
 	}
-	return false, leader, n.addrOf(leader)
+	return false, leader, n.AddrOf(leader)
 }
 
-// addrOf returns a node's gRPC address from the failure detector or the
-// registry.
-func (n *Node) addrOf(id uint64) string {
+// AddrOf returns a node's gRPC address from the failure detector or the
+// registry ("" if unknown).
+func (n *Node) AddrOf(id uint64) string {
 	if n.cfg.Resolver != nil {
 		if a := n.cfg.Resolver(id); a != "" {
 			return a
@@ -200,4 +220,24 @@ func (n *Node) nextConfChange(r *replica, targets []uint64) *raftpb.ConfChangeV2
 		}
 	}
 	return nil
+}
+
+// ClusterID returns the cluster's id.
+func (n *Node) ClusterID() string { return n.cluster }
+
+// ReadNodeID returns the node id stored in a data directory, and whether
+// the directory has one (a new directory has none). Call it before Open,
+// never while a Node has the directory open.
+func ReadNodeID(dir string) (uint64, bool, error) {
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		return 0, false, nil
+	}
+	eng, err := mvcc.Open(dir, mvcc.Config{CacheBytes: 1 << 20, MemTableBytes: 1 << 20})
+	if err != nil {
+		return 0, false, err
+	}
+	defer eng.Close()
+	ident := &cmdpb.NodeIdent{}
+	found, err := mvcc.GetProto(eng.DB(), mvcc.LocalKey("ident"), ident)
+	return ident.GetNodeId(), found, err
 }

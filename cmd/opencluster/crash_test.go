@@ -30,10 +30,11 @@ type serverProcess struct {
 
 // startProcess runs `opencluster start` on dir and addr and waits until it
 // answers Status.
-func startProcess(t *testing.T, dir, addr string) *serverProcess {
+func startProcess(t *testing.T, dir, addr string, extra ...string) *serverProcess {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "start", "--data-dir", dir, "--addr", addr,
-		"--http-addr", "", "--buckets", "8", "--log-level", "warn")
+	args := append([]string{"start", "--data-dir", dir, "--addr", addr,
+		"--http-addr", "", "--buckets", "8", "--log-level", "warn"}, extra...)
+	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), execMainEnv+"=1")
 	p := &serverProcess{cmd: cmd, stderr: new(bytes.Buffer), done: make(chan error, 1)}
 	cmd.Stderr = p.stderr
@@ -88,9 +89,12 @@ func newTestClient(t *testing.T, addr string) *client.Client {
 	return c
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t *testing.T) string { return freeAddrOn(t, "127.0.0.1") }
+
+// freeAddrOn returns host:port with a port free for TCP on host.
+func freeAddrOn(t *testing.T, host string) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,6 +30,9 @@ import (
 	"syscall"
 )
 
+// version is the binary's version, published in gossip metadata.
+const version = "0.1.0-dev"
+
 // Exit statuses.
 const (
 	exitOK      = 0

@@ -18,6 +18,7 @@ import (
 
 	"github.com/opencluster/opencluster/kv"
 	"github.com/opencluster/opencluster/rpc/ocpb"
+	"github.com/opencluster/opencluster/rpc/peer"
 	"github.com/opencluster/opencluster/rpc/server"
 )
 
@@ -28,11 +29,23 @@ type serverConfig struct {
 	HTTPAddr string // metrics, /status and pprof; empty: none
 	Buckets  int
 	Logger   *slog.Logger
+	// GossipAddr enables clustering: memberlist listens here and Raft
+	// talks to other nodes. Empty: a one-node cluster with no peers.
+	GossipAddr string
+	// Join lists gossip addresses of existing nodes; a new data directory
+	// joins their cluster instead of bootstrapping one.
+	Join []string
+	// Replicas is the replica count of every group (default 3).
+	Replicas int
+	// FastGossip shortens failure detection (tests, the demo).
+	FastGossip bool
 }
 
 // runningServer is one node serving gRPC (and HTTP).
 type runningServer struct {
 	node     *kv.Node
+	srv      *server.Server
+	peers    *peers // nil without GossipAddr
 	grpc     *grpc.Server
 	http     *http.Server
 	addr     string
@@ -54,23 +67,41 @@ func startServer(cfg serverConfig) (*runningServer, error) {
 	kcfg.Logger = cfg.Logger
 	kcfg.Registerer = reg
 	kcfg.AdvertiseAddr = lis.Addr().String()
+	if cfg.Replicas != 0 {
+		kcfg.Replicas = cfg.Replicas
+	}
+	var p *peers
+	if cfg.GossipAddr != "" {
+		if p, err = startPeers(cfg, &kcfg); err != nil {
+			lis.Close()
+			return nil, err
+		}
+	}
 	node, err := kv.Open(kcfg)
 	if err != nil {
 		lis.Close()
+		p.close()
 		return nil, err
 	}
+	p.setNode(node)
 	scfg := server.DefaultConfig()
 	scfg.Logger = cfg.Logger
 	scfg.Registerer = reg
+	host, _, _ := net.SplitHostPort(kcfg.AdvertiseAddr)
+	scfg.Dial = func(addr string) (*grpc.ClientConn, error) { return grpc.NewClient(addr, peer.Dialer(host)...) }
 	srv, err := server.New(scfg, node)
 	if err != nil {
 		lis.Close()
 		node.Close()
+		p.close()
 		return nil, err
 	}
 	g := grpc.NewServer(srv.GRPCServerOptions()...)
 	srv.Register(g)
-	rs := &runningServer{node: node, grpc: g, addr: lis.Addr().String(), done: make(chan error, 2)}
+	if p != nil {
+		peer.NewService(node, scfg.Dial).Register(g)
+	}
+	rs := &runningServer{node: node, srv: srv, peers: p, grpc: g, addr: lis.Addr().String(), done: make(chan error, 2)}
 	go func() { rs.done <- g.Serve(lis) }()
 	if cfg.HTTPAddr != "" {
 		hl, err := net.Listen("tcp", cfg.HTTPAddr)
@@ -103,7 +134,9 @@ func (rs *runningServer) Stop() {
 	case <-time.After(3 * time.Second):
 		rs.grpc.Stop() // streams (keep-alives) do not end by themselves
 	}
+	rs.srv.Close()
 	_ = rs.node.Close()
+	rs.peers.close()
 }
 
 func httpHandler(reg *prometheus.Registry, node *kv.Node) http.Handler {

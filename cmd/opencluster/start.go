@@ -22,7 +22,10 @@ func newStartCmd() *cobra.Command {
 		Long: `Run an OpenCluster node in the foreground until SIGINT or SIGTERM.
 
 An empty --data-dir is initialised as a new one-node cluster with --buckets
-buckets; an existing one is reopened with its own bucket count and data.`,
+buckets, or, with --join, joins the cluster of the nodes at those gossip
+addresses; an existing one is reopened with its own identity and data.
+Clustering needs --gossip-addr. Use the same host in --addr and
+--gossip-addr: connections to other nodes leave from it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var level slog.Level
@@ -52,5 +55,9 @@ buckets; an existing one is reopened with its own bucket count and data.`,
 	f.StringVar(&cfg.HTTPAddr, "http-addr", "127.0.0.1:7401", "HTTP address for /metrics, /status and /debug/pprof (empty: none)")
 	f.IntVar(&cfg.Buckets, "buckets", 64, "bucket count of a new cluster (1..4096)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&cfg.GossipAddr, "gossip-addr", "", "memberlist address (host:port, TCP and UDP); enables clustering")
+	f.StringSliceVar(&cfg.Join, "join", nil, "gossip addresses of existing nodes to join (a new data directory joins their cluster)")
+	f.IntVar(&cfg.Replicas, "replicas", 3, "replicas of every bucket (and of the meta group)")
+	f.BoolVar(&cfg.FastGossip, "fast-failure-detection", false, "detect dead nodes in about a second (loopback tests)")
 	return cmd
 }

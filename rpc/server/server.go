@@ -17,8 +17,8 @@ import (
 )
 
 // Server holds the gRPC services KV, Locks and Cluster over a Backend, plus
-// the standard health service. It starts no goroutines and holds no
-// resources, so it needs no Close; its lifetime is the grpc.Server's.
+// the standard health service. It starts no goroutines; it holds the
+// connections it forwards requests over (see Router), which Close closes.
 type Server struct {
 	cfg     Config // Invariant: defaults applied and validated.
 	backend Backend
@@ -26,6 +26,7 @@ type Server struct {
 	v       validator
 	health  *health.Server
 	metrics *metrics // nil when cfg.Registerer is nil
+	fwd     *forwarder
 }
 
 // New returns a Server over b. It validates cfg (see Config.Validate),
@@ -44,6 +45,7 @@ func New(cfg Config, b Backend) (*Server, error) {
 		log:     cfg.Logger,
 		v:       validator{defaultTTL: cfg.DefaultTTL},
 		health:  health.NewServer(),
+		fwd:     newForwarder(cfg.Dial),
 	}
 	if cfg.Registerer != nil {
 		m, err := newMetrics(cfg.Registerer)
@@ -74,6 +76,9 @@ func (s *Server) Register(g *grpc.Server) {
 	reflection.Register(g)
 	s.SetServing(true)
 }
+
+// Close closes the connections used to forward requests.
+func (s *Server) Close() { s.fwd.close() }
 
 // SetServing sets the health status of "" and of the three services to
 // SERVING or NOT_SERVING; a node calls SetServing(false) before a graceful
@@ -114,6 +119,11 @@ func handle[Req any, Resp proto.Message](ctx context.Context, s *Server, method 
 	}()
 	if err := check(req); err != nil {
 		return zero, s.toStatus(method, err)
+	}
+	if pm, ok := any(req).(proto.Message); ok {
+		if fresp, forwarded, ferr := route[Resp](ctx, s, method, pm); forwarded {
+			return fresp, ferr
+		}
 	}
 	resp, err = call(ctx, req)
 	if err != nil {
