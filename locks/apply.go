@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/opencluster/opencluster/mvcc"
 	"github.com/opencluster/opencluster/mvcc/ts"
 	"github.com/opencluster/opencluster/rpc/cmdpb"
@@ -30,9 +32,9 @@ func Apply(rw mvcc.ReadWriter, b mvcc.Bucket, cmd *cmdpb.Command) (*cmdpb.Result
 	var err error
 	switch c := cmd.Body.(type) {
 	case *cmdpb.Command_Put:
-		res, err = a.put(c.Put)
+		res, err = a.deduped(c.Put.RequestId, c.Put.Ts, func() (*cmdpb.Result, error) { return a.put(c.Put) })
 	case *cmdpb.Command_Cas:
-		res, err = a.cas(c.Cas)
+		res, err = a.deduped(c.Cas.RequestId, c.Cas.Ts, func() (*cmdpb.Result, error) { return a.cas(c.Cas) })
 	case *cmdpb.Command_NamedAcquire:
 		res, err = a.namedAcquire(c.NamedAcquire)
 	case *cmdpb.Command_NamedRelease:
@@ -54,6 +56,9 @@ func Apply(rw mvcc.ReadWriter, b mvcc.Bucket, cmd *cmdpb.Command) (*cmdpb.Result
 	case *cmdpb.Command_Gc:
 		var n int
 		n, err = mvcc.GC(rw, b, ts.Timestamp(c.Gc.Ts))
+		if err == nil {
+			err = a.forgetRequests(ts.Timestamp(c.Gc.Ts))
+		}
 		res = &cmdpb.Result{Count: int32(n)}
 	case *cmdpb.Command_Noop:
 		res = &cmdpb.Result{}
@@ -67,6 +72,55 @@ type applier struct {
 	rw      mvcc.ReadWriter
 	b       mvcc.Bucket
 	effects Effects
+}
+
+// deduped applies a write at most once per request id: a retry of a
+// write that applied (same request id, as the client reuses it on
+// Unavailable) gets the first result back and writes nothing. Only
+// successful writes are remembered; a refusal changed nothing, so a retry
+// is simply judged again.
+func (a *applier) deduped(requestID string, t uint64, apply func() (*cmdpb.Result, error)) (*cmdpb.Result, error) {
+	if requestID == "" {
+		return apply()
+	}
+	rec := &cmdpb.AppliedRequest{}
+	found, err := mvcc.GetRecord(a.rw, a.b, mvcc.KindRequest, []byte(requestID), rec)
+	if err != nil {
+		return nil, err
+	}
+	if found {
+		return rec.Result, nil
+	}
+	res, err := apply()
+	if err != nil || res.Error != cmdpb.ErrorCode_OK {
+		return res, err
+	}
+	return res, mvcc.PutRecord(a.rw, a.b, mvcc.KindRequest, []byte(requestID), &cmdpb.AppliedRequest{Result: res, Ts: t})
+}
+
+// forgetRequests deletes the dedup records of writes older than before
+// (the GC window bounds how long a retry is recognised).
+func (a *applier) forgetRequests(before ts.Timestamp) error {
+	var old [][]byte
+	err := mvcc.ScanRecords(a.rw, a.b, mvcc.KindRequest, nil, func(name, raw []byte) error {
+		rec := &cmdpb.AppliedRequest{}
+		if err := proto.Unmarshal(raw, rec); err != nil {
+			return err
+		}
+		if ts.Timestamp(rec.Ts) < before {
+			old = append(old, append([]byte(nil), name...))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, name := range old {
+		if err := mvcc.DeleteRecord(a.rw, a.b, mvcc.KindRequest, name); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func refuse(code cmdpb.ErrorCode, format string, args ...any) *cmdpb.Result {

@@ -228,3 +228,41 @@ func TestApplyDeterminism(t *testing.T) {
 		t.Fatal("the command stream wrote nothing; the test checks nothing")
 	}
 }
+
+// TestRetriedWritesApplyOnce checks request-id dedup: a Put or CAS retried
+// with the same request id (and, as the leader re-stamps it, a later
+// timestamp) returns the first result and writes no second version; after
+// GC passes the write's timestamp the record is forgotten.
+func TestRetriedWritesApplyOnce(t *testing.T) {
+	e := openEngine(t)
+	put := func(ts uint64, req string) *cmdpb.Result {
+		return applyOne(t, e, &cmdpb.Command{Body: &cmdpb.Command_Put{Put: &cmdpb.Put{Key: []byte("k"), Value: []byte(req), Ts: ts, RequestId: req}}})
+	}
+	cas := func(ts, expected uint64, req string) *cmdpb.Result {
+		return applyOne(t, e, &cmdpb.Command{Body: &cmdpb.Command_Cas{Cas: &cmdpb.CompareAndSwap{Key: []byte("k"), Value: []byte(req), Ts: ts, ExpectedVersion: expected, RequestId: req}}})
+	}
+	if res := put(10, "p1"); res.Error != cmdpb.ErrorCode_OK || res.Ts != 10 {
+		t.Fatalf("first put: %v", res)
+	}
+	if res := put(20, "p1"); res.Error != cmdpb.ErrorCode_OK || res.Ts != 10 {
+		t.Fatalf("retried put: %v, want the first result (ts 10)", res)
+	}
+	if res := cas(30, 10, "c1"); res.Error != cmdpb.ErrorCode_OK || res.Ts != 30 {
+		t.Fatalf("first cas: %v", res)
+	}
+	// Evaluated again, the retry would fail: the version is now 30.
+	if res := cas(40, 10, "c1"); res.Error != cmdpb.ErrorCode_OK || res.Ts != 30 {
+		t.Fatalf("retried cas: %v, want the first success (ts 30)", res)
+	}
+	v, err := mvcc.Get(e.DB(), 0, []byte("k"), mvcc.Latest)
+	if err != nil || uint64(v.Version) != 30 || string(v.Bytes) != "c1" {
+		t.Fatalf("k = %q@%d, %v; want c1@30 and no version from a retry", v.Bytes, v.Version, err)
+	}
+	applyOne(t, e, &cmdpb.Command{Body: &cmdpb.Command_Gc{Gc: &cmdpb.GC{Ts: 35}}})
+	if res := put(50, "p1"); res.Ts != 50 {
+		t.Fatalf("put p1 after GC forgot it: %v, want a new write at 50", res)
+	}
+	if res := cas(60, 10, "c1"); res.Error != cmdpb.ErrorCode_CAS_MISMATCH {
+		t.Fatalf("cas c1 after GC forgot it: %v, want it judged again (mismatch)", res)
+	}
+}

@@ -31,6 +31,8 @@ const (
 	KindFence     Kind = 'f'
 	KindNamedLock Kind = 'n'
 	KindTxn       Kind = 't'
+	// KindRequest holds dedup records of applied writes by request id.
+	KindRequest Kind = 'q'
 )
 
 const (

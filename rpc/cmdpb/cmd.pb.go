@@ -705,8 +705,11 @@ type Put struct {
 	Ts        uint64                 `protobuf:"varint,4,opt,name=ts,proto3" json:"ts,omitempty"`
 	// fence_name/fence_token: refused if lower than the highest token this key
 	// accepted for that name.
-	FenceName     string `protobuf:"bytes,5,opt,name=fence_name,json=fenceName,proto3" json:"fence_name,omitempty"`
-	FenceToken    uint64 `protobuf:"varint,6,opt,name=fence_token,json=fenceToken,proto3" json:"fence_token,omitempty"`
+	FenceName  string `protobuf:"bytes,5,opt,name=fence_name,json=fenceName,proto3" json:"fence_name,omitempty"`
+	FenceToken uint64 `protobuf:"varint,6,opt,name=fence_token,json=fenceToken,proto3" json:"fence_token,omitempty"`
+	// request_id, if set, makes a retry idempotent: a write whose request id
+	// already applied returns the first result and writes nothing.
+	RequestId     string `protobuf:"bytes,7,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -783,6 +786,13 @@ func (x *Put) GetFenceToken() uint64 {
 	return 0
 }
 
+func (x *Put) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
 type CompareAndSwap struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	Key             []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
@@ -790,8 +800,10 @@ type CompareAndSwap struct {
 	Tombstone       bool                   `protobuf:"varint,3,opt,name=tombstone,proto3" json:"tombstone,omitempty"`
 	Ts              uint64                 `protobuf:"varint,4,opt,name=ts,proto3" json:"ts,omitempty"`
 	ExpectedVersion uint64                 `protobuf:"varint,5,opt,name=expected_version,json=expectedVersion,proto3" json:"expected_version,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// request_id: as in Put.
+	RequestId     string `protobuf:"bytes,6,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CompareAndSwap) Reset() {
@@ -859,6 +871,67 @@ func (x *CompareAndSwap) GetExpectedVersion() uint64 {
 	return 0
 }
 
+func (x *CompareAndSwap) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+// AppliedRequest remembers the result of a write by request id (the dedup
+// record), until GC removes it after the GC window.
+type AppliedRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Result        *Result                `protobuf:"bytes,1,opt,name=result,proto3" json:"result,omitempty"`
+	Ts            uint64                 `protobuf:"varint,2,opt,name=ts,proto3" json:"ts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppliedRequest) Reset() {
+	*x = AppliedRequest{}
+	mi := &file_cmd_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppliedRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppliedRequest) ProtoMessage() {}
+
+func (x *AppliedRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cmd_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppliedRequest.ProtoReflect.Descriptor instead.
+func (*AppliedRequest) Descriptor() ([]byte, []int) {
+	return file_cmd_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *AppliedRequest) GetResult() *Result {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *AppliedRequest) GetTs() uint64 {
+	if x != nil {
+		return x.Ts
+	}
+	return 0
+}
+
 // NamedAcquire grants a named lock if it is free (or already granted to the
 // same request_id, which makes retries idempotent).
 type NamedAcquire struct {
@@ -875,7 +948,7 @@ type NamedAcquire struct {
 
 func (x *NamedAcquire) Reset() {
 	*x = NamedAcquire{}
-	mi := &file_cmd_proto_msgTypes[6]
+	mi := &file_cmd_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -887,7 +960,7 @@ func (x *NamedAcquire) String() string {
 func (*NamedAcquire) ProtoMessage() {}
 
 func (x *NamedAcquire) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[6]
+	mi := &file_cmd_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -900,7 +973,7 @@ func (x *NamedAcquire) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NamedAcquire.ProtoReflect.Descriptor instead.
 func (*NamedAcquire) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{6}
+	return file_cmd_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *NamedAcquire) GetName() string {
@@ -958,7 +1031,7 @@ type NamedRelease struct {
 
 func (x *NamedRelease) Reset() {
 	*x = NamedRelease{}
-	mi := &file_cmd_proto_msgTypes[7]
+	mi := &file_cmd_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -970,7 +1043,7 @@ func (x *NamedRelease) String() string {
 func (*NamedRelease) ProtoMessage() {}
 
 func (x *NamedRelease) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[7]
+	mi := &file_cmd_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -983,7 +1056,7 @@ func (x *NamedRelease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NamedRelease.ProtoReflect.Descriptor instead.
 func (*NamedRelease) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{7}
+	return file_cmd_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *NamedRelease) GetName() string {
@@ -1025,7 +1098,7 @@ type TxnBegin struct {
 
 func (x *TxnBegin) Reset() {
 	*x = TxnBegin{}
-	mi := &file_cmd_proto_msgTypes[8]
+	mi := &file_cmd_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1037,7 +1110,7 @@ func (x *TxnBegin) String() string {
 func (*TxnBegin) ProtoMessage() {}
 
 func (x *TxnBegin) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[8]
+	mi := &file_cmd_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1050,7 +1123,7 @@ func (x *TxnBegin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnBegin.ProtoReflect.Descriptor instead.
 func (*TxnBegin) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{8}
+	return file_cmd_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *TxnBegin) GetName() string {
@@ -1124,7 +1197,7 @@ type LockKeys struct {
 
 func (x *LockKeys) Reset() {
 	*x = LockKeys{}
-	mi := &file_cmd_proto_msgTypes[9]
+	mi := &file_cmd_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1136,7 +1209,7 @@ func (x *LockKeys) String() string {
 func (*LockKeys) ProtoMessage() {}
 
 func (x *LockKeys) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[9]
+	mi := &file_cmd_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1149,7 +1222,7 @@ func (x *LockKeys) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockKeys.ProtoReflect.Descriptor instead.
 func (*LockKeys) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{9}
+	return file_cmd_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *LockKeys) GetName() string {
@@ -1194,7 +1267,7 @@ type TxnWrite struct {
 
 func (x *TxnWrite) Reset() {
 	*x = TxnWrite{}
-	mi := &file_cmd_proto_msgTypes[10]
+	mi := &file_cmd_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1206,7 +1279,7 @@ func (x *TxnWrite) String() string {
 func (*TxnWrite) ProtoMessage() {}
 
 func (x *TxnWrite) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[10]
+	mi := &file_cmd_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1219,7 +1292,7 @@ func (x *TxnWrite) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnWrite.ProtoReflect.Descriptor instead.
 func (*TxnWrite) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{10}
+	return file_cmd_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *TxnWrite) GetName() string {
@@ -1271,7 +1344,7 @@ type TxnPrepare struct {
 
 func (x *TxnPrepare) Reset() {
 	*x = TxnPrepare{}
-	mi := &file_cmd_proto_msgTypes[11]
+	mi := &file_cmd_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1283,7 +1356,7 @@ func (x *TxnPrepare) String() string {
 func (*TxnPrepare) ProtoMessage() {}
 
 func (x *TxnPrepare) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[11]
+	mi := &file_cmd_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1296,7 +1369,7 @@ func (x *TxnPrepare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnPrepare.ProtoReflect.Descriptor instead.
 func (*TxnPrepare) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{11}
+	return file_cmd_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TxnPrepare) GetName() string {
@@ -1343,7 +1416,7 @@ type TxnFinish struct {
 
 func (x *TxnFinish) Reset() {
 	*x = TxnFinish{}
-	mi := &file_cmd_proto_msgTypes[12]
+	mi := &file_cmd_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1355,7 +1428,7 @@ func (x *TxnFinish) String() string {
 func (*TxnFinish) ProtoMessage() {}
 
 func (x *TxnFinish) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[12]
+	mi := &file_cmd_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1368,7 +1441,7 @@ func (x *TxnFinish) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnFinish.ProtoReflect.Descriptor instead.
 func (*TxnFinish) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{12}
+	return file_cmd_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *TxnFinish) GetName() string {
@@ -1421,7 +1494,7 @@ type ResolveKeys struct {
 
 func (x *ResolveKeys) Reset() {
 	*x = ResolveKeys{}
-	mi := &file_cmd_proto_msgTypes[13]
+	mi := &file_cmd_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1433,7 +1506,7 @@ func (x *ResolveKeys) String() string {
 func (*ResolveKeys) ProtoMessage() {}
 
 func (x *ResolveKeys) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[13]
+	mi := &file_cmd_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1446,7 +1519,7 @@ func (x *ResolveKeys) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveKeys.ProtoReflect.Descriptor instead.
 func (*ResolveKeys) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{13}
+	return file_cmd_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ResolveKeys) GetName() string {
@@ -1496,7 +1569,7 @@ type TxnResolved struct {
 
 func (x *TxnResolved) Reset() {
 	*x = TxnResolved{}
-	mi := &file_cmd_proto_msgTypes[14]
+	mi := &file_cmd_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1508,7 +1581,7 @@ func (x *TxnResolved) String() string {
 func (*TxnResolved) ProtoMessage() {}
 
 func (x *TxnResolved) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[14]
+	mi := &file_cmd_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1521,7 +1594,7 @@ func (x *TxnResolved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnResolved.ProtoReflect.Descriptor instead.
 func (*TxnResolved) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{14}
+	return file_cmd_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *TxnResolved) GetName() string {
@@ -1549,7 +1622,7 @@ type GC struct {
 
 func (x *GC) Reset() {
 	*x = GC{}
-	mi := &file_cmd_proto_msgTypes[15]
+	mi := &file_cmd_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1561,7 +1634,7 @@ func (x *GC) String() string {
 func (*GC) ProtoMessage() {}
 
 func (x *GC) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[15]
+	mi := &file_cmd_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1574,7 +1647,7 @@ func (x *GC) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GC.ProtoReflect.Descriptor instead.
 func (*GC) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{15}
+	return file_cmd_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GC) GetTs() uint64 {
@@ -1595,7 +1668,7 @@ type TSOBound struct {
 
 func (x *TSOBound) Reset() {
 	*x = TSOBound{}
-	mi := &file_cmd_proto_msgTypes[16]
+	mi := &file_cmd_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1607,7 +1680,7 @@ func (x *TSOBound) String() string {
 func (*TSOBound) ProtoMessage() {}
 
 func (x *TSOBound) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[16]
+	mi := &file_cmd_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1620,7 +1693,7 @@ func (x *TSOBound) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TSOBound.ProtoReflect.Descriptor instead.
 func (*TSOBound) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{16}
+	return file_cmd_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *TSOBound) GetBound() uint64 {
@@ -1652,7 +1725,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_cmd_proto_msgTypes[17]
+	mi := &file_cmd_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1664,7 +1737,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[17]
+	mi := &file_cmd_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1677,7 +1750,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{17}
+	return file_cmd_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Result) GetError() ErrorCode {
@@ -1772,7 +1845,7 @@ type NamedLockRecord struct {
 
 func (x *NamedLockRecord) Reset() {
 	*x = NamedLockRecord{}
-	mi := &file_cmd_proto_msgTypes[18]
+	mi := &file_cmd_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1784,7 +1857,7 @@ func (x *NamedLockRecord) String() string {
 func (*NamedLockRecord) ProtoMessage() {}
 
 func (x *NamedLockRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[18]
+	mi := &file_cmd_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1797,7 +1870,7 @@ func (x *NamedLockRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NamedLockRecord.ProtoReflect.Descriptor instead.
 func (*NamedLockRecord) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{18}
+	return file_cmd_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *NamedLockRecord) GetHeld() bool {
@@ -1886,7 +1959,7 @@ type TxnRecord struct {
 
 func (x *TxnRecord) Reset() {
 	*x = TxnRecord{}
-	mi := &file_cmd_proto_msgTypes[19]
+	mi := &file_cmd_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1898,7 +1971,7 @@ func (x *TxnRecord) String() string {
 func (*TxnRecord) ProtoMessage() {}
 
 func (x *TxnRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[19]
+	mi := &file_cmd_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1911,7 +1984,7 @@ func (x *TxnRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnRecord.ProtoReflect.Descriptor instead.
 func (*TxnRecord) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{19}
+	return file_cmd_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *TxnRecord) GetStatus() TxnStatus {
@@ -2015,7 +2088,7 @@ type KeyLock struct {
 
 func (x *KeyLock) Reset() {
 	*x = KeyLock{}
-	mi := &file_cmd_proto_msgTypes[20]
+	mi := &file_cmd_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2027,7 +2100,7 @@ func (x *KeyLock) String() string {
 func (*KeyLock) ProtoMessage() {}
 
 func (x *KeyLock) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[20]
+	mi := &file_cmd_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2040,7 +2113,7 @@ func (x *KeyLock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyLock.ProtoReflect.Descriptor instead.
 func (*KeyLock) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{20}
+	return file_cmd_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *KeyLock) GetHolders() []*KeyLockHolder {
@@ -2090,7 +2163,7 @@ type KeyLockHolder struct {
 
 func (x *KeyLockHolder) Reset() {
 	*x = KeyLockHolder{}
-	mi := &file_cmd_proto_msgTypes[21]
+	mi := &file_cmd_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2102,7 +2175,7 @@ func (x *KeyLockHolder) String() string {
 func (*KeyLockHolder) ProtoMessage() {}
 
 func (x *KeyLockHolder) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[21]
+	mi := &file_cmd_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2115,7 +2188,7 @@ func (x *KeyLockHolder) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyLockHolder.ProtoReflect.Descriptor instead.
 func (*KeyLockHolder) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{21}
+	return file_cmd_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *KeyLockHolder) GetName() string {
@@ -2156,7 +2229,7 @@ type KeyFences struct {
 
 func (x *KeyFences) Reset() {
 	*x = KeyFences{}
-	mi := &file_cmd_proto_msgTypes[22]
+	mi := &file_cmd_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2168,7 +2241,7 @@ func (x *KeyFences) String() string {
 func (*KeyFences) ProtoMessage() {}
 
 func (x *KeyFences) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[22]
+	mi := &file_cmd_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2181,7 +2254,7 @@ func (x *KeyFences) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyFences.ProtoReflect.Descriptor instead.
 func (*KeyFences) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{22}
+	return file_cmd_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *KeyFences) GetFences() []*FenceEntry {
@@ -2201,7 +2274,7 @@ type FenceEntry struct {
 
 func (x *FenceEntry) Reset() {
 	*x = FenceEntry{}
-	mi := &file_cmd_proto_msgTypes[23]
+	mi := &file_cmd_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2213,7 +2286,7 @@ func (x *FenceEntry) String() string {
 func (*FenceEntry) ProtoMessage() {}
 
 func (x *FenceEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[23]
+	mi := &file_cmd_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2226,7 +2299,7 @@ func (x *FenceEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FenceEntry.ProtoReflect.Descriptor instead.
 func (*FenceEntry) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{23}
+	return file_cmd_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *FenceEntry) GetName() string {
@@ -2255,7 +2328,7 @@ type MetaState struct {
 
 func (x *MetaState) Reset() {
 	*x = MetaState{}
-	mi := &file_cmd_proto_msgTypes[24]
+	mi := &file_cmd_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2267,7 +2340,7 @@ func (x *MetaState) String() string {
 func (*MetaState) ProtoMessage() {}
 
 func (x *MetaState) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[24]
+	mi := &file_cmd_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2280,7 +2353,7 @@ func (x *MetaState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetaState.ProtoReflect.Descriptor instead.
 func (*MetaState) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{24}
+	return file_cmd_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *MetaState) GetTsoBound() uint64 {
@@ -2308,7 +2381,7 @@ type NodeRecord struct {
 
 func (x *NodeRecord) Reset() {
 	*x = NodeRecord{}
-	mi := &file_cmd_proto_msgTypes[25]
+	mi := &file_cmd_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2320,7 +2393,7 @@ func (x *NodeRecord) String() string {
 func (*NodeRecord) ProtoMessage() {}
 
 func (x *NodeRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[25]
+	mi := &file_cmd_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2333,7 +2406,7 @@ func (x *NodeRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeRecord.ProtoReflect.Descriptor instead.
 func (*NodeRecord) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{25}
+	return file_cmd_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *NodeRecord) GetNodeId() uint64 {
@@ -2361,7 +2434,7 @@ type SnapshotData struct {
 
 func (x *SnapshotData) Reset() {
 	*x = SnapshotData{}
-	mi := &file_cmd_proto_msgTypes[26]
+	mi := &file_cmd_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2373,7 +2446,7 @@ func (x *SnapshotData) String() string {
 func (*SnapshotData) ProtoMessage() {}
 
 func (x *SnapshotData) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[26]
+	mi := &file_cmd_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2386,7 +2459,7 @@ func (x *SnapshotData) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotData.ProtoReflect.Descriptor instead.
 func (*SnapshotData) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{26}
+	return file_cmd_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SnapshotData) GetKvs() []*SnapshotKV {
@@ -2406,7 +2479,7 @@ type SnapshotKV struct {
 
 func (x *SnapshotKV) Reset() {
 	*x = SnapshotKV{}
-	mi := &file_cmd_proto_msgTypes[27]
+	mi := &file_cmd_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2418,7 +2491,7 @@ func (x *SnapshotKV) String() string {
 func (*SnapshotKV) ProtoMessage() {}
 
 func (x *SnapshotKV) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[27]
+	mi := &file_cmd_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2431,7 +2504,7 @@ func (x *SnapshotKV) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotKV.ProtoReflect.Descriptor instead.
 func (*SnapshotKV) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{27}
+	return file_cmd_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SnapshotKV) GetKey() []byte {
@@ -2461,7 +2534,7 @@ type NodeIdent struct {
 
 func (x *NodeIdent) Reset() {
 	*x = NodeIdent{}
-	mi := &file_cmd_proto_msgTypes[28]
+	mi := &file_cmd_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2473,7 +2546,7 @@ func (x *NodeIdent) String() string {
 func (*NodeIdent) ProtoMessage() {}
 
 func (x *NodeIdent) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[28]
+	mi := &file_cmd_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2486,7 +2559,7 @@ func (x *NodeIdent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeIdent.ProtoReflect.Descriptor instead.
 func (*NodeIdent) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{28}
+	return file_cmd_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *NodeIdent) GetNodeId() uint64 {
@@ -2543,7 +2616,7 @@ const file_cmd_proto_rawDesc = "" +
 	"\fRegisterNode\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\"\x06\n" +
-	"\x04Noop\"\x9b\x01\n" +
+	"\x04Noop\"\xba\x01\n" +
 	"\x03Put\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12\x1c\n" +
@@ -2552,13 +2625,20 @@ const file_cmd_proto_rawDesc = "" +
 	"\n" +
 	"fence_name\x18\x05 \x01(\tR\tfenceName\x12\x1f\n" +
 	"\vfence_token\x18\x06 \x01(\x04R\n" +
-	"fenceToken\"\x91\x01\n" +
+	"fenceToken\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\a \x01(\tR\trequestId\"\xb0\x01\n" +
 	"\x0eCompareAndSwap\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12\x1c\n" +
 	"\ttombstone\x18\x03 \x01(\bR\ttombstone\x12\x0e\n" +
 	"\x02ts\x18\x04 \x01(\x04R\x02ts\x12)\n" +
-	"\x10expected_version\x18\x05 \x01(\x04R\x0fexpectedVersion\"\x92\x01\n" +
+	"\x10expected_version\x18\x05 \x01(\x04R\x0fexpectedVersion\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x06 \x01(\tR\trequestId\"T\n" +
+	"\x0eAppliedRequest\x122\n" +
+	"\x06result\x18\x01 \x01(\v2\x1a.opencluster.cmd.v1.ResultR\x06result\x12\x0e\n" +
+	"\x02ts\x18\x02 \x01(\x04R\x02ts\"\x92\x01\n" +
 	"\fNamedAcquire\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\fR\x04code\x12\x14\n" +
@@ -2729,7 +2809,7 @@ func file_cmd_proto_rawDescGZIP() []byte {
 }
 
 var file_cmd_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_cmd_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_cmd_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_cmd_proto_goTypes = []any{
 	(KeyMode)(0),            // 0: opencluster.cmd.v1.KeyMode
 	(Isolation)(0),          // 1: opencluster.cmd.v1.Isolation
@@ -2741,67 +2821,69 @@ var file_cmd_proto_goTypes = []any{
 	(*Noop)(nil),            // 7: opencluster.cmd.v1.Noop
 	(*Put)(nil),             // 8: opencluster.cmd.v1.Put
 	(*CompareAndSwap)(nil),  // 9: opencluster.cmd.v1.CompareAndSwap
-	(*NamedAcquire)(nil),    // 10: opencluster.cmd.v1.NamedAcquire
-	(*NamedRelease)(nil),    // 11: opencluster.cmd.v1.NamedRelease
-	(*TxnBegin)(nil),        // 12: opencluster.cmd.v1.TxnBegin
-	(*LockKeys)(nil),        // 13: opencluster.cmd.v1.LockKeys
-	(*TxnWrite)(nil),        // 14: opencluster.cmd.v1.TxnWrite
-	(*TxnPrepare)(nil),      // 15: opencluster.cmd.v1.TxnPrepare
-	(*TxnFinish)(nil),       // 16: opencluster.cmd.v1.TxnFinish
-	(*ResolveKeys)(nil),     // 17: opencluster.cmd.v1.ResolveKeys
-	(*TxnResolved)(nil),     // 18: opencluster.cmd.v1.TxnResolved
-	(*GC)(nil),              // 19: opencluster.cmd.v1.GC
-	(*TSOBound)(nil),        // 20: opencluster.cmd.v1.TSOBound
-	(*Result)(nil),          // 21: opencluster.cmd.v1.Result
-	(*NamedLockRecord)(nil), // 22: opencluster.cmd.v1.NamedLockRecord
-	(*TxnRecord)(nil),       // 23: opencluster.cmd.v1.TxnRecord
-	(*KeyLock)(nil),         // 24: opencluster.cmd.v1.KeyLock
-	(*KeyLockHolder)(nil),   // 25: opencluster.cmd.v1.KeyLockHolder
-	(*KeyFences)(nil),       // 26: opencluster.cmd.v1.KeyFences
-	(*FenceEntry)(nil),      // 27: opencluster.cmd.v1.FenceEntry
-	(*MetaState)(nil),       // 28: opencluster.cmd.v1.MetaState
-	(*NodeRecord)(nil),      // 29: opencluster.cmd.v1.NodeRecord
-	(*SnapshotData)(nil),    // 30: opencluster.cmd.v1.SnapshotData
-	(*SnapshotKV)(nil),      // 31: opencluster.cmd.v1.SnapshotKV
-	(*NodeIdent)(nil),       // 32: opencluster.cmd.v1.NodeIdent
+	(*AppliedRequest)(nil),  // 10: opencluster.cmd.v1.AppliedRequest
+	(*NamedAcquire)(nil),    // 11: opencluster.cmd.v1.NamedAcquire
+	(*NamedRelease)(nil),    // 12: opencluster.cmd.v1.NamedRelease
+	(*TxnBegin)(nil),        // 13: opencluster.cmd.v1.TxnBegin
+	(*LockKeys)(nil),        // 14: opencluster.cmd.v1.LockKeys
+	(*TxnWrite)(nil),        // 15: opencluster.cmd.v1.TxnWrite
+	(*TxnPrepare)(nil),      // 16: opencluster.cmd.v1.TxnPrepare
+	(*TxnFinish)(nil),       // 17: opencluster.cmd.v1.TxnFinish
+	(*ResolveKeys)(nil),     // 18: opencluster.cmd.v1.ResolveKeys
+	(*TxnResolved)(nil),     // 19: opencluster.cmd.v1.TxnResolved
+	(*GC)(nil),              // 20: opencluster.cmd.v1.GC
+	(*TSOBound)(nil),        // 21: opencluster.cmd.v1.TSOBound
+	(*Result)(nil),          // 22: opencluster.cmd.v1.Result
+	(*NamedLockRecord)(nil), // 23: opencluster.cmd.v1.NamedLockRecord
+	(*TxnRecord)(nil),       // 24: opencluster.cmd.v1.TxnRecord
+	(*KeyLock)(nil),         // 25: opencluster.cmd.v1.KeyLock
+	(*KeyLockHolder)(nil),   // 26: opencluster.cmd.v1.KeyLockHolder
+	(*KeyFences)(nil),       // 27: opencluster.cmd.v1.KeyFences
+	(*FenceEntry)(nil),      // 28: opencluster.cmd.v1.FenceEntry
+	(*MetaState)(nil),       // 29: opencluster.cmd.v1.MetaState
+	(*NodeRecord)(nil),      // 30: opencluster.cmd.v1.NodeRecord
+	(*SnapshotData)(nil),    // 31: opencluster.cmd.v1.SnapshotData
+	(*SnapshotKV)(nil),      // 32: opencluster.cmd.v1.SnapshotKV
+	(*NodeIdent)(nil),       // 33: opencluster.cmd.v1.NodeIdent
 }
 var file_cmd_proto_depIdxs = []int32{
 	0,  // 0: opencluster.cmd.v1.KeySpec.mode:type_name -> opencluster.cmd.v1.KeyMode
 	8,  // 1: opencluster.cmd.v1.Command.put:type_name -> opencluster.cmd.v1.Put
 	9,  // 2: opencluster.cmd.v1.Command.cas:type_name -> opencluster.cmd.v1.CompareAndSwap
-	10, // 3: opencluster.cmd.v1.Command.named_acquire:type_name -> opencluster.cmd.v1.NamedAcquire
-	11, // 4: opencluster.cmd.v1.Command.named_release:type_name -> opencluster.cmd.v1.NamedRelease
-	12, // 5: opencluster.cmd.v1.Command.txn_begin:type_name -> opencluster.cmd.v1.TxnBegin
-	13, // 6: opencluster.cmd.v1.Command.lock_keys:type_name -> opencluster.cmd.v1.LockKeys
-	14, // 7: opencluster.cmd.v1.Command.txn_write:type_name -> opencluster.cmd.v1.TxnWrite
-	15, // 8: opencluster.cmd.v1.Command.txn_prepare:type_name -> opencluster.cmd.v1.TxnPrepare
-	16, // 9: opencluster.cmd.v1.Command.txn_finish:type_name -> opencluster.cmd.v1.TxnFinish
-	17, // 10: opencluster.cmd.v1.Command.resolve_keys:type_name -> opencluster.cmd.v1.ResolveKeys
-	18, // 11: opencluster.cmd.v1.Command.txn_resolved:type_name -> opencluster.cmd.v1.TxnResolved
-	19, // 12: opencluster.cmd.v1.Command.gc:type_name -> opencluster.cmd.v1.GC
-	20, // 13: opencluster.cmd.v1.Command.tso_bound:type_name -> opencluster.cmd.v1.TSOBound
+	11, // 3: opencluster.cmd.v1.Command.named_acquire:type_name -> opencluster.cmd.v1.NamedAcquire
+	12, // 4: opencluster.cmd.v1.Command.named_release:type_name -> opencluster.cmd.v1.NamedRelease
+	13, // 5: opencluster.cmd.v1.Command.txn_begin:type_name -> opencluster.cmd.v1.TxnBegin
+	14, // 6: opencluster.cmd.v1.Command.lock_keys:type_name -> opencluster.cmd.v1.LockKeys
+	15, // 7: opencluster.cmd.v1.Command.txn_write:type_name -> opencluster.cmd.v1.TxnWrite
+	16, // 8: opencluster.cmd.v1.Command.txn_prepare:type_name -> opencluster.cmd.v1.TxnPrepare
+	17, // 9: opencluster.cmd.v1.Command.txn_finish:type_name -> opencluster.cmd.v1.TxnFinish
+	18, // 10: opencluster.cmd.v1.Command.resolve_keys:type_name -> opencluster.cmd.v1.ResolveKeys
+	19, // 11: opencluster.cmd.v1.Command.txn_resolved:type_name -> opencluster.cmd.v1.TxnResolved
+	20, // 12: opencluster.cmd.v1.Command.gc:type_name -> opencluster.cmd.v1.GC
+	21, // 13: opencluster.cmd.v1.Command.tso_bound:type_name -> opencluster.cmd.v1.TSOBound
 	7,  // 14: opencluster.cmd.v1.Command.noop:type_name -> opencluster.cmd.v1.Noop
 	6,  // 15: opencluster.cmd.v1.Command.register_node:type_name -> opencluster.cmd.v1.RegisterNode
-	1,  // 16: opencluster.cmd.v1.TxnBegin.isolation:type_name -> opencluster.cmd.v1.Isolation
-	4,  // 17: opencluster.cmd.v1.TxnBegin.keys:type_name -> opencluster.cmd.v1.KeySpec
-	1,  // 18: opencluster.cmd.v1.LockKeys.isolation:type_name -> opencluster.cmd.v1.Isolation
-	4,  // 19: opencluster.cmd.v1.LockKeys.keys:type_name -> opencluster.cmd.v1.KeySpec
-	2,  // 20: opencluster.cmd.v1.TxnFinish.status:type_name -> opencluster.cmd.v1.TxnStatus
-	3,  // 21: opencluster.cmd.v1.Result.error:type_name -> opencluster.cmd.v1.ErrorCode
-	2,  // 22: opencluster.cmd.v1.TxnRecord.status:type_name -> opencluster.cmd.v1.TxnStatus
-	1,  // 23: opencluster.cmd.v1.TxnRecord.isolation:type_name -> opencluster.cmd.v1.Isolation
-	4,  // 24: opencluster.cmd.v1.TxnRecord.keys:type_name -> opencluster.cmd.v1.KeySpec
-	25, // 25: opencluster.cmd.v1.KeyLock.holders:type_name -> opencluster.cmd.v1.KeyLockHolder
-	0,  // 26: opencluster.cmd.v1.KeyLockHolder.mode:type_name -> opencluster.cmd.v1.KeyMode
-	1,  // 27: opencluster.cmd.v1.KeyLockHolder.isolation:type_name -> opencluster.cmd.v1.Isolation
-	27, // 28: opencluster.cmd.v1.KeyFences.fences:type_name -> opencluster.cmd.v1.FenceEntry
-	29, // 29: opencluster.cmd.v1.MetaState.nodes:type_name -> opencluster.cmd.v1.NodeRecord
-	31, // 30: opencluster.cmd.v1.SnapshotData.kvs:type_name -> opencluster.cmd.v1.SnapshotKV
-	31, // [31:31] is the sub-list for method output_type
-	31, // [31:31] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	22, // 16: opencluster.cmd.v1.AppliedRequest.result:type_name -> opencluster.cmd.v1.Result
+	1,  // 17: opencluster.cmd.v1.TxnBegin.isolation:type_name -> opencluster.cmd.v1.Isolation
+	4,  // 18: opencluster.cmd.v1.TxnBegin.keys:type_name -> opencluster.cmd.v1.KeySpec
+	1,  // 19: opencluster.cmd.v1.LockKeys.isolation:type_name -> opencluster.cmd.v1.Isolation
+	4,  // 20: opencluster.cmd.v1.LockKeys.keys:type_name -> opencluster.cmd.v1.KeySpec
+	2,  // 21: opencluster.cmd.v1.TxnFinish.status:type_name -> opencluster.cmd.v1.TxnStatus
+	3,  // 22: opencluster.cmd.v1.Result.error:type_name -> opencluster.cmd.v1.ErrorCode
+	2,  // 23: opencluster.cmd.v1.TxnRecord.status:type_name -> opencluster.cmd.v1.TxnStatus
+	1,  // 24: opencluster.cmd.v1.TxnRecord.isolation:type_name -> opencluster.cmd.v1.Isolation
+	4,  // 25: opencluster.cmd.v1.TxnRecord.keys:type_name -> opencluster.cmd.v1.KeySpec
+	26, // 26: opencluster.cmd.v1.KeyLock.holders:type_name -> opencluster.cmd.v1.KeyLockHolder
+	0,  // 27: opencluster.cmd.v1.KeyLockHolder.mode:type_name -> opencluster.cmd.v1.KeyMode
+	1,  // 28: opencluster.cmd.v1.KeyLockHolder.isolation:type_name -> opencluster.cmd.v1.Isolation
+	28, // 29: opencluster.cmd.v1.KeyFences.fences:type_name -> opencluster.cmd.v1.FenceEntry
+	30, // 30: opencluster.cmd.v1.MetaState.nodes:type_name -> opencluster.cmd.v1.NodeRecord
+	32, // 31: opencluster.cmd.v1.SnapshotData.kvs:type_name -> opencluster.cmd.v1.SnapshotKV
+	32, // [32:32] is the sub-list for method output_type
+	32, // [32:32] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_cmd_proto_init() }
@@ -2832,7 +2914,7 @@ func file_cmd_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cmd_proto_rawDesc), len(file_cmd_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   29,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
