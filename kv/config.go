@@ -73,6 +73,10 @@ type Config struct {
 	Alive func(id uint64) bool
 	// Replicas is the replica count each group grows to (default 3).
 	Replicas int
+	// RaftLogKeep is how many applied entries a group's log keeps; it is
+	// truncated once twice as many accumulate (default 1000). A follower
+	// that falls further behind catches up by snapshot.
+	RaftLogKeep int
 }
 
 // DefaultConfig returns the production defaults.
@@ -80,6 +84,7 @@ func DefaultConfig() Config {
 	return Config{
 		Buckets:        64,
 		Replicas:       3,
+		RaftLogKeep:    1000,
 		Clock:          ts.RealClock{},
 		Rand:           rand.Reader,
 		TickInterval:   100 * time.Millisecond,
@@ -109,6 +114,9 @@ func (c *Config) fillDefaults() {
 	}
 	if c.Replicas == 0 {
 		c.Replicas = d.Replicas
+	}
+	if c.RaftLogKeep == 0 {
+		c.RaftLogKeep = d.RaftLogKeep
 	}
 	if c.Clock == nil {
 		c.Clock = d.Clock

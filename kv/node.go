@@ -86,7 +86,7 @@ func Open(cfg Config) (*Node, error) {
 		stopper:   make(chan struct{}),
 	}
 	n.bg, n.bgCancel = context.WithCancel(context.Background())
-	n.sched = &scheduler{n: n, wakeCh: make(chan struct{}, 1), compactEvery: 1000}
+	n.sched = &scheduler{n: n, wakeCh: make(chan struct{}, 1), compactEvery: uint64(cfg.RaftLogKeep)}
 	n.tso = newTSOService(n)
 	n.metrics = newMetrics(cfg.Registerer)
 	if err := n.loadOrBootstrap(); err != nil {
