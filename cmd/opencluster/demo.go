@@ -4,9 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -22,6 +22,7 @@ func newDemoCmd() *cobra.Command {
 	var (
 		addr, httpAddr string
 		tour, exit     bool
+		nodes          int
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -29,34 +30,45 @@ func newDemoCmd() *cobra.Command {
 		Long: `Start a local OpenCluster in a temporary directory, print its endpoint, run a
 short guided tour (keys and versions, a named lock with its fence, the
 seed's UpdateBalance:4587 restrictive lock with invisible writes and an
-atomic commit), then keep serving until Ctrl-C. The data is deleted on exit.`,
+atomic commit, expiry, and with several nodes a node stopped while a lock is
+held), then keep serving until Ctrl-C. The data is deleted on exit.
+
+With --nodes N > 1 the nodes listen on consecutive ports from --addr's (gRPC
+on P, P+10, …; gossip on P+2, P+12, …) and form one cluster.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := cmd.OutOrStdout()
+			if nodes < 1 || nodes > 7 {
+				return usagef("--nodes %d, want 1..7", nodes)
+			}
 			dir, err := os.MkdirTemp("", "opencluster-demo-")
 			if err != nil {
 				return err
 			}
 			defer os.RemoveAll(dir)
-			rs, err := startServer(serverConfig{
-				DataDir: dir, Addr: addr, HTTPAddr: httpAddr, Buckets: 64,
-				Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-			})
+			cl, err := startDemoCluster(dir, addr, httpAddr, nodes)
+			defer cl.stop()
 			if err != nil {
 				return err
 			}
-			defer rs.Stop()
-			fmt.Fprintf(out, "OpenCluster demo: 1 node, 64 buckets, data in %s\n", dir)
-			fmt.Fprintf(out, "  endpoint: %s   (export OPENCLUSTER_ENDPOINTS=%s)\n", rs.addr, rs.addr)
-			if rs.httpAddr != "" {
-				fmt.Fprintf(out, "  status:   http://%s/status\n", rs.httpAddr)
+			endpoints := cl.endpoints()
+			fmt.Fprintf(out, "OpenCluster demo: %d node(s), 64 buckets, data in %s\n", nodes, dir)
+			fmt.Fprintf(out, "  endpoints: %s   (export OPENCLUSTER_ENDPOINTS=%s)\n", strings.Join(endpoints, ","), strings.Join(endpoints, ","))
+			if rs := cl.servers[0]; rs.httpAddr != "" {
+				fmt.Fprintf(out, "  status:    http://%s/status\n", rs.httpAddr)
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			if tour {
-				if err := runTour(ctx, out, rs.addr); err != nil {
+				if err := runTour(ctx, out, endpoints); err != nil {
 					return fmt.Errorf("tour: %w", err)
 				}
+				if nodes > 1 {
+					if err := runFailoverTour(ctx, out, cl); err != nil {
+						return fmt.Errorf("tour: %w", err)
+					}
+				}
+				fmt.Fprintln(out, "\nTour done.")
 			}
 			if exit {
 				return nil
@@ -64,7 +76,7 @@ atomic commit), then keep serving until Ctrl-C. The data is deleted on exit.`,
 			fmt.Fprintln(out, "\nServing until Ctrl-C. Try: go run ./cmd/opencluster get Balance:4587")
 			select {
 			case <-ctx.Done():
-			case err := <-rs.done:
+			case err := <-cl.done():
 				return err
 			}
 			return nil
@@ -75,19 +87,20 @@ atomic commit), then keep serving until Ctrl-C. The data is deleted on exit.`,
 	f.StringVar(&httpAddr, "http-addr", "127.0.0.1:7401", "HTTP address for /status and /metrics (empty: none)")
 	f.BoolVar(&tour, "tour", true, "run the guided tour")
 	f.BoolVar(&exit, "exit-after-tour", false, "stop after the tour instead of serving")
+	f.IntVar(&nodes, "nodes", 3, "nodes in the demo cluster (1..7)")
 	return cmd
 }
 
 // runTour walks through every feature against the demo node.
-func runTour(ctx context.Context, out io.Writer, addr string) error {
+func runTour(ctx context.Context, out io.Writer, endpoints []string) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	c, err := client.New(ctx, []string{addr}, client.WithOwner("demo-tour"))
+	c, err := client.New(ctx, endpoints, client.WithOwner("demo-tour"))
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	other, err := client.New(ctx, []string{addr}, client.WithOwner("demo-other-client"))
+	other, err := client.New(ctx, endpoints, client.WithOwner("demo-other-client"))
 	if err != nil {
 		return err
 	}
@@ -171,7 +184,7 @@ func runTour(ctx context.Context, out io.Writer, addr string) error {
 	}
 
 	step("4. Timeouts abort")
-	doomed, err := client.New(ctx, []string{addr}, client.WithOwner("demo-doomed-client"))
+	doomed, err := client.New(ctx, endpoints, client.WithOwner("demo-doomed-client"))
 	if err != nil {
 		return err
 	}
@@ -194,7 +207,6 @@ func runTour(ctx context.Context, out io.Writer, addr string) error {
 		return err
 	}
 	say("Balance:4587 is still %q", final.Value)
-	fmt.Fprintln(out, "\nTour done.")
 	return nil
 }
 

@@ -25,6 +25,8 @@ func TestDemoTour(t *testing.T) {
 		"commit after expiry: Aborted",     // ttl = abort
 		`Balance:4587 is still "75"`,       // aborted writes discarded
 		"a write with a wrong code: FailedPrecondition",
+		`"nightly-batch" is still held: fence 1`, // a lock survives its server
+		"released with its code on the new leader",
 		"Tour done.",
 	} {
 		if !strings.Contains(text, want) {

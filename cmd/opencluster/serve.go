@@ -120,6 +120,18 @@ func startServer(cfg serverConfig) (*runningServer, error) {
 	return rs, nil
 }
 
+// Halt stops the node abruptly, as a crash would look to the others:
+// connections are cut at once, nothing is handed over.
+func (rs *runningServer) Halt() {
+	if rs.http != nil {
+		_ = rs.http.Close()
+	}
+	rs.grpc.Stop()
+	rs.srv.Close()
+	_ = rs.node.Close()
+	rs.peers.close()
+}
+
 // Stop stops serving and closes the node.
 func (rs *runningServer) Stop() {
 	if rs.http != nil {
