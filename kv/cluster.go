@@ -30,6 +30,17 @@ const (
 	maintainEveryTicks = 2
 )
 
+// Directory is the failure detector and address book (memberlist): it
+// feeds addresses and liveness, never placement.
+type Directory interface {
+	// Addr returns a node's gRPC address ("" if unknown).
+	Addr(id uint64) string
+	// GossipAddr returns a node's gossip address ("" if unknown).
+	GossipAddr(id uint64) string
+	// Alive reports whether the node is seen alive now.
+	Alive(id uint64) bool
+}
+
 // ErrNotLeader reports a request on a node that is not the primary; a
 // NotLeaderError says where the primary is.
 var ErrNotLeader = errors.New("kv: not the leader")
@@ -90,8 +101,8 @@ func (n *Node) Route() (local bool, leader uint64, addr string) {
 // AddrOf returns a node's gRPC address from the failure detector or the
 // registry ("" if unknown).
 func (n *Node) AddrOf(id uint64) string {
-	if n.cfg.Resolver != nil {
-		if a := n.cfg.Resolver(id); a != "" {
+	if n.cfg.Directory != nil {
+		if a := n.cfg.Directory.Addr(id); a != "" {
 			return a
 		}
 	}
@@ -115,7 +126,7 @@ func (n *Node) registry() []*cmdpb.NodeRecord {
 }
 
 func (n *Node) alive(id uint64) bool {
-	return id == n.id || n.cfg.Alive == nil || n.cfg.Alive(id)
+	return id == n.id || n.cfg.Directory == nil || n.cfg.Directory.Alive(id)
 }
 
 // Join registers a node with the cluster; only the primary accepts it.

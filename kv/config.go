@@ -65,12 +65,9 @@ type Config struct {
 	// Transport carries Raft messages to other nodes (nil: a one-node
 	// cluster).
 	Transport Transport
-	// Resolver returns the gRPC address of a node id, "" if unknown (nil:
-	// the meta group's registry only).
-	Resolver func(id uint64) string
-	// Alive reports whether the failure detector sees a node (nil: every
-	// registered node is alive).
-	Alive func(id uint64) bool
+	// Directory is the failure detector's view of the nodes (nil: the
+	// meta group's registry only, every registered node alive).
+	Directory Directory
 	// Replicas is the replica count each group grows to (default 3).
 	Replicas int
 	// RaftLogKeep is how many applied entries a group's log keeps; it is

@@ -27,7 +27,11 @@ func (n *Node) Status(ctx context.Context, _ *ocpb.StatusRequest) (*ocpb.StatusR
 		if rec.GetNodeId() == n.id && n.cfg.AdvertiseAddr != "" {
 			addr = n.cfg.AdvertiseAddr
 		}
-		out.Members = append(out.Members, &ocpb.Member{Id: idString(rec.GetNodeId()), Addr: addr, Alive: n.alive(rec.GetNodeId())})
+		m := &ocpb.Member{Id: idString(rec.GetNodeId()), Addr: addr, Alive: n.alive(rec.GetNodeId())}
+		if n.cfg.Directory != nil {
+			m.GossipAddr = n.cfg.Directory.GossipAddr(rec.GetNodeId())
+		}
+		out.Members = append(out.Members, m)
 	}
 	for _, r := range n.replicas[:n.buckets] {
 		leader, voters, _ := r.membership()

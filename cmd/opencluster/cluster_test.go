@@ -59,6 +59,23 @@ func TestClusterFailover(t *testing.T) {
 		}
 		return true
 	})
+	// status names each member's gRPC and gossip addresses.
+	gossipOf := map[string]string{}
+	for _, n := range nodes {
+		gossipOf[n.addr] = n.gossip
+	}
+	waitUntil(t, 10*time.Second, func() bool {
+		st, err := c.Status(ctx)
+		if err != nil {
+			return false
+		}
+		for _, m := range st.Members {
+			if !m.Alive || gossipOf[m.Addr] == "" || m.GossipAddr != gossipOf[m.Addr] {
+				return false
+			}
+		}
+		return true
+	})
 	for i := range 30 {
 		if _, err := c.Put(ctx, []byte(fmt.Sprint("key/", i)), []byte(fmt.Sprint("value-", i))); err != nil {
 			t.Fatal(err)

@@ -66,8 +66,7 @@ func startPeers(cfg serverConfig, kcfg *kv.Config) (*peers, error) {
 		Resolve: p.addrOf,
 	})
 	kcfg.Transport = p.transport
-	kcfg.Resolver = g.Addr
-	kcfg.Alive = g.Alive
+	kcfg.Directory = g
 	if len(cfg.Join) > 0 && !found {
 		kcfg.Join = func(ctx context.Context, id uint64) (*cmdpb.JoinResponse, error) {
 			return p.join(ctx, cfg.Join, id, kcfg.AdvertiseAddr, host)

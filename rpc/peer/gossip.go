@@ -123,6 +123,13 @@ func (g *Gossip) Addr(id uint64) string {
 	return g.mu.members[id].GRPCAddr
 }
 
+// GossipAddr returns a member's gossip address ("" if never seen).
+func (g *Gossip) GossipAddr(id uint64) string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.mu.members[id].GossipAddr
+}
+
 // Alive reports whether gossip sees node id alive now.
 func (g *Gossip) Alive(id uint64) bool {
 	g.mu.Lock()
