@@ -252,3 +252,79 @@ func ReadNodeID(dir string) (uint64, bool, error) {
 	found, err := mvcc.GetProto(eng.DB(), mvcc.LocalKey("ident"), ident)
 	return ident.GetNodeId(), found, err
 }
+
+// HandOff moves every leadership this node holds to other voters and
+// returns once it holds none, or when ctx ends. Close calls it, so that a
+// planned stop costs a leader transfer instead of an election timeout.
+// The meta group's leadership goes to its most caught-up live follower;
+// buckets follow it there (they keep their leaders with the primary).
+func (n *Node) HandOff(ctx context.Context) {
+	if n.cfg.Transport == nil {
+		return
+	}
+	for {
+		led := make(chan bool, 1)
+		n.submit(func() { led <- n.transferAll() })
+		select {
+		case still := <-led:
+			if !still {
+				return
+			}
+		case <-ctx.Done():
+			return
+		case <-n.stopper:
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// transferAll starts a leadership transfer in every group this node leads
+// and reports whether it led any (scheduler goroutine).
+func (n *Node) transferAll() bool {
+	target := bestFollower(n.meta.rn.Status(), n.id)
+	if lead := n.meta.rn.BasicStatus().Lead; lead != 0 && lead != n.id {
+		target = lead // the meta group moved already: follow it
+	}
+	led := false
+	for _, r := range n.replicas {
+		st := r.rn.Status()
+		if st.RaftState != raft.StateLeader {
+			continue
+		}
+		led = true
+		if st.LeadTransferee != 0 {
+			continue // a transfer is under way
+		}
+		to := target
+		if _, ok := st.Progress[to]; !ok || to == n.id {
+			to = bestFollower(st, n.id)
+		}
+		if to != 0 {
+			r.rn.TransferLeader(to)
+		}
+	}
+	return led
+}
+
+// bestFollower returns the recently active voter, other than self, with
+// the highest match index (0 if none).
+func bestFollower(st raft.Status, self uint64) uint64 {
+	var best, match uint64
+	for id, pr := range st.Progress {
+		if id == self || pr.IsLearner || !pr.RecentActive {
+			continue
+		}
+		if _, voter := st.Config.Voters[0][id]; !voter {
+			continue
+		}
+		if best == 0 || pr.Match > match || pr.Match == match && id < best {
+			best, match = id, pr.Match
+		}
+	}
+	return best
+}

@@ -239,8 +239,12 @@ func (n *Node) ID() uint64 { return n.id }
 // Buckets returns the cluster's bucket count.
 func (n *Node) Buckets() int { return n.buckets }
 
-// Close stops the node's goroutines and closes the engine.
+// Close hands its leaderships to other nodes (for up to a few election
+// timeouts), stops the node's goroutines and closes the engine.
 func (n *Node) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), n.leaderWait())
+	n.HandOff(ctx)
+	cancel()
 	n.stopOnce.Do(func() {
 		n.bgCancel()
 		close(n.stopper)

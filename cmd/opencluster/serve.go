@@ -132,8 +132,12 @@ func (rs *runningServer) Halt() {
 	rs.peers.close()
 }
 
-// Stop stops serving and closes the node.
+// Stop hands this node's leaderships to other nodes, stops serving (new
+// requests that arrive meanwhile are forwarded) and closes the node.
 func (rs *runningServer) Stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	rs.node.HandOff(ctx)
+	cancel()
 	if rs.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_ = rs.http.Shutdown(ctx)

@@ -119,6 +119,36 @@ func TestJoinGrowsGroupsBySnapshot(t *testing.T) {
 	}
 }
 
+// TestHandOffMovesEveryLeadership checks that a node handing off before a
+// planned stop ends up leading nothing, and that another node serves.
+func TestHandOffMovesEveryLeadership(t *testing.T) {
+	c := Start(t, Options{Nodes: 3})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	old := c.Primary()
+	old.HandOff(ctx)
+	if ctx.Err() != nil {
+		t.Fatal("HandOff did not finish")
+	}
+	st, err := old.Status(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range st.Buckets {
+		if b.Leader == fmt.Sprint(old.ID()) {
+			t.Errorf("bucket %d still led by the node that handed off", b.Bucket)
+		}
+	}
+	if p := c.Primary(); p == old {
+		t.Fatal("the node that handed off is still the primary")
+	}
+	if _, err := Do(ctx, c, func(n *kv.Node) (*ocpb.PutResponse, error) {
+		return n.Put(ctx, &ocpb.PutRequest{Key: []byte("k"), Value: []byte("v")})
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestLaggingReplicaCatchesUpBySnapshot stops a node, writes enough that
 // every log is truncated past what it has, restarts it, and checks that it
 // catches up (by snapshot, as the entries it needs are gone).
