@@ -2,6 +2,7 @@ package kv
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -14,12 +15,41 @@ import (
 	"github.com/opencluster/opencluster/rpc/cmdpb"
 )
 
-// Transport carries Raft messages between nodes. Send must not block: it
-// queues msgs for node to, in order, and drops what it cannot deliver
-// (Raft retransmits). The receiving side hands what arrives to
-// Node.Deliver.
+// Transport carries Raft messages between nodes. The receiving side hands
+// what arrives to Node.Deliver (a snapshot after AssembleSnapshot).
 type Transport interface {
+	// Send queues msgs for node to, in order, without blocking; what
+	// cannot be delivered is dropped (Raft retransmits).
 	Send(to uint64, msgs []*cmdpb.GroupMessage)
+	// SendSnapshot streams a snapshot to node to: header is the MsgSnap
+	// without data, and next yields the group's keys in chunks until it
+	// returns none. It returns once the receiver has it all, or fails.
+	SendSnapshot(ctx context.Context, to uint64, header *cmdpb.GroupMessage, next func() ([]*cmdpb.SnapshotKV, error)) error
+}
+
+// snapshotChunkBytes is about how much of a snapshot one chunk carries.
+const snapshotChunkBytes = 1 << 20
+
+// AssembleSnapshot rebuilds the MsgSnap of a streamed snapshot: the header
+// with its data set to kvs.
+func AssembleSnapshot(header *cmdpb.GroupMessage, kvs []*cmdpb.SnapshotKV) (*cmdpb.GroupMessage, error) {
+	m := &raftpb.Message{}
+	if err := proto.Unmarshal(header.GetMessage(), m); err != nil {
+		return nil, fmt.Errorf("kv: corrupt snapshot header: %w", err)
+	}
+	if m.GetType() != raftpb.MsgSnap || m.GetSnapshot() == nil {
+		return nil, fmt.Errorf("kv: snapshot header is a %v", m.GetType())
+	}
+	data, err := proto.Marshal(&cmdpb.SnapshotData{Kvs: kvs})
+	if err != nil {
+		return nil, err
+	}
+	m.Snapshot.Data = data
+	raw, err := proto.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	return &cmdpb.GroupMessage{Group: header.GetGroup(), Message: raw}, nil
 }
 
 // Deliver steps Raft messages from another node into their groups. It
@@ -76,14 +106,10 @@ func (n *Node) send(work []readyWork) error {
 	for _, w := range work {
 		for _, m := range w.rd.Messages {
 			if m.GetType() == raftpb.MsgSnap {
-				snap, err := n.groupSnapshot(w.r)
-				if err != nil {
+				if err := n.sendSnapshot(w.r, m); err != nil {
 					return err
 				}
-				m.Snapshot = snap
-				// The transport owns delivery; Raft learns of a lost
-				// snapshot when the follower asks again.
-				defer w.r.rn.ReportSnapshot(m.GetTo(), raft.SnapshotFinish)
+				continue
 			}
 			data, err := proto.Marshal(m)
 			if err != nil {
@@ -109,37 +135,58 @@ func groupSpan(r *replica) (start, end []byte) {
 	return mvcc.BucketSpan(r.bucket)
 }
 
-// groupSnapshot reads a group's state and matching metadata from one
-// Pebble snapshot (see raftlog's "Snapshots").
-func (n *Node) groupSnapshot(r *replica) (*raftpb.Snapshot, error) {
+// sendSnapshot streams a group's state to a follower in the background
+// (scheduler goroutine): the state and its metadata come from one Pebble
+// snapshot taken now, and Raft hears how it went when the stream ends.
+func (n *Node) sendSnapshot(r *replica, m *raftpb.Message) error {
 	snap := n.eng.DB().NewSnapshot()
-	defer snap.Close()
 	meta, err := raftlog.ReadSnapshotMetadata(snap, r.group)
 	if err != nil {
-		return nil, err
+		snap.Close()
+		return err
 	}
+	m.Snapshot = &raftpb.Snapshot{Metadata: meta}
+	header, err := proto.Marshal(m)
+	if err != nil {
+		snap.Close()
+		return err
+	}
+	to := m.GetTo()
+	n.goBackground(func(ctx context.Context) {
+		defer snap.Close()
+		status := raft.SnapshotFinish
+		if err := n.streamSnapshot(ctx, snap, r, to, &cmdpb.GroupMessage{Group: r.group, Message: header}); err != nil {
+			n.log.Warn("sending a snapshot", "group", r.group, "to", to, "err", err)
+			status = raft.SnapshotFailure
+		}
+		n.submit(func() { r.rn.ReportSnapshot(to, status) })
+	})
+	return nil
+}
+
+// streamSnapshot sends the group's span from snap in chunks.
+func (n *Node) streamSnapshot(ctx context.Context, snap *pebble.Snapshot, r *replica, to uint64, header *cmdpb.GroupMessage) error {
 	start, end := groupSpan(r)
 	it, err := snap.NewIter(&pebble.IterOptions{LowerBound: start, UpperBound: end})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer it.Close()
-	data := &cmdpb.SnapshotData{}
-	for valid := it.First(); valid; valid = it.Next() {
-		v, err := it.ValueAndErr()
-		if err != nil {
-			return nil, err
+	valid := it.First()
+	next := func() ([]*cmdpb.SnapshotKV, error) {
+		var chunk []*cmdpb.SnapshotKV
+		size := 0
+		for ; valid && size < snapshotChunkBytes; valid = it.Next() {
+			v, err := it.ValueAndErr()
+			if err != nil {
+				return nil, err
+			}
+			chunk = append(chunk, &cmdpb.SnapshotKV{Key: append([]byte(nil), it.Key()...), Value: append([]byte(nil), v...)})
+			size += len(it.Key()) + len(v)
 		}
-		data.Kvs = append(data.Kvs, &cmdpb.SnapshotKV{Key: append([]byte(nil), it.Key()...), Value: append([]byte(nil), v...)})
+		return chunk, it.Error()
 	}
-	if err := it.Error(); err != nil {
-		return nil, err
-	}
-	raw, err := proto.Marshal(data)
-	if err != nil {
-		return nil, err
-	}
-	return &raftpb.Snapshot{Data: raw, Metadata: meta}, nil
+	return n.cfg.Transport.SendSnapshot(ctx, to, header, next)
 }
 
 // applySnapshot replaces a group's state with a received snapshot, staged

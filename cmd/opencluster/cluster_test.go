@@ -155,3 +155,47 @@ func TestClusterFailover(t *testing.T) {
 		t.Errorf("restarted node: after-kill = %q, %v", kv.Value, err)
 	}
 }
+
+// TestJoinWithBigBucket has new nodes catch up on a bucket far larger
+// than a gRPC message (5 MiB against the 4 MiB limit): the snapshot must
+// stream in chunks. Then the first node dies and the newcomers serve it.
+func TestJoinWithBigBucket(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts server processes")
+	}
+	base := t.TempDir()
+	var addrs, gossips []string
+	for i := range 3 {
+		host := fmt.Sprintf("127.0.0.%d", 41+i)
+		addrs, gossips = append(addrs, freeAddrOn(t, host)), append(gossips, freeAddrOn(t, host))
+	}
+	first := startProcess(t, filepath.Join(base, "n1"), addrs[0], "--gossip-addr", gossips[0], "--fast-failure-detection", "--buckets", "1")
+	c, err := client.New(context.Background(), addrs, client.WithRetry(20, 50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	value := make([]byte, 1<<20)
+	for i := range 5 {
+		value[0] = byte(i)
+		if _, err := c.Put(ctx, []byte(fmt.Sprint("big/", i)), value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 1; i < 3; i++ {
+		startProcess(t, filepath.Join(base, fmt.Sprint("n", i+1)), addrs[i], "--gossip-addr", gossips[i], "--fast-failure-detection", "--join", gossips[0])
+	}
+	waitUntil(t, 60*time.Second, func() bool {
+		st, err := c.Status(ctx)
+		return err == nil && len(st.Buckets) == 1 && len(st.Buckets[0].Replicas) == 3
+	})
+	first.kill(t)
+	for i := range 5 {
+		kv, err := c.Get(ctx, []byte(fmt.Sprint("big/", i)))
+		if err != nil || len(kv.Value) != 1<<20 || kv.Value[0] != byte(i) {
+			t.Fatalf("big/%d from the joined nodes: %d bytes, %v", i, len(kv.Value), err)
+		}
+	}
+}

@@ -43,6 +43,34 @@ func (t transport) Send(to uint64, msgs []*cmdpb.GroupMessage) {
 	}
 }
 
+// SendSnapshot collects the chunks and delivers the whole snapshot,
+// unless the link is cut or the peer is down.
+func (t transport) SendSnapshot(ctx context.Context, to uint64, header *cmdpb.GroupMessage, next func() ([]*cmdpb.SnapshotKV, error)) error {
+	var kvs []*cmdpb.SnapshotKV
+	for {
+		chunk, err := next()
+		if err != nil {
+			return err
+		}
+		if len(chunk) == 0 {
+			break
+		}
+		kvs = append(kvs, chunk...)
+	}
+	t.net.mu.Lock()
+	peer, cut := t.net.mu.nodes[to], t.net.mu.cut[[2]uint64{t.from, to}]
+	t.net.mu.Unlock()
+	if peer == nil || cut {
+		return fmt.Errorf("kvtest: node %d unreachable", to)
+	}
+	m, err := kv.AssembleSnapshot(header, kvs)
+	if err != nil {
+		return err
+	}
+	peer.Deliver(t.from, to, []*cmdpb.GroupMessage{m})
+	return nil
+}
+
 // Cut blocks the links between a and b in both directions.
 func (nw *Network) Cut(a, b uint64) {
 	nw.mu.Lock()

@@ -23,8 +23,9 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Internal_Raft_FullMethodName = "/opencluster.cmd.v1.Internal/Raft"
-	Internal_Join_FullMethodName = "/opencluster.cmd.v1.Internal/Join"
+	Internal_Raft_FullMethodName     = "/opencluster.cmd.v1.Internal/Raft"
+	Internal_Join_FullMethodName     = "/opencluster.cmd.v1.Internal/Join"
+	Internal_Snapshot_FullMethodName = "/opencluster.cmd.v1.Internal/Snapshot"
 )
 
 // InternalClient is the client API for Internal service.
@@ -38,6 +39,11 @@ type InternalClient interface {
 	// Join registers a new node in the cluster (forwarded to the meta
 	// leader) and tells it the cluster's identity.
 	Join(ctx context.Context, in *JoinRequest, opts ...grpc.CallOption) (*JoinResponse, error)
+	// Snapshot streams one group's snapshot: the first chunk carries the
+	// MsgSnap (its metadata, no data), every chunk a slice of the group's
+	// keys in order. The receiver steps the whole snapshot once the stream
+	// ends, so no single message bounds a bucket's size.
+	Snapshot(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[SnapshotChunk, RaftAck], error)
 }
 
 type internalClient struct {
@@ -71,6 +77,19 @@ func (c *internalClient) Join(ctx context.Context, in *JoinRequest, opts ...grpc
 	return out, nil
 }
 
+func (c *internalClient) Snapshot(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[SnapshotChunk, RaftAck], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Internal_ServiceDesc.Streams[1], Internal_Snapshot_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[SnapshotChunk, RaftAck]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Internal_SnapshotClient = grpc.ClientStreamingClient[SnapshotChunk, RaftAck]
+
 // InternalServer is the server API for Internal service.
 // All implementations must embed UnimplementedInternalServer
 // for forward compatibility.
@@ -82,6 +101,11 @@ type InternalServer interface {
 	// Join registers a new node in the cluster (forwarded to the meta
 	// leader) and tells it the cluster's identity.
 	Join(context.Context, *JoinRequest) (*JoinResponse, error)
+	// Snapshot streams one group's snapshot: the first chunk carries the
+	// MsgSnap (its metadata, no data), every chunk a slice of the group's
+	// keys in order. The receiver steps the whole snapshot once the stream
+	// ends, so no single message bounds a bucket's size.
+	Snapshot(grpc.ClientStreamingServer[SnapshotChunk, RaftAck]) error
 	mustEmbedUnimplementedInternalServer()
 }
 
@@ -97,6 +121,9 @@ func (UnimplementedInternalServer) Raft(grpc.ClientStreamingServer[RaftBatch, Ra
 }
 func (UnimplementedInternalServer) Join(context.Context, *JoinRequest) (*JoinResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Join not implemented")
+}
+func (UnimplementedInternalServer) Snapshot(grpc.ClientStreamingServer[SnapshotChunk, RaftAck]) error {
+	return status.Errorf(codes.Unimplemented, "method Snapshot not implemented")
 }
 func (UnimplementedInternalServer) mustEmbedUnimplementedInternalServer() {}
 func (UnimplementedInternalServer) testEmbeddedByValue()                  {}
@@ -144,6 +171,13 @@ func _Internal_Join_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Internal_Snapshot_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(InternalServer).Snapshot(&grpc.GenericServerStream[SnapshotChunk, RaftAck]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Internal_SnapshotServer = grpc.ClientStreamingServer[SnapshotChunk, RaftAck]
+
 // Internal_ServiceDesc is the grpc.ServiceDesc for Internal service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -160,6 +194,11 @@ var Internal_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Raft",
 			Handler:       _Internal_Raft_Handler,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "Snapshot",
+			Handler:       _Internal_Snapshot_Handler,
 			ClientStreams: true,
 		},
 	},

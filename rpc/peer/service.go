@@ -54,6 +54,42 @@ func (s *Service) Raft(stream cmdpb.Internal_RaftServer) error {
 	}
 }
 
+// Snapshot receives one streamed snapshot and delivers it whole.
+func (s *Service) Snapshot(stream cmdpb.Internal_SnapshotServer) error {
+	var (
+		header *cmdpb.RaftBatch
+		kvs    []*cmdpb.SnapshotKV
+	)
+	for {
+		chunk, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if header == nil {
+			header = chunk.GetHeader()
+			if header == nil || len(header.GetMessages()) != 1 {
+				return status.Error(codes.InvalidArgument, "a snapshot stream starts with a header of one message")
+			}
+			if id := s.node.ClusterID(); header.GetClusterId() != id {
+				return status.Errorf(codes.FailedPrecondition, "snapshot for cluster %s reached cluster %s", header.GetClusterId(), id)
+			}
+		}
+		kvs = append(kvs, chunk.GetKvs()...)
+	}
+	if header == nil {
+		return status.Error(codes.InvalidArgument, "empty snapshot stream")
+	}
+	m, err := kv.AssembleSnapshot(header.GetMessages()[0], kvs)
+	if err != nil {
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	s.node.Deliver(header.GetFrom(), header.GetTo(), []*cmdpb.GroupMessage{m})
+	return stream.SendAndClose(&cmdpb.RaftAck{})
+}
+
 // Join admits a node, forwarding to the primary once if this node is not.
 func (s *Service) Join(ctx context.Context, req *cmdpb.JoinRequest) (*cmdpb.JoinResponse, error) {
 	resp, err := s.node.Join(ctx, req)

@@ -2,6 +2,7 @@ package peer
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"sync"
@@ -164,6 +165,46 @@ func (t *Transport) run(to uint64, q chan []*cmdpb.GroupMessage) {
 			t.backoff()
 		}
 	}
+}
+
+// SendSnapshot streams a snapshot over its own connection (snapshots are
+// rare and big; they must not hold up the Raft stream).
+func (t *Transport) SendSnapshot(ctx context.Context, to uint64, header *cmdpb.GroupMessage, next func() ([]*cmdpb.SnapshotKV, error)) error {
+	addr := t.resolve(to)
+	if addr == "" {
+		return fmt.Errorf("peer: no address for node %d", to)
+	}
+	conn, err := grpc.NewClient(addr, t.dialOpts...)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := cmdpb.NewInternalClient(conn).Snapshot(ctx)
+	if err != nil {
+		return err
+	}
+	chunk := &cmdpb.SnapshotChunk{Header: &cmdpb.RaftBatch{
+		From: t.localID(), To: to, ClusterId: t.cluster(), Messages: []*cmdpb.GroupMessage{header},
+	}}
+	for {
+		kvs, err := next()
+		if err != nil {
+			return err
+		}
+		chunk.Kvs = kvs
+		if err := stream.Send(chunk); err != nil {
+			_, err = stream.CloseAndRecv() // the receiver's reason
+			return err
+		}
+		if len(kvs) == 0 {
+			break
+		}
+		chunk = &cmdpb.SnapshotChunk{}
+	}
+	_, err = stream.CloseAndRecv()
+	return err
 }
 
 func (t *Transport) backoff() {
