@@ -27,12 +27,35 @@ type Router interface {
 // forwardedKey marks a request forwarded by another node.
 const forwardedKey = "oc-forwarded"
 
+// LeaderHeader is the response header naming the address of the node that
+// serves, sent with every forwarded answer so that a client can go there
+// directly next time.
+const LeaderHeader = "oc-leader"
+
 // forwarder holds one client connection per primary address.
 type forwarder struct {
 	dial func(addr string) (*grpc.ClientConn, error)
 	mu   sync.Mutex
 	// conns is keyed by address.
 	conns map[string]*grpc.ClientConn
+}
+
+// notServingHere answers a stream that only the serving node can carry
+// (KeepAlive) on another node: Unavailable, naming the leader in the
+// header. It reports false when this node serves.
+func notServingHere(stream grpc.ServerStream, s *Server) (bool, error) {
+	r, isRouter := s.backend.(Router)
+	if !isRouter {
+		return false, nil
+	}
+	local, leader, addr := r.AwaitRoute(stream.Context())
+	if local {
+		return false, nil
+	}
+	if addr != "" {
+		_ = stream.SetHeader(metadata.Pairs(LeaderHeader, addr))
+	}
+	return true, status.Errorf(codes.Unavailable, "not the leader (node %d at %q is); reconnect there", leader, addr)
 }
 
 func newForwarder(dial func(addr string) (*grpc.ClientConn, error)) *forwarder {
@@ -84,6 +107,7 @@ func route[Resp proto.Message](ctx context.Context, s *Server, method string, re
 	if md, ok := metadata.FromIncomingContext(ctx); ok && len(md.Get(forwardedKey)) > 0 {
 		return resp, true, status.Errorf(codes.Unavailable, "not the leader (node %d at %s is); retry there", leader, addr)
 	}
+	_ = grpc.SetHeader(ctx, metadata.Pairs(LeaderHeader, addr))
 	conn, err := s.fwd.conn(addr)
 	if err != nil {
 		return resp, true, status.Errorf(codes.Unavailable, "forward to the leader at %s: %v", addr, err)
