@@ -1,0 +1,6 @@
+//go:build !race
+
+package rebalance
+
+// raceEnabled reports a -race build, whose tests run several times slower.
+const raceEnabled = false
