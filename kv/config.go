@@ -65,6 +65,9 @@ type Config struct {
 	// Transport carries Raft messages to other nodes (nil: a one-node
 	// cluster).
 	Transport Transport
+	// Remote runs bucket operations on other nodes' leaders (nil: every
+	// operation runs here, as in a one-node cluster).
+	Remote Remote
 	// Directory is the failure detector's view of the nodes (nil: the
 	// meta group's registry only, every registered node alive).
 	Directory Directory

@@ -38,3 +38,52 @@ var (
 // for framing. A Scan stops early (more = true) at the bound; a BatchGet
 // past it fails with ErrTooLarge. One value (at most 1 MiB) always fits.
 const MaxResponseBytes = 3 << 20
+
+// errorKinds names the sentinels for carrying errors between nodes
+// (rpc/peer): the sender sends the name, the receiver rebuilds an error
+// that matches the same sentinel.
+var errorKinds = []struct {
+	name string
+	err  error
+}{
+	{"INVALID", ErrInvalid},
+	{"NOT_FOUND", ErrNotFound},
+	{"NOT_HOLDER", ErrNotHolder},
+	{"FENCE_TOO_LOW", ErrFenceTooLow},
+	{"NOT_WRITE_LOCKED", ErrNotWriteLocked},
+	{"ABORTED", ErrAborted},
+	{"WAIT_TIMEOUT", ErrWaitTimeout},
+	{"UNAVAILABLE", ErrUnavailable},
+	{"TOO_LARGE", ErrTooLarge},
+	{"NOT_LEADER", ErrNotLeader},
+}
+
+// ErrorKind returns the name of the first sentinel err matches ("" if
+// none).
+func ErrorKind(err error) string {
+	for _, k := range errorKinds {
+		if errors.Is(err, k.err) {
+			return k.name
+		}
+	}
+	return ""
+}
+
+// ErrorOfKind rebuilds an error received from another node: its text is
+// msg and it matches the sentinel named kind (none if kind is unknown).
+func ErrorOfKind(kind, msg string) error {
+	for _, k := range errorKinds {
+		if k.name == kind {
+			return &remoteError{kind: k.err, msg: msg}
+		}
+	}
+	return errors.New(msg)
+}
+
+type remoteError struct {
+	kind error
+	msg  string
+}
+
+func (e *remoteError) Error() string { return e.msg }
+func (e *remoteError) Unwrap() error { return e.kind }

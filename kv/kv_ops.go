@@ -216,29 +216,42 @@ func (n *Node) snapshot(ctx context.Context, version uint64) (ts.Timestamp, erro
 	return n.tso.now(ctx)
 }
 
-// BatchGet implements rpc/server.Backend.
+// BatchGet implements rpc/server.Backend: every bucket reads its keys at
+// one snapshot on its leader.
 func (n *Node) BatchGet(ctx context.Context, req *ocpb.BatchGetRequest) (*ocpb.BatchGetResponse, error) {
 	at, err := n.snapshot(ctx, req.Version)
 	if err != nil {
 		return nil, err
 	}
-	order, _ := n.byBucket(req.Keys)
-	rs := make([]*replica, len(order))
-	for i, b := range order {
-		rs[i] = n.replicas[b]
-	}
-	if err := barrier(ctx, rs, true); err != nil {
+	order, groups := n.byBucket(req.Keys)
+	here, err := n.localSnapshotBarrier(ctx, order)
+	if err != nil {
 		return nil, err
 	}
 	wctx, cancel := waitContext(ctx, req.Wait)
 	defer cancel()
+	values := make(map[string]mvcc.Value, len(req.Keys))
+	for _, b := range order {
+		var vs []mvcc.Value
+		if here[b] {
+			for _, k := range groups[b] {
+				v, err := n.readKey(wctx, n.replicas[b], k, at, nil)
+				if err != nil {
+					return nil, err
+				}
+				vs = append(vs, v)
+			}
+		} else if vs, err = n.bucketRead(ctx, wctx, b, groups[b], at, nil); err != nil {
+			return nil, err
+		}
+		for i, k := range groups[b] {
+			values[string(k)] = vs[i]
+		}
+	}
 	out := &ocpb.BatchGetResponse{Version: uint64(at)}
 	size := 0
 	for _, k := range req.Keys {
-		v, err := n.readKey(wctx, n.replicaOf(k), k, at, nil)
-		if err != nil {
-			return nil, err
-		}
+		v := values[string(k)]
 		if size += len(k) + len(v.Bytes); size > MaxResponseBytes {
 			return nil, fmt.Errorf("%w: the values of these %d keys exceed %d bytes; ask for fewer", ErrTooLarge, len(req.Keys), MaxResponseBytes)
 		}
@@ -251,8 +264,26 @@ func (n *Node) BatchGet(ctx context.Context, req *ocpb.BatchGetRequest) (*ocpb.B
 	return out, nil
 }
 
+// localSnapshotBarrier runs the snapshot barrier (invariant 4) once for all
+// the buckets among bs that this node leads, in one ReadIndex round, and
+// returns them: their snapshot reads can then read the local engine.
+func (n *Node) localSnapshotBarrier(ctx context.Context, bs []mvcc.Bucket) (map[mvcc.Bucket]bool, error) {
+	here := make(map[mvcc.Bucket]bool)
+	var rs []*replica
+	for _, b := range bs {
+		if r := n.replicas[b]; r.isReadyLeader() {
+			here[b] = true
+			rs = append(rs, r)
+		}
+	}
+	if len(rs) == 0 {
+		return here, nil
+	}
+	return here, barrier(ctx, rs, true)
+}
+
 // Scan implements rpc/server.Backend: every bucket is read at one snapshot
-// and the results are merged in key order.
+// on its leader and the results are merged in key order.
 func (n *Node) Scan(ctx context.Context, req *ocpb.ScanRequest) (*ocpb.ScanResponse, error) {
 	at, err := n.snapshot(ctx, req.Version)
 	if err != nil {
@@ -264,44 +295,58 @@ func (n *Node) Scan(ctx context.Context, req *ocpb.ScanRequest) (*ocpb.ScanRespo
 	}
 	wctx, cancel := waitContext(ctx, req.Wait)
 	defer cancel()
+	all := make([]mvcc.Bucket, n.buckets)
+	for b := range all {
+		all[b] = mvcc.Bucket(b)
+	}
+	here, err := n.localSnapshotBarrier(ctx, all)
+	if err != nil {
+		return nil, err
+	}
 	var (
-		all []mvcc.KV
+		kvs []mvcc.KV
 		// frontier is the smallest last key of a bucket that was cut short:
 		// keys past it may be missing from other buckets' pages, so the
 		// merged page must end there for a resumed scan to miss nothing.
 		frontier []byte
 		more     bool
 	)
-	if err := barrier(ctx, n.replicas[:n.buckets], true); err != nil {
-		return nil, err
-	}
-	for _, r := range n.replicas[:n.buckets] {
-		if err := n.waitScanLocks(wctx, r, req.Prefix, req.StartAfter, at); err != nil {
-			return nil, err
+	for _, b := range all {
+		breq := &cmdpb.BucketScanRequest{
+			Prefix: req.Prefix, StartAfter: req.StartAfter, At: uint64(at), Limit: int32(limit), MaxBytes: MaxResponseBytes,
 		}
-		kvs, m, err := mvcc.Scan(n.eng.DB(), r.bucket, req.Prefix, req.StartAfter, at, limit, MaxResponseBytes)
+		var page []mvcc.KV
+		var m bool
+		if here[b] {
+			r := n.replicas[b]
+			if err = n.waitScanLocks(wctx, r, req.Prefix, req.StartAfter, at); err == nil {
+				page, m, err = mvcc.Scan(n.eng.DB(), r.bucket, req.Prefix, req.StartAfter, at, limit, MaxResponseBytes)
+			}
+		} else {
+			page, m, err = n.bucketScan(ctx, wctx, b, breq)
+		}
 		if err != nil {
 			return nil, err
 		}
-		all = append(all, kvs...)
+		kvs = append(kvs, page...)
 		if m {
 			more = true
-			if last := kvs[len(kvs)-1].Key; frontier == nil || bytes.Compare(last, frontier) < 0 {
+			if last := page[len(page)-1].Key; frontier == nil || bytes.Compare(last, frontier) < 0 {
 				frontier = last
 			}
 		}
 	}
-	sort.Slice(all, func(i, j int) bool { return bytes.Compare(all[i].Key, all[j].Key) < 0 })
+	sort.Slice(kvs, func(i, j int) bool { return bytes.Compare(kvs[i].Key, kvs[j].Key) < 0 })
 	if frontier != nil {
-		end := sort.Search(len(all), func(i int) bool { return bytes.Compare(all[i].Key, frontier) > 0 })
-		all = all[:end]
+		end := sort.Search(len(kvs), func(i int) bool { return bytes.Compare(kvs[i].Key, frontier) > 0 })
+		kvs = kvs[:end]
 	}
-	if len(all) > limit {
-		all, more = all[:limit], true
+	if len(kvs) > limit {
+		kvs, more = kvs[:limit], true
 	}
 	out := &ocpb.ScanResponse{Version: uint64(at), More: more}
 	size := 0
-	for i, kv := range all {
+	for i, kv := range kvs {
 		if size += len(kv.Key) + len(kv.Value); size > MaxResponseBytes && i > 0 {
 			out.More = true
 			break

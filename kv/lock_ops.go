@@ -165,13 +165,28 @@ func (n *Node) Describe(ctx context.Context, req *ocpb.DescribeRequest) (*ocpb.D
 	return out, nil
 }
 
-// List implements rpc/server.Backend.
+// List implements rpc/server.Backend: every bucket lists its locks on its
+// leader.
 func (n *Node) List(ctx context.Context, req *ocpb.ListRequest) (*ocpb.ListResponse, error) {
 	out := &ocpb.ListResponse{}
-	if err := barrier(ctx, n.replicas[:n.buckets], false); err != nil {
+	for b := range n.buckets {
+		infos, err := n.bucketList(ctx, mvcc.Bucket(b), req)
+		if err != nil {
+			return nil, err
+		}
+		out.Locks = append(out.Locks, infos...)
+	}
+	sortLockInfos(out.Locks)
+	return out, nil
+}
+
+// listHere lists the locks of a bucket this node leads.
+func (n *Node) listHere(ctx context.Context, r *replica, req *ocpb.ListRequest) ([]*ocpb.LockInfo, error) {
+	if err := r.linearizable(ctx); err != nil {
 		return nil, err
 	}
-	for _, r := range n.replicas[:n.buckets] {
+	var out []*ocpb.LockInfo
+	{
 		if req.Kind != ocpb.LockKind_RESTRICTIVE {
 			err := mvcc.ScanRecords(n.eng.DB(), r.bucket, mvcc.KindNamedLock, []byte(req.Prefix), func(name, raw []byte) error {
 				rec := &cmdpb.NamedLockRecord{}
@@ -179,7 +194,7 @@ func (n *Node) List(ctx context.Context, req *ocpb.ListRequest) (*ocpb.ListRespo
 					return err
 				}
 				if rec.Held || !req.HeldOnly {
-					out.Locks = append(out.Locks, n.namedInfo(string(name), rec))
+					out = append(out, n.namedInfo(string(name), rec))
 				}
 				return nil
 			})
@@ -194,7 +209,7 @@ func (n *Node) List(ctx context.Context, req *ocpb.ListRequest) (*ocpb.ListRespo
 					return err
 				}
 				if rec.Status == cmdpb.TxnStatus_PENDING || !req.HeldOnly {
-					out.Locks = append(out.Locks, n.txnInfo(string(name), rec))
+					out = append(out, n.txnInfo(string(name), rec))
 				}
 				return nil
 			})
@@ -203,7 +218,6 @@ func (n *Node) List(ctx context.Context, req *ocpb.ListRequest) (*ocpb.ListRespo
 			}
 		}
 	}
-	sortLockInfos(out.Locks)
 	return out, nil
 }
 

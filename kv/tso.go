@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/opencluster/opencluster/mvcc"
 	"github.com/opencluster/opencluster/mvcc/ts"
@@ -65,16 +66,22 @@ func (t *tsoService) isReady() bool {
 }
 
 // now returns a fresh timestamp, larger than every timestamp issued before
-// the call.
+// the call: from this node's oracle when it leads the meta group, else
+// from the meta leader's (through Remote).
 func (t *tsoService) now(ctx context.Context) (ts.Timestamp, error) {
 	for {
 		t.mu.Lock()
 		if !t.mu.ready {
 			ch := t.mu.readyCh
 			t.mu.Unlock()
+			if leader := t.remoteLeader(); leader != 0 {
+				return t.n.cfg.Remote.Timestamp(ctx, leader)
+			}
 			select {
 			case <-ch:
 				continue
+			case <-time.After(5 * time.Millisecond):
+				continue // the meta leader may be known by now
 			case <-ctx.Done():
 				return 0, fmt.Errorf("%w: no timestamp oracle: %w", ErrUnavailable, ctx.Err())
 			case <-t.n.stopper:
@@ -100,6 +107,18 @@ func (t *tsoService) now(ctx context.Context) (ts.Timestamp, error) {
 			return 0, fmt.Errorf("%w: node stopping", ErrUnavailable)
 		}
 	}
+}
+
+// remoteLeader returns the meta leader when it is another node that
+// Remote can reach, else 0.
+func (t *tsoService) remoteLeader() uint64 {
+	if t.n.cfg.Remote == nil {
+		return 0
+	}
+	if leader, _, _ := t.n.meta.membership(); leader != t.n.id {
+		return leader
+	}
+	return 0
 }
 
 // raise persists a new bound through the meta group.

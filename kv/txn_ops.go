@@ -80,43 +80,19 @@ func (n *Node) beginTxn(ctx, wctx context.Context, rr *replica, req *ocpb.Restri
 	})
 }
 
+// lockKeys takes the key locks bucket by bucket, in (bucket, key) order,
+// each on its bucket's leader.
 func (n *Node) lockKeys(ctx, wctx context.Context, name string, code []byte, iso cmdpb.Isolation, specs []*cmdpb.KeySpec) error {
-	var w *locks.Waiter
-	defer func() {
-		if w != nil {
-			w.Leave()
-		}
-	}()
 	for i := 0; i < len(specs); {
 		b := mvcc.BucketOf(specs[i].Key, n.buckets)
 		j := i
 		for j < len(specs) && mvcc.BucketOf(specs[j].Key, n.buckets) == b {
 			j++
 		}
-		res, err := n.replicas[b].propose(ctx, &cmdpb.Command{Body: &cmdpb.Command_LockKeys{LockKeys: &cmdpb.LockKeys{
-			Name: name, Code: code, Isolation: iso, Keys: specs[i:j],
-		}}})
-		if err != nil {
+		if err := n.bucketLockKeys(ctx, wctx, b, name, code, iso, specs[i:j]); err != nil {
 			return err
 		}
-		if res.Count > 0 && w != nil {
-			w.Leave() // got the key we queued for
-			w = nil
-		}
-		i += int(res.Count)
-		switch res.Error {
-		case cmdpb.ErrorCode_OK:
-		case cmdpb.ErrorCode_KEY_LOCKED:
-			if w == nil {
-				w = n.waits.Join(keyResource(specs[i].Key))
-				continue // retry once queued, so no release is missed
-			}
-			if err := n.waitFor(wctx, w, fmt.Sprintf("key %q is locked by %q", specs[i].Key, res.HeldBy)); err != nil {
-				return err
-			}
-		default:
-			return resultErr(res)
-		}
+		i = j
 	}
 	return nil
 }
@@ -186,7 +162,7 @@ func (n *Node) prepareAndFinish(ctx context.Context, name string, code []byte, r
 	}
 	order, groups := n.byBucket(writeKeys)
 	for _, b := range order {
-		res, err := n.replicas[b].propose(ctx, &cmdpb.Command{Body: &cmdpb.Command_TxnPrepare{TxnPrepare: &cmdpb.TxnPrepare{
+		res, err := n.bucketPropose(ctx, b, &cmdpb.Command{Body: &cmdpb.Command_TxnPrepare{TxnPrepare: &cmdpb.TxnPrepare{
 			Name: name, Code: code, Keys: groups[b], MinCommitTs: uint64(minCommit),
 		}}})
 		if err == nil {
@@ -255,7 +231,7 @@ func (n *Node) resolveFinished(ctx context.Context, name string) error {
 	order, groups := n.byBucket(keys)
 	commit := rec.Status == cmdpb.TxnStatus_COMMITTED
 	for _, b := range order {
-		res, err := n.replicas[b].propose(ctx, &cmdpb.Command{Body: &cmdpb.Command_ResolveKeys{ResolveKeys: &cmdpb.ResolveKeys{
+		res, err := n.bucketPropose(ctx, b, &cmdpb.Command{Body: &cmdpb.Command_ResolveKeys{ResolveKeys: &cmdpb.ResolveKeys{
 			Name: name, Code: rec.Code, Keys: groups[b], Commit: commit, CommitTs: rec.CommitTs,
 		}}})
 		if err == nil {

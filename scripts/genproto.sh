@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:$(go env GOPATH)/bin"
 for dir in rpc/ocpb rpc/cmdpb; do
-  protoc -I "$dir" -I /usr/include \
+  protoc -I "$dir" -I rpc/ocpb -I /usr/include \
     --go_out=paths=source_relative:"$dir" \
     --go-grpc_out=paths=source_relative:"$dir" \
     "$dir"/*.proto

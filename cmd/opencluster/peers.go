@@ -20,6 +20,7 @@ import (
 type peers struct {
 	gossip    *peer.Gossip
 	transport *peer.Transport
+	remote    *peer.Remote
 	node      atomic.Pointer[kv.Node]
 	cancel    context.CancelFunc
 	done      chan struct{}
@@ -66,6 +67,8 @@ func startPeers(cfg serverConfig, kcfg *kv.Config) (*peers, error) {
 		Resolve: p.addrOf,
 	})
 	kcfg.Transport = p.transport
+	p.remote = peer.NewRemote(host, p.addrOf)
+	kcfg.Remote = p.remote
 	kcfg.Directory = g
 	if len(cfg.Join) > 0 && !found {
 		kcfg.Join = func(ctx context.Context, id uint64) (*cmdpb.JoinResponse, error) {
@@ -154,5 +157,6 @@ func (p *peers) close() {
 	p.cancel()
 	<-p.done
 	p.transport.Close()
+	p.remote.Close()
 	_ = p.gossip.Close()
 }

@@ -12,9 +12,13 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/opencluster/opencluster/kv"
+	"github.com/opencluster/opencluster/mvcc"
+	"github.com/opencluster/opencluster/mvcc/ts"
 	"github.com/opencluster/opencluster/rpc/cmdpb"
+	"github.com/opencluster/opencluster/rpc/ocpb"
 )
 
 // Network is the in-memory network between a Cluster's nodes.
@@ -69,6 +73,72 @@ func (t transport) SendSnapshot(ctx context.Context, to uint64, header *cmdpb.Gr
 	}
 	peer.Deliver(t.from, to, []*cmdpb.GroupMessage{m})
 	return nil
+}
+
+// remote is kv.Remote between the in-process nodes: a call on a cut link
+// or to a stopped node fails with ErrUnavailable, as a lost connection
+// would.
+type remote struct {
+	net  *Network
+	from uint64
+}
+
+func (r remote) peer(to uint64) (*kv.Node, error) {
+	r.net.mu.Lock()
+	defer r.net.mu.Unlock()
+	peer, cut := r.net.mu.nodes[to], r.net.mu.cut[[2]uint64{r.from, to}] || r.net.mu.cut[[2]uint64{to, r.from}]
+	if peer == nil || cut {
+		return nil, fmt.Errorf("%w: kvtest: node %d unreachable from %d", kv.ErrUnavailable, to, r.from)
+	}
+	return peer, nil
+}
+
+func (r remote) Timestamp(ctx context.Context, node uint64) (ts.Timestamp, error) {
+	p, err := r.peer(node)
+	if err != nil {
+		return 0, err
+	}
+	return p.ServeTimestamp(ctx)
+}
+
+func (r remote) Propose(ctx context.Context, node uint64, req *cmdpb.BucketProposeRequest) (*cmdpb.Result, error) {
+	p, err := r.peer(node)
+	if err != nil {
+		return nil, err
+	}
+	return p.ServePropose(ctx, proto.Clone(req).(*cmdpb.BucketProposeRequest))
+}
+
+func (r remote) LockKeys(ctx context.Context, node uint64, req *cmdpb.BucketLockKeysRequest) error {
+	p, err := r.peer(node)
+	if err != nil {
+		return err
+	}
+	return p.ServeLockKeys(ctx, req)
+}
+
+func (r remote) Read(ctx context.Context, node uint64, req *cmdpb.BucketReadRequest) ([]mvcc.Value, error) {
+	p, err := r.peer(node)
+	if err != nil {
+		return nil, err
+	}
+	return p.ServeRead(ctx, req)
+}
+
+func (r remote) Scan(ctx context.Context, node uint64, req *cmdpb.BucketScanRequest) ([]mvcc.KV, bool, error) {
+	p, err := r.peer(node)
+	if err != nil {
+		return nil, false, err
+	}
+	return p.ServeScan(ctx, req)
+}
+
+func (r remote) List(ctx context.Context, node uint64, req *cmdpb.BucketListRequest) ([]*ocpb.LockInfo, error) {
+	p, err := r.peer(node)
+	if err != nil {
+		return nil, err
+	}
+	return p.ServeList(ctx, req)
 }
 
 // Cut blocks the links between a and b in both directions.
@@ -175,6 +245,7 @@ func (c *Cluster) StartNode(id uint64) *kv.Node {
 	cfg.FS, cfg.NodeID = fs, id
 	cfg.AdvertiseAddr = fmt.Sprintf("node-%d", id)
 	cfg.Transport = transport{net: c.Net, from: id}
+	cfg.Remote = remote{net: c.Net, from: id}
 	if id != 1 {
 		cfg.Join = c.join
 	}

@@ -11,6 +11,7 @@
 package cmdpb
 
 import (
+	ocpb "github.com/opencluster/opencluster/rpc/ocpb"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -25,6 +26,637 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type TimestampRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TimestampRequest) Reset() {
+	*x = TimestampRequest{}
+	mi := &file_internal_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TimestampRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TimestampRequest) ProtoMessage() {}
+
+func (x *TimestampRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TimestampRequest.ProtoReflect.Descriptor instead.
+func (*TimestampRequest) Descriptor() ([]byte, []int) {
+	return file_internal_proto_rawDescGZIP(), []int{0}
+}
+
+type TimestampResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ts            uint64                 `protobuf:"varint,1,opt,name=ts,proto3" json:"ts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TimestampResponse) Reset() {
+	*x = TimestampResponse{}
+	mi := &file_internal_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TimestampResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TimestampResponse) ProtoMessage() {}
+
+func (x *TimestampResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TimestampResponse.ProtoReflect.Descriptor instead.
+func (*TimestampResponse) Descriptor() ([]byte, []int) {
+	return file_internal_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *TimestampResponse) GetTs() uint64 {
+	if x != nil {
+		return x.Ts
+	}
+	return 0
+}
+
+type BucketProposeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         uint32                 `protobuf:"varint,1,opt,name=group,proto3" json:"group,omitempty"`
+	Command       *Command               `protobuf:"bytes,2,opt,name=command,proto3" json:"command,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BucketProposeRequest) Reset() {
+	*x = BucketProposeRequest{}
+	mi := &file_internal_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BucketProposeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BucketProposeRequest) ProtoMessage() {}
+
+func (x *BucketProposeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BucketProposeRequest.ProtoReflect.Descriptor instead.
+func (*BucketProposeRequest) Descriptor() ([]byte, []int) {
+	return file_internal_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *BucketProposeRequest) GetGroup() uint32 {
+	if x != nil {
+		return x.Group
+	}
+	return 0
+}
+
+func (x *BucketProposeRequest) GetCommand() *Command {
+	if x != nil {
+		return x.Command
+	}
+	return nil
+}
+
+type BucketLockKeysRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Group     uint32                 `protobuf:"varint,1,opt,name=group,proto3" json:"group,omitempty"`
+	Name      string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Code      []byte                 `protobuf:"bytes,3,opt,name=code,proto3" json:"code,omitempty"`
+	Isolation Isolation              `protobuf:"varint,4,opt,name=isolation,proto3,enum=opencluster.cmd.v1.Isolation" json:"isolation,omitempty"`
+	// keys all belong to group, in key order.
+	Keys []*KeySpec `protobuf:"bytes,5,rep,name=keys,proto3" json:"keys,omitempty"`
+	// wait_ms bounds the wait for keys held by others (-1: the call's deadline).
+	WaitMs        int64 `protobuf:"varint,6,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BucketLockKeysRequest) Reset() {
+	*x = BucketLockKeysRequest{}
+	mi := &file_internal_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BucketLockKeysRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BucketLockKeysRequest) ProtoMessage() {}
+
+func (x *BucketLockKeysRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BucketLockKeysRequest.ProtoReflect.Descriptor instead.
+func (*BucketLockKeysRequest) Descriptor() ([]byte, []int) {
+	return file_internal_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *BucketLockKeysRequest) GetGroup() uint32 {
+	if x != nil {
+		return x.Group
+	}
+	return 0
+}
+
+func (x *BucketLockKeysRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *BucketLockKeysRequest) GetCode() []byte {
+	if x != nil {
+		return x.Code
+	}
+	return nil
+}
+
+func (x *BucketLockKeysRequest) GetIsolation() Isolation {
+	if x != nil {
+		return x.Isolation
+	}
+	return Isolation_STRICT
+}
+
+func (x *BucketLockKeysRequest) GetKeys() []*KeySpec {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *BucketLockKeysRequest) GetWaitMs() int64 {
+	if x != nil {
+		return x.WaitMs
+	}
+	return 0
+}
+
+type BucketLockKeysResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BucketLockKeysResponse) Reset() {
+	*x = BucketLockKeysResponse{}
+	mi := &file_internal_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BucketLockKeysResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BucketLockKeysResponse) ProtoMessage() {}
+
+func (x *BucketLockKeysResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BucketLockKeysResponse.ProtoReflect.Descriptor instead.
+func (*BucketLockKeysResponse) Descriptor() ([]byte, []int) {
+	return file_internal_proto_rawDescGZIP(), []int{4}
+}
+
+type BucketReadRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Group uint32                 `protobuf:"varint,1,opt,name=group,proto3" json:"group,omitempty"`
+	Keys  [][]byte               `protobuf:"bytes,2,rep,name=keys,proto3" json:"keys,omitempty"`
+	// at is the snapshot timestamp (0: the newest, linearizable).
+	At            uint64 `protobuf:"varint,3,opt,name=at,proto3" json:"at,omitempty"`
+	Code          []byte `protobuf:"bytes,4,opt,name=code,proto3" json:"code,omitempty"`
+	WaitMs        int64  `protobuf:"varint,5,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BucketReadRequest) Reset() {
+	*x = BucketReadRequest{}
+	mi := &file_internal_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BucketReadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BucketReadRequest) ProtoMessage() {}
+
+func (x *BucketReadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BucketReadRequest.ProtoReflect.Descriptor instead.
+func (*BucketReadRequest) Descriptor() ([]byte, []int) {
+	return file_internal_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *BucketReadRequest) GetGroup() uint32 {
+	if x != nil {
+		return x.Group
+	}
+	return 0
+}
+
+func (x *BucketReadRequest) GetKeys() [][]byte {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *BucketReadRequest) GetAt() uint64 {
+	if x != nil {
+		return x.At
+	}
+	return 0
+}
+
+func (x *BucketReadRequest) GetCode() []byte {
+	if x != nil {
+		return x.Code
+	}
+	return nil
+}
+
+func (x *BucketReadRequest) GetWaitMs() int64 {
+	if x != nil {
+		return x.WaitMs
+	}
+	return 0
+}
+
+type BucketReadResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Values        []*ReadValue           `protobuf:"bytes,1,rep,name=values,proto3" json:"values,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BucketReadResponse) Reset() {
+	*x = BucketReadResponse{}
+	mi := &file_internal_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BucketReadResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BucketReadResponse) ProtoMessage() {}
+
+func (x *BucketReadResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BucketReadResponse.ProtoReflect.Descriptor instead.
+func (*BucketReadResponse) Descriptor() ([]byte, []int) {
+	return file_internal_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *BucketReadResponse) GetValues() []*ReadValue {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
+type ReadValue struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Found         bool                   `protobuf:"varint,1,opt,name=found,proto3" json:"found,omitempty"`
+	Value         []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	Version       uint64                 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadValue) Reset() {
+	*x = ReadValue{}
+	mi := &file_internal_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadValue) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadValue) ProtoMessage() {}
+
+func (x *ReadValue) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadValue.ProtoReflect.Descriptor instead.
+func (*ReadValue) Descriptor() ([]byte, []int) {
+	return file_internal_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ReadValue) GetFound() bool {
+	if x != nil {
+		return x.Found
+	}
+	return false
+}
+
+func (x *ReadValue) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *ReadValue) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+type BucketScanRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         uint32                 `protobuf:"varint,1,opt,name=group,proto3" json:"group,omitempty"`
+	Prefix        []byte                 `protobuf:"bytes,2,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	StartAfter    []byte                 `protobuf:"bytes,3,opt,name=start_after,json=startAfter,proto3" json:"start_after,omitempty"`
+	At            uint64                 `protobuf:"varint,4,opt,name=at,proto3" json:"at,omitempty"`
+	Limit         int32                  `protobuf:"varint,5,opt,name=limit,proto3" json:"limit,omitempty"`
+	MaxBytes      int64                  `protobuf:"varint,6,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
+	WaitMs        int64                  `protobuf:"varint,7,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BucketScanRequest) Reset() {
+	*x = BucketScanRequest{}
+	mi := &file_internal_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BucketScanRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BucketScanRequest) ProtoMessage() {}
+
+func (x *BucketScanRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BucketScanRequest.ProtoReflect.Descriptor instead.
+func (*BucketScanRequest) Descriptor() ([]byte, []int) {
+	return file_internal_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *BucketScanRequest) GetGroup() uint32 {
+	if x != nil {
+		return x.Group
+	}
+	return 0
+}
+
+func (x *BucketScanRequest) GetPrefix() []byte {
+	if x != nil {
+		return x.Prefix
+	}
+	return nil
+}
+
+func (x *BucketScanRequest) GetStartAfter() []byte {
+	if x != nil {
+		return x.StartAfter
+	}
+	return nil
+}
+
+func (x *BucketScanRequest) GetAt() uint64 {
+	if x != nil {
+		return x.At
+	}
+	return 0
+}
+
+func (x *BucketScanRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *BucketScanRequest) GetMaxBytes() int64 {
+	if x != nil {
+		return x.MaxBytes
+	}
+	return 0
+}
+
+func (x *BucketScanRequest) GetWaitMs() int64 {
+	if x != nil {
+		return x.WaitMs
+	}
+	return 0
+}
+
+type BucketScanResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kvs           []*ocpb.KeyValue       `protobuf:"bytes,1,rep,name=kvs,proto3" json:"kvs,omitempty"`
+	More          bool                   `protobuf:"varint,2,opt,name=more,proto3" json:"more,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BucketScanResponse) Reset() {
+	*x = BucketScanResponse{}
+	mi := &file_internal_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BucketScanResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BucketScanResponse) ProtoMessage() {}
+
+func (x *BucketScanResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BucketScanResponse.ProtoReflect.Descriptor instead.
+func (*BucketScanResponse) Descriptor() ([]byte, []int) {
+	return file_internal_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *BucketScanResponse) GetKvs() []*ocpb.KeyValue {
+	if x != nil {
+		return x.Kvs
+	}
+	return nil
+}
+
+func (x *BucketScanResponse) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
+}
+
+type BucketListRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         uint32                 `protobuf:"varint,1,opt,name=group,proto3" json:"group,omitempty"`
+	Request       *ocpb.ListRequest      `protobuf:"bytes,2,opt,name=request,proto3" json:"request,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BucketListRequest) Reset() {
+	*x = BucketListRequest{}
+	mi := &file_internal_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BucketListRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BucketListRequest) ProtoMessage() {}
+
+func (x *BucketListRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BucketListRequest.ProtoReflect.Descriptor instead.
+func (*BucketListRequest) Descriptor() ([]byte, []int) {
+	return file_internal_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *BucketListRequest) GetGroup() uint32 {
+	if x != nil {
+		return x.Group
+	}
+	return 0
+}
+
+func (x *BucketListRequest) GetRequest() *ocpb.ListRequest {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
 type SnapshotChunk struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// header: the first chunk only.
@@ -36,7 +668,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_internal_proto_msgTypes[0]
+	mi := &file_internal_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -48,7 +680,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_proto_msgTypes[0]
+	mi := &file_internal_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -61,7 +693,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_internal_proto_rawDescGZIP(), []int{0}
+	return file_internal_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SnapshotChunk) GetHeader() *RaftBatch {
@@ -90,7 +722,7 @@ type RaftBatch struct {
 
 func (x *RaftBatch) Reset() {
 	*x = RaftBatch{}
-	mi := &file_internal_proto_msgTypes[1]
+	mi := &file_internal_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -102,7 +734,7 @@ func (x *RaftBatch) String() string {
 func (*RaftBatch) ProtoMessage() {}
 
 func (x *RaftBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_proto_msgTypes[1]
+	mi := &file_internal_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -115,7 +747,7 @@ func (x *RaftBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftBatch.ProtoReflect.Descriptor instead.
 func (*RaftBatch) Descriptor() ([]byte, []int) {
-	return file_internal_proto_rawDescGZIP(), []int{1}
+	return file_internal_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RaftBatch) GetFrom() uint64 {
@@ -157,7 +789,7 @@ type GroupMessage struct {
 
 func (x *GroupMessage) Reset() {
 	*x = GroupMessage{}
-	mi := &file_internal_proto_msgTypes[2]
+	mi := &file_internal_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -169,7 +801,7 @@ func (x *GroupMessage) String() string {
 func (*GroupMessage) ProtoMessage() {}
 
 func (x *GroupMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_proto_msgTypes[2]
+	mi := &file_internal_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -182,7 +814,7 @@ func (x *GroupMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupMessage.ProtoReflect.Descriptor instead.
 func (*GroupMessage) Descriptor() ([]byte, []int) {
-	return file_internal_proto_rawDescGZIP(), []int{2}
+	return file_internal_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GroupMessage) GetGroup() uint32 {
@@ -207,7 +839,7 @@ type RaftAck struct {
 
 func (x *RaftAck) Reset() {
 	*x = RaftAck{}
-	mi := &file_internal_proto_msgTypes[3]
+	mi := &file_internal_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -219,7 +851,7 @@ func (x *RaftAck) String() string {
 func (*RaftAck) ProtoMessage() {}
 
 func (x *RaftAck) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_proto_msgTypes[3]
+	mi := &file_internal_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -232,7 +864,7 @@ func (x *RaftAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftAck.ProtoReflect.Descriptor instead.
 func (*RaftAck) Descriptor() ([]byte, []int) {
-	return file_internal_proto_rawDescGZIP(), []int{3}
+	return file_internal_proto_rawDescGZIP(), []int{14}
 }
 
 type JoinRequest struct {
@@ -246,7 +878,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_internal_proto_msgTypes[4]
+	mi := &file_internal_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -258,7 +890,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_proto_msgTypes[4]
+	mi := &file_internal_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -271,7 +903,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_internal_proto_rawDescGZIP(), []int{4}
+	return file_internal_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *JoinRequest) GetNodeId() uint64 {
@@ -299,7 +931,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_internal_proto_msgTypes[5]
+	mi := &file_internal_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -311,7 +943,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_proto_msgTypes[5]
+	mi := &file_internal_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -324,7 +956,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_internal_proto_rawDescGZIP(), []int{5}
+	return file_internal_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *JoinResponse) GetClusterId() string {
@@ -352,7 +984,48 @@ var File_internal_proto protoreflect.FileDescriptor
 
 const file_internal_proto_rawDesc = "" +
 	"\n" +
-	"\x0einternal.proto\x12\x12opencluster.cmd.v1\x1a\tcmd.proto\"x\n" +
+	"\x0einternal.proto\x12\x12opencluster.cmd.v1\x1a\tcmd.proto\x1a\x11opencluster.proto\"\x12\n" +
+	"\x10TimestampRequest\"#\n" +
+	"\x11TimestampResponse\x12\x0e\n" +
+	"\x02ts\x18\x01 \x01(\x04R\x02ts\"c\n" +
+	"\x14BucketProposeRequest\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\rR\x05group\x125\n" +
+	"\acommand\x18\x02 \x01(\v2\x1b.opencluster.cmd.v1.CommandR\acommand\"\xdc\x01\n" +
+	"\x15BucketLockKeysRequest\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\rR\x05group\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
+	"\x04code\x18\x03 \x01(\fR\x04code\x12;\n" +
+	"\tisolation\x18\x04 \x01(\x0e2\x1d.opencluster.cmd.v1.IsolationR\tisolation\x12/\n" +
+	"\x04keys\x18\x05 \x03(\v2\x1b.opencluster.cmd.v1.KeySpecR\x04keys\x12\x17\n" +
+	"\await_ms\x18\x06 \x01(\x03R\x06waitMs\"\x18\n" +
+	"\x16BucketLockKeysResponse\"z\n" +
+	"\x11BucketReadRequest\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\rR\x05group\x12\x12\n" +
+	"\x04keys\x18\x02 \x03(\fR\x04keys\x12\x0e\n" +
+	"\x02at\x18\x03 \x01(\x04R\x02at\x12\x12\n" +
+	"\x04code\x18\x04 \x01(\fR\x04code\x12\x17\n" +
+	"\await_ms\x18\x05 \x01(\x03R\x06waitMs\"K\n" +
+	"\x12BucketReadResponse\x125\n" +
+	"\x06values\x18\x01 \x03(\v2\x1d.opencluster.cmd.v1.ReadValueR\x06values\"Q\n" +
+	"\tReadValue\x12\x14\n" +
+	"\x05found\x18\x01 \x01(\bR\x05found\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\x04R\aversion\"\xbe\x01\n" +
+	"\x11BucketScanRequest\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\rR\x05group\x12\x16\n" +
+	"\x06prefix\x18\x02 \x01(\fR\x06prefix\x12\x1f\n" +
+	"\vstart_after\x18\x03 \x01(\fR\n" +
+	"startAfter\x12\x0e\n" +
+	"\x02at\x18\x04 \x01(\x04R\x02at\x12\x14\n" +
+	"\x05limit\x18\x05 \x01(\x05R\x05limit\x12\x1b\n" +
+	"\tmax_bytes\x18\x06 \x01(\x03R\bmaxBytes\x12\x17\n" +
+	"\await_ms\x18\a \x01(\x03R\x06waitMs\"T\n" +
+	"\x12BucketScanResponse\x12*\n" +
+	"\x03kvs\x18\x01 \x03(\v2\x18.opencluster.v1.KeyValueR\x03kvs\x12\x12\n" +
+	"\x04more\x18\x02 \x01(\bR\x04more\"`\n" +
+	"\x11BucketListRequest\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\rR\x05group\x125\n" +
+	"\arequest\x18\x02 \x01(\v2\x1b.opencluster.v1.ListRequestR\arequest\"x\n" +
 	"\rSnapshotChunk\x125\n" +
 	"\x06header\x18\x01 \x01(\v2\x1d.opencluster.cmd.v1.RaftBatchR\x06header\x120\n" +
 	"\x03kvs\x18\x02 \x03(\v2\x1e.opencluster.cmd.v1.SnapshotKVR\x03kvs\"\x8c\x01\n" +
@@ -373,11 +1046,20 @@ const file_internal_proto_rawDesc = "" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x18\n" +
 	"\abuckets\x18\x02 \x01(\rR\abuckets\x12\x1a\n" +
-	"\breplicas\x18\x03 \x01(\rR\breplicas2\xe9\x01\n" +
+	"\breplicas\x18\x03 \x01(\rR\breplicas2\x90\x06\n" +
 	"\bInternal\x12D\n" +
 	"\x04Raft\x12\x1d.opencluster.cmd.v1.RaftBatch\x1a\x1b.opencluster.cmd.v1.RaftAck(\x01\x12I\n" +
 	"\x04Join\x12\x1f.opencluster.cmd.v1.JoinRequest\x1a .opencluster.cmd.v1.JoinResponse\x12L\n" +
-	"\bSnapshot\x12!.opencluster.cmd.v1.SnapshotChunk\x1a\x1b.opencluster.cmd.v1.RaftAck(\x01B.Z,github.com/opencluster/opencluster/rpc/cmdpbb\x06proto3"
+	"\bSnapshot\x12!.opencluster.cmd.v1.SnapshotChunk\x1a\x1b.opencluster.cmd.v1.RaftAck(\x01\x12X\n" +
+	"\tTimestamp\x12$.opencluster.cmd.v1.TimestampRequest\x1a%.opencluster.cmd.v1.TimestampResponse\x12U\n" +
+	"\rBucketPropose\x12(.opencluster.cmd.v1.BucketProposeRequest\x1a\x1a.opencluster.cmd.v1.Result\x12g\n" +
+	"\x0eBucketLockKeys\x12).opencluster.cmd.v1.BucketLockKeysRequest\x1a*.opencluster.cmd.v1.BucketLockKeysResponse\x12[\n" +
+	"\n" +
+	"BucketRead\x12%.opencluster.cmd.v1.BucketReadRequest\x1a&.opencluster.cmd.v1.BucketReadResponse\x12[\n" +
+	"\n" +
+	"BucketScan\x12%.opencluster.cmd.v1.BucketScanRequest\x1a&.opencluster.cmd.v1.BucketScanResponse\x12Q\n" +
+	"\n" +
+	"BucketList\x12%.opencluster.cmd.v1.BucketListRequest\x1a\x1c.opencluster.v1.ListResponseB.Z,github.com/opencluster/opencluster/rpc/cmdpbb\x06proto3"
 
 var (
 	file_internal_proto_rawDescOnce sync.Once
@@ -391,31 +1073,67 @@ func file_internal_proto_rawDescGZIP() []byte {
 	return file_internal_proto_rawDescData
 }
 
-var file_internal_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_internal_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_internal_proto_goTypes = []any{
-	(*SnapshotChunk)(nil), // 0: opencluster.cmd.v1.SnapshotChunk
-	(*RaftBatch)(nil),     // 1: opencluster.cmd.v1.RaftBatch
-	(*GroupMessage)(nil),  // 2: opencluster.cmd.v1.GroupMessage
-	(*RaftAck)(nil),       // 3: opencluster.cmd.v1.RaftAck
-	(*JoinRequest)(nil),   // 4: opencluster.cmd.v1.JoinRequest
-	(*JoinResponse)(nil),  // 5: opencluster.cmd.v1.JoinResponse
-	(*SnapshotKV)(nil),    // 6: opencluster.cmd.v1.SnapshotKV
+	(*TimestampRequest)(nil),       // 0: opencluster.cmd.v1.TimestampRequest
+	(*TimestampResponse)(nil),      // 1: opencluster.cmd.v1.TimestampResponse
+	(*BucketProposeRequest)(nil),   // 2: opencluster.cmd.v1.BucketProposeRequest
+	(*BucketLockKeysRequest)(nil),  // 3: opencluster.cmd.v1.BucketLockKeysRequest
+	(*BucketLockKeysResponse)(nil), // 4: opencluster.cmd.v1.BucketLockKeysResponse
+	(*BucketReadRequest)(nil),      // 5: opencluster.cmd.v1.BucketReadRequest
+	(*BucketReadResponse)(nil),     // 6: opencluster.cmd.v1.BucketReadResponse
+	(*ReadValue)(nil),              // 7: opencluster.cmd.v1.ReadValue
+	(*BucketScanRequest)(nil),      // 8: opencluster.cmd.v1.BucketScanRequest
+	(*BucketScanResponse)(nil),     // 9: opencluster.cmd.v1.BucketScanResponse
+	(*BucketListRequest)(nil),      // 10: opencluster.cmd.v1.BucketListRequest
+	(*SnapshotChunk)(nil),          // 11: opencluster.cmd.v1.SnapshotChunk
+	(*RaftBatch)(nil),              // 12: opencluster.cmd.v1.RaftBatch
+	(*GroupMessage)(nil),           // 13: opencluster.cmd.v1.GroupMessage
+	(*RaftAck)(nil),                // 14: opencluster.cmd.v1.RaftAck
+	(*JoinRequest)(nil),            // 15: opencluster.cmd.v1.JoinRequest
+	(*JoinResponse)(nil),           // 16: opencluster.cmd.v1.JoinResponse
+	(*Command)(nil),                // 17: opencluster.cmd.v1.Command
+	(Isolation)(0),                 // 18: opencluster.cmd.v1.Isolation
+	(*KeySpec)(nil),                // 19: opencluster.cmd.v1.KeySpec
+	(*ocpb.KeyValue)(nil),          // 20: opencluster.v1.KeyValue
+	(*ocpb.ListRequest)(nil),       // 21: opencluster.v1.ListRequest
+	(*SnapshotKV)(nil),             // 22: opencluster.cmd.v1.SnapshotKV
+	(*Result)(nil),                 // 23: opencluster.cmd.v1.Result
+	(*ocpb.ListResponse)(nil),      // 24: opencluster.v1.ListResponse
 }
 var file_internal_proto_depIdxs = []int32{
-	1, // 0: opencluster.cmd.v1.SnapshotChunk.header:type_name -> opencluster.cmd.v1.RaftBatch
-	6, // 1: opencluster.cmd.v1.SnapshotChunk.kvs:type_name -> opencluster.cmd.v1.SnapshotKV
-	2, // 2: opencluster.cmd.v1.RaftBatch.messages:type_name -> opencluster.cmd.v1.GroupMessage
-	1, // 3: opencluster.cmd.v1.Internal.Raft:input_type -> opencluster.cmd.v1.RaftBatch
-	4, // 4: opencluster.cmd.v1.Internal.Join:input_type -> opencluster.cmd.v1.JoinRequest
-	0, // 5: opencluster.cmd.v1.Internal.Snapshot:input_type -> opencluster.cmd.v1.SnapshotChunk
-	3, // 6: opencluster.cmd.v1.Internal.Raft:output_type -> opencluster.cmd.v1.RaftAck
-	5, // 7: opencluster.cmd.v1.Internal.Join:output_type -> opencluster.cmd.v1.JoinResponse
-	3, // 8: opencluster.cmd.v1.Internal.Snapshot:output_type -> opencluster.cmd.v1.RaftAck
-	6, // [6:9] is the sub-list for method output_type
-	3, // [3:6] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	17, // 0: opencluster.cmd.v1.BucketProposeRequest.command:type_name -> opencluster.cmd.v1.Command
+	18, // 1: opencluster.cmd.v1.BucketLockKeysRequest.isolation:type_name -> opencluster.cmd.v1.Isolation
+	19, // 2: opencluster.cmd.v1.BucketLockKeysRequest.keys:type_name -> opencluster.cmd.v1.KeySpec
+	7,  // 3: opencluster.cmd.v1.BucketReadResponse.values:type_name -> opencluster.cmd.v1.ReadValue
+	20, // 4: opencluster.cmd.v1.BucketScanResponse.kvs:type_name -> opencluster.v1.KeyValue
+	21, // 5: opencluster.cmd.v1.BucketListRequest.request:type_name -> opencluster.v1.ListRequest
+	12, // 6: opencluster.cmd.v1.SnapshotChunk.header:type_name -> opencluster.cmd.v1.RaftBatch
+	22, // 7: opencluster.cmd.v1.SnapshotChunk.kvs:type_name -> opencluster.cmd.v1.SnapshotKV
+	13, // 8: opencluster.cmd.v1.RaftBatch.messages:type_name -> opencluster.cmd.v1.GroupMessage
+	12, // 9: opencluster.cmd.v1.Internal.Raft:input_type -> opencluster.cmd.v1.RaftBatch
+	15, // 10: opencluster.cmd.v1.Internal.Join:input_type -> opencluster.cmd.v1.JoinRequest
+	11, // 11: opencluster.cmd.v1.Internal.Snapshot:input_type -> opencluster.cmd.v1.SnapshotChunk
+	0,  // 12: opencluster.cmd.v1.Internal.Timestamp:input_type -> opencluster.cmd.v1.TimestampRequest
+	2,  // 13: opencluster.cmd.v1.Internal.BucketPropose:input_type -> opencluster.cmd.v1.BucketProposeRequest
+	3,  // 14: opencluster.cmd.v1.Internal.BucketLockKeys:input_type -> opencluster.cmd.v1.BucketLockKeysRequest
+	5,  // 15: opencluster.cmd.v1.Internal.BucketRead:input_type -> opencluster.cmd.v1.BucketReadRequest
+	8,  // 16: opencluster.cmd.v1.Internal.BucketScan:input_type -> opencluster.cmd.v1.BucketScanRequest
+	10, // 17: opencluster.cmd.v1.Internal.BucketList:input_type -> opencluster.cmd.v1.BucketListRequest
+	14, // 18: opencluster.cmd.v1.Internal.Raft:output_type -> opencluster.cmd.v1.RaftAck
+	16, // 19: opencluster.cmd.v1.Internal.Join:output_type -> opencluster.cmd.v1.JoinResponse
+	14, // 20: opencluster.cmd.v1.Internal.Snapshot:output_type -> opencluster.cmd.v1.RaftAck
+	1,  // 21: opencluster.cmd.v1.Internal.Timestamp:output_type -> opencluster.cmd.v1.TimestampResponse
+	23, // 22: opencluster.cmd.v1.Internal.BucketPropose:output_type -> opencluster.cmd.v1.Result
+	4,  // 23: opencluster.cmd.v1.Internal.BucketLockKeys:output_type -> opencluster.cmd.v1.BucketLockKeysResponse
+	6,  // 24: opencluster.cmd.v1.Internal.BucketRead:output_type -> opencluster.cmd.v1.BucketReadResponse
+	9,  // 25: opencluster.cmd.v1.Internal.BucketScan:output_type -> opencluster.cmd.v1.BucketScanResponse
+	24, // 26: opencluster.cmd.v1.Internal.BucketList:output_type -> opencluster.v1.ListResponse
+	18, // [18:27] is the sub-list for method output_type
+	9,  // [9:18] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_internal_proto_init() }
@@ -430,7 +1148,7 @@ func file_internal_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_internal_proto_rawDesc), len(file_internal_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -12,6 +12,7 @@ package cmdpb
 
 import (
 	context "context"
+	ocpb "github.com/opencluster/opencluster/rpc/ocpb"
 	grpc "google.golang.org/grpc"
 	codes "google.golang.org/grpc/codes"
 	status "google.golang.org/grpc/status"
@@ -23,9 +24,15 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Internal_Raft_FullMethodName     = "/opencluster.cmd.v1.Internal/Raft"
-	Internal_Join_FullMethodName     = "/opencluster.cmd.v1.Internal/Join"
-	Internal_Snapshot_FullMethodName = "/opencluster.cmd.v1.Internal/Snapshot"
+	Internal_Raft_FullMethodName           = "/opencluster.cmd.v1.Internal/Raft"
+	Internal_Join_FullMethodName           = "/opencluster.cmd.v1.Internal/Join"
+	Internal_Snapshot_FullMethodName       = "/opencluster.cmd.v1.Internal/Snapshot"
+	Internal_Timestamp_FullMethodName      = "/opencluster.cmd.v1.Internal/Timestamp"
+	Internal_BucketPropose_FullMethodName  = "/opencluster.cmd.v1.Internal/BucketPropose"
+	Internal_BucketLockKeys_FullMethodName = "/opencluster.cmd.v1.Internal/BucketLockKeys"
+	Internal_BucketRead_FullMethodName     = "/opencluster.cmd.v1.Internal/BucketRead"
+	Internal_BucketScan_FullMethodName     = "/opencluster.cmd.v1.Internal/BucketScan"
+	Internal_BucketList_FullMethodName     = "/opencluster.cmd.v1.Internal/BucketList"
 )
 
 // InternalClient is the client API for Internal service.
@@ -44,6 +51,15 @@ type InternalClient interface {
 	// keys in order. The receiver steps the whole snapshot once the stream
 	// ends, so no single message bounds a bucket's size.
 	Snapshot(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[SnapshotChunk, RaftAck], error)
+	// The bucket operations a coordinating node asks of a group's leader
+	// (see kv.Remote). The receiver refuses with Unavailable unless it leads
+	// the group (or, for Timestamp, the meta group).
+	Timestamp(ctx context.Context, in *TimestampRequest, opts ...grpc.CallOption) (*TimestampResponse, error)
+	BucketPropose(ctx context.Context, in *BucketProposeRequest, opts ...grpc.CallOption) (*Result, error)
+	BucketLockKeys(ctx context.Context, in *BucketLockKeysRequest, opts ...grpc.CallOption) (*BucketLockKeysResponse, error)
+	BucketRead(ctx context.Context, in *BucketReadRequest, opts ...grpc.CallOption) (*BucketReadResponse, error)
+	BucketScan(ctx context.Context, in *BucketScanRequest, opts ...grpc.CallOption) (*BucketScanResponse, error)
+	BucketList(ctx context.Context, in *BucketListRequest, opts ...grpc.CallOption) (*ocpb.ListResponse, error)
 }
 
 type internalClient struct {
@@ -90,6 +106,66 @@ func (c *internalClient) Snapshot(ctx context.Context, opts ...grpc.CallOption) 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Internal_SnapshotClient = grpc.ClientStreamingClient[SnapshotChunk, RaftAck]
 
+func (c *internalClient) Timestamp(ctx context.Context, in *TimestampRequest, opts ...grpc.CallOption) (*TimestampResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TimestampResponse)
+	err := c.cc.Invoke(ctx, Internal_Timestamp_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *internalClient) BucketPropose(ctx context.Context, in *BucketProposeRequest, opts ...grpc.CallOption) (*Result, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Result)
+	err := c.cc.Invoke(ctx, Internal_BucketPropose_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *internalClient) BucketLockKeys(ctx context.Context, in *BucketLockKeysRequest, opts ...grpc.CallOption) (*BucketLockKeysResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BucketLockKeysResponse)
+	err := c.cc.Invoke(ctx, Internal_BucketLockKeys_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *internalClient) BucketRead(ctx context.Context, in *BucketReadRequest, opts ...grpc.CallOption) (*BucketReadResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BucketReadResponse)
+	err := c.cc.Invoke(ctx, Internal_BucketRead_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *internalClient) BucketScan(ctx context.Context, in *BucketScanRequest, opts ...grpc.CallOption) (*BucketScanResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BucketScanResponse)
+	err := c.cc.Invoke(ctx, Internal_BucketScan_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *internalClient) BucketList(ctx context.Context, in *BucketListRequest, opts ...grpc.CallOption) (*ocpb.ListResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ocpb.ListResponse)
+	err := c.cc.Invoke(ctx, Internal_BucketList_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // InternalServer is the server API for Internal service.
 // All implementations must embed UnimplementedInternalServer
 // for forward compatibility.
@@ -106,6 +182,15 @@ type InternalServer interface {
 	// keys in order. The receiver steps the whole snapshot once the stream
 	// ends, so no single message bounds a bucket's size.
 	Snapshot(grpc.ClientStreamingServer[SnapshotChunk, RaftAck]) error
+	// The bucket operations a coordinating node asks of a group's leader
+	// (see kv.Remote). The receiver refuses with Unavailable unless it leads
+	// the group (or, for Timestamp, the meta group).
+	Timestamp(context.Context, *TimestampRequest) (*TimestampResponse, error)
+	BucketPropose(context.Context, *BucketProposeRequest) (*Result, error)
+	BucketLockKeys(context.Context, *BucketLockKeysRequest) (*BucketLockKeysResponse, error)
+	BucketRead(context.Context, *BucketReadRequest) (*BucketReadResponse, error)
+	BucketScan(context.Context, *BucketScanRequest) (*BucketScanResponse, error)
+	BucketList(context.Context, *BucketListRequest) (*ocpb.ListResponse, error)
 	mustEmbedUnimplementedInternalServer()
 }
 
@@ -124,6 +209,24 @@ func (UnimplementedInternalServer) Join(context.Context, *JoinRequest) (*JoinRes
 }
 func (UnimplementedInternalServer) Snapshot(grpc.ClientStreamingServer[SnapshotChunk, RaftAck]) error {
 	return status.Errorf(codes.Unimplemented, "method Snapshot not implemented")
+}
+func (UnimplementedInternalServer) Timestamp(context.Context, *TimestampRequest) (*TimestampResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Timestamp not implemented")
+}
+func (UnimplementedInternalServer) BucketPropose(context.Context, *BucketProposeRequest) (*Result, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method BucketPropose not implemented")
+}
+func (UnimplementedInternalServer) BucketLockKeys(context.Context, *BucketLockKeysRequest) (*BucketLockKeysResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method BucketLockKeys not implemented")
+}
+func (UnimplementedInternalServer) BucketRead(context.Context, *BucketReadRequest) (*BucketReadResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method BucketRead not implemented")
+}
+func (UnimplementedInternalServer) BucketScan(context.Context, *BucketScanRequest) (*BucketScanResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method BucketScan not implemented")
+}
+func (UnimplementedInternalServer) BucketList(context.Context, *BucketListRequest) (*ocpb.ListResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method BucketList not implemented")
 }
 func (UnimplementedInternalServer) mustEmbedUnimplementedInternalServer() {}
 func (UnimplementedInternalServer) testEmbeddedByValue()                  {}
@@ -178,6 +281,114 @@ func _Internal_Snapshot_Handler(srv interface{}, stream grpc.ServerStream) error
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Internal_SnapshotServer = grpc.ClientStreamingServer[SnapshotChunk, RaftAck]
 
+func _Internal_Timestamp_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TimestampRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InternalServer).Timestamp(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Internal_Timestamp_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InternalServer).Timestamp(ctx, req.(*TimestampRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Internal_BucketPropose_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BucketProposeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InternalServer).BucketPropose(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Internal_BucketPropose_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InternalServer).BucketPropose(ctx, req.(*BucketProposeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Internal_BucketLockKeys_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BucketLockKeysRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InternalServer).BucketLockKeys(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Internal_BucketLockKeys_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InternalServer).BucketLockKeys(ctx, req.(*BucketLockKeysRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Internal_BucketRead_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BucketReadRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InternalServer).BucketRead(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Internal_BucketRead_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InternalServer).BucketRead(ctx, req.(*BucketReadRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Internal_BucketScan_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BucketScanRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InternalServer).BucketScan(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Internal_BucketScan_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InternalServer).BucketScan(ctx, req.(*BucketScanRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Internal_BucketList_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BucketListRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InternalServer).BucketList(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Internal_BucketList_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InternalServer).BucketList(ctx, req.(*BucketListRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Internal_ServiceDesc is the grpc.ServiceDesc for Internal service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -188,6 +399,30 @@ var Internal_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Join",
 			Handler:    _Internal_Join_Handler,
+		},
+		{
+			MethodName: "Timestamp",
+			Handler:    _Internal_Timestamp_Handler,
+		},
+		{
+			MethodName: "BucketPropose",
+			Handler:    _Internal_BucketPropose_Handler,
+		},
+		{
+			MethodName: "BucketLockKeys",
+			Handler:    _Internal_BucketLockKeys_Handler,
+		},
+		{
+			MethodName: "BucketRead",
+			Handler:    _Internal_BucketRead_Handler,
+		},
+		{
+			MethodName: "BucketScan",
+			Handler:    _Internal_BucketScan_Handler,
+		},
+		{
+			MethodName: "BucketList",
+			Handler:    _Internal_BucketList_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -2,6 +2,8 @@ package peer
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"testing"
@@ -9,14 +11,19 @@ import (
 
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
+	"github.com/opencluster/opencluster/kv"
 	"github.com/opencluster/opencluster/rpc/cmdpb"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// fakeLocal records delivered batches.
+// fakeLocal records delivered batches. The bucket operations it does not
+// serve come from the nil embedded Local (calling one panics).
 type fakeLocal struct {
+	Local
 	mu  sync.Mutex
 	got []*cmdpb.GroupMessage
 }
@@ -124,5 +131,29 @@ func TestGossipAndTransport(t *testing.T) {
 	}
 	if local.count() != 10 {
 		t.Fatalf("the other cluster's batch was delivered")
+	}
+}
+
+// TestErrorsCrossNodes checks that a kv error sent by one node matches the
+// same sentinel on the other, with its text, and that a transport failure
+// becomes ErrUnavailable (safe to retry elsewhere).
+func TestErrorsCrossNodes(t *testing.T) {
+	for _, sent := range []error{kv.ErrNotHolder, kv.ErrFenceTooLow, kv.ErrAborted, kv.ErrWaitTimeout, kv.ErrNotFound, kv.ErrUnavailable, kv.ErrInvalid} {
+		wrapped := fmt.Errorf("%w: lock %q", sent, "m")
+		got := fromStatus(toStatus(wrapped))
+		if !errors.Is(got, sent) || got.Error() != wrapped.Error() {
+			t.Errorf("%v came back as %v", wrapped, got)
+		}
+		for _, other := range []error{kv.ErrNotHolder, kv.ErrAborted, kv.ErrNotFound} {
+			if other != sent && errors.Is(got, other) {
+				t.Errorf("%v came back matching %v too", wrapped, other)
+			}
+		}
+	}
+	if got := fromStatus(status.Error(codes.Unavailable, "connection refused")); !errors.Is(got, kv.ErrUnavailable) {
+		t.Errorf("a transport failure came back as %v, want ErrUnavailable", got)
+	}
+	if got := fromStatus(toStatus(context.DeadlineExceeded)); !errors.Is(got, context.DeadlineExceeded) {
+		t.Errorf("a deadline came back as %v", got)
 	}
 }

@@ -11,7 +11,10 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/opencluster/opencluster/kv"
+	"github.com/opencluster/opencluster/mvcc"
+	"github.com/opencluster/opencluster/mvcc/ts"
 	"github.com/opencluster/opencluster/rpc/cmdpb"
+	"github.com/opencluster/opencluster/rpc/ocpb"
 )
 
 // Local is what the Internal service needs of the node (kv.Node).
@@ -19,6 +22,12 @@ type Local interface {
 	Deliver(from, to uint64, msgs []*cmdpb.GroupMessage)
 	Join(ctx context.Context, req *cmdpb.JoinRequest) (*cmdpb.JoinResponse, error)
 	ClusterID() string
+	ServeTimestamp(ctx context.Context) (ts.Timestamp, error)
+	ServePropose(ctx context.Context, req *cmdpb.BucketProposeRequest) (*cmdpb.Result, error)
+	ServeLockKeys(ctx context.Context, req *cmdpb.BucketLockKeysRequest) error
+	ServeRead(ctx context.Context, req *cmdpb.BucketReadRequest) ([]mvcc.Value, error)
+	ServeScan(ctx context.Context, req *cmdpb.BucketScanRequest) ([]mvcc.KV, bool, error)
+	ServeList(ctx context.Context, req *cmdpb.BucketListRequest) ([]*ocpb.LockInfo, error)
 }
 
 // Service implements the Internal gRPC service over a node.
@@ -109,14 +118,60 @@ func (s *Service) Join(ctx context.Context, req *cmdpb.JoinRequest) (*cmdpb.Join
 	return cmdpb.NewInternalClient(conn).Join(out, req)
 }
 
-func toStatus(err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, kv.ErrInvalid):
-		return status.Error(codes.InvalidArgument, err.Error())
-	case errors.Is(err, kv.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.Unavailable, err.Error())
+// Timestamp serves the oracle to other nodes (meta leader only).
+func (s *Service) Timestamp(ctx context.Context, _ *cmdpb.TimestampRequest) (*cmdpb.TimestampResponse, error) {
+	t, err := s.node.ServeTimestamp(ctx)
+	if err != nil {
+		return nil, toStatus(err)
 	}
-	return status.Error(codes.Internal, err.Error())
+	return &cmdpb.TimestampResponse{Ts: uint64(t)}, nil
+}
+
+// BucketPropose replicates a command in a group this node leads.
+func (s *Service) BucketPropose(ctx context.Context, req *cmdpb.BucketProposeRequest) (*cmdpb.Result, error) {
+	res, err := s.node.ServePropose(ctx, req)
+	return res, toStatus(err)
+}
+
+// BucketLockKeys takes key locks in a group this node leads.
+func (s *Service) BucketLockKeys(ctx context.Context, req *cmdpb.BucketLockKeysRequest) (*cmdpb.BucketLockKeysResponse, error) {
+	if err := s.node.ServeLockKeys(ctx, req); err != nil {
+		return nil, toStatus(err)
+	}
+	return &cmdpb.BucketLockKeysResponse{}, nil
+}
+
+// BucketRead reads keys of a group this node leads.
+func (s *Service) BucketRead(ctx context.Context, req *cmdpb.BucketReadRequest) (*cmdpb.BucketReadResponse, error) {
+	vs, err := s.node.ServeRead(ctx, req)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out := &cmdpb.BucketReadResponse{Values: make([]*cmdpb.ReadValue, 0, len(vs))}
+	for _, v := range vs {
+		out.Values = append(out.Values, &cmdpb.ReadValue{Found: v.Found, Value: v.Bytes, Version: uint64(v.Version)})
+	}
+	return out, nil
+}
+
+// BucketScan scans a group this node leads.
+func (s *Service) BucketScan(ctx context.Context, req *cmdpb.BucketScanRequest) (*cmdpb.BucketScanResponse, error) {
+	kvs, more, err := s.node.ServeScan(ctx, req)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out := &cmdpb.BucketScanResponse{More: more, Kvs: make([]*ocpb.KeyValue, 0, len(kvs))}
+	for _, kv := range kvs {
+		out.Kvs = append(out.Kvs, &ocpb.KeyValue{Key: kv.Key, Value: kv.Value, Version: uint64(kv.Version)})
+	}
+	return out, nil
+}
+
+// BucketList lists the locks of a group this node leads.
+func (s *Service) BucketList(ctx context.Context, req *cmdpb.BucketListRequest) (*ocpb.ListResponse, error) {
+	infos, err := s.node.ServeList(ctx, req)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &ocpb.ListResponse{Locks: infos}, nil
 }

@@ -1,0 +1,291 @@
+package kv
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/opencluster/opencluster/locks"
+	"github.com/opencluster/opencluster/mvcc"
+	"github.com/opencluster/opencluster/mvcc/ts"
+	"github.com/opencluster/opencluster/rpc/cmdpb"
+	"github.com/opencluster/opencluster/rpc/ocpb"
+)
+
+// Bucket operations. A request is coordinated by the node that receives it
+// (rpc/server forwards single-key requests to their bucket's leader first);
+// every step that touches a bucket runs on that bucket's leader, here when
+// this node leads it, otherwise through Remote on the leader's node. The
+// leader-side halves are the Serve* methods, which rpc/peer exposes over
+// gRPC and which refuse (ErrUnavailable) unless this node leads the group.
+
+// Remote runs bucket operations on the node that leads a group. Errors
+// come back as this package's errors (ErrNotHolder, ErrWaitTimeout, ...).
+type Remote interface {
+	Timestamp(ctx context.Context, node uint64) (ts.Timestamp, error)
+	Propose(ctx context.Context, node uint64, req *cmdpb.BucketProposeRequest) (*cmdpb.Result, error)
+	LockKeys(ctx context.Context, node uint64, req *cmdpb.BucketLockKeysRequest) error
+	Read(ctx context.Context, node uint64, req *cmdpb.BucketReadRequest) ([]mvcc.Value, error)
+	Scan(ctx context.Context, node uint64, req *cmdpb.BucketScanRequest) ([]mvcc.KV, bool, error)
+	List(ctx context.Context, node uint64, req *cmdpb.BucketListRequest) ([]*ocpb.LockInfo, error)
+}
+
+// leaderOf returns where r's operations run: 0 when this node is its ready
+// leader, else the leader's node id. It waits a few election timeouts while
+// no leader is known, or while this node is a leader not yet ready.
+func (n *Node) leaderOf(ctx context.Context, r *replica) (uint64, error) {
+	deadline := time.Now().Add(n.leaderWait())
+	for {
+		r.mu.Lock()
+		ready, leader := r.mu.ready, r.mu.leaderID
+		r.mu.Unlock()
+		switch {
+		case ready:
+			return 0, nil
+		case leader != 0 && leader != n.id && n.cfg.Remote != nil:
+			return leader, nil
+		case time.Now().After(deadline):
+			return 0, fmt.Errorf("%w: group %d has no ready leader (last seen: node %d)", ErrUnavailable, r.group, leader)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("%w: group %d has no ready leader: %w", ErrUnavailable, r.group, ctx.Err())
+		case <-n.stopper:
+			return 0, fmt.Errorf("%w: node stopping", ErrUnavailable)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// waitMillis encodes a wait bound for the wire: -1 is "until the deadline".
+func waitMillis(wctx context.Context) int64 {
+	if d, ok := wctx.Deadline(); ok {
+		return max(time.Until(d).Milliseconds(), 0)
+	}
+	return -1
+}
+
+func waitFromMillis(ctx context.Context, ms int64) (context.Context, context.CancelFunc) {
+	if ms < 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, time.Duration(ms)*time.Millisecond)
+}
+
+// bucketPropose replicates cmd in bucket b's group on its leader.
+func (n *Node) bucketPropose(ctx context.Context, b mvcc.Bucket, cmd *cmdpb.Command) (*cmdpb.Result, error) {
+	r := n.replicas[b]
+	leader, err := n.leaderOf(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	if leader == 0 {
+		return r.propose(ctx, cmd)
+	}
+	return n.cfg.Remote.Propose(ctx, leader, &cmdpb.BucketProposeRequest{Group: r.group, Command: cmd})
+}
+
+// ServePropose is the leader's half of bucketPropose.
+func (n *Node) ServePropose(ctx context.Context, req *cmdpb.BucketProposeRequest) (*cmdpb.Result, error) {
+	r, err := n.servedReplica(ctx, req.GetGroup())
+	if err != nil {
+		return nil, err
+	}
+	return r.propose(ctx, req.GetCommand())
+}
+
+// servedReplica returns the replica of a bucket group this node leads.
+func (n *Node) servedReplica(ctx context.Context, group uint32) (*replica, error) {
+	if int(group) >= n.buckets {
+		return nil, fmt.Errorf("%w: no bucket %d", ErrInvalid, group)
+	}
+	r := n.replicas[group]
+	if err := r.waitReady(ctx); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// bucketLockKeys takes the key locks of one bucket (keys in key order) on
+// its leader, waiting in each key's queue up to wctx's deadline.
+func (n *Node) bucketLockKeys(ctx, wctx context.Context, b mvcc.Bucket, name string, code []byte, iso cmdpb.Isolation, specs []*cmdpb.KeySpec) error {
+	r := n.replicas[b]
+	leader, err := n.leaderOf(ctx, r)
+	if err != nil {
+		return err
+	}
+	if leader == 0 {
+		return n.lockKeysHere(ctx, wctx, r, name, code, iso, specs)
+	}
+	return n.cfg.Remote.LockKeys(ctx, leader, &cmdpb.BucketLockKeysRequest{
+		Group: r.group, Name: name, Code: code, Isolation: iso, Keys: specs, WaitMs: waitMillis(wctx),
+	})
+}
+
+// ServeLockKeys is the leader's half of bucketLockKeys.
+func (n *Node) ServeLockKeys(ctx context.Context, req *cmdpb.BucketLockKeysRequest) error {
+	r, err := n.servedReplica(ctx, req.GetGroup())
+	if err != nil {
+		return err
+	}
+	wctx, cancel := waitFromMillis(ctx, req.GetWaitMs())
+	defer cancel()
+	return n.lockKeysHere(ctx, wctx, r, req.GetName(), req.GetCode(), req.GetIsolation(), req.GetKeys())
+}
+
+// lockKeysHere takes key locks in one bucket this node leads, queueing
+// FIFO per key while another lock holds it.
+func (n *Node) lockKeysHere(ctx, wctx context.Context, r *replica, name string, code []byte, iso cmdpb.Isolation, specs []*cmdpb.KeySpec) error {
+	var w *locks.Waiter
+	defer func() {
+		if w != nil {
+			w.Leave()
+		}
+	}()
+	for i := 0; i < len(specs); {
+		res, err := r.propose(ctx, &cmdpb.Command{Body: &cmdpb.Command_LockKeys{LockKeys: &cmdpb.LockKeys{
+			Name: name, Code: code, Isolation: iso, Keys: specs[i:],
+		}}})
+		if err != nil {
+			return err
+		}
+		if res.Count > 0 && w != nil {
+			w.Leave() // got the key we queued for
+			w = nil
+		}
+		i += int(res.Count)
+		switch res.Error {
+		case cmdpb.ErrorCode_OK:
+		case cmdpb.ErrorCode_KEY_LOCKED:
+			if w == nil {
+				w = n.waits.Join(keyResource(specs[i].Key))
+				continue // retry once queued, so no release is missed
+			}
+			if err := n.waitFor(wctx, w, fmt.Sprintf("key %q is locked by %q", specs[i].Key, res.HeldBy)); err != nil {
+				return err
+			}
+		default:
+			return resultErr(res)
+		}
+	}
+	return nil
+}
+
+// bucketRead reads keys of bucket b on its leader: at 0 is the newest
+// committed value (linearizable), otherwise the snapshot at (after the
+// barrier of invariant 4). Reads wait while a lock blocks them, up to
+// wctx's deadline.
+func (n *Node) bucketRead(ctx, wctx context.Context, b mvcc.Bucket, keys [][]byte, at ts.Timestamp, code []byte) ([]mvcc.Value, error) {
+	r := n.replicas[b]
+	leader, err := n.leaderOf(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	if leader == 0 {
+		return n.readHere(ctx, wctx, r, keys, at, code)
+	}
+	return n.cfg.Remote.Read(ctx, leader, &cmdpb.BucketReadRequest{
+		Group: r.group, Keys: keys, At: uint64(at), Code: code, WaitMs: waitMillis(wctx),
+	})
+}
+
+// ServeRead is the leader's half of bucketRead.
+func (n *Node) ServeRead(ctx context.Context, req *cmdpb.BucketReadRequest) ([]mvcc.Value, error) {
+	r, err := n.servedReplica(ctx, req.GetGroup())
+	if err != nil {
+		return nil, err
+	}
+	wctx, cancel := waitFromMillis(ctx, req.GetWaitMs())
+	defer cancel()
+	return n.readHere(ctx, wctx, r, req.GetKeys(), ts.Timestamp(req.GetAt()), req.GetCode())
+}
+
+func (n *Node) readHere(ctx, wctx context.Context, r *replica, keys [][]byte, at ts.Timestamp, code []byte) ([]mvcc.Value, error) {
+	var err error
+	if at == 0 {
+		at = mvcc.Latest
+		err = r.linearizable(ctx)
+	} else {
+		err = barrier(ctx, []*replica{r}, true)
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := make([]mvcc.Value, 0, len(keys))
+	for _, k := range keys {
+		v, err := n.readKey(wctx, r, k, at, code)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// bucketScan scans bucket b at the snapshot at on its leader.
+func (n *Node) bucketScan(ctx, wctx context.Context, b mvcc.Bucket, req *cmdpb.BucketScanRequest) ([]mvcc.KV, bool, error) {
+	r := n.replicas[b]
+	leader, err := n.leaderOf(ctx, r)
+	if err != nil {
+		return nil, false, err
+	}
+	req.Group = r.group
+	if leader == 0 {
+		return n.scanHere(ctx, wctx, r, req)
+	}
+	req.WaitMs = waitMillis(wctx)
+	return n.cfg.Remote.Scan(ctx, leader, req)
+}
+
+// ServeScan is the leader's half of bucketScan.
+func (n *Node) ServeScan(ctx context.Context, req *cmdpb.BucketScanRequest) ([]mvcc.KV, bool, error) {
+	r, err := n.servedReplica(ctx, req.GetGroup())
+	if err != nil {
+		return nil, false, err
+	}
+	wctx, cancel := waitFromMillis(ctx, req.GetWaitMs())
+	defer cancel()
+	return n.scanHere(ctx, wctx, r, req)
+}
+
+func (n *Node) scanHere(ctx, wctx context.Context, r *replica, req *cmdpb.BucketScanRequest) ([]mvcc.KV, bool, error) {
+	at := ts.Timestamp(req.GetAt())
+	if err := barrier(ctx, []*replica{r}, true); err != nil {
+		return nil, false, err
+	}
+	if err := n.waitScanLocks(wctx, r, req.GetPrefix(), req.GetStartAfter(), at); err != nil {
+		return nil, false, err
+	}
+	return mvcc.Scan(n.eng.DB(), r.bucket, req.GetPrefix(), req.GetStartAfter(), at, int(req.GetLimit()), int(req.GetMaxBytes()))
+}
+
+// bucketList lists the locks of bucket b on its leader (which knows their
+// deadlines and waiters).
+func (n *Node) bucketList(ctx context.Context, b mvcc.Bucket, req *ocpb.ListRequest) ([]*ocpb.LockInfo, error) {
+	r := n.replicas[b]
+	leader, err := n.leaderOf(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	if leader == 0 {
+		return n.listHere(ctx, r, req)
+	}
+	return n.cfg.Remote.List(ctx, leader, &cmdpb.BucketListRequest{Group: r.group, Request: req})
+}
+
+// ServeList is the leader's half of bucketList.
+func (n *Node) ServeList(ctx context.Context, req *cmdpb.BucketListRequest) ([]*ocpb.LockInfo, error) {
+	r, err := n.servedReplica(ctx, req.GetGroup())
+	if err != nil {
+		return nil, err
+	}
+	return n.listHere(ctx, r, req.GetRequest())
+}
+
+// ServeTimestamp is the meta leader's half of a remote oracle call.
+func (n *Node) ServeTimestamp(ctx context.Context) (ts.Timestamp, error) {
+	if !n.tso.isReady() {
+		return 0, fmt.Errorf("%w: this node does not serve the timestamp oracle", ErrUnavailable)
+	}
+	return n.tso.now(ctx)
+}
