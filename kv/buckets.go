@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/opencluster/opencluster/locks"
 	"github.com/opencluster/opencluster/mvcc"
 	"github.com/opencluster/opencluster/mvcc/ts"
@@ -28,6 +30,8 @@ type Remote interface {
 	Read(ctx context.Context, node uint64, req *cmdpb.BucketReadRequest) ([]mvcc.Value, error)
 	Scan(ctx context.Context, node uint64, req *cmdpb.BucketScanRequest) ([]mvcc.KV, bool, error)
 	List(ctx context.Context, node uint64, req *cmdpb.BucketListRequest) ([]*ocpb.LockInfo, error)
+	// Call runs a public method on node (see Node.ServeCall), filling resp.
+	Call(ctx context.Context, node uint64, method string, req, resp proto.Message) error
 }
 
 // leaderOf returns where r's operations run: 0 when this node is its ready
@@ -45,7 +49,7 @@ func (n *Node) leaderOf(ctx context.Context, r *replica) (uint64, error) {
 		case leader != 0 && leader != n.id && n.cfg.Remote != nil:
 			return leader, nil
 		case time.Now().After(deadline):
-			return 0, fmt.Errorf("%w: group %d has no ready leader (last seen: node %d)", ErrUnavailable, r.group, leader)
+			return 0, fmt.Errorf("%w: %w: group %d has no ready leader (last seen: node %d)", ErrUnavailable, ErrNotApplied, r.group, leader)
 		}
 		select {
 		case <-ctx.Done():

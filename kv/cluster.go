@@ -17,11 +17,11 @@ import (
 
 // Membership and placement. Until rebalancing lands, placement is simple:
 // every group (the meta group and each bucket) is replicated on the first
-// Replicas nodes of the registry, in the order they joined, and every
-// bucket's leadership follows the meta group's leader. That node, the
-// primary, serves every request; the others forward to it. Spreading
-// leaders over the nodes needs per-bucket routing and comes with
-// rebalancing.
+// Replicas nodes of the registry, in the order they joined. Bucket
+// leaderships spread over those voters by a fixed preference (see
+// preferredLeader); requests reach their bucket's leader by forwarding
+// (forward.go). The meta group's leader, the primary, serves timestamps
+// and admits joining nodes.
 
 const (
 	// maxReplicas bounds Config.Replicas (the meta group never exceeds it).
@@ -55,9 +55,10 @@ func (e *NotLeaderError) Error() string {
 	return fmt.Sprintf("kv: not the leader; the leader is node %d at %q", e.LeaderID, e.Addr)
 }
 
-// Is makes a NotLeaderError match ErrNotLeader and ErrUnavailable.
+// Is makes a NotLeaderError match ErrNotLeader, ErrNotApplied and
+// ErrUnavailable.
 func (e *NotLeaderError) Is(target error) bool {
-	return target == ErrNotLeader || target == ErrUnavailable
+	return target == ErrNotLeader || target == ErrNotApplied || target == ErrUnavailable
 }
 
 // leaderWait bounds how long a request waits for this node to become a
@@ -155,35 +156,32 @@ func applyRegister(state *cmdpb.MetaState, c *cmdpb.RegisterNode) {
 	state.Nodes = append(state.Nodes, &cmdpb.NodeRecord{NodeId: c.NodeId, Addr: c.Addr})
 }
 
-// maintain runs on the scheduler goroutine every few ticks: bucket leaders
-// hand leadership to the primary, and the primary grows each group it
-// leads toward its target replicas.
+// maintain runs on the scheduler goroutine every few ticks, for the
+// groups this node leads: it hands each bucket's leadership to its
+// preferred leader, and grows each group toward its target replicas.
 func (n *Node) maintain() {
 	if n.cfg.Transport == nil {
 		return
 	}
 	now := time.Now()
-	primary := n.meta.rn.BasicStatus().Lead
 	electionTimeout := time.Duration(n.cfg.ElectionTicks) * n.cfg.TickInterval
-	for _, r := range n.replicas[:n.buckets] {
-		if primary == 0 || primary == n.id || r.rn.BasicStatus().RaftState != raft.StateLeader {
-			continue
-		}
-		if now.Sub(r.lastTransfer) < electionTimeout {
-			continue
-		}
-		if _, voters, _ := r.membership(); slices.Contains(voters, primary) {
-			r.lastTransfer = now
-			r.rn.TransferLeader(primary)
-		}
-	}
-	if primary != n.id || !n.tso.isReady() {
-		return
-	}
-	targets := n.placementTargets()
+	var targets []uint64 // read once, if some group needs them
 	for _, r := range n.replicas {
-		if r.rn.BasicStatus().RaftState != raft.StateLeader || now.Sub(r.lastConfChange) < electionTimeout {
+		if r.rn.BasicStatus().RaftState != raft.StateLeader {
 			continue
+		}
+		if !r.isMeta() && now.Sub(r.lastTransfer) >= electionTimeout {
+			if to := n.preferredLeader(r); to != 0 && to != n.id {
+				r.lastTransfer = now
+				r.rn.TransferLeader(to)
+				continue
+			}
+		}
+		if now.Sub(r.lastConfChange) < electionTimeout {
+			continue
+		}
+		if targets == nil {
+			targets = n.placementTargets()
 		}
 		if cc := n.nextConfChange(r, targets); cc != nil {
 			r.lastConfChange = now
@@ -192,6 +190,31 @@ func (n *Node) maintain() {
 			}
 		}
 	}
+}
+
+// preferredLeader spreads bucket leaderships over the voters: bucket b
+// prefers the (b mod voters)-th voter in id order, if it is alive and
+// caught up; otherwise whoever leads keeps it (0). Every node computes the
+// same preference, so leaderships settle without coordination.
+func (n *Node) preferredLeader(r *replica) uint64 {
+	st := r.rn.Status()
+	if len(st.Config.Voters[1]) > 0 {
+		return 0 // in a joint configuration: wait until it settles
+	}
+	voters := make([]uint64, 0, len(st.Config.Voters[0]))
+	for id := range st.Config.Voters[0] {
+		voters = append(voters, id)
+	}
+	if len(voters) < 2 {
+		return 0
+	}
+	slices.Sort(voters)
+	to := voters[int(r.bucket)%len(voters)]
+	pr, ok := st.Progress[to]
+	if to == n.id || !ok || !pr.RecentActive || pr.Match < st.GetCommit() || !n.alive(to) {
+		return 0
+	}
+	return to
 }
 
 // placementTargets returns the nodes every group should be on: the first

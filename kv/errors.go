@@ -28,6 +28,10 @@ var (
 	// ErrUnavailable reports a transient condition, such as a bucket without
 	// a leader or a node shutting down; retry (Unavailable).
 	ErrUnavailable = errors.New("kv: unavailable, retry")
+	// ErrNotApplied marks an ErrUnavailable failure that certainly changed
+	// nothing (no leader here yet, a proposal Raft dropped, a read whose
+	// leader stepped down): the request can be retried as it is.
+	ErrNotApplied = errors.New("kv: not applied")
 	// ErrTooLarge reports a response that would exceed MaxResponseBytes
 	// (ResourceExhausted); ask for fewer keys.
 	ErrTooLarge = errors.New("kv: response too large")
@@ -40,29 +44,30 @@ var (
 const MaxResponseBytes = 3 << 20
 
 // errorKinds names the sentinels for carrying errors between nodes
-// (rpc/peer): the sender sends the name, the receiver rebuilds an error
-// that matches the same sentinel.
+// (rpc/peer): the sender sends the name of the first entry its error
+// matches, the receiver rebuilds an error matching all of that entry's
+// sentinels. More specific entries come first.
 var errorKinds = []struct {
 	name string
-	err  error
+	errs []error
 }{
-	{"INVALID", ErrInvalid},
-	{"NOT_FOUND", ErrNotFound},
-	{"NOT_HOLDER", ErrNotHolder},
-	{"FENCE_TOO_LOW", ErrFenceTooLow},
-	{"NOT_WRITE_LOCKED", ErrNotWriteLocked},
-	{"ABORTED", ErrAborted},
-	{"WAIT_TIMEOUT", ErrWaitTimeout},
-	{"UNAVAILABLE", ErrUnavailable},
-	{"TOO_LARGE", ErrTooLarge},
-	{"NOT_LEADER", ErrNotLeader},
+	{"INVALID", []error{ErrInvalid}},
+	{"NOT_FOUND", []error{ErrNotFound}},
+	{"NOT_HOLDER", []error{ErrNotHolder}},
+	{"FENCE_TOO_LOW", []error{ErrFenceTooLow}},
+	{"NOT_WRITE_LOCKED", []error{ErrNotWriteLocked}},
+	{"ABORTED", []error{ErrAborted}},
+	{"WAIT_TIMEOUT", []error{ErrWaitTimeout}},
+	{"NOT_LEADER", []error{ErrNotLeader, ErrNotApplied, ErrUnavailable}},
+	{"NOT_APPLIED", []error{ErrNotApplied, ErrUnavailable}},
+	{"UNAVAILABLE", []error{ErrUnavailable}},
+	{"TOO_LARGE", []error{ErrTooLarge}},
 }
 
-// ErrorKind returns the name of the first sentinel err matches ("" if
-// none).
+// ErrorKind returns the name of the first kind err matches ("" if none).
 func ErrorKind(err error) string {
 	for _, k := range errorKinds {
-		if errors.Is(err, k.err) {
+		if errors.Is(err, k.errs[0]) {
 			return k.name
 		}
 	}
@@ -70,20 +75,20 @@ func ErrorKind(err error) string {
 }
 
 // ErrorOfKind rebuilds an error received from another node: its text is
-// msg and it matches the sentinel named kind (none if kind is unknown).
+// msg and it matches the sentinels of kind (none if kind is unknown).
 func ErrorOfKind(kind, msg string) error {
 	for _, k := range errorKinds {
 		if k.name == kind {
-			return &remoteError{kind: k.err, msg: msg}
+			return &remoteError{kinds: k.errs, msg: msg}
 		}
 	}
 	return errors.New(msg)
 }
 
 type remoteError struct {
-	kind error
-	msg  string
+	kinds []error
+	msg   string
 }
 
-func (e *remoteError) Error() string { return e.msg }
-func (e *remoteError) Unwrap() error { return e.kind }
+func (e *remoteError) Error() string   { return e.msg }
+func (e *remoteError) Unwrap() []error { return e.kinds }

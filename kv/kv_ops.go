@@ -17,6 +17,9 @@ import (
 
 // Put implements rpc/server.Backend.
 func (n *Node) Put(ctx context.Context, req *ocpb.PutRequest) (*ocpb.PutResponse, error) {
+	if resp, done, err := routed[*ocpb.PutResponse](ctx, n, req.Key, "Put", req); done {
+		return resp, err
+	}
 	v, err := n.writeKey(ctx, req.Key, req.Value, false, req.Code, req.Fence, req.Wait, req.RequestId)
 	if err != nil {
 		return nil, err
@@ -26,6 +29,9 @@ func (n *Node) Put(ctx context.Context, req *ocpb.PutRequest) (*ocpb.PutResponse
 
 // Delete implements rpc/server.Backend.
 func (n *Node) Delete(ctx context.Context, req *ocpb.DeleteRequest) (*ocpb.DeleteResponse, error) {
+	if resp, done, err := routed[*ocpb.DeleteResponse](ctx, n, req.Key, "Delete", req); done {
+		return resp, err
+	}
 	v, err := n.writeKey(ctx, req.Key, nil, true, req.Code, req.Fence, req.Wait, req.RequestId)
 	if err != nil {
 		return nil, err
@@ -112,6 +118,9 @@ func (n *Node) stampedWrite(ctx context.Context, r *replica, key []byte, wait *d
 
 // CompareAndSwap implements rpc/server.Backend.
 func (n *Node) CompareAndSwap(ctx context.Context, req *ocpb.CompareAndSwapRequest) (*ocpb.CompareAndSwapResponse, error) {
+	if resp, done, err := routed[*ocpb.CompareAndSwapResponse](ctx, n, req.Key, "CompareAndSwap", req); done {
+		return resp, err
+	}
 	r := n.replicaOf(req.Key)
 	res, err := n.stampedWrite(ctx, r, req.Key, req.Wait, func(t ts.Timestamp) *cmdpb.Command {
 		return &cmdpb.Command{Body: &cmdpb.Command_Cas{Cas: &cmdpb.CompareAndSwap{
@@ -137,6 +146,9 @@ func (n *Node) CompareAndSwap(ctx context.Context, req *ocpb.CompareAndSwapReque
 
 // Get implements rpc/server.Backend.
 func (n *Node) Get(ctx context.Context, req *ocpb.GetRequest) (*ocpb.GetResponse, error) {
+	if resp, done, err := routed[*ocpb.GetResponse](ctx, n, req.Key, "Get", req); done {
+		return resp, err
+	}
 	code, err := decodeCode(req.Code)
 	if err != nil {
 		return nil, err

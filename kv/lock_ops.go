@@ -18,6 +18,9 @@ import (
 // Acquire implements rpc/server.Backend: it queues FIFO for the name on its
 // bucket's leader and grants the lock with a fresh code.
 func (n *Node) Acquire(ctx context.Context, req *ocpb.AcquireRequest) (*ocpb.AcquireResponse, error) {
+	if resp, done, err := routed[*ocpb.AcquireResponse](ctx, n, []byte(req.Name), "Acquire", req); done {
+		return resp, err
+	}
 	r := n.replicaOfName(req.Name)
 	if err := r.waitReady(ctx); err != nil {
 		return nil, err
@@ -48,6 +51,9 @@ func (n *Node) Acquire(ctx context.Context, req *ocpb.AcquireRequest) (*ocpb.Acq
 
 // Release implements rpc/server.Backend.
 func (n *Node) Release(ctx context.Context, req *ocpb.ReleaseRequest) (*ocpb.ReleaseResponse, error) {
+	if resp, done, err := routed[*ocpb.ReleaseResponse](ctx, n, []byte(req.Name), "Release", req); done {
+		return resp, err
+	}
 	code, err := decodeCode(req.Code)
 	if err != nil {
 		return nil, err
@@ -68,6 +74,9 @@ func (n *Node) Release(ctx context.Context, req *ocpb.ReleaseRequest) (*ocpb.Rel
 // KeepAlive implements rpc/server.Backend: it renews the leader's deadline
 // of a lock still held with the code. It writes nothing to Raft.
 func (n *Node) KeepAlive(ctx context.Context, req *ocpb.KeepAliveRequest) (*ocpb.KeepAliveResponse, error) {
+	if resp, done, err := routed[*ocpb.KeepAliveResponse](ctx, n, []byte(req.Name), "KeepAlive", req); done {
+		return resp, err
+	}
 	code, err := decodeCode(req.Code)
 	if err != nil {
 		return nil, err
@@ -136,6 +145,9 @@ func (n *Node) expire(ctx context.Context, id locks.LeaseID) error {
 
 // Describe implements rpc/server.Backend.
 func (n *Node) Describe(ctx context.Context, req *ocpb.DescribeRequest) (*ocpb.DescribeResponse, error) {
+	if resp, done, err := routed[*ocpb.DescribeResponse](ctx, n, []byte(req.Name), "Describe", req); done {
+		return resp, err
+	}
 	r := n.replicaOfName(req.Name)
 	if err := r.linearizable(ctx); err != nil {
 		return nil, err

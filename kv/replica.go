@@ -126,13 +126,16 @@ func (r *replica) waitReady(ctx context.Context) error {
 		return nil
 	default:
 	}
+	if leader != 0 && leader != r.node.id {
+		return &NotLeaderError{LeaderID: leader, Addr: r.node.AddrOf(leader)}
+	}
 	timer := time.NewTimer(r.node.leaderWait())
 	defer timer.Stop()
 	select {
 	case <-ch:
 		return nil
 	case <-timer.C:
-		return fmt.Errorf("%w: this node does not lead group %d (leader: node %d)", ErrUnavailable, r.group, leader)
+		return fmt.Errorf("%w: %w: this node does not lead group %d (leader: node %d)", ErrUnavailable, ErrNotApplied, r.group, leader)
 	case <-ctx.Done():
 		return fmt.Errorf("%w: group %d has no ready leader: %w", ErrUnavailable, r.group, ctx.Err())
 	case <-r.node.stopper:
@@ -227,7 +230,7 @@ func (r *replica) awaitRead(ctx context.Context, req *readReq) error {
 	select {
 	case i, ok := <-req.done:
 		if !ok {
-			return fmt.Errorf("%w: group %d lost leadership during a read", ErrUnavailable, r.group)
+			return fmt.Errorf("%w: %w: group %d lost leadership during a read", ErrUnavailable, ErrNotApplied, r.group)
 		}
 		index = i
 	case <-ctx.Done():
@@ -306,7 +309,7 @@ func (r *replica) handOff() {
 	r.mu.Unlock()
 	for _, p := range pending {
 		if err := r.rn.Propose(p.data); err != nil {
-			r.finish(p.id, nil, fmt.Errorf("%w: propose: %w", ErrUnavailable, err))
+			r.finish(p.id, nil, fmt.Errorf("%w: %w: propose: %w", ErrUnavailable, ErrNotApplied, err))
 		}
 	}
 	if round != 0 {

@@ -18,6 +18,9 @@ import (
 // (queueing for the name), then takes the key locks in (bucket, key) order,
 // queueing per key. On a timeout it releases what it took.
 func (n *Node) Restrict(ctx context.Context, req *ocpb.RestrictRequest) (*ocpb.RestrictResponse, error) {
+	if resp, done, err := routed[*ocpb.RestrictResponse](ctx, n, []byte(req.Name), "Restrict", req); done {
+		return resp, err
+	}
 	rr := n.replicaOfName(req.Name)
 	if err := rr.waitReady(ctx); err != nil {
 		return nil, err
@@ -100,6 +103,9 @@ func (n *Node) lockKeys(ctx, wctx context.Context, name string, code []byte, iso
 // Commit implements rpc/server.Backend: prepare -> commit timestamp ->
 // record COMMITTED -> resolve keys (T5).
 func (n *Node) Commit(ctx context.Context, req *ocpb.CommitRequest) (*ocpb.CommitResponse, error) {
+	if resp, done, err := routed[*ocpb.CommitResponse](ctx, n, []byte(req.Name), "Commit", req); done {
+		return resp, err
+	}
 	code, err := decodeCode(req.Code)
 	if err != nil {
 		return nil, err
@@ -183,6 +189,9 @@ func (n *Node) prepareAndFinish(ctx context.Context, name string, code []byte, r
 
 // Abort implements rpc/server.Backend.
 func (n *Node) Abort(ctx context.Context, req *ocpb.AbortRequest) (*ocpb.AbortResponse, error) {
+	if resp, done, err := routed[*ocpb.AbortResponse](ctx, n, []byte(req.Name), "Abort", req); done {
+		return resp, err
+	}
 	code, err := decodeCode(req.Code)
 	if err != nil {
 		return nil, err

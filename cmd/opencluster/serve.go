@@ -87,8 +87,6 @@ func startServer(cfg serverConfig) (*runningServer, error) {
 	scfg := server.DefaultConfig()
 	scfg.Logger = cfg.Logger
 	scfg.Registerer = reg
-	host, _, _ := net.SplitHostPort(kcfg.AdvertiseAddr)
-	scfg.Dial = func(addr string) (*grpc.ClientConn, error) { return grpc.NewClient(addr, peer.Dialer(host)...) }
 	srv, err := server.New(scfg, node)
 	if err != nil {
 		lis.Close()
@@ -99,7 +97,8 @@ func startServer(cfg serverConfig) (*runningServer, error) {
 	g := grpc.NewServer(srv.GRPCServerOptions()...)
 	srv.Register(g)
 	if p != nil {
-		peer.NewService(node, scfg.Dial).Register(g)
+		host, _, _ := net.SplitHostPort(kcfg.AdvertiseAddr)
+		peer.NewService(node, func(addr string) (*grpc.ClientConn, error) { return grpc.NewClient(addr, peer.Dialer(host)...) }).Register(g)
 	}
 	rs := &runningServer{node: node, srv: srv, peers: p, grpc: g, addr: lis.Addr().String(), done: make(chan error, 2)}
 	go func() { rs.done <- g.Serve(lis) }()
@@ -127,7 +126,6 @@ func (rs *runningServer) Halt() {
 		_ = rs.http.Close()
 	}
 	rs.grpc.Stop()
-	rs.srv.Close()
 	_ = rs.node.Close()
 	rs.peers.close()
 }
@@ -150,7 +148,6 @@ func (rs *runningServer) Stop() {
 	case <-time.After(3 * time.Second):
 		rs.grpc.Stop() // streams (keep-alives) do not end by themselves
 	}
-	rs.srv.Close()
 	_ = rs.node.Close()
 	rs.peers.close()
 }

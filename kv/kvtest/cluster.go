@@ -141,6 +141,23 @@ func (r remote) List(ctx context.Context, node uint64, req *cmdpb.BucketListRequ
 	return p.ServeList(ctx, req)
 }
 
+func (r remote) Call(ctx context.Context, node uint64, method string, req, resp proto.Message) error {
+	p, err := r.peer(node)
+	if err != nil {
+		return err
+	}
+	raw, err := proto.Marshal(req)
+	if err != nil {
+		return err
+	}
+	out, err := p.ServeCall(ctx, method, raw)
+	if err != nil {
+		return err
+	}
+	proto.Merge(resp, out)
+	return nil
+}
+
 // Cut blocks the links between a and b in both directions.
 func (nw *Network) Cut(a, b uint64) {
 	nw.mu.Lock()
@@ -368,6 +385,22 @@ func Do[T any](ctx context.Context, c *Cluster, op func(n *kv.Node) (T, error)) 
 		case <-ctx.Done():
 			return zero, fmt.Errorf("%w (last: %w)", ctx.Err(), last)
 		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// On runs op on node n, retrying while it fails without taking effect
+// (kv.ErrNotApplied, as rpc/server does), until ctx ends.
+func On[T any](ctx context.Context, n *kv.Node, op func() (T, error)) (T, error) {
+	for {
+		v, err := op()
+		if err == nil || !errors.Is(err, kv.ErrNotApplied) {
+			return v, err
+		}
+		select {
+		case <-ctx.Done():
+			return v, err
+		case <-time.After(10 * time.Millisecond):
 		}
 	}
 }

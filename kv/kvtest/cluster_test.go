@@ -1,9 +1,12 @@
 package kvtest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"testing"
 	"time"
 
@@ -240,5 +243,91 @@ func TestPartitionedPrimaryStopsServing(t *testing.T) {
 		return n.Get(ctx, &ocpb.GetRequest{Key: []byte("minority")})
 	}); !errors.Is(err, kv.ErrNotFound) {
 		t.Fatalf("the unacknowledged minority write: %v, want not found", err)
+	}
+}
+
+// TestLeadersSpreadAndEveryNodeServes checks that bucket leaderships
+// spread over the three nodes, and that every node serves every request:
+// a single-key request is forwarded to its bucket's leader, and a
+// restrictive lock whose keys' buckets are led by different nodes commits
+// atomically whichever node coordinates it.
+func TestLeadersSpreadAndEveryNodeServes(t *testing.T) {
+	c := Start(t, Options{Nodes: 3})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var st *ocpb.StatusResponse
+	c.WaitFor(10*time.Second, "leaders on every node", func() bool {
+		var err error
+		if st, err = c.Primary().Status(ctx, nil); err != nil {
+			return false
+		}
+		led := map[string]int{}
+		for _, b := range st.Buckets {
+			led[b.Leader]++
+		}
+		return len(led) == 3 && !slices.Contains(slices.Collect(maps.Keys(led)), "")
+	})
+	for i, n := range c.Nodes() {
+		for j := range 16 {
+			k := []byte(fmt.Sprintf("n%d/k%d", i, j))
+			if _, err := On(ctx, n, func() (*ocpb.PutResponse, error) { return n.Put(ctx, &ocpb.PutRequest{Key: k, Value: k}) }); err != nil {
+				t.Fatalf("put %s through node %d: %v", k, n.ID(), err)
+			}
+			got, err := On(ctx, n, func() (*ocpb.GetResponse, error) { return n.Get(ctx, &ocpb.GetRequest{Key: k}) })
+			if err != nil || !bytes.Equal(got.Kv.Value, k) {
+				t.Fatalf("get %s through node %d: %v, %v", k, n.ID(), got, err)
+			}
+		}
+	}
+	// Keys in buckets led by different nodes, coordinated by each node in
+	// turn.
+	keys := make([][]byte, 0, 8)
+	for j := range 8 {
+		keys = append(keys, []byte(fmt.Sprintf("acct/%d", j)))
+	}
+	for i, n := range c.Nodes() {
+		name := fmt.Sprintf("tx/%d", i)
+		specs := make([]*ocpb.KeyLockRequest, 0, len(keys))
+		for _, k := range keys {
+			specs = append(specs, &ocpb.KeyLockRequest{Key: k, Mode: ocpb.KeyMode_WRITE})
+		}
+		lock, err := On(ctx, n, func() (*ocpb.RestrictResponse, error) {
+			return n.Restrict(ctx, &ocpb.RestrictRequest{Name: name, Keys: specs, Ttl: durationpb.New(time.Minute), RequestId: name})
+		})
+		if err != nil {
+			t.Fatalf("restrict through node %d: %v", n.ID(), err)
+		}
+		for _, k := range keys {
+			if _, err := On(ctx, n, func() (*ocpb.PutResponse, error) {
+				return n.Put(ctx, &ocpb.PutRequest{Key: k, Value: []byte(name), Code: lock.Code})
+			}); err != nil {
+				t.Fatalf("provisional put %s: %v", k, err)
+			}
+		}
+		commit, err := On(ctx, n, func() (*ocpb.CommitResponse, error) {
+			return n.Commit(ctx, &ocpb.CommitRequest{Name: name, Code: lock.Code})
+		})
+		if err != nil {
+			t.Fatalf("commit through node %d: %v", n.ID(), err)
+		}
+		other := c.Nodes()[(i+1)%3]
+		res, err := On(ctx, other, func() (*ocpb.BatchGetResponse, error) { return other.BatchGet(ctx, &ocpb.BatchGetRequest{Keys: keys}) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range res.Results {
+			if string(r.Value) != name || r.Version != commit.CommitVersion {
+				t.Fatalf("after commit of %s at %d, %s reads %q@%d", name, commit.CommitVersion, r.Key, r.Value, r.Version)
+			}
+		}
+	}
+	n1, n2 := c.Nodes()[1], c.Nodes()[2]
+	scan, err := On(ctx, n1, func() (*ocpb.ScanResponse, error) { return n1.Scan(ctx, &ocpb.ScanRequest{Prefix: []byte("acct/")}) })
+	if err != nil || len(scan.Kvs) != len(keys) {
+		t.Fatalf("scan through node 2: %d keys, %v", len(scan.GetKvs()), err)
+	}
+	list, err := On(ctx, n2, func() (*ocpb.ListResponse, error) { return n2.List(ctx, &ocpb.ListRequest{}) })
+	if err != nil || len(list.Locks) != 3 {
+		t.Fatalf("list through node 3: %d locks, %v", len(list.GetLocks()), err)
 	}
 }

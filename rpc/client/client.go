@@ -16,7 +16,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
@@ -74,11 +73,8 @@ func New(ctx context.Context, endpoints []string, opts ...Option) (*Client, erro
 	if len(endpoints) == 0 {
 		return nil, invalidf("no endpoints")
 	}
+	dialOpts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, o.dialOpts...)
 	c := &Client{opts: o, closing: make(chan struct{})}
-	dialOpts := append([]grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithChainUnaryInterceptor(c.followLeaderHint),
-	}, o.dialOpts...)
 	for _, addr := range endpoints {
 		if addr == "" {
 			c.closeConns()
@@ -133,27 +129,6 @@ func (c *Client) closed() bool {
 func (c *Client) current() (int64, *endpoint) {
 	i := c.cur.Load()
 	return i, c.endpoints[i]
-}
-
-// leaderHeader is the response header in which a node that forwarded a
-// request names the node that serves (rpc/server.LeaderHeader).
-const leaderHeader = "oc-leader"
-
-// followLeaderHint sends later calls straight to the serving node when a
-// response names it and it is one of the client's endpoints, saving the
-// forwarding hop.
-func (c *Client) followLeaderHint(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-	var md metadata.MD
-	err := invoker(ctx, method, req, reply, cc, append(opts, grpc.Header(&md))...)
-	if hint := md.Get(leaderHeader); len(hint) > 0 {
-		for i, e := range c.endpoints {
-			if e.addr == hint[0] {
-				c.cur.Store(int64(i))
-				break
-			}
-		}
-	}
-	return err
 }
 
 // rotate moves calls off endpoint i (unless another caller already did).

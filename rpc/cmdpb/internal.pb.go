@@ -26,6 +26,104 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type CallRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// method is the public method's name, e.g. "Put".
+	Method string `protobuf:"bytes,1,opt,name=method,proto3" json:"method,omitempty"`
+	// request is the marshaled public request message.
+	Request       []byte `protobuf:"bytes,2,opt,name=request,proto3" json:"request,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallRequest) Reset() {
+	*x = CallRequest{}
+	mi := &file_internal_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallRequest) ProtoMessage() {}
+
+func (x *CallRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallRequest.ProtoReflect.Descriptor instead.
+func (*CallRequest) Descriptor() ([]byte, []int) {
+	return file_internal_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *CallRequest) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *CallRequest) GetRequest() []byte {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+type CallResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Response      []byte                 `protobuf:"bytes,1,opt,name=response,proto3" json:"response,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallResponse) Reset() {
+	*x = CallResponse{}
+	mi := &file_internal_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallResponse) ProtoMessage() {}
+
+func (x *CallResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallResponse.ProtoReflect.Descriptor instead.
+func (*CallResponse) Descriptor() ([]byte, []int) {
+	return file_internal_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *CallResponse) GetResponse() []byte {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
 type TimestampRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -34,7 +132,7 @@ type TimestampRequest struct {
 
 func (x *TimestampRequest) Reset() {
 	*x = TimestampRequest{}
-	mi := &file_internal_proto_msgTypes[0]
+	mi := &file_internal_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -46,7 +144,7 @@ func (x *TimestampRequest) String() string {
 func (*TimestampRequest) ProtoMessage() {}
 
 func (x *TimestampRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_proto_msgTypes[0]
+	mi := &file_internal_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -59,7 +157,7 @@ func (x *TimestampRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TimestampRequest.ProtoReflect.Descriptor instead.
 func (*TimestampRequest) Descriptor() ([]byte, []int) {
-	return file_internal_proto_rawDescGZIP(), []int{0}
+	return file_internal_proto_rawDescGZIP(), []int{2}
 }
 
 type TimestampResponse struct {
@@ -71,7 +169,7 @@ type TimestampResponse struct {
 
 func (x *TimestampResponse) Reset() {
 	*x = TimestampResponse{}
-	mi := &file_internal_proto_msgTypes[1]
+	mi := &file_internal_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -83,7 +181,7 @@ func (x *TimestampResponse) String() string {
 func (*TimestampResponse) ProtoMessage() {}
 
 func (x *TimestampResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_proto_msgTypes[1]
+	mi := &file_internal_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -96,7 +194,7 @@ func (x *TimestampResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TimestampResponse.ProtoReflect.Descriptor instead.
 func (*TimestampResponse) Descriptor() ([]byte, []int) {
-	return file_internal_proto_rawDescGZIP(), []int{1}
+	return file_internal_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *TimestampResponse) GetTs() uint64 {
@@ -116,7 +214,7 @@ type BucketProposeRequest struct {
 
 func (x *BucketProposeRequest) Reset() {
 	*x = BucketProposeRequest{}
-	mi := &file_internal_proto_msgTypes[2]
+	mi := &file_internal_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -128,7 +226,7 @@ func (x *BucketProposeRequest) String() string {
 func (*BucketProposeRequest) ProtoMessage() {}
 
 func (x *BucketProposeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_proto_msgTypes[2]
+	mi := &file_internal_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -141,7 +239,7 @@ func (x *BucketProposeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BucketProposeRequest.ProtoReflect.Descriptor instead.
 func (*BucketProposeRequest) Descriptor() ([]byte, []int) {
-	return file_internal_proto_rawDescGZIP(), []int{2}
+	return file_internal_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *BucketProposeRequest) GetGroup() uint32 {
@@ -174,7 +272,7 @@ type BucketLockKeysRequest struct {
 
 func (x *BucketLockKeysRequest) Reset() {
 	*x = BucketLockKeysRequest{}
-	mi := &file_internal_proto_msgTypes[3]
+	mi := &file_internal_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -186,7 +284,7 @@ func (x *BucketLockKeysRequest) String() string {
 func (*BucketLockKeysRequest) ProtoMessage() {}
 
 func (x *BucketLockKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_proto_msgTypes[3]
+	mi := &file_internal_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -199,7 +297,7 @@ func (x *BucketLockKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BucketLockKeysRequest.ProtoReflect.Descriptor instead.
 func (*BucketLockKeysRequest) Descriptor() ([]byte, []int) {
-	return file_internal_proto_rawDescGZIP(), []int{3}
+	return file_internal_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *BucketLockKeysRequest) GetGroup() uint32 {
@@ -252,7 +350,7 @@ type BucketLockKeysResponse struct {
 
 func (x *BucketLockKeysResponse) Reset() {
 	*x = BucketLockKeysResponse{}
-	mi := &file_internal_proto_msgTypes[4]
+	mi := &file_internal_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -264,7 +362,7 @@ func (x *BucketLockKeysResponse) String() string {
 func (*BucketLockKeysResponse) ProtoMessage() {}
 
 func (x *BucketLockKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_proto_msgTypes[4]
+	mi := &file_internal_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -277,7 +375,7 @@ func (x *BucketLockKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BucketLockKeysResponse.ProtoReflect.Descriptor instead.
 func (*BucketLockKeysResponse) Descriptor() ([]byte, []int) {
-	return file_internal_proto_rawDescGZIP(), []int{4}
+	return file_internal_proto_rawDescGZIP(), []int{6}
 }
 
 type BucketReadRequest struct {
@@ -294,7 +392,7 @@ type BucketReadRequest struct {
 
 func (x *BucketReadRequest) Reset() {
 	*x = BucketReadRequest{}
-	mi := &file_internal_proto_msgTypes[5]
+	mi := &file_internal_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -306,7 +404,7 @@ func (x *BucketReadRequest) String() string {
 func (*BucketReadRequest) ProtoMessage() {}
 
 func (x *BucketReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_proto_msgTypes[5]
+	mi := &file_internal_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -319,7 +417,7 @@ func (x *BucketReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BucketReadRequest.ProtoReflect.Descriptor instead.
 func (*BucketReadRequest) Descriptor() ([]byte, []int) {
-	return file_internal_proto_rawDescGZIP(), []int{5}
+	return file_internal_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *BucketReadRequest) GetGroup() uint32 {
@@ -366,7 +464,7 @@ type BucketReadResponse struct {
 
 func (x *BucketReadResponse) Reset() {
 	*x = BucketReadResponse{}
-	mi := &file_internal_proto_msgTypes[6]
+	mi := &file_internal_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -378,7 +476,7 @@ func (x *BucketReadResponse) String() string {
 func (*BucketReadResponse) ProtoMessage() {}
 
 func (x *BucketReadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_proto_msgTypes[6]
+	mi := &file_internal_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -391,7 +489,7 @@ func (x *BucketReadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BucketReadResponse.ProtoReflect.Descriptor instead.
 func (*BucketReadResponse) Descriptor() ([]byte, []int) {
-	return file_internal_proto_rawDescGZIP(), []int{6}
+	return file_internal_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *BucketReadResponse) GetValues() []*ReadValue {
@@ -412,7 +510,7 @@ type ReadValue struct {
 
 func (x *ReadValue) Reset() {
 	*x = ReadValue{}
-	mi := &file_internal_proto_msgTypes[7]
+	mi := &file_internal_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -424,7 +522,7 @@ func (x *ReadValue) String() string {
 func (*ReadValue) ProtoMessage() {}
 
 func (x *ReadValue) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_proto_msgTypes[7]
+	mi := &file_internal_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -437,7 +535,7 @@ func (x *ReadValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadValue.ProtoReflect.Descriptor instead.
 func (*ReadValue) Descriptor() ([]byte, []int) {
-	return file_internal_proto_rawDescGZIP(), []int{7}
+	return file_internal_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ReadValue) GetFound() bool {
@@ -476,7 +574,7 @@ type BucketScanRequest struct {
 
 func (x *BucketScanRequest) Reset() {
 	*x = BucketScanRequest{}
-	mi := &file_internal_proto_msgTypes[8]
+	mi := &file_internal_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -488,7 +586,7 @@ func (x *BucketScanRequest) String() string {
 func (*BucketScanRequest) ProtoMessage() {}
 
 func (x *BucketScanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_proto_msgTypes[8]
+	mi := &file_internal_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -501,7 +599,7 @@ func (x *BucketScanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BucketScanRequest.ProtoReflect.Descriptor instead.
 func (*BucketScanRequest) Descriptor() ([]byte, []int) {
-	return file_internal_proto_rawDescGZIP(), []int{8}
+	return file_internal_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *BucketScanRequest) GetGroup() uint32 {
@@ -563,7 +661,7 @@ type BucketScanResponse struct {
 
 func (x *BucketScanResponse) Reset() {
 	*x = BucketScanResponse{}
-	mi := &file_internal_proto_msgTypes[9]
+	mi := &file_internal_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -575,7 +673,7 @@ func (x *BucketScanResponse) String() string {
 func (*BucketScanResponse) ProtoMessage() {}
 
 func (x *BucketScanResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_proto_msgTypes[9]
+	mi := &file_internal_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -588,7 +686,7 @@ func (x *BucketScanResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BucketScanResponse.ProtoReflect.Descriptor instead.
 func (*BucketScanResponse) Descriptor() ([]byte, []int) {
-	return file_internal_proto_rawDescGZIP(), []int{9}
+	return file_internal_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *BucketScanResponse) GetKvs() []*ocpb.KeyValue {
@@ -615,7 +713,7 @@ type BucketListRequest struct {
 
 func (x *BucketListRequest) Reset() {
 	*x = BucketListRequest{}
-	mi := &file_internal_proto_msgTypes[10]
+	mi := &file_internal_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -627,7 +725,7 @@ func (x *BucketListRequest) String() string {
 func (*BucketListRequest) ProtoMessage() {}
 
 func (x *BucketListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_proto_msgTypes[10]
+	mi := &file_internal_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -640,7 +738,7 @@ func (x *BucketListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BucketListRequest.ProtoReflect.Descriptor instead.
 func (*BucketListRequest) Descriptor() ([]byte, []int) {
-	return file_internal_proto_rawDescGZIP(), []int{10}
+	return file_internal_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *BucketListRequest) GetGroup() uint32 {
@@ -668,7 +766,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_internal_proto_msgTypes[11]
+	mi := &file_internal_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -680,7 +778,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_proto_msgTypes[11]
+	mi := &file_internal_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -693,7 +791,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_internal_proto_rawDescGZIP(), []int{11}
+	return file_internal_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SnapshotChunk) GetHeader() *RaftBatch {
@@ -722,7 +820,7 @@ type RaftBatch struct {
 
 func (x *RaftBatch) Reset() {
 	*x = RaftBatch{}
-	mi := &file_internal_proto_msgTypes[12]
+	mi := &file_internal_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -734,7 +832,7 @@ func (x *RaftBatch) String() string {
 func (*RaftBatch) ProtoMessage() {}
 
 func (x *RaftBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_proto_msgTypes[12]
+	mi := &file_internal_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -747,7 +845,7 @@ func (x *RaftBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftBatch.ProtoReflect.Descriptor instead.
 func (*RaftBatch) Descriptor() ([]byte, []int) {
-	return file_internal_proto_rawDescGZIP(), []int{12}
+	return file_internal_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RaftBatch) GetFrom() uint64 {
@@ -789,7 +887,7 @@ type GroupMessage struct {
 
 func (x *GroupMessage) Reset() {
 	*x = GroupMessage{}
-	mi := &file_internal_proto_msgTypes[13]
+	mi := &file_internal_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -801,7 +899,7 @@ func (x *GroupMessage) String() string {
 func (*GroupMessage) ProtoMessage() {}
 
 func (x *GroupMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_proto_msgTypes[13]
+	mi := &file_internal_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -814,7 +912,7 @@ func (x *GroupMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupMessage.ProtoReflect.Descriptor instead.
 func (*GroupMessage) Descriptor() ([]byte, []int) {
-	return file_internal_proto_rawDescGZIP(), []int{13}
+	return file_internal_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GroupMessage) GetGroup() uint32 {
@@ -839,7 +937,7 @@ type RaftAck struct {
 
 func (x *RaftAck) Reset() {
 	*x = RaftAck{}
-	mi := &file_internal_proto_msgTypes[14]
+	mi := &file_internal_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -851,7 +949,7 @@ func (x *RaftAck) String() string {
 func (*RaftAck) ProtoMessage() {}
 
 func (x *RaftAck) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_proto_msgTypes[14]
+	mi := &file_internal_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -864,7 +962,7 @@ func (x *RaftAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftAck.ProtoReflect.Descriptor instead.
 func (*RaftAck) Descriptor() ([]byte, []int) {
-	return file_internal_proto_rawDescGZIP(), []int{14}
+	return file_internal_proto_rawDescGZIP(), []int{16}
 }
 
 type JoinRequest struct {
@@ -878,7 +976,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_internal_proto_msgTypes[15]
+	mi := &file_internal_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -890,7 +988,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_proto_msgTypes[15]
+	mi := &file_internal_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -903,7 +1001,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_internal_proto_rawDescGZIP(), []int{15}
+	return file_internal_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *JoinRequest) GetNodeId() uint64 {
@@ -931,7 +1029,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_internal_proto_msgTypes[16]
+	mi := &file_internal_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -943,7 +1041,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_proto_msgTypes[16]
+	mi := &file_internal_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -956,7 +1054,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_internal_proto_rawDescGZIP(), []int{16}
+	return file_internal_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *JoinResponse) GetClusterId() string {
@@ -984,7 +1082,12 @@ var File_internal_proto protoreflect.FileDescriptor
 
 const file_internal_proto_rawDesc = "" +
 	"\n" +
-	"\x0einternal.proto\x12\x12opencluster.cmd.v1\x1a\tcmd.proto\x1a\x11opencluster.proto\"\x12\n" +
+	"\x0einternal.proto\x12\x12opencluster.cmd.v1\x1a\tcmd.proto\x1a\x11opencluster.proto\"?\n" +
+	"\vCallRequest\x12\x16\n" +
+	"\x06method\x18\x01 \x01(\tR\x06method\x12\x18\n" +
+	"\arequest\x18\x02 \x01(\fR\arequest\"*\n" +
+	"\fCallResponse\x12\x1a\n" +
+	"\bresponse\x18\x01 \x01(\fR\bresponse\"\x12\n" +
 	"\x10TimestampRequest\"#\n" +
 	"\x11TimestampResponse\x12\x0e\n" +
 	"\x02ts\x18\x01 \x01(\x04R\x02ts\"c\n" +
@@ -1046,7 +1149,7 @@ const file_internal_proto_rawDesc = "" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x18\n" +
 	"\abuckets\x18\x02 \x01(\rR\abuckets\x12\x1a\n" +
-	"\breplicas\x18\x03 \x01(\rR\breplicas2\x90\x06\n" +
+	"\breplicas\x18\x03 \x01(\rR\breplicas2\xdb\x06\n" +
 	"\bInternal\x12D\n" +
 	"\x04Raft\x12\x1d.opencluster.cmd.v1.RaftBatch\x1a\x1b.opencluster.cmd.v1.RaftAck(\x01\x12I\n" +
 	"\x04Join\x12\x1f.opencluster.cmd.v1.JoinRequest\x1a .opencluster.cmd.v1.JoinResponse\x12L\n" +
@@ -1059,7 +1162,8 @@ const file_internal_proto_rawDesc = "" +
 	"\n" +
 	"BucketScan\x12%.opencluster.cmd.v1.BucketScanRequest\x1a&.opencluster.cmd.v1.BucketScanResponse\x12Q\n" +
 	"\n" +
-	"BucketList\x12%.opencluster.cmd.v1.BucketListRequest\x1a\x1c.opencluster.v1.ListResponseB.Z,github.com/opencluster/opencluster/rpc/cmdpbb\x06proto3"
+	"BucketList\x12%.opencluster.cmd.v1.BucketListRequest\x1a\x1c.opencluster.v1.ListResponse\x12I\n" +
+	"\x04Call\x12\x1f.opencluster.cmd.v1.CallRequest\x1a .opencluster.cmd.v1.CallResponseB.Z,github.com/opencluster/opencluster/rpc/cmdpbb\x06proto3"
 
 var (
 	file_internal_proto_rawDescOnce sync.Once
@@ -1073,64 +1177,68 @@ func file_internal_proto_rawDescGZIP() []byte {
 	return file_internal_proto_rawDescData
 }
 
-var file_internal_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_internal_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_internal_proto_goTypes = []any{
-	(*TimestampRequest)(nil),       // 0: opencluster.cmd.v1.TimestampRequest
-	(*TimestampResponse)(nil),      // 1: opencluster.cmd.v1.TimestampResponse
-	(*BucketProposeRequest)(nil),   // 2: opencluster.cmd.v1.BucketProposeRequest
-	(*BucketLockKeysRequest)(nil),  // 3: opencluster.cmd.v1.BucketLockKeysRequest
-	(*BucketLockKeysResponse)(nil), // 4: opencluster.cmd.v1.BucketLockKeysResponse
-	(*BucketReadRequest)(nil),      // 5: opencluster.cmd.v1.BucketReadRequest
-	(*BucketReadResponse)(nil),     // 6: opencluster.cmd.v1.BucketReadResponse
-	(*ReadValue)(nil),              // 7: opencluster.cmd.v1.ReadValue
-	(*BucketScanRequest)(nil),      // 8: opencluster.cmd.v1.BucketScanRequest
-	(*BucketScanResponse)(nil),     // 9: opencluster.cmd.v1.BucketScanResponse
-	(*BucketListRequest)(nil),      // 10: opencluster.cmd.v1.BucketListRequest
-	(*SnapshotChunk)(nil),          // 11: opencluster.cmd.v1.SnapshotChunk
-	(*RaftBatch)(nil),              // 12: opencluster.cmd.v1.RaftBatch
-	(*GroupMessage)(nil),           // 13: opencluster.cmd.v1.GroupMessage
-	(*RaftAck)(nil),                // 14: opencluster.cmd.v1.RaftAck
-	(*JoinRequest)(nil),            // 15: opencluster.cmd.v1.JoinRequest
-	(*JoinResponse)(nil),           // 16: opencluster.cmd.v1.JoinResponse
-	(*Command)(nil),                // 17: opencluster.cmd.v1.Command
-	(Isolation)(0),                 // 18: opencluster.cmd.v1.Isolation
-	(*KeySpec)(nil),                // 19: opencluster.cmd.v1.KeySpec
-	(*ocpb.KeyValue)(nil),          // 20: opencluster.v1.KeyValue
-	(*ocpb.ListRequest)(nil),       // 21: opencluster.v1.ListRequest
-	(*SnapshotKV)(nil),             // 22: opencluster.cmd.v1.SnapshotKV
-	(*Result)(nil),                 // 23: opencluster.cmd.v1.Result
-	(*ocpb.ListResponse)(nil),      // 24: opencluster.v1.ListResponse
+	(*CallRequest)(nil),            // 0: opencluster.cmd.v1.CallRequest
+	(*CallResponse)(nil),           // 1: opencluster.cmd.v1.CallResponse
+	(*TimestampRequest)(nil),       // 2: opencluster.cmd.v1.TimestampRequest
+	(*TimestampResponse)(nil),      // 3: opencluster.cmd.v1.TimestampResponse
+	(*BucketProposeRequest)(nil),   // 4: opencluster.cmd.v1.BucketProposeRequest
+	(*BucketLockKeysRequest)(nil),  // 5: opencluster.cmd.v1.BucketLockKeysRequest
+	(*BucketLockKeysResponse)(nil), // 6: opencluster.cmd.v1.BucketLockKeysResponse
+	(*BucketReadRequest)(nil),      // 7: opencluster.cmd.v1.BucketReadRequest
+	(*BucketReadResponse)(nil),     // 8: opencluster.cmd.v1.BucketReadResponse
+	(*ReadValue)(nil),              // 9: opencluster.cmd.v1.ReadValue
+	(*BucketScanRequest)(nil),      // 10: opencluster.cmd.v1.BucketScanRequest
+	(*BucketScanResponse)(nil),     // 11: opencluster.cmd.v1.BucketScanResponse
+	(*BucketListRequest)(nil),      // 12: opencluster.cmd.v1.BucketListRequest
+	(*SnapshotChunk)(nil),          // 13: opencluster.cmd.v1.SnapshotChunk
+	(*RaftBatch)(nil),              // 14: opencluster.cmd.v1.RaftBatch
+	(*GroupMessage)(nil),           // 15: opencluster.cmd.v1.GroupMessage
+	(*RaftAck)(nil),                // 16: opencluster.cmd.v1.RaftAck
+	(*JoinRequest)(nil),            // 17: opencluster.cmd.v1.JoinRequest
+	(*JoinResponse)(nil),           // 18: opencluster.cmd.v1.JoinResponse
+	(*Command)(nil),                // 19: opencluster.cmd.v1.Command
+	(Isolation)(0),                 // 20: opencluster.cmd.v1.Isolation
+	(*KeySpec)(nil),                // 21: opencluster.cmd.v1.KeySpec
+	(*ocpb.KeyValue)(nil),          // 22: opencluster.v1.KeyValue
+	(*ocpb.ListRequest)(nil),       // 23: opencluster.v1.ListRequest
+	(*SnapshotKV)(nil),             // 24: opencluster.cmd.v1.SnapshotKV
+	(*Result)(nil),                 // 25: opencluster.cmd.v1.Result
+	(*ocpb.ListResponse)(nil),      // 26: opencluster.v1.ListResponse
 }
 var file_internal_proto_depIdxs = []int32{
-	17, // 0: opencluster.cmd.v1.BucketProposeRequest.command:type_name -> opencluster.cmd.v1.Command
-	18, // 1: opencluster.cmd.v1.BucketLockKeysRequest.isolation:type_name -> opencluster.cmd.v1.Isolation
-	19, // 2: opencluster.cmd.v1.BucketLockKeysRequest.keys:type_name -> opencluster.cmd.v1.KeySpec
-	7,  // 3: opencluster.cmd.v1.BucketReadResponse.values:type_name -> opencluster.cmd.v1.ReadValue
-	20, // 4: opencluster.cmd.v1.BucketScanResponse.kvs:type_name -> opencluster.v1.KeyValue
-	21, // 5: opencluster.cmd.v1.BucketListRequest.request:type_name -> opencluster.v1.ListRequest
-	12, // 6: opencluster.cmd.v1.SnapshotChunk.header:type_name -> opencluster.cmd.v1.RaftBatch
-	22, // 7: opencluster.cmd.v1.SnapshotChunk.kvs:type_name -> opencluster.cmd.v1.SnapshotKV
-	13, // 8: opencluster.cmd.v1.RaftBatch.messages:type_name -> opencluster.cmd.v1.GroupMessage
-	12, // 9: opencluster.cmd.v1.Internal.Raft:input_type -> opencluster.cmd.v1.RaftBatch
-	15, // 10: opencluster.cmd.v1.Internal.Join:input_type -> opencluster.cmd.v1.JoinRequest
-	11, // 11: opencluster.cmd.v1.Internal.Snapshot:input_type -> opencluster.cmd.v1.SnapshotChunk
-	0,  // 12: opencluster.cmd.v1.Internal.Timestamp:input_type -> opencluster.cmd.v1.TimestampRequest
-	2,  // 13: opencluster.cmd.v1.Internal.BucketPropose:input_type -> opencluster.cmd.v1.BucketProposeRequest
-	3,  // 14: opencluster.cmd.v1.Internal.BucketLockKeys:input_type -> opencluster.cmd.v1.BucketLockKeysRequest
-	5,  // 15: opencluster.cmd.v1.Internal.BucketRead:input_type -> opencluster.cmd.v1.BucketReadRequest
-	8,  // 16: opencluster.cmd.v1.Internal.BucketScan:input_type -> opencluster.cmd.v1.BucketScanRequest
-	10, // 17: opencluster.cmd.v1.Internal.BucketList:input_type -> opencluster.cmd.v1.BucketListRequest
-	14, // 18: opencluster.cmd.v1.Internal.Raft:output_type -> opencluster.cmd.v1.RaftAck
-	16, // 19: opencluster.cmd.v1.Internal.Join:output_type -> opencluster.cmd.v1.JoinResponse
-	14, // 20: opencluster.cmd.v1.Internal.Snapshot:output_type -> opencluster.cmd.v1.RaftAck
-	1,  // 21: opencluster.cmd.v1.Internal.Timestamp:output_type -> opencluster.cmd.v1.TimestampResponse
-	23, // 22: opencluster.cmd.v1.Internal.BucketPropose:output_type -> opencluster.cmd.v1.Result
-	4,  // 23: opencluster.cmd.v1.Internal.BucketLockKeys:output_type -> opencluster.cmd.v1.BucketLockKeysResponse
-	6,  // 24: opencluster.cmd.v1.Internal.BucketRead:output_type -> opencluster.cmd.v1.BucketReadResponse
-	9,  // 25: opencluster.cmd.v1.Internal.BucketScan:output_type -> opencluster.cmd.v1.BucketScanResponse
-	24, // 26: opencluster.cmd.v1.Internal.BucketList:output_type -> opencluster.v1.ListResponse
-	18, // [18:27] is the sub-list for method output_type
-	9,  // [9:18] is the sub-list for method input_type
+	19, // 0: opencluster.cmd.v1.BucketProposeRequest.command:type_name -> opencluster.cmd.v1.Command
+	20, // 1: opencluster.cmd.v1.BucketLockKeysRequest.isolation:type_name -> opencluster.cmd.v1.Isolation
+	21, // 2: opencluster.cmd.v1.BucketLockKeysRequest.keys:type_name -> opencluster.cmd.v1.KeySpec
+	9,  // 3: opencluster.cmd.v1.BucketReadResponse.values:type_name -> opencluster.cmd.v1.ReadValue
+	22, // 4: opencluster.cmd.v1.BucketScanResponse.kvs:type_name -> opencluster.v1.KeyValue
+	23, // 5: opencluster.cmd.v1.BucketListRequest.request:type_name -> opencluster.v1.ListRequest
+	14, // 6: opencluster.cmd.v1.SnapshotChunk.header:type_name -> opencluster.cmd.v1.RaftBatch
+	24, // 7: opencluster.cmd.v1.SnapshotChunk.kvs:type_name -> opencluster.cmd.v1.SnapshotKV
+	15, // 8: opencluster.cmd.v1.RaftBatch.messages:type_name -> opencluster.cmd.v1.GroupMessage
+	14, // 9: opencluster.cmd.v1.Internal.Raft:input_type -> opencluster.cmd.v1.RaftBatch
+	17, // 10: opencluster.cmd.v1.Internal.Join:input_type -> opencluster.cmd.v1.JoinRequest
+	13, // 11: opencluster.cmd.v1.Internal.Snapshot:input_type -> opencluster.cmd.v1.SnapshotChunk
+	2,  // 12: opencluster.cmd.v1.Internal.Timestamp:input_type -> opencluster.cmd.v1.TimestampRequest
+	4,  // 13: opencluster.cmd.v1.Internal.BucketPropose:input_type -> opencluster.cmd.v1.BucketProposeRequest
+	5,  // 14: opencluster.cmd.v1.Internal.BucketLockKeys:input_type -> opencluster.cmd.v1.BucketLockKeysRequest
+	7,  // 15: opencluster.cmd.v1.Internal.BucketRead:input_type -> opencluster.cmd.v1.BucketReadRequest
+	10, // 16: opencluster.cmd.v1.Internal.BucketScan:input_type -> opencluster.cmd.v1.BucketScanRequest
+	12, // 17: opencluster.cmd.v1.Internal.BucketList:input_type -> opencluster.cmd.v1.BucketListRequest
+	0,  // 18: opencluster.cmd.v1.Internal.Call:input_type -> opencluster.cmd.v1.CallRequest
+	16, // 19: opencluster.cmd.v1.Internal.Raft:output_type -> opencluster.cmd.v1.RaftAck
+	18, // 20: opencluster.cmd.v1.Internal.Join:output_type -> opencluster.cmd.v1.JoinResponse
+	16, // 21: opencluster.cmd.v1.Internal.Snapshot:output_type -> opencluster.cmd.v1.RaftAck
+	3,  // 22: opencluster.cmd.v1.Internal.Timestamp:output_type -> opencluster.cmd.v1.TimestampResponse
+	25, // 23: opencluster.cmd.v1.Internal.BucketPropose:output_type -> opencluster.cmd.v1.Result
+	6,  // 24: opencluster.cmd.v1.Internal.BucketLockKeys:output_type -> opencluster.cmd.v1.BucketLockKeysResponse
+	8,  // 25: opencluster.cmd.v1.Internal.BucketRead:output_type -> opencluster.cmd.v1.BucketReadResponse
+	11, // 26: opencluster.cmd.v1.Internal.BucketScan:output_type -> opencluster.cmd.v1.BucketScanResponse
+	26, // 27: opencluster.cmd.v1.Internal.BucketList:output_type -> opencluster.v1.ListResponse
+	1,  // 28: opencluster.cmd.v1.Internal.Call:output_type -> opencluster.cmd.v1.CallResponse
+	19, // [19:29] is the sub-list for method output_type
+	9,  // [9:19] is the sub-list for method input_type
 	9,  // [9:9] is the sub-list for extension type_name
 	9,  // [9:9] is the sub-list for extension extendee
 	0,  // [0:9] is the sub-list for field type_name
@@ -1148,7 +1256,7 @@ func file_internal_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_internal_proto_rawDesc), len(file_internal_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

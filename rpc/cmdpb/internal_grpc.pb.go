@@ -33,6 +33,7 @@ const (
 	Internal_BucketRead_FullMethodName     = "/opencluster.cmd.v1.Internal/BucketRead"
 	Internal_BucketScan_FullMethodName     = "/opencluster.cmd.v1.Internal/BucketScan"
 	Internal_BucketList_FullMethodName     = "/opencluster.cmd.v1.Internal/BucketList"
+	Internal_Call_FullMethodName           = "/opencluster.cmd.v1.Internal/Call"
 )
 
 // InternalClient is the client API for Internal service.
@@ -60,6 +61,9 @@ type InternalClient interface {
 	BucketRead(ctx context.Context, in *BucketReadRequest, opts ...grpc.CallOption) (*BucketReadResponse, error)
 	BucketScan(ctx context.Context, in *BucketScanRequest, opts ...grpc.CallOption) (*BucketScanResponse, error)
 	BucketList(ctx context.Context, in *BucketListRequest, opts ...grpc.CallOption) (*ocpb.ListResponse, error)
+	// Call runs a client request (a public API method, by name) on the node
+	// that leads the request's bucket; it is never forwarded again.
+	Call(ctx context.Context, in *CallRequest, opts ...grpc.CallOption) (*CallResponse, error)
 }
 
 type internalClient struct {
@@ -166,6 +170,16 @@ func (c *internalClient) BucketList(ctx context.Context, in *BucketListRequest, 
 	return out, nil
 }
 
+func (c *internalClient) Call(ctx context.Context, in *CallRequest, opts ...grpc.CallOption) (*CallResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CallResponse)
+	err := c.cc.Invoke(ctx, Internal_Call_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // InternalServer is the server API for Internal service.
 // All implementations must embed UnimplementedInternalServer
 // for forward compatibility.
@@ -191,6 +205,9 @@ type InternalServer interface {
 	BucketRead(context.Context, *BucketReadRequest) (*BucketReadResponse, error)
 	BucketScan(context.Context, *BucketScanRequest) (*BucketScanResponse, error)
 	BucketList(context.Context, *BucketListRequest) (*ocpb.ListResponse, error)
+	// Call runs a client request (a public API method, by name) on the node
+	// that leads the request's bucket; it is never forwarded again.
+	Call(context.Context, *CallRequest) (*CallResponse, error)
 	mustEmbedUnimplementedInternalServer()
 }
 
@@ -227,6 +244,9 @@ func (UnimplementedInternalServer) BucketScan(context.Context, *BucketScanReques
 }
 func (UnimplementedInternalServer) BucketList(context.Context, *BucketListRequest) (*ocpb.ListResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method BucketList not implemented")
+}
+func (UnimplementedInternalServer) Call(context.Context, *CallRequest) (*CallResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Call not implemented")
 }
 func (UnimplementedInternalServer) mustEmbedUnimplementedInternalServer() {}
 func (UnimplementedInternalServer) testEmbeddedByValue()                  {}
@@ -389,6 +409,24 @@ func _Internal_BucketList_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Internal_Call_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CallRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InternalServer).Call(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Internal_Call_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InternalServer).Call(ctx, req.(*CallRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Internal_ServiceDesc is the grpc.ServiceDesc for Internal service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -423,6 +461,10 @@ var Internal_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "BucketList",
 			Handler:    _Internal_BucketList_Handler,
+		},
+		{
+			MethodName: "Call",
+			Handler:    _Internal_Call_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/opencluster/opencluster/kv"
 	"github.com/opencluster/opencluster/mvcc"
@@ -144,6 +145,26 @@ func (r *Remote) List(ctx context.Context, node uint64, req *cmdpb.BucketListReq
 		return nil, fromStatus(err)
 	}
 	return resp.GetLocks(), nil
+}
+
+// Call implements kv.Remote.
+func (r *Remote) Call(ctx context.Context, node uint64, method string, req, resp proto.Message) error {
+	c, err := r.client(node)
+	if err != nil {
+		return err
+	}
+	raw, err := proto.Marshal(req)
+	if err != nil {
+		return err
+	}
+	out, err := c.Call(ctx, &cmdpb.CallRequest{Method: method, Request: raw})
+	if err != nil {
+		return fromStatus(err)
+	}
+	if err := proto.Unmarshal(out.GetResponse(), resp); err != nil {
+		return fmt.Errorf("%w: corrupt answer from node %d: %v", kv.ErrUnavailable, node, err)
+	}
+	return nil
 }
 
 // toStatus carries a kv error to another node: its kind travels in an

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/opencluster/opencluster/kv"
 	"github.com/opencluster/opencluster/mvcc"
@@ -28,6 +29,7 @@ type Local interface {
 	ServeRead(ctx context.Context, req *cmdpb.BucketReadRequest) ([]mvcc.Value, error)
 	ServeScan(ctx context.Context, req *cmdpb.BucketScanRequest) ([]mvcc.KV, bool, error)
 	ServeList(ctx context.Context, req *cmdpb.BucketListRequest) ([]*ocpb.LockInfo, error)
+	ServeCall(ctx context.Context, method string, raw []byte) (proto.Message, error)
 }
 
 // Service implements the Internal gRPC service over a node.
@@ -174,4 +176,17 @@ func (s *Service) BucketList(ctx context.Context, req *cmdpb.BucketListRequest) 
 		return nil, toStatus(err)
 	}
 	return &ocpb.ListResponse{Locks: infos}, nil
+}
+
+// Call runs a client request forwarded by another node.
+func (s *Service) Call(ctx context.Context, req *cmdpb.CallRequest) (*cmdpb.CallResponse, error) {
+	resp, err := s.node.ServeCall(ctx, req.GetMethod(), req.GetRequest())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	raw, err := proto.Marshal(resp)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &cmdpb.CallResponse{Response: raw}, nil
 }

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"google.golang.org/grpc"
 )
 
 // ErrInvalidConfig reports a Config that Validate refuses, or a nil Backend
@@ -43,10 +42,6 @@ type Config struct {
 	// DefaultTTL is the ttl written into an Acquire or Restrict request that
 	// sets none (default 15s). It must lie in [MinTTL, MaxTTL].
 	DefaultTTL time.Duration
-	// Dial opens the connection a request is forwarded over when the
-	// backend is a Router and another node serves (nil: insecure
-	// grpc.NewClient).
-	Dial func(addr string) (*grpc.ClientConn, error)
 }
 
 // DefaultConfig returns the production defaults: no logging, no metrics,

@@ -35,9 +35,6 @@ func (l locksService) KeepAlive(stream ocpb.Locks_KeepAliveServer) (err error) {
 		}
 	}()
 	ctx := stream.Context()
-	if elsewhere, err := notServingHere(stream, s); elsewhere {
-		return err
-	}
 	for {
 		req, err := stream.Recv()
 		if errors.Is(err, io.EOF) {

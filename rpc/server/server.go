@@ -2,8 +2,10 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -13,12 +15,14 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/opencluster/opencluster/kv"
 	"github.com/opencluster/opencluster/rpc/ocpb"
 )
 
 // Server holds the gRPC services KV, Locks and Cluster over a Backend, plus
-// the standard health service. It starts no goroutines; it holds the
-// connections it forwards requests over (see Router), which Close closes.
+// the standard health service. It starts no goroutines and holds no
+// resources, so it needs no Close; its lifetime is the grpc.Server's. (The
+// backend routes each request to its bucket's leader itself.)
 type Server struct {
 	cfg     Config // Invariant: defaults applied and validated.
 	backend Backend
@@ -26,7 +30,6 @@ type Server struct {
 	v       validator
 	health  *health.Server
 	metrics *metrics // nil when cfg.Registerer is nil
-	fwd     *forwarder
 }
 
 // New returns a Server over b. It validates cfg (see Config.Validate),
@@ -45,7 +48,6 @@ func New(cfg Config, b Backend) (*Server, error) {
 		log:     cfg.Logger,
 		v:       validator{defaultTTL: cfg.DefaultTTL},
 		health:  health.NewServer(),
-		fwd:     newForwarder(cfg.Dial),
 	}
 	if cfg.Registerer != nil {
 		m, err := newMetrics(cfg.Registerer)
@@ -76,9 +78,6 @@ func (s *Server) Register(g *grpc.Server) {
 	reflection.Register(g)
 	s.SetServing(true)
 }
-
-// Close closes the connections used to forward requests.
-func (s *Server) Close() { s.fwd.close() }
 
 // SetServing sets the health status of "" and of the three services to
 // SERVING or NOT_SERVING; a node calls SetServing(false) before a graceful
@@ -120,12 +119,7 @@ func handle[Req any, Resp proto.Message](ctx context.Context, s *Server, method 
 	if err := check(req); err != nil {
 		return zero, s.toStatus(method, err)
 	}
-	if pm, ok := any(req).(proto.Message); ok {
-		if fresp, forwarded, ferr := route[Resp](ctx, s, method, pm); forwarded {
-			return fresp, ferr
-		}
-	}
-	resp, err = call(ctx, req)
+	resp, err = callRetryingNotApplied(ctx, req, call)
 	if err != nil {
 		return zero, s.toStatus(method, err)
 	}
@@ -133,6 +127,33 @@ func handle[Req any, Resp proto.Message](ctx context.Context, s *Server, method 
 		return zero, s.toStatus(method, errNilResponse)
 	}
 	return resp, nil
+}
+
+// notAppliedRetries bounds the server's own retries of a request that
+// failed without taking effect (kv.ErrNotApplied: a leadership moving, an
+// election), with pauses growing from 10 ms to 200 ms: a few seconds in
+// all, about two election timeouts.
+const notAppliedRetries = 16
+
+// callRetryingNotApplied calls the backend, and calls it again while it
+// fails with kv.ErrNotApplied and ctx lasts, so that a leadership change
+// costs the client a pause instead of an error.
+func callRetryingNotApplied[Req any, Resp any](ctx context.Context, req Req, call func(context.Context, Req) (Resp, error)) (Resp, error) {
+	pause := 10 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		resp, err := call(ctx, req)
+		if err == nil || !errors.Is(err, kv.ErrNotApplied) || attempt == notAppliedRetries {
+			return resp, err
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return resp, err
+		case <-t.C:
+		}
+		pause = min(2*pause, 200*time.Millisecond)
+	}
 }
 
 // recovered logs a recovered panic and returns the status the client sees.
