@@ -11,6 +11,7 @@ import (
 
 	"github.com/opencluster/opencluster/locks"
 	"github.com/opencluster/opencluster/mvcc"
+	"github.com/opencluster/opencluster/mvcc/ts"
 	"github.com/opencluster/opencluster/rpc/cmdpb"
 	"github.com/opencluster/opencluster/rpc/ocpb"
 )
@@ -58,8 +59,14 @@ func (n *Node) Release(ctx context.Context, req *ocpb.ReleaseRequest) (*ocpb.Rel
 	if err != nil {
 		return nil, err
 	}
+	var t ts.Timestamp
+	if req.RequestId != "" {
+		if t, err = n.tso.now(ctx); err != nil {
+			return nil, err
+		}
+	}
 	res, err := n.replicaOfName(req.Name).propose(ctx, &cmdpb.Command{Body: &cmdpb.Command_NamedRelease{NamedRelease: &cmdpb.NamedRelease{
-		Name: req.Name, Code: code,
+		Name: req.Name, Code: code, RequestId: req.RequestId, Ts: uint64(t),
 	}}})
 	if err != nil {
 		return nil, err

@@ -38,7 +38,7 @@ func Apply(rw mvcc.ReadWriter, b mvcc.Bucket, cmd *cmdpb.Command) (*cmdpb.Result
 	case *cmdpb.Command_NamedAcquire:
 		res, err = a.namedAcquire(c.NamedAcquire)
 	case *cmdpb.Command_NamedRelease:
-		res, err = a.namedRelease(c.NamedRelease)
+		res, err = a.deduped(c.NamedRelease.RequestId, c.NamedRelease.Ts, func() (*cmdpb.Result, error) { return a.namedRelease(c.NamedRelease) })
 	case *cmdpb.Command_TxnBegin:
 		res, err = a.txnBegin(c.TxnBegin)
 	case *cmdpb.Command_LockKeys:

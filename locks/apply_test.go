@@ -266,3 +266,28 @@ func TestRetriedWritesApplyOnce(t *testing.T) {
 		t.Fatalf("cas c1 after GC forgot it: %v, want it judged again (mismatch)", res)
 	}
 }
+
+// TestRetriedReleaseAfterRegrant checks that a Release retried with its
+// request id succeeds even after the lock was granted to someone else and
+// released again, instead of looking like a lost lock.
+func TestRetriedReleaseAfterRegrant(t *testing.T) {
+	e := openEngine(t)
+	acq := func(c []byte) *cmdpb.Result {
+		return applyOne(t, e, &cmdpb.Command{Body: &cmdpb.Command_NamedAcquire{NamedAcquire: &cmdpb.NamedAcquire{Name: "m", Code: c, TtlMs: 1000, Ts: 1}}})
+	}
+	rel := func(c []byte, req string) *cmdpb.Result {
+		return applyOne(t, e, &cmdpb.Command{Body: &cmdpb.Command_NamedRelease{NamedRelease: &cmdpb.NamedRelease{Name: "m", Code: c, RequestId: req, Ts: 5}}})
+	}
+	acq(code(1))
+	if res := rel(code(1), "r1"); res.Error != cmdpb.ErrorCode_OK {
+		t.Fatalf("release: %v", res)
+	}
+	acq(code(2))
+	rel(code(2), "r2")
+	if res := rel(code(1), "r1"); res.Error != cmdpb.ErrorCode_OK {
+		t.Fatalf("retried release after a regrant: %v, want the first success", res)
+	}
+	if res := rel(code(1), "r3"); res.Error != cmdpb.ErrorCode_NOT_HOLDER {
+		t.Fatalf("a new release with a stale code: %v, want NOT_HOLDER", res)
+	}
+}

@@ -1021,10 +1021,15 @@ func (x *NamedAcquire) GetRequestId() string {
 // NamedRelease releases a named lock held with code. expired marks a release
 // proposed by the leader because the ttl ran out.
 type NamedRelease struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Code          []byte                 `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
-	Expired       bool                   `protobuf:"varint,3,opt,name=expired,proto3" json:"expired,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Name    string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Code    []byte                 `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
+	Expired bool                   `protobuf:"varint,3,opt,name=expired,proto3" json:"expired,omitempty"`
+	// request_id makes a retried Release succeed again even after the lock
+	// was granted and released since (a dedup record, see Put); ts dates
+	// that record for GC.
+	RequestId     string `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Ts            uint64 `protobuf:"varint,5,opt,name=ts,proto3" json:"ts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1078,6 +1083,20 @@ func (x *NamedRelease) GetExpired() bool {
 		return x.Expired
 	}
 	return false
+}
+
+func (x *NamedRelease) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *NamedRelease) GetTs() uint64 {
+	if x != nil {
+		return x.Ts
+	}
+	return 0
 }
 
 // TxnBegin creates a restrictive lock's record as PENDING if the name is
@@ -2646,11 +2665,14 @@ const file_cmd_proto_rawDesc = "" +
 	"\x06ttl_ms\x18\x04 \x01(\x03R\x05ttlMs\x12\x0e\n" +
 	"\x02ts\x18\x05 \x01(\x04R\x02ts\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x06 \x01(\tR\trequestId\"P\n" +
+	"request_id\x18\x06 \x01(\tR\trequestId\"\x7f\n" +
 	"\fNamedRelease\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\fR\x04code\x12\x18\n" +
-	"\aexpired\x18\x03 \x01(\bR\aexpired\"\x87\x02\n" +
+	"\aexpired\x18\x03 \x01(\bR\aexpired\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x04 \x01(\tR\trequestId\x12\x0e\n" +
+	"\x02ts\x18\x05 \x01(\x04R\x02ts\"\x87\x02\n" +
 	"\bTxnBegin\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\fR\x04code\x12\x14\n" +
