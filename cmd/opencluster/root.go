@@ -73,6 +73,7 @@ values that are not valid UTF-8 appear base64-encoded under "<field>_b64".`,
 		newStatusCmd(a),
 		newStartCmd(),
 		newDemoCmd(),
+		newJepsenCmd(a),
 	)
 
 	return root

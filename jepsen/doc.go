@@ -1,0 +1,98 @@
+// Package jepsen is OpenCluster's black-box consistency harness: it starts
+// real server processes, drives concurrent clients against them while a
+// nemesis injects faults, records every operation, and checks the history
+// against what the store promises.
+//
+// It sees the store only through rpc/client and rpc/ocpb, exactly as a
+// user does; it never imports the server's packages. What it checks is
+// therefore what a user can rely on.
+//
+// # Model
+//
+// A run (Run) has phases: start the nodes and wait until each serves;
+// set up the workload's keys; let Concurrency client processes issue
+// operations at Rate for TimeLimit while the nemesis scheduler injects
+// and heals faults (kill -9 and restart, SIGSTOP and SIGCONT); heal
+// everything and wait for every node; run the workload's final reads;
+// check the history; write the run directory (history.jsonl,
+// results.json, summary.txt, test.json, the servers' logs).
+//
+// The history is a list of Ops. A client process records an invoke
+// before it sends a request and a completion after the answer:
+//
+//   - ok: the operation happened, with this result;
+//   - fail: the operation certainly did not happen (the server refused it
+//     before applying, a CAS found another version, a wait timed out on
+//     the server, a transaction was never committed);
+//   - info: the outcome is unknown (timeout, broken connection). The
+//     operation may take effect at any time after its invoke, or never.
+//
+// A failed read is recorded as fail whatever the error, since reads have
+// no effect. After an info the process takes a new id (id+Concurrency),
+// as in Jepsen: it may still have a request in flight, and each process
+// id must have at most one operation open at a time.
+//
+// Workloads and their checkers:
+//
+//   - register: get, put and CAS on keys with unique values, checked for
+//     linearizability with porcupine, one key at a time; a group of at
+//     most a few processes shares a key and moves to a fresh key after a
+//     bounded number of operations, which keeps porcupine's search small.
+//   - lock: acquire and release of a few named locks, checked as a mutex
+//     with fences: fences unique and growing in real-time order, and no
+//     grant while an earlier holder (smaller fence) still held the lock.
+//   - bank: transfers between accounts under restrictive locks (both
+//     accounts WRITE, strict or snapshot mode) and reads (BatchGet at the
+//     newest or an older snapshot, and under a READ lock on every
+//     account): every read sees the conserved total and no negative or
+//     missing balance, and two reads at one snapshot version agree.
+//   - fenced: holders of a few named locks write the key each lock guards
+//     with the lock's fence; one iteration in ten is a zombie that lets
+//     its lock expire (its client is closed, as if frozen), sleeps past
+//     the ttl and writes anyway. In the store's version order accepted
+//     fences never go down, and the final value is the last acknowledged
+//     write. The unfenced workload is the same without fences: a control
+//     that must come out INVALID (lost updates). Both also run the lock
+//     checker.
+//
+// # Invariants
+//
+//  1. One clock. Every Op time is time.Since(run start) read from the
+//     harness's monotonic clock, under the recorder's mutex, so Op indexes
+//     and times grow together. Server clocks are never compared.
+//  2. Conservative outcomes. An operation is ok or fail only when the
+//     answer proves it; everything else is info. Checkers treat an info
+//     write as possibly applied at any time after its invoke (porcupine:
+//     return time +inf), never as ok or fail. Lock operations are retried
+//     with their request id while the outcome is unknown; a refusal that
+//     follows an unknown attempt is info too, since the first attempt may
+//     have done the work (a release applied but unanswered is refused
+//     once another client holds the lock). A node that exits without the
+//     harness killing it ends the run as a harness error.
+//  3. Conservative times. A lock grant happened somewhere between the
+//     acquire's invoke and its completion, a release somewhere between its
+//     invoke and completion; the mutex checker reports two holders only
+//     when every placement of those points overlaps. A lock the holder
+//     lost is assumed held at least ttl*(1-ClockDrift) after its
+//     acquire's invoke (the server never expires a lock before ttl after
+//     the grant; ClockDrift bounds the servers' clock rate error).
+//  4. No vacuous pass. A checker that saw fewer than MinOK successful
+//     operations of a kind it needs answers Inconclusive, never Valid;
+//     so does porcupine when it runs out of time.
+//  5. Lifetimes. Run owns every goroutine it starts (clients, nemesis
+//     scheduler, progress) and every child process, and stops, kills and
+//     reaps them before it returns, also on error. Children get SIGKILL if
+//     the harness dies (Linux: Pdeathsig).
+//  6. Replayable. Every random choice comes from rand sources seeded from
+//     Config.Seed; the seed is printed and saved. A history saved in a run
+//     directory can be checked again offline (CheckHistory).
+//
+// # Extending
+//
+// A Nemesis acts on a Cluster (kill, start, pause, resume nodes) and
+// records its faults; new nemeses (partitions in a private network
+// namespace, clock skew through the server's admin surface, bucket moves)
+// implement the same interface and get what they need beyond Cluster
+// through their constructors. Nodes are numbered 1..N and listen on
+// 127.0.0.(10+i), so packet filters can later cut links between them.
+package jepsen

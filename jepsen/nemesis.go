@@ -1,0 +1,150 @@
+package jepsen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+)
+
+// Nemesis injects one kind of fault and heals it. The scheduler runs one
+// fault at a time and always heals what it injected.
+//
+// A nemesis that needs more than Cluster (a packet filter for
+// partitions, an admin client for clock skew, a client for bucket moves)
+// takes it in its constructor.
+type Nemesis interface {
+	// Name is the nemesis's name in --nemesis and in the history.
+	Name() string
+	// Inject starts a fault on targets picked with rng. On error it
+	// returns what it did inject (Heal undoes it).
+	Inject(ctx context.Context, c Cluster, rng *rand.Rand) (Fault, error)
+	// Heal ends the fault. It must heal a partly injected fault too.
+	Heal(ctx context.Context, c Cluster, f Fault) error
+}
+
+// Fault is one injected fault, as recorded in the history.
+type Fault struct {
+	Nemesis string `json:"nemesis"`
+	// Nodes are the nodes the fault hit.
+	Nodes []int `json:"nodes"`
+}
+
+// String renders the fault as "kill n1,n2".
+func (f Fault) String() string {
+	nodes := make([]string, len(f.Nodes))
+	for i, n := range f.Nodes {
+		nodes[i] = fmt.Sprintf("n%d", n)
+	}
+	return f.Nemesis + " " + strings.Join(nodes, ",")
+}
+
+// Targets picks the nodes a fault hits.
+type Targets string
+
+// The target sets (Jepsen's names).
+const (
+	TargetOne      Targets = "one"
+	TargetMinority Targets = "minority"
+	TargetMajority Targets = "majority"
+	TargetAll      Targets = "all"
+)
+
+// pick returns the targets among nodes, chosen with rng, ascending.
+func (t Targets) pick(rng *rand.Rand, nodes []int) []int {
+	var k int
+	switch t {
+	case TargetOne:
+		k = 1
+	case TargetMinority:
+		k = max(1, (len(nodes)-1)/2)
+	case TargetMajority:
+		k = len(nodes)/2 + 1
+	default:
+		k = len(nodes)
+	}
+	shuffled := slices.Clone(nodes)
+	rng.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+	out := shuffled[:min(k, len(shuffled))]
+	slices.Sort(out)
+	return out
+}
+
+func (t Targets) valid() bool {
+	switch t {
+	case TargetOne, TargetMinority, TargetMajority, TargetAll:
+		return true
+	}
+	return false
+}
+
+// NewNemeses returns the named nemeses ("none" and "" stand for no
+// fault), each hitting targets.
+func NewNemeses(names []string, targets Targets) ([]Nemesis, error) {
+	if !targets.valid() {
+		return nil, fmt.Errorf("%w: nemesis targets %q (one, minority, majority or all)", ErrInvalidConfig, targets)
+	}
+	var out []Nemesis
+	for _, name := range names {
+		switch name {
+		case "", "none":
+		case "kill":
+			out = append(out, killNemesis{targets})
+		case "pause":
+			out = append(out, pauseNemesis{targets})
+		default:
+			return nil, fmt.Errorf("%w: unknown nemesis %q (known: kill, pause)", ErrInvalidConfig, name)
+		}
+	}
+	return out, nil
+}
+
+// killNemesis kills nodes with SIGKILL and restarts them on their data.
+type killNemesis struct{ targets Targets }
+
+func (k killNemesis) Name() string { return "kill" }
+
+func (k killNemesis) Inject(ctx context.Context, c Cluster, rng *rand.Rand) (Fault, error) {
+	f := Fault{Nemesis: k.Name()}
+	for _, n := range k.targets.pick(rng, c.Nodes()) {
+		f.Nodes = append(f.Nodes, n)
+		if err := c.Kill(ctx, n); err != nil {
+			return f, err
+		}
+	}
+	return f, nil
+}
+
+func (k killNemesis) Heal(ctx context.Context, c Cluster, f Fault) error {
+	var errs []error
+	for _, n := range f.Nodes {
+		errs = append(errs, c.Start(ctx, n))
+	}
+	return errors.Join(errs...)
+}
+
+// pauseNemesis freezes nodes with SIGSTOP and thaws them with SIGCONT.
+type pauseNemesis struct{ targets Targets }
+
+func (p pauseNemesis) Name() string { return "pause" }
+
+func (p pauseNemesis) Inject(ctx context.Context, c Cluster, rng *rand.Rand) (Fault, error) {
+	f := Fault{Nemesis: p.Name()}
+	for _, n := range p.targets.pick(rng, c.Nodes()) {
+		f.Nodes = append(f.Nodes, n)
+		if err := c.Pause(ctx, n); err != nil {
+			return f, err
+		}
+	}
+	return f, nil
+}
+
+func (p pauseNemesis) Heal(ctx context.Context, c Cluster, f Fault) error {
+	var errs []error
+	for _, n := range f.Nodes {
+		errs = append(errs, c.Resume(ctx, n))
+	}
+	return errors.Join(errs...)
+}

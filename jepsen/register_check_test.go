@@ -1,0 +1,130 @@
+package jepsen
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// The register checker's tests: hand-built histories of one or two keys
+// with a known verdict. Times are in ns; process p's ops never overlap.
+
+func write(h *history, p int, key, value string, t0, t1 int64, typ OpType, version uint64) {
+	h.add(p, fWrite, key, registerArgs{Value: value}, t0, t1, typ, registerResult{Version: version})
+}
+
+func read(h *history, p int, key, value string, t0, t1 int64, version uint64) {
+	res := registerResult{Found: value != "", Value: value, Version: version}
+	h.add(p, fRead, key, nil, t0, t1, OK, res)
+}
+
+func cas(h *history, p int, key string, expected uint64, value string, t0, t1 int64, typ OpType, res registerResult) {
+	h.add(p, fCAS, key, registerArgs{Value: value, Expected: expected}, t0, t1, typ, res)
+}
+
+func TestRegisterValid(t *testing.T) {
+	h := &history{}
+	read(h, 0, "k", "", 0, 5, 0) // absent at first
+	write(h, 0, "k", "1", 10, 20, OK, 100)
+	// Concurrent with the write: may see either.
+	read(h, 1, "k", "", 12, 14, 0)
+	read(h, 2, "k", "1", 15, 25, 100)
+	cas(h, 1, "k", 100, "2", 30, 40, OK, registerResult{Swapped: true, Version: 200})
+	// A cas at a stale version fails and reports the current value.
+	cas(h, 2, "k", 100, "3", 50, 60, OK, registerResult{Found: true, Value: "2", Version: 200})
+	read(h, 0, "k", "2", 70, 80, 200)
+	// Another key is independent.
+	write(h, 3, "j", "9", 0, 100, OK, 50)
+	read(h, 3, "j", "9", 110, 120, 50)
+	wantVerdict(t, h.check(t, "register", CheckOptions{}), Valid)
+}
+
+// A read that returns a value overwritten before it began: the stale read
+// of a deposed leader.
+func TestRegisterStaleRead(t *testing.T) {
+	dir := t.TempDir()
+	h := &history{}
+	write(h, 0, "k", "1", 0, 10, OK, 100)
+	write(h, 0, "k", "2", 20, 30, OK, 200)
+	read(h, 1, "k", "1", 40, 50, 100)
+	res := h.check(t, "register", CheckOptions{Dir: dir})
+	wantVerdict(t, res, Invalid, "key k", "not linearizable", "read → 1@100")
+	if len(res.Files) != 1 {
+		t.Fatalf("files %v, want one visualisation", res.Files)
+	}
+	if _, err := os.Stat(filepath.Join(dir, res.Files[0])); err != nil {
+		t.Errorf("visualisation: %v", err)
+	}
+}
+
+// An acknowledged write that a later read does not see (lost on a crash).
+func TestRegisterLostWrite(t *testing.T) {
+	h := &history{}
+	write(h, 0, "k", "1", 0, 10, OK, 100)
+	read(h, 1, "k", "", 20, 30, 0)
+	wantVerdict(t, h.check(t, "register", CheckOptions{}), Invalid, "not linearizable")
+}
+
+// Two compare-and-swaps from the same version both succeed: one update
+// is lost.
+func TestRegisterLostUpdate(t *testing.T) {
+	h := &history{}
+	write(h, 0, "k", "1", 0, 10, OK, 100)
+	cas(h, 1, "k", 100, "2", 20, 30, OK, registerResult{Swapped: true, Version: 200})
+	cas(h, 2, "k", 100, "3", 21, 31, OK, registerResult{Swapped: true, Version: 300})
+	wantVerdict(t, h.check(t, "register", CheckOptions{}), Invalid, "not linearizable")
+}
+
+// Versions must grow with writes (design T3): a write acknowledged at a
+// lower version than one it follows is an anomaly even if values look
+// right.
+func TestRegisterVersionsGrow(t *testing.T) {
+	h := &history{}
+	write(h, 0, "k", "1", 0, 10, OK, 200)
+	write(h, 0, "k", "2", 20, 30, OK, 100)
+	wantVerdict(t, h.check(t, "register", CheckOptions{}), Invalid, "not linearizable")
+}
+
+// A write with an unknown outcome may take effect at any later time, or
+// never; neither makes the history invalid.
+func TestRegisterUnknownWrites(t *testing.T) {
+	h := &history{}
+	write(h, 0, "k", "1", 0, 10, OK, 100)
+	write(h, 1, "k", "2", 20, 30, Info, 0) // lost answer…
+	read(h, 2, "k", "1", 40, 50, 100)      // …not applied yet…
+	read(h, 2, "k", "2", 60, 70, 200)      // …applied late
+	write(h, 3, "k", "3", 80, 90, Info, 0) // never seen: dropped
+	read(h, 2, "k", "2", 100, 110, 200)
+	res := h.check(t, "register", CheckOptions{})
+	wantVerdict(t, res, Valid)
+	if res.Stats["unknown writes never seen"] != 1 {
+		t.Errorf("stats %v: want one unseen unknown write dropped", res.Stats)
+	}
+
+	// But once seen, it cannot be un-applied: reading the old value again
+	// after reading the new one is a stale read.
+	read(h, 2, "k", "1", 120, 130, 100)
+	wantVerdict(t, h.check(t, "register", CheckOptions{}), Invalid)
+}
+
+// A failed write (refused before applying) must not be seen.
+func TestRegisterFailedWriteSeen(t *testing.T) {
+	h := &history{}
+	write(h, 0, "k", "1", 0, 10, Fail, 0)
+	read(h, 1, "k", "1", 20, 30, 100)
+	wantVerdict(t, h.check(t, "register", CheckOptions{}), Invalid)
+}
+
+func TestRegisterInconclusive(t *testing.T) {
+	h := &history{}
+	write(h, 0, "k", "1", 0, 10, OK, 100)
+	read(h, 1, "k", "1", 20, 30, 100)
+	wantVerdict(t, h.check(t, "register", CheckOptions{MinOK: 5}), Inconclusive, "only 1 successful reads")
+
+	// Out of time is inconclusive too, never a pass.
+	for i := range 10 {
+		read(h, 1, "k", "1", int64(40+10*i), int64(45+10*i), 100)
+		write(h, 0, "k2", "x", int64(40+10*i), int64(45+10*i), OK, uint64(100+i))
+	}
+	wantVerdict(t, h.check(t, "register", CheckOptions{MinOK: 5, CheckTimeout: 1}), Inconclusive, "porcupine decided 0 of 2 keys")
+}

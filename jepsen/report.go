@@ -1,0 +1,163 @@
+package jepsen
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Report is the outcome of a run; results.json holds it.
+type Report struct {
+	Workload    string   `json:"workload"`
+	Nemeses     []string `json:"nemeses"`
+	Targets     Targets  `json:"targets"`
+	Nodes       int      `json:"nodes"`
+	Endpoints   []string `json:"endpoints,omitempty"`
+	Seed        uint64   `json:"seed"`
+	TimeLimit   string   `json:"time_limit"`
+	Rate        float64  `json:"rate"`
+	Concurrency int      `json:"concurrency"`
+	// MinOK and ClockDrift are the checkers' options (CheckOptions), so a
+	// re-check judges by the same bar.
+	MinOK      int     `json:"min_ok"`
+	ClockDrift float64 `json:"clock_drift"`
+	GoVersion  string  `json:"go_version"`
+	Started    string  `json:"started"`
+	// Dir is the run directory.
+	Dir     string        `json:"dir"`
+	Elapsed time.Duration `json:"elapsed_ns"`
+
+	// OK, Fail and Info count client completions.
+	OK   int `json:"ok"`
+	Fail int `json:"fail"`
+	Info int `json:"info"`
+	// Faults counts injected faults by nemesis.
+	Faults map[string]int `json:"faults"`
+
+	Results []Result `json:"results"`
+	Verdict Verdict  `json:"verdict"`
+	// Error is the harness error that cut the run short, if any; the
+	// verdict of such a run is Inconclusive.
+	Error string `json:"error,omitempty"`
+}
+
+func (r *runner) newReport() *Report {
+	return &Report{
+		Workload:    r.cfg.Workload,
+		Nemeses:     nonEmpty(r.cfg.Nemeses),
+		Targets:     r.cfg.NemesisTargets,
+		Nodes:       r.cfg.Nodes,
+		Endpoints:   r.cfg.Endpoints,
+		Seed:        r.cfg.Seed,
+		TimeLimit:   r.cfg.TimeLimit.String(),
+		Rate:        r.cfg.Rate,
+		Concurrency: r.cfg.Concurrency,
+		MinOK:       r.cfg.MinOK,
+		ClockDrift:  r.cfg.ClockDrift,
+		GoVersion:   runtime.Version(),
+		Started:     time.Now().UTC().Format(time.RFC3339),
+		Dir:         r.dir,
+		Verdict:     Inconclusive,
+	}
+}
+
+// writeArtefacts fills in the counts and writes history.jsonl,
+// results.json and summary.txt; a VALID run's data directories go unless
+// KeepData.
+func (r *runner) writeArtefacts(rep *Report) error {
+	rep.OK, rep.Fail, rep.Info = r.rec.Counts()
+	if s := r.sched.Load(); s != nil {
+		rep.Faults = s.Counts()
+	}
+	if rep.Error != "" {
+		rep.Verdict = Inconclusive
+	}
+	var errs []error
+	write := func(name string, fill func(f *os.File) error) {
+		f, err := os.Create(filepath.Join(r.dir, name))
+		if err != nil {
+			errs = append(errs, err)
+			return
+		}
+		errs = append(errs, fill(f), f.Close())
+	}
+	write("history.jsonl", func(f *os.File) error { return WriteHistory(f, r.rec.Ops()) })
+	write("results.json", func(f *os.File) error {
+		enc := json.NewEncoder(f)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	})
+	write("summary.txt", func(f *os.File) error {
+		_, err := fmt.Fprintf(f, "%s%s\n", rep.Summary(), Tally([]*Report{rep}))
+		return err
+	})
+	if rep.Verdict == Valid && !r.cfg.KeepData {
+		errs = append(errs, os.RemoveAll(filepath.Join(r.dir, "data")))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("jepsen: write run directory: %w", err)
+	}
+	return nil
+}
+
+// Summary renders the report for people: the test, the counts, one line
+// per checker with its anomalies, and the verdict.
+func (rep *Report) Summary() string {
+	var b strings.Builder
+	nemesis := nemesisLabel(rep.Nemeses)
+	if nemesis != "none" {
+		nemesis = strings.Join(rep.Nemeses, ",") + "[" + string(rep.Targets) + "]"
+	}
+	fmt.Fprintf(&b, "jepsen %s  nemesis=%s  nodes=%d  seed=%d  time-limit=%s  rate=%g  concurrency=%d\n",
+		rep.Workload, nemesis, rep.Nodes, rep.Seed, rep.TimeLimit, rep.Rate, rep.Concurrency)
+	total := 0
+	var faults []string
+	for _, k := range slices.Sorted(maps.Keys(rep.Faults)) {
+		total += rep.Faults[k]
+		faults = append(faults, fmt.Sprintf("%s %d", k, rep.Faults[k]))
+	}
+	fmt.Fprintf(&b, "ops %d: ok %d  fail %d  info %d   faults %d", rep.OK+rep.Fail+rep.Info, rep.OK, rep.Fail, rep.Info, total)
+	if len(faults) > 0 {
+		fmt.Fprintf(&b, " (%s)", strings.Join(faults, ", "))
+	}
+	b.WriteString("\n")
+	for _, res := range rep.Results {
+		fmt.Fprintf(&b, "%-40s %-12s %6.2fs  %s\n", res.Checker, res.Verdict, res.Elapsed.Seconds(), res.statsLine())
+		if res.Reason != "" {
+			fmt.Fprintf(&b, "    %s\n", res.Reason)
+		}
+		for _, a := range res.Anomalies {
+			fmt.Fprintf(&b, "    ! %s\n", a)
+		}
+		if res.MoreAnomalies > 0 {
+			fmt.Fprintf(&b, "    ! … and %d more (results.json lists the first %d)\n", res.MoreAnomalies, maxAnomalies)
+		}
+		for _, f := range res.Files {
+			fmt.Fprintf(&b, "    see %s\n", filepath.Join(rep.Dir, f))
+		}
+	}
+	if rep.Error != "" {
+		fmt.Fprintf(&b, "harness error: %s\n", rep.Error)
+	}
+	fmt.Fprintf(&b, "RESULT %s  elapsed %s  artefacts %s\n", rep.Verdict, rep.Elapsed.Round(time.Second/10), rep.Dir)
+	return b.String()
+}
+
+// Tally is the last line of a summary: runs that passed and runs that did
+// not (INVALID, INCONCLUSIVE or cut short).
+func Tally(reports []*Report) string {
+	passed := 0
+	for _, rep := range reports {
+		if rep != nil && rep.Verdict == Valid && rep.Error == "" {
+			passed++
+		}
+	}
+	return fmt.Sprintf("%d passed, %d failed", passed, len(reports)-passed)
+}
