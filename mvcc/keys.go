@@ -4,8 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 
-	"github.com/cespare/xxhash/v2"
 	"github.com/cockroachdb/pebble/v2/cockroachkvs"
+	"github.com/opencluster/opencluster/bucket"
 
 	"github.com/opencluster/opencluster/mvcc/ts"
 )
@@ -18,7 +18,7 @@ type Bucket uint16
 
 // BucketOf returns the bucket of a key (or lock name): xxhash64 mod n.
 func BucketOf(key []byte, n int) Bucket {
-	return Bucket(xxhash.Sum64(key) % uint64(n))
+	return Bucket(bucket.Of(key, n))
 }
 
 // Kind is the kind byte that follows the bucket in a bucket-data key.

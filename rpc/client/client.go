@@ -30,6 +30,14 @@ type Client struct {
 	cur atomic.Int64
 
 	keeper *keeper
+	route  router
+	// dialOpts are the options every connection is made with.
+	dialOpts []grpc.DialOption
+	// bgCtx ends at Close; bg counts the background goroutines
+	// (placement refreshes) Close waits for.
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
+	bg       sync.WaitGroup
 
 	// closing is closed by Close; backoff pauses select on it.
 	closing   chan struct{}
@@ -43,6 +51,16 @@ type endpoint struct {
 	kv      ocpb.KVClient
 	locks   ocpb.LocksClient
 	cluster ocpb.ClusterClient
+}
+
+func newEndpoint(addr string, conn *grpc.ClientConn) *endpoint {
+	return &endpoint{
+		addr:    addr,
+		conn:    conn,
+		kv:      ocpb.NewKVClient(conn),
+		locks:   ocpb.NewLocksClient(conn),
+		cluster: ocpb.NewClusterClient(conn),
+	}
 }
 
 // New returns a client for the cluster reachable at endpoints (host:port or
@@ -74,7 +92,8 @@ func New(ctx context.Context, endpoints []string, opts ...Option) (*Client, erro
 		return nil, invalidf("no endpoints")
 	}
 	dialOpts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, o.dialOpts...)
-	c := &Client{opts: o, closing: make(chan struct{})}
+	c := &Client{opts: o, closing: make(chan struct{}), dialOpts: dialOpts}
+	c.bgCtx, c.bgCancel = context.WithCancel(context.Background())
 	for _, addr := range endpoints {
 		if addr == "" {
 			c.closeConns()
@@ -85,13 +104,7 @@ func New(ctx context.Context, endpoints []string, opts ...Option) (*Client, erro
 			c.closeConns()
 			return nil, invalidf("endpoint %q: %s", addr, err.Error())
 		}
-		c.endpoints = append(c.endpoints, &endpoint{
-			addr:    addr,
-			conn:    conn,
-			kv:      ocpb.NewKVClient(conn),
-			locks:   ocpb.NewLocksClient(conn),
-			cluster: ocpb.NewClusterClient(conn),
-		})
+		c.endpoints = append(c.endpoints, newEndpoint(addr, conn))
 	}
 	c.keeper = newKeeper(c)
 	return c, nil
@@ -104,7 +117,10 @@ func New(ctx context.Context, endpoints []string, opts ...Option) (*Client, erro
 func (c *Client) Close() error {
 	c.closeOnce.Do(func() {
 		close(c.closing)
+		c.bgCancel()
 		c.keeper.close()
+		c.bg.Wait()
+		c.closeRoutes()
 		c.closeConns()
 	})
 	return nil
@@ -142,6 +158,12 @@ func (c *Client) rotate(i int64) {
 // time. wait is the server-side wait the request asks for; it extends the
 // default deadline.
 func (c *Client) do(ctx context.Context, method string, wait time.Duration, op func(ctx context.Context, e *endpoint) error) error {
+	return c.doKey(ctx, method, nil, wait, op)
+}
+
+// doKey is do for a request about key (a key or a lock name): its first
+// attempt goes to the key's bucket leader when the placement names it.
+func (c *Client) doKey(ctx context.Context, method string, key []byte, wait time.Duration, op func(ctx context.Context, e *endpoint) error) error {
 	if c.closed() {
 		return errClosed()
 	}
@@ -154,6 +176,12 @@ func (c *Client) do(ctx context.Context, method string, wait time.Duration, op f
 	var err error
 	for attempt := 1; ; attempt++ {
 		i, e := c.current()
+		routed := false
+		if key != nil && attempt == 1 {
+			if le := c.leaderEndpoint(key); le != nil {
+				e, routed = le, true
+			}
+		}
 		err = op(callCtx, e)
 		if err == nil {
 			return nil
@@ -161,7 +189,12 @@ func (c *Client) do(ctx context.Context, method string, wait time.Duration, op f
 		if status.Code(err) != codes.Unavailable || attempt >= c.opts.maxAttempts || callCtx.Err() != nil {
 			break
 		}
-		c.rotate(i)
+		if key != nil {
+			c.markStale()
+		}
+		if !routed {
+			c.rotate(i)
+		}
 		pause := c.opts.backoffFor(attempt)
 		c.opts.logger.Debug("client: retrying", "method", method, "endpoint", e.addr, "attempt", attempt, "pause", pause, "err", err)
 		if !c.sleep(callCtx, pause) {

@@ -70,7 +70,7 @@ func (c *Client) Put(ctx context.Context, key, value []byte, opts ...WriteOption
 	o := collectWrite(opts)
 	req := &ocpb.PutRequest{Key: key, Value: value, Code: o.code, Fence: o.fence, RequestId: o.requestID, Wait: durationOf(o.wait)}
 	var resp *ocpb.PutResponse
-	err := c.do(ctx, "Put", waitOf(o.wait), func(ctx context.Context, e *endpoint) (err error) {
+	err := c.doKey(ctx, "Put", key, waitOf(o.wait), func(ctx context.Context, e *endpoint) (err error) {
 		resp, err = e.kv.Put(ctx, req)
 		return err
 	})
@@ -87,7 +87,7 @@ func (c *Client) Get(ctx context.Context, key []byte, opts ...ReadOption) (KeyVa
 	o := collectRead(opts)
 	req := &ocpb.GetRequest{Key: key, Code: o.code, Version: o.version, Wait: durationOf(o.wait)}
 	var resp *ocpb.GetResponse
-	err := c.do(ctx, "Get", waitOf(o.wait), func(ctx context.Context, e *endpoint) (err error) {
+	err := c.doKey(ctx, "Get", key, waitOf(o.wait), func(ctx context.Context, e *endpoint) (err error) {
 		resp, err = e.kv.Get(ctx, req)
 		return err
 	})
@@ -103,7 +103,7 @@ func (c *Client) Delete(ctx context.Context, key []byte, opts ...WriteOption) (u
 	o := collectWrite(opts)
 	req := &ocpb.DeleteRequest{Key: key, Code: o.code, Fence: o.fence, RequestId: o.requestID, Wait: durationOf(o.wait)}
 	var resp *ocpb.DeleteResponse
-	err := c.do(ctx, "Delete", waitOf(o.wait), func(ctx context.Context, e *endpoint) (err error) {
+	err := c.doKey(ctx, "Delete", key, waitOf(o.wait), func(ctx context.Context, e *endpoint) (err error) {
 		resp, err = e.kv.Delete(ctx, req)
 		return err
 	})
@@ -137,7 +137,7 @@ func (c *Client) cas(ctx context.Context, key, value []byte, expected uint64, de
 	}
 	req := &ocpb.CompareAndSwapRequest{Key: key, Value: value, ExpectedVersion: expected, Delete: del, RequestId: o.requestID, Wait: durationOf(o.wait)}
 	var resp *ocpb.CompareAndSwapResponse
-	err := c.do(ctx, "CompareAndSwap", waitOf(o.wait), func(ctx context.Context, e *endpoint) (err error) {
+	err := c.doKey(ctx, "CompareAndSwap", key, waitOf(o.wait), func(ctx context.Context, e *endpoint) (err error) {
 		resp, err = e.kv.CompareAndSwap(ctx, req)
 		return err
 	})

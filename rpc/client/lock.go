@@ -51,7 +51,7 @@ func (c *Client) Lock(ctx context.Context, name string, ttl time.Duration, opts 
 		req.Ttl = durationpb.New(ttl)
 	}
 	var resp *ocpb.AcquireResponse
-	err := c.do(ctx, "Acquire", waitOf(o.wait), func(ctx context.Context, e *endpoint) (err error) {
+	err := c.doKey(ctx, "Acquire", []byte(name), waitOf(o.wait), func(ctx context.Context, e *endpoint) (err error) {
 		resp, err = e.locks.Acquire(ctx, req)
 		return err
 	})
@@ -179,7 +179,7 @@ func (c *Client) Release(ctx context.Context, name, code string) error {
 
 func (c *Client) release(ctx context.Context, name, code, requestID string) error {
 	req := &ocpb.ReleaseRequest{Name: name, Code: code, RequestId: requestID}
-	return c.do(ctx, "Release", 0, func(ctx context.Context, e *endpoint) error {
+	return c.doKey(ctx, "Release", []byte(name), 0, func(ctx context.Context, e *endpoint) error {
 		_, err := e.locks.Release(ctx, req)
 		return err
 	})
@@ -244,7 +244,7 @@ func (c *Client) Describe(ctx context.Context, name string, opts ...ListOption) 
 	o := collectList(opts)
 	req := &ocpb.DescribeRequest{Name: name, Kind: ocpb.LockKind(o.kind)}
 	var resp *ocpb.DescribeResponse
-	err := c.do(ctx, "Describe", 0, func(ctx context.Context, e *endpoint) (err error) {
+	err := c.doKey(ctx, "Describe", []byte(name), 0, func(ctx context.Context, e *endpoint) (err error) {
 		resp, err = e.locks.Describe(ctx, req)
 		return err
 	})

@@ -66,7 +66,7 @@ func (c *Client) restrict(ctx context.Context, name string, o restrictOptions) (
 		req.Isolation = ocpb.Isolation_SNAPSHOT
 	}
 	var resp *ocpb.RestrictResponse
-	err := c.do(ctx, "Restrict", waitOf(o.wait), func(ctx context.Context, e *endpoint) (err error) {
+	err := c.doKey(ctx, "Restrict", []byte(name), waitOf(o.wait), func(ctx context.Context, e *endpoint) (err error) {
 		resp, err = e.locks.Restrict(ctx, req)
 		return err
 	})
@@ -219,7 +219,7 @@ func (c *Client) Abort(ctx context.Context, name, code string) error {
 func (c *Client) commit(ctx context.Context, name, code, requestID string) (uint64, error) {
 	req := &ocpb.CommitRequest{Name: name, Code: code, RequestId: requestID}
 	var resp *ocpb.CommitResponse
-	err := c.do(ctx, "Commit", 0, func(ctx context.Context, e *endpoint) (err error) {
+	err := c.doKey(ctx, "Commit", []byte(name), 0, func(ctx context.Context, e *endpoint) (err error) {
 		resp, err = e.locks.Commit(ctx, req)
 		return err
 	})
@@ -231,7 +231,7 @@ func (c *Client) commit(ctx context.Context, name, code, requestID string) (uint
 
 func (c *Client) abort(ctx context.Context, name, code, requestID string) error {
 	req := &ocpb.AbortRequest{Name: name, Code: code, RequestId: requestID}
-	return c.do(ctx, "Abort", 0, func(ctx context.Context, e *endpoint) error {
+	return c.doKey(ctx, "Abort", []byte(name), 0, func(ctx context.Context, e *endpoint) error {
 		_, err := e.locks.Abort(ctx, req)
 		return err
 	})

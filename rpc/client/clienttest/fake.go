@@ -69,6 +69,9 @@ type Fake struct {
 		keepAlives map[string]int // code -> renewals received
 		// abortCommits makes the next n Commits lose their lock.
 		abortCommits int
+		// leader is the gRPC target Status names as the one bucket's
+		// leader ("" none).
+		leader string
 	}
 }
 
@@ -99,6 +102,14 @@ func (f *Fake) Fail(method string, code codes.Code, n int) {
 	for range n {
 		f.mu.failures[method] = append(f.mu.failures[method], code)
 	}
+}
+
+// SetLeader makes Status report one bucket led by the node at target (a
+// gRPC target, as Targets returns), for clients that route by placement.
+func (f *Fake) SetLeader(target string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.mu.leader = target
 }
 
 // CallsOf returns the calls of method received so far.
@@ -726,7 +737,12 @@ func (s *fakeCluster) Status(ctx context.Context, req *ocpb.StatusRequest) (*ocp
 	}
 	s.f.mu.Lock()
 	defer s.f.mu.Unlock()
-	return &ocpb.StatusResponse{NodeId: s.addr, ClusterId: "fake", BucketCount: 1, Now: s.f.mu.version}, nil
+	st := &ocpb.StatusResponse{NodeId: s.addr, ClusterId: "fake", BucketCount: 1, Now: s.f.mu.version}
+	if s.f.mu.leader != "" {
+		st.Members = []*ocpb.Member{{Id: "leader", Addr: s.f.mu.leader, Alive: true}}
+		st.Buckets = []*ocpb.BucketStatus{{Bucket: 0, Replicas: []string{"leader"}, Leader: "leader"}}
+	}
+	return st, nil
 }
 
 // --- Harness ---
