@@ -28,6 +28,11 @@ type Network struct {
 		nodes map[uint64]*kv.Node
 		// cut holds the blocked directed links (from, to).
 		cut map[[2]uint64]bool
+		// delay holds the extra latency of directed links (from, to).
+		delay map[[2]uint64]time.Duration
+		// dropEvery drops every n-th message batch on a link (0: none).
+		dropEvery map[[2]uint64]int
+		sent      map[[2]uint64]int
 	}
 }
 
@@ -37,14 +42,47 @@ type transport struct {
 	from uint64
 }
 
-// Send delivers msgs at once unless the link is cut or the peer is down.
+// Send delivers msgs unless the link is cut, drops this batch, or the
+// peer is down; a delayed link delivers later (so batches may overtake
+// each other, as Raft allows).
 func (t transport) Send(to uint64, msgs []*cmdpb.GroupMessage) {
+	link := [2]uint64{t.from, to}
 	t.net.mu.Lock()
-	peer, cut := t.net.mu.nodes[to], t.net.mu.cut[[2]uint64{t.from, to}]
+	peer, cut, delay := t.net.mu.nodes[to], t.net.mu.cut[link], t.net.mu.delay[link]
+	t.net.mu.sent[link]++
+	dropped := t.net.mu.dropEvery[link] > 0 && t.net.mu.sent[link]%t.net.mu.dropEvery[link] == 0
 	t.net.mu.Unlock()
-	if peer != nil && !cut {
-		peer.Deliver(t.from, to, msgs)
+	if peer == nil || cut || dropped {
+		return
 	}
+	if delay == 0 {
+		peer.Deliver(t.from, to, msgs)
+		return
+	}
+	time.AfterFunc(delay, func() {
+		t.net.mu.Lock()
+		alive := t.net.mu.nodes[to] == peer && !t.net.mu.cut[link]
+		t.net.mu.Unlock()
+		if alive {
+			peer.Deliver(t.from, to, msgs)
+		}
+	})
+}
+
+// Delay adds latency d to every message between a and b, both ways.
+func (nw *Network) Delay(a, b uint64, d time.Duration) {
+	nw.mu.Lock()
+	defer nw.mu.Unlock()
+	nw.mu.delay[[2]uint64{a, b}] = d
+	nw.mu.delay[[2]uint64{b, a}] = d
+}
+
+// DropEvery drops every n-th batch between a and b, both ways (0 stops).
+func (nw *Network) DropEvery(a, b uint64, n int) {
+	nw.mu.Lock()
+	defer nw.mu.Unlock()
+	nw.mu.dropEvery[[2]uint64{a, b}] = n
+	nw.mu.dropEvery[[2]uint64{b, a}] = n
 }
 
 // SendSnapshot collects the chunks and delivers the whole snapshot,
@@ -175,11 +213,13 @@ func (nw *Network) Isolate(id uint64, all []uint64) {
 	}
 }
 
-// Heal restores every link.
+// Heal restores every link: no cuts, delays or drops.
 func (nw *Network) Heal() {
 	nw.mu.Lock()
 	defer nw.mu.Unlock()
 	clear(nw.mu.cut)
+	clear(nw.mu.delay)
+	clear(nw.mu.dropEvery)
 }
 
 // Cluster is a set of nodes on one Network.
@@ -220,6 +260,9 @@ func Start(t testing.TB, o Options) *Cluster {
 	c := &Cluster{t: t, Net: &Network{}, cfg: cfg}
 	c.Net.mu.nodes = make(map[uint64]*kv.Node)
 	c.Net.mu.cut = make(map[[2]uint64]bool)
+	c.Net.mu.delay = make(map[[2]uint64]time.Duration)
+	c.Net.mu.dropEvery = make(map[[2]uint64]int)
+	c.Net.mu.sent = make(map[[2]uint64]int)
 	c.mu.nodes = make(map[uint64]*kv.Node)
 	c.mu.fs = make(map[uint64]vfs.FS)
 	t.Cleanup(c.stopAll)

@@ -331,3 +331,48 @@ func TestLeadersSpreadAndEveryNodeServes(t *testing.T) {
 		t.Fatalf("list through node 3: %d locks, %v", len(list.GetLocks()), err)
 	}
 }
+
+// TestSlowLossyLinks runs writes, a lock and a restrictive lock over links
+// that delay every batch by 5–20 ms and drop one batch in seven: slower,
+// never wrong. Then the links heal and everything reads back.
+func TestSlowLossyLinks(t *testing.T) {
+	c := Start(t, Options{Nodes: 3})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	ids := c.IDs()
+	for i, a := range ids {
+		for _, b := range ids[i+1:] {
+			c.Net.Delay(a, b, time.Duration(5+5*i)*time.Millisecond)
+			c.Net.DropEvery(a, b, 7)
+		}
+	}
+	n := c.Nodes()[0]
+	for i := range 20 {
+		k := []byte(fmt.Sprint("slow/", i))
+		if _, err := On(ctx, n, func() (*ocpb.PutResponse, error) {
+			return n.Put(ctx, &ocpb.PutRequest{Key: k, Value: k, RequestId: string(k)})
+		}); err != nil {
+			t.Fatalf("put %s over slow links: %v", k, err)
+		}
+	}
+	lock, err := On(ctx, n, func() (*ocpb.AcquireResponse, error) {
+		return n.Acquire(ctx, &ocpb.AcquireRequest{Name: "slow-lock", Ttl: durationpb.New(time.Minute), RequestId: "a1"})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Net.Heal()
+	other := c.Nodes()[2]
+	for i := range 20 {
+		k := []byte(fmt.Sprint("slow/", i))
+		got, err := On(ctx, other, func() (*ocpb.GetResponse, error) { return other.Get(ctx, &ocpb.GetRequest{Key: k}) })
+		if err != nil || !bytes.Equal(got.Kv.Value, k) {
+			t.Fatalf("get %s after healing: %v, %v", k, got, err)
+		}
+	}
+	if _, err := On(ctx, other, func() (*ocpb.ReleaseResponse, error) {
+		return other.Release(ctx, &ocpb.ReleaseRequest{Name: "slow-lock", Code: lock.Code, RequestId: "r1"})
+	}); err != nil {
+		t.Fatalf("release after healing: %v", err)
+	}
+}

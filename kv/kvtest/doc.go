@@ -4,6 +4,7 @@
 // in its own in-memory filesystem so it can be stopped and restarted.
 //
 // Invariants: a message on a cut link, or to a stopped node, is dropped
-// (Raft retransmits, as over a real lossy network); nothing else is lost
-// or reordered between two nodes.
+// (Raft retransmits, as over a real lossy network), and so is every n-th
+// batch of a link set to drop; a delayed link delivers later, possibly out
+// of order. Nothing else is lost or reordered between two nodes.
 package kvtest
