@@ -98,8 +98,15 @@ func (n *Node) ServePropose(ctx context.Context, req *cmdpb.BucketProposeRequest
 	return r.propose(ctx, req.GetCommand())
 }
 
-// servedReplica returns the replica of a bucket group this node leads.
+// servedReplica returns the replica of a group this node leads (a bucket,
+// or the meta group for proposals).
 func (n *Node) servedReplica(ctx context.Context, group uint32) (*replica, error) {
+	if group == metaGroup {
+		if err := n.meta.waitReady(ctx); err != nil {
+			return nil, err
+		}
+		return n.meta, nil
+	}
 	if int(group) >= n.buckets {
 		return nil, fmt.Errorf("%w: no bucket %d", ErrInvalid, group)
 	}

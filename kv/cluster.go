@@ -170,6 +170,9 @@ func (n *Node) maintain() {
 		if r.rn.BasicStatus().RaftState != raft.StateLeader {
 			continue
 		}
+		if !r.isMeta() {
+			n.reportPlacement(r)
+		}
 		if !r.isMeta() && now.Sub(r.lastTransfer) >= electionTimeout {
 			if to := n.preferredLeader(r); to != 0 && to != n.id {
 				r.lastTransfer = now
@@ -350,4 +353,81 @@ func bestFollower(st raft.Status, self uint64) uint64 {
 		}
 	}
 	return best
+}
+
+// applyPlacement records a bucket's placement unless a newer one is
+// there already (meta group apply).
+func applyPlacement(state *cmdpb.MetaState, p *cmdpb.BucketPlacement) {
+	if p == nil {
+		return
+	}
+	for i, old := range state.Placement {
+		if old.GetBucket() == p.GetBucket() {
+			if p.GetEpoch() >= old.GetEpoch() {
+				state.Placement[i] = p
+			}
+			return
+		}
+	}
+	state.Placement = append(state.Placement, p)
+	slices.SortFunc(state.Placement, func(a, b *cmdpb.BucketPlacement) int { return int(a.GetBucket()) - int(b.GetBucket()) })
+}
+
+// reportPlacement records, in the background, the configuration of a
+// bucket this node leads in the meta group's placement table, if it
+// changed since this node last did (scheduler goroutine).
+func (n *Node) reportPlacement(r *replica) {
+	r.mu.Lock()
+	if !r.mu.ready || r.mu.reporting || r.mu.reported == r.mu.epoch {
+		r.mu.Unlock()
+		return
+	}
+	r.mu.reporting = true
+	p := &cmdpb.BucketPlacement{
+		Bucket: uint32(r.bucket), Voters: slices.Clone(r.mu.voters), Learners: slices.Clone(r.mu.learners),
+		Epoch: r.mu.epoch, Leader: n.id,
+	}
+	r.mu.Unlock()
+	n.goBackground(func(ctx context.Context) {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_, err := n.metaPropose(ctx, &cmdpb.Command{Body: &cmdpb.Command_UpdatePlacement{UpdatePlacement: &cmdpb.UpdatePlacement{Placement: p}}})
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.mu.reporting = false
+		if err == nil && r.mu.leader {
+			r.mu.reported = p.Epoch
+		}
+	})
+}
+
+// metaPropose replicates a command in the meta group on its leader.
+func (n *Node) metaPropose(ctx context.Context, cmd *cmdpb.Command) (*cmdpb.Result, error) {
+	leader, err := n.leaderOf(ctx, n.meta)
+	if err != nil {
+		return nil, err
+	}
+	if leader == 0 {
+		return n.meta.propose(ctx, cmd)
+	}
+	return n.cfg.Remote.Propose(ctx, leader, &cmdpb.BucketProposeRequest{Group: metaGroup, Command: cmd})
+}
+
+// placementTable is Placement by bucket.
+func (n *Node) placementTable() map[uint32]*cmdpb.BucketPlacement {
+	out := make(map[uint32]*cmdpb.BucketPlacement)
+	for _, p := range n.Placement() {
+		out[p.GetBucket()] = p
+	}
+	return out
+}
+
+// Placement returns the meta group's placement table as this node last
+// applied it, in bucket order (empty if it holds no meta replica).
+func (n *Node) Placement() []*cmdpb.BucketPlacement {
+	state := &cmdpb.MetaState{}
+	if _, err := mvcc.GetProto(n.eng.DB(), mvcc.MetaKey("state"), state); err != nil {
+		return nil
+	}
+	return state.GetPlacement()
 }

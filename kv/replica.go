@@ -60,6 +60,12 @@ type replica struct {
 		leaderID uint64
 		// voters and learners are the group's configuration as applied.
 		voters, learners []uint64
+		// epoch is the index of the configuration's last change (or a
+		// later index that saw it); reported is the epoch this node last
+		// recorded in the meta group's placement table as leader, and
+		// reporting says a report is in flight.
+		epoch, reported uint64
+		reporting       bool
 	}
 	// The scheduler's own state of this replica.
 	lastConfChange time.Time // when this node last proposed a conf change
@@ -88,7 +94,7 @@ func newReplica(n *Node, group uint32, st *raftlog.Storage) (*replica, error) {
 	r.mu.appliedCh = make(chan struct{})
 	r.mu.readyCh = make(chan struct{})
 	r.mu.applied = st.Applied()
-	r.setConfState(st.ConfState())
+	r.setConfState(st.ConfState(), st.Applied())
 	cfg := &raft.Config{
 		ID:              n.id,
 		ElectionTick:    n.cfg.ElectionTicks,
@@ -150,10 +156,11 @@ func (r *replica) setLeaderID(id uint64) {
 	r.mu.Unlock()
 }
 
-// setConfState publishes the group's configuration for Status and
-// placement.
-func (r *replica) setConfState(cs *raftpb.ConfState) {
+// setConfState publishes the group's configuration, as of index, for
+// Status and placement.
+func (r *replica) setConfState(cs *raftpb.ConfState, index uint64) {
 	r.mu.Lock()
+	r.mu.epoch = max(r.mu.epoch, index)
 	r.mu.voters = append(append([]uint64(nil), cs.GetVoters()...), cs.GetVotersOutgoing()...)
 	r.mu.learners = append(append([]uint64(nil), cs.GetLearners()...), cs.GetLearnersNext()...)
 	r.mu.Unlock()
@@ -397,6 +404,7 @@ func (r *replica) setLeader(leader bool, termStart uint64) {
 			defer r.node.onLeaderReady(r)
 		}
 	case !leader && was:
+		r.mu.reported = 0
 		if r.mu.ready {
 			r.mu.readyCh = make(chan struct{})
 		}

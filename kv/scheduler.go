@@ -119,7 +119,7 @@ func (s *scheduler) cycle() error {
 	// Leadership changes, before apply so readiness is judged on apply.
 	for _, w := range work {
 		if !raft.IsEmptySnap(w.rd.Snapshot) {
-			w.r.setConfState(w.rd.Snapshot.GetMetadata().GetConfState())
+			w.r.setConfState(w.rd.Snapshot.GetMetadata().GetConfState(), w.rd.Snapshot.GetMetadata().GetIndex())
 			w.r.setApplied(w.rd.Snapshot.GetMetadata().GetIndex())
 		}
 		if ss := w.rd.SoftState; ss != nil {
@@ -195,7 +195,7 @@ func (s *scheduler) apply(work []readyWork) error {
 				if err := w.r.storage.SetConfState(b, cs); err != nil {
 					return err
 				}
-				w.r.setConfState(cs)
+				w.r.setConfState(cs, e.GetIndex())
 			}
 			lastApplied[w.r] = e.GetIndex()
 		}

@@ -33,12 +33,18 @@ func (n *Node) Status(ctx context.Context, _ *ocpb.StatusRequest) (*ocpb.StatusR
 		}
 		out.Members = append(out.Members, m)
 	}
+	table := n.placementTable()
 	for _, r := range n.replicas[:n.buckets] {
 		leader, voters, _ := r.membership()
 		r.mu.Lock()
-		applied := r.mu.applied
+		applied, epoch := r.mu.applied, r.mu.epoch
 		r.mu.Unlock()
-		bs := &ocpb.BucketStatus{Bucket: uint32(r.bucket), Applied: applied}
+		// The placement table is the cluster's record; this node's own
+		// replica (if it has one) may know a newer configuration.
+		if p := table[uint32(r.bucket)]; p != nil && p.GetEpoch() >= epoch {
+			voters, epoch = p.GetVoters(), p.GetEpoch()
+		}
+		bs := &ocpb.BucketStatus{Bucket: uint32(r.bucket), Applied: applied, Epoch: epoch}
 		for _, v := range voters {
 			bs.Replicas = append(bs.Replicas, idString(v))
 		}

@@ -148,6 +148,8 @@ func applyMeta(b mvcc.ReadWriter, cmd *cmdpb.Command) (*cmdpb.Result, error) {
 	case *cmdpb.Command_Noop:
 	case *cmdpb.Command_RegisterNode:
 		applyRegister(state, c.RegisterNode)
+	case *cmdpb.Command_UpdatePlacement:
+		applyPlacement(state, c.UpdatePlacement.GetPlacement())
 	default:
 		return nil, fmt.Errorf("kv: meta group cannot apply %T", cmd.Body)
 	}

@@ -97,6 +97,10 @@ func TestJoinGrowsGroupsBySnapshot(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	before, err := p.Status(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	c.StartNode(2)
 	c.StartNode(3)
 	c.WaitFor(20*time.Second, "three voters in every bucket", func() bool {
@@ -110,6 +114,22 @@ func TestJoinGrowsGroupsBySnapshot(t *testing.T) {
 			}
 		}
 		return len(st.Members) == 3
+	})
+	// Every node's meta replica records the new placement, each bucket at
+	// a higher epoch than before the joins.
+	c.WaitFor(10*time.Second, "the placement table on every node", func() bool {
+		for _, n := range c.Nodes() {
+			table := n.Placement()
+			if len(table) != len(before.Buckets) {
+				return false
+			}
+			for i, p := range table {
+				if int(p.GetBucket()) != i || len(p.GetVoters()) != 3 || p.GetLeader() == 0 || p.GetEpoch() <= before.Buckets[i].Epoch {
+					return false
+				}
+			}
+		}
+		return true
 	})
 	c.StopNode(1)
 	for i := range 50 {

@@ -327,6 +327,7 @@ type Command struct {
 	//	*Command_TsoBound
 	//	*Command_Noop
 	//	*Command_RegisterNode
+	//	*Command_UpdatePlacement
 	Body          isCommand_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -511,6 +512,15 @@ func (x *Command) GetRegisterNode() *RegisterNode {
 	return nil
 }
 
+func (x *Command) GetUpdatePlacement() *UpdatePlacement {
+	if x != nil {
+		if x, ok := x.Body.(*Command_UpdatePlacement); ok {
+			return x.UpdatePlacement
+		}
+	}
+	return nil
+}
+
 type isCommand_Body interface {
 	isCommand_Body()
 }
@@ -575,6 +585,10 @@ type Command_RegisterNode struct {
 	RegisterNode *RegisterNode `protobuf:"bytes,42,opt,name=register_node,json=registerNode,proto3,oneof"`
 }
 
+type Command_UpdatePlacement struct {
+	UpdatePlacement *UpdatePlacement `protobuf:"bytes,43,opt,name=update_placement,json=updatePlacement,proto3,oneof"`
+}
+
 func (*Command_Put) isCommand_Body() {}
 
 func (*Command_Cas) isCommand_Body() {}
@@ -605,6 +619,56 @@ func (*Command_Noop) isCommand_Body() {}
 
 func (*Command_RegisterNode) isCommand_Body() {}
 
+func (*Command_UpdatePlacement) isCommand_Body() {}
+
+// UpdatePlacement records a bucket's configuration in the meta group's
+// placement table; the bucket's leader proposes it when the configuration
+// changes and when it takes over. Applied only if epoch is not below the
+// stored one.
+type UpdatePlacement struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Placement     *BucketPlacement       `protobuf:"bytes,1,opt,name=placement,proto3" json:"placement,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdatePlacement) Reset() {
+	*x = UpdatePlacement{}
+	mi := &file_cmd_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdatePlacement) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdatePlacement) ProtoMessage() {}
+
+func (x *UpdatePlacement) ProtoReflect() protoreflect.Message {
+	mi := &file_cmd_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdatePlacement.ProtoReflect.Descriptor instead.
+func (*UpdatePlacement) Descriptor() ([]byte, []int) {
+	return file_cmd_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *UpdatePlacement) GetPlacement() *BucketPlacement {
+	if x != nil {
+		return x.Placement
+	}
+	return nil
+}
+
 // RegisterNode adds a node to the meta group's registry (or updates its
 // address). Applied only by the meta group.
 type RegisterNode struct {
@@ -617,7 +681,7 @@ type RegisterNode struct {
 
 func (x *RegisterNode) Reset() {
 	*x = RegisterNode{}
-	mi := &file_cmd_proto_msgTypes[2]
+	mi := &file_cmd_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -629,7 +693,7 @@ func (x *RegisterNode) String() string {
 func (*RegisterNode) ProtoMessage() {}
 
 func (x *RegisterNode) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[2]
+	mi := &file_cmd_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -642,7 +706,7 @@ func (x *RegisterNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterNode.ProtoReflect.Descriptor instead.
 func (*RegisterNode) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{2}
+	return file_cmd_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *RegisterNode) GetNodeId() uint64 {
@@ -667,7 +731,7 @@ type Noop struct {
 
 func (x *Noop) Reset() {
 	*x = Noop{}
-	mi := &file_cmd_proto_msgTypes[3]
+	mi := &file_cmd_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -679,7 +743,7 @@ func (x *Noop) String() string {
 func (*Noop) ProtoMessage() {}
 
 func (x *Noop) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[3]
+	mi := &file_cmd_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -692,7 +756,7 @@ func (x *Noop) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Noop.ProtoReflect.Descriptor instead.
 func (*Noop) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{3}
+	return file_cmd_proto_rawDescGZIP(), []int{4}
 }
 
 // Put writes (or, with tombstone, deletes) key at version ts. A write to a
@@ -716,7 +780,7 @@ type Put struct {
 
 func (x *Put) Reset() {
 	*x = Put{}
-	mi := &file_cmd_proto_msgTypes[4]
+	mi := &file_cmd_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -728,7 +792,7 @@ func (x *Put) String() string {
 func (*Put) ProtoMessage() {}
 
 func (x *Put) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[4]
+	mi := &file_cmd_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -741,7 +805,7 @@ func (x *Put) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Put.ProtoReflect.Descriptor instead.
 func (*Put) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{4}
+	return file_cmd_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Put) GetKey() []byte {
@@ -808,7 +872,7 @@ type CompareAndSwap struct {
 
 func (x *CompareAndSwap) Reset() {
 	*x = CompareAndSwap{}
-	mi := &file_cmd_proto_msgTypes[5]
+	mi := &file_cmd_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -820,7 +884,7 @@ func (x *CompareAndSwap) String() string {
 func (*CompareAndSwap) ProtoMessage() {}
 
 func (x *CompareAndSwap) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[5]
+	mi := &file_cmd_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -833,7 +897,7 @@ func (x *CompareAndSwap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompareAndSwap.ProtoReflect.Descriptor instead.
 func (*CompareAndSwap) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{5}
+	return file_cmd_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CompareAndSwap) GetKey() []byte {
@@ -890,7 +954,7 @@ type AppliedRequest struct {
 
 func (x *AppliedRequest) Reset() {
 	*x = AppliedRequest{}
-	mi := &file_cmd_proto_msgTypes[6]
+	mi := &file_cmd_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -902,7 +966,7 @@ func (x *AppliedRequest) String() string {
 func (*AppliedRequest) ProtoMessage() {}
 
 func (x *AppliedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[6]
+	mi := &file_cmd_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -915,7 +979,7 @@ func (x *AppliedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedRequest.ProtoReflect.Descriptor instead.
 func (*AppliedRequest) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{6}
+	return file_cmd_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *AppliedRequest) GetResult() *Result {
@@ -948,7 +1012,7 @@ type NamedAcquire struct {
 
 func (x *NamedAcquire) Reset() {
 	*x = NamedAcquire{}
-	mi := &file_cmd_proto_msgTypes[7]
+	mi := &file_cmd_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -960,7 +1024,7 @@ func (x *NamedAcquire) String() string {
 func (*NamedAcquire) ProtoMessage() {}
 
 func (x *NamedAcquire) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[7]
+	mi := &file_cmd_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -973,7 +1037,7 @@ func (x *NamedAcquire) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NamedAcquire.ProtoReflect.Descriptor instead.
 func (*NamedAcquire) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{7}
+	return file_cmd_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *NamedAcquire) GetName() string {
@@ -1036,7 +1100,7 @@ type NamedRelease struct {
 
 func (x *NamedRelease) Reset() {
 	*x = NamedRelease{}
-	mi := &file_cmd_proto_msgTypes[8]
+	mi := &file_cmd_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1048,7 +1112,7 @@ func (x *NamedRelease) String() string {
 func (*NamedRelease) ProtoMessage() {}
 
 func (x *NamedRelease) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[8]
+	mi := &file_cmd_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1061,7 +1125,7 @@ func (x *NamedRelease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NamedRelease.ProtoReflect.Descriptor instead.
 func (*NamedRelease) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{8}
+	return file_cmd_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *NamedRelease) GetName() string {
@@ -1117,7 +1181,7 @@ type TxnBegin struct {
 
 func (x *TxnBegin) Reset() {
 	*x = TxnBegin{}
-	mi := &file_cmd_proto_msgTypes[9]
+	mi := &file_cmd_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1129,7 +1193,7 @@ func (x *TxnBegin) String() string {
 func (*TxnBegin) ProtoMessage() {}
 
 func (x *TxnBegin) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[9]
+	mi := &file_cmd_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1142,7 +1206,7 @@ func (x *TxnBegin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnBegin.ProtoReflect.Descriptor instead.
 func (*TxnBegin) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{9}
+	return file_cmd_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *TxnBegin) GetName() string {
@@ -1216,7 +1280,7 @@ type LockKeys struct {
 
 func (x *LockKeys) Reset() {
 	*x = LockKeys{}
-	mi := &file_cmd_proto_msgTypes[10]
+	mi := &file_cmd_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1228,7 +1292,7 @@ func (x *LockKeys) String() string {
 func (*LockKeys) ProtoMessage() {}
 
 func (x *LockKeys) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[10]
+	mi := &file_cmd_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1241,7 +1305,7 @@ func (x *LockKeys) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockKeys.ProtoReflect.Descriptor instead.
 func (*LockKeys) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{10}
+	return file_cmd_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *LockKeys) GetName() string {
@@ -1286,7 +1350,7 @@ type TxnWrite struct {
 
 func (x *TxnWrite) Reset() {
 	*x = TxnWrite{}
-	mi := &file_cmd_proto_msgTypes[11]
+	mi := &file_cmd_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1298,7 +1362,7 @@ func (x *TxnWrite) String() string {
 func (*TxnWrite) ProtoMessage() {}
 
 func (x *TxnWrite) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[11]
+	mi := &file_cmd_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1311,7 +1375,7 @@ func (x *TxnWrite) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnWrite.ProtoReflect.Descriptor instead.
 func (*TxnWrite) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{11}
+	return file_cmd_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TxnWrite) GetName() string {
@@ -1363,7 +1427,7 @@ type TxnPrepare struct {
 
 func (x *TxnPrepare) Reset() {
 	*x = TxnPrepare{}
-	mi := &file_cmd_proto_msgTypes[12]
+	mi := &file_cmd_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1375,7 +1439,7 @@ func (x *TxnPrepare) String() string {
 func (*TxnPrepare) ProtoMessage() {}
 
 func (x *TxnPrepare) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[12]
+	mi := &file_cmd_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1388,7 +1452,7 @@ func (x *TxnPrepare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnPrepare.ProtoReflect.Descriptor instead.
 func (*TxnPrepare) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{12}
+	return file_cmd_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *TxnPrepare) GetName() string {
@@ -1435,7 +1499,7 @@ type TxnFinish struct {
 
 func (x *TxnFinish) Reset() {
 	*x = TxnFinish{}
-	mi := &file_cmd_proto_msgTypes[13]
+	mi := &file_cmd_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1447,7 +1511,7 @@ func (x *TxnFinish) String() string {
 func (*TxnFinish) ProtoMessage() {}
 
 func (x *TxnFinish) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[13]
+	mi := &file_cmd_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1460,7 +1524,7 @@ func (x *TxnFinish) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnFinish.ProtoReflect.Descriptor instead.
 func (*TxnFinish) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{13}
+	return file_cmd_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *TxnFinish) GetName() string {
@@ -1513,7 +1577,7 @@ type ResolveKeys struct {
 
 func (x *ResolveKeys) Reset() {
 	*x = ResolveKeys{}
-	mi := &file_cmd_proto_msgTypes[14]
+	mi := &file_cmd_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1525,7 +1589,7 @@ func (x *ResolveKeys) String() string {
 func (*ResolveKeys) ProtoMessage() {}
 
 func (x *ResolveKeys) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[14]
+	mi := &file_cmd_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1538,7 +1602,7 @@ func (x *ResolveKeys) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveKeys.ProtoReflect.Descriptor instead.
 func (*ResolveKeys) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{14}
+	return file_cmd_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ResolveKeys) GetName() string {
@@ -1588,7 +1652,7 @@ type TxnResolved struct {
 
 func (x *TxnResolved) Reset() {
 	*x = TxnResolved{}
-	mi := &file_cmd_proto_msgTypes[15]
+	mi := &file_cmd_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1600,7 +1664,7 @@ func (x *TxnResolved) String() string {
 func (*TxnResolved) ProtoMessage() {}
 
 func (x *TxnResolved) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[15]
+	mi := &file_cmd_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1613,7 +1677,7 @@ func (x *TxnResolved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnResolved.ProtoReflect.Descriptor instead.
 func (*TxnResolved) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{15}
+	return file_cmd_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *TxnResolved) GetName() string {
@@ -1641,7 +1705,7 @@ type GC struct {
 
 func (x *GC) Reset() {
 	*x = GC{}
-	mi := &file_cmd_proto_msgTypes[16]
+	mi := &file_cmd_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1653,7 +1717,7 @@ func (x *GC) String() string {
 func (*GC) ProtoMessage() {}
 
 func (x *GC) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[16]
+	mi := &file_cmd_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1666,7 +1730,7 @@ func (x *GC) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GC.ProtoReflect.Descriptor instead.
 func (*GC) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{16}
+	return file_cmd_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GC) GetTs() uint64 {
@@ -1687,7 +1751,7 @@ type TSOBound struct {
 
 func (x *TSOBound) Reset() {
 	*x = TSOBound{}
-	mi := &file_cmd_proto_msgTypes[17]
+	mi := &file_cmd_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1699,7 +1763,7 @@ func (x *TSOBound) String() string {
 func (*TSOBound) ProtoMessage() {}
 
 func (x *TSOBound) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[17]
+	mi := &file_cmd_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1712,7 +1776,7 @@ func (x *TSOBound) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TSOBound.ProtoReflect.Descriptor instead.
 func (*TSOBound) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{17}
+	return file_cmd_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *TSOBound) GetBound() uint64 {
@@ -1744,7 +1808,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_cmd_proto_msgTypes[18]
+	mi := &file_cmd_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1756,7 +1820,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[18]
+	mi := &file_cmd_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1769,7 +1833,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{18}
+	return file_cmd_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Result) GetError() ErrorCode {
@@ -1864,7 +1928,7 @@ type NamedLockRecord struct {
 
 func (x *NamedLockRecord) Reset() {
 	*x = NamedLockRecord{}
-	mi := &file_cmd_proto_msgTypes[19]
+	mi := &file_cmd_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1876,7 +1940,7 @@ func (x *NamedLockRecord) String() string {
 func (*NamedLockRecord) ProtoMessage() {}
 
 func (x *NamedLockRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[19]
+	mi := &file_cmd_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1889,7 +1953,7 @@ func (x *NamedLockRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NamedLockRecord.ProtoReflect.Descriptor instead.
 func (*NamedLockRecord) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{19}
+	return file_cmd_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *NamedLockRecord) GetHeld() bool {
@@ -1978,7 +2042,7 @@ type TxnRecord struct {
 
 func (x *TxnRecord) Reset() {
 	*x = TxnRecord{}
-	mi := &file_cmd_proto_msgTypes[20]
+	mi := &file_cmd_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1990,7 +2054,7 @@ func (x *TxnRecord) String() string {
 func (*TxnRecord) ProtoMessage() {}
 
 func (x *TxnRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[20]
+	mi := &file_cmd_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2003,7 +2067,7 @@ func (x *TxnRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnRecord.ProtoReflect.Descriptor instead.
 func (*TxnRecord) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{20}
+	return file_cmd_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *TxnRecord) GetStatus() TxnStatus {
@@ -2107,7 +2171,7 @@ type KeyLock struct {
 
 func (x *KeyLock) Reset() {
 	*x = KeyLock{}
-	mi := &file_cmd_proto_msgTypes[21]
+	mi := &file_cmd_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2119,7 +2183,7 @@ func (x *KeyLock) String() string {
 func (*KeyLock) ProtoMessage() {}
 
 func (x *KeyLock) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[21]
+	mi := &file_cmd_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2132,7 +2196,7 @@ func (x *KeyLock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyLock.ProtoReflect.Descriptor instead.
 func (*KeyLock) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{21}
+	return file_cmd_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *KeyLock) GetHolders() []*KeyLockHolder {
@@ -2182,7 +2246,7 @@ type KeyLockHolder struct {
 
 func (x *KeyLockHolder) Reset() {
 	*x = KeyLockHolder{}
-	mi := &file_cmd_proto_msgTypes[22]
+	mi := &file_cmd_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2194,7 +2258,7 @@ func (x *KeyLockHolder) String() string {
 func (*KeyLockHolder) ProtoMessage() {}
 
 func (x *KeyLockHolder) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[22]
+	mi := &file_cmd_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2207,7 +2271,7 @@ func (x *KeyLockHolder) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyLockHolder.ProtoReflect.Descriptor instead.
 func (*KeyLockHolder) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{22}
+	return file_cmd_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *KeyLockHolder) GetName() string {
@@ -2248,7 +2312,7 @@ type KeyFences struct {
 
 func (x *KeyFences) Reset() {
 	*x = KeyFences{}
-	mi := &file_cmd_proto_msgTypes[23]
+	mi := &file_cmd_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2260,7 +2324,7 @@ func (x *KeyFences) String() string {
 func (*KeyFences) ProtoMessage() {}
 
 func (x *KeyFences) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[23]
+	mi := &file_cmd_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2273,7 +2337,7 @@ func (x *KeyFences) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyFences.ProtoReflect.Descriptor instead.
 func (*KeyFences) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{23}
+	return file_cmd_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *KeyFences) GetFences() []*FenceEntry {
@@ -2293,7 +2357,7 @@ type FenceEntry struct {
 
 func (x *FenceEntry) Reset() {
 	*x = FenceEntry{}
-	mi := &file_cmd_proto_msgTypes[24]
+	mi := &file_cmd_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2305,7 +2369,7 @@ func (x *FenceEntry) String() string {
 func (*FenceEntry) ProtoMessage() {}
 
 func (x *FenceEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[24]
+	mi := &file_cmd_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2318,7 +2382,7 @@ func (x *FenceEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FenceEntry.ProtoReflect.Descriptor instead.
 func (*FenceEntry) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{24}
+	return file_cmd_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *FenceEntry) GetName() string {
@@ -2340,14 +2404,17 @@ type MetaState struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	TsoBound uint64                 `protobuf:"varint,1,opt,name=tso_bound,json=tsoBound,proto3" json:"tso_bound,omitempty"`
 	// nodes is the registry, in the order the nodes joined.
-	Nodes         []*NodeRecord `protobuf:"bytes,2,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	Nodes []*NodeRecord `protobuf:"bytes,2,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	// placement is the placement table, by bucket (absent until a bucket's
+	// leader reported it).
+	Placement     []*BucketPlacement `protobuf:"bytes,3,rep,name=placement,proto3" json:"placement,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *MetaState) Reset() {
 	*x = MetaState{}
-	mi := &file_cmd_proto_msgTypes[25]
+	mi := &file_cmd_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2359,7 +2426,7 @@ func (x *MetaState) String() string {
 func (*MetaState) ProtoMessage() {}
 
 func (x *MetaState) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[25]
+	mi := &file_cmd_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2372,7 +2439,7 @@ func (x *MetaState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetaState.ProtoReflect.Descriptor instead.
 func (*MetaState) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{25}
+	return file_cmd_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *MetaState) GetTsoBound() uint64 {
@@ -2389,6 +2456,92 @@ func (x *MetaState) GetNodes() []*NodeRecord {
 	return nil
 }
 
+func (x *MetaState) GetPlacement() []*BucketPlacement {
+	if x != nil {
+		return x.Placement
+	}
+	return nil
+}
+
+type BucketPlacement struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Bucket   uint32                 `protobuf:"varint,1,opt,name=bucket,proto3" json:"bucket,omitempty"`
+	Voters   []uint64               `protobuf:"varint,2,rep,packed,name=voters,proto3" json:"voters,omitempty"`
+	Learners []uint64               `protobuf:"varint,3,rep,packed,name=learners,proto3" json:"learners,omitempty"`
+	// epoch grows with every configuration change of the bucket: the Raft
+	// index of the change (or a later applied index that saw it).
+	Epoch uint64 `protobuf:"varint,4,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// leader is the node that reported it.
+	Leader        uint64 `protobuf:"varint,5,opt,name=leader,proto3" json:"leader,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BucketPlacement) Reset() {
+	*x = BucketPlacement{}
+	mi := &file_cmd_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BucketPlacement) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BucketPlacement) ProtoMessage() {}
+
+func (x *BucketPlacement) ProtoReflect() protoreflect.Message {
+	mi := &file_cmd_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BucketPlacement.ProtoReflect.Descriptor instead.
+func (*BucketPlacement) Descriptor() ([]byte, []int) {
+	return file_cmd_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *BucketPlacement) GetBucket() uint32 {
+	if x != nil {
+		return x.Bucket
+	}
+	return 0
+}
+
+func (x *BucketPlacement) GetVoters() []uint64 {
+	if x != nil {
+		return x.Voters
+	}
+	return nil
+}
+
+func (x *BucketPlacement) GetLearners() []uint64 {
+	if x != nil {
+		return x.Learners
+	}
+	return nil
+}
+
+func (x *BucketPlacement) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *BucketPlacement) GetLeader() uint64 {
+	if x != nil {
+		return x.Leader
+	}
+	return 0
+}
+
 type NodeRecord struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	NodeId uint64                 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
@@ -2400,7 +2553,7 @@ type NodeRecord struct {
 
 func (x *NodeRecord) Reset() {
 	*x = NodeRecord{}
-	mi := &file_cmd_proto_msgTypes[26]
+	mi := &file_cmd_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2412,7 +2565,7 @@ func (x *NodeRecord) String() string {
 func (*NodeRecord) ProtoMessage() {}
 
 func (x *NodeRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[26]
+	mi := &file_cmd_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2425,7 +2578,7 @@ func (x *NodeRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeRecord.ProtoReflect.Descriptor instead.
 func (*NodeRecord) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{26}
+	return file_cmd_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *NodeRecord) GetNodeId() uint64 {
@@ -2453,7 +2606,7 @@ type SnapshotData struct {
 
 func (x *SnapshotData) Reset() {
 	*x = SnapshotData{}
-	mi := &file_cmd_proto_msgTypes[27]
+	mi := &file_cmd_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2465,7 +2618,7 @@ func (x *SnapshotData) String() string {
 func (*SnapshotData) ProtoMessage() {}
 
 func (x *SnapshotData) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[27]
+	mi := &file_cmd_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2478,7 +2631,7 @@ func (x *SnapshotData) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotData.ProtoReflect.Descriptor instead.
 func (*SnapshotData) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{27}
+	return file_cmd_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SnapshotData) GetKvs() []*SnapshotKV {
@@ -2498,7 +2651,7 @@ type SnapshotKV struct {
 
 func (x *SnapshotKV) Reset() {
 	*x = SnapshotKV{}
-	mi := &file_cmd_proto_msgTypes[28]
+	mi := &file_cmd_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2510,7 +2663,7 @@ func (x *SnapshotKV) String() string {
 func (*SnapshotKV) ProtoMessage() {}
 
 func (x *SnapshotKV) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[28]
+	mi := &file_cmd_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2523,7 +2676,7 @@ func (x *SnapshotKV) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotKV.ProtoReflect.Descriptor instead.
 func (*SnapshotKV) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{28}
+	return file_cmd_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SnapshotKV) GetKey() []byte {
@@ -2553,7 +2706,7 @@ type NodeIdent struct {
 
 func (x *NodeIdent) Reset() {
 	*x = NodeIdent{}
-	mi := &file_cmd_proto_msgTypes[29]
+	mi := &file_cmd_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2565,7 +2718,7 @@ func (x *NodeIdent) String() string {
 func (*NodeIdent) ProtoMessage() {}
 
 func (x *NodeIdent) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[29]
+	mi := &file_cmd_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2578,7 +2731,7 @@ func (x *NodeIdent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeIdent.ProtoReflect.Descriptor instead.
 func (*NodeIdent) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{29}
+	return file_cmd_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *NodeIdent) GetNodeId() uint64 {
@@ -2609,7 +2762,7 @@ const file_cmd_proto_rawDesc = "" +
 	"\tcmd.proto\x12\x12opencluster.cmd.v1\"L\n" +
 	"\aKeySpec\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12/\n" +
-	"\x04mode\x18\x02 \x01(\x0e2\x1b.opencluster.cmd.v1.KeyModeR\x04mode\"\xcf\a\n" +
+	"\x04mode\x18\x02 \x01(\x0e2\x1b.opencluster.cmd.v1.KeyModeR\x04mode\"\xa1\b\n" +
 	"\aCommand\x12\x1f\n" +
 	"\vproposal_id\x18\x01 \x01(\x04R\n" +
 	"proposalId\x12+\n" +
@@ -2630,8 +2783,11 @@ const file_cmd_proto_rawDesc = "" +
 	"\x02gc\x18\x15 \x01(\v2\x16.opencluster.cmd.v1.GCH\x00R\x02gc\x12;\n" +
 	"\ttso_bound\x18( \x01(\v2\x1c.opencluster.cmd.v1.TSOBoundH\x00R\btsoBound\x12.\n" +
 	"\x04noop\x18) \x01(\v2\x18.opencluster.cmd.v1.NoopH\x00R\x04noop\x12G\n" +
-	"\rregister_node\x18* \x01(\v2 .opencluster.cmd.v1.RegisterNodeH\x00R\fregisterNodeB\x06\n" +
-	"\x04body\";\n" +
+	"\rregister_node\x18* \x01(\v2 .opencluster.cmd.v1.RegisterNodeH\x00R\fregisterNode\x12P\n" +
+	"\x10update_placement\x18+ \x01(\v2#.opencluster.cmd.v1.UpdatePlacementH\x00R\x0fupdatePlacementB\x06\n" +
+	"\x04body\"T\n" +
+	"\x0fUpdatePlacement\x12A\n" +
+	"\tplacement\x18\x01 \x01(\v2#.opencluster.cmd.v1.BucketPlacementR\tplacement\";\n" +
 	"\fRegisterNode\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\"\x06\n" +
@@ -2773,10 +2929,17 @@ const file_cmd_proto_rawDesc = "" +
 	"\n" +
 	"FenceEntry\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
-	"\x05token\x18\x02 \x01(\x04R\x05token\"^\n" +
+	"\x05token\x18\x02 \x01(\x04R\x05token\"\xa1\x01\n" +
 	"\tMetaState\x12\x1b\n" +
 	"\ttso_bound\x18\x01 \x01(\x04R\btsoBound\x124\n" +
-	"\x05nodes\x18\x02 \x03(\v2\x1e.opencluster.cmd.v1.NodeRecordR\x05nodes\"9\n" +
+	"\x05nodes\x18\x02 \x03(\v2\x1e.opencluster.cmd.v1.NodeRecordR\x05nodes\x12A\n" +
+	"\tplacement\x18\x03 \x03(\v2#.opencluster.cmd.v1.BucketPlacementR\tplacement\"\x8b\x01\n" +
+	"\x0fBucketPlacement\x12\x16\n" +
+	"\x06bucket\x18\x01 \x01(\rR\x06bucket\x12\x16\n" +
+	"\x06voters\x18\x02 \x03(\x04R\x06voters\x12\x1a\n" +
+	"\blearners\x18\x03 \x03(\x04R\blearners\x12\x14\n" +
+	"\x05epoch\x18\x04 \x01(\x04R\x05epoch\x12\x16\n" +
+	"\x06leader\x18\x05 \x01(\x04R\x06leader\"9\n" +
 	"\n" +
 	"NodeRecord\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x12\n" +
@@ -2831,7 +2994,7 @@ func file_cmd_proto_rawDescGZIP() []byte {
 }
 
 var file_cmd_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_cmd_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_cmd_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_cmd_proto_goTypes = []any{
 	(KeyMode)(0),            // 0: opencluster.cmd.v1.KeyMode
 	(Isolation)(0),          // 1: opencluster.cmd.v1.Isolation
@@ -2839,73 +3002,78 @@ var file_cmd_proto_goTypes = []any{
 	(ErrorCode)(0),          // 3: opencluster.cmd.v1.ErrorCode
 	(*KeySpec)(nil),         // 4: opencluster.cmd.v1.KeySpec
 	(*Command)(nil),         // 5: opencluster.cmd.v1.Command
-	(*RegisterNode)(nil),    // 6: opencluster.cmd.v1.RegisterNode
-	(*Noop)(nil),            // 7: opencluster.cmd.v1.Noop
-	(*Put)(nil),             // 8: opencluster.cmd.v1.Put
-	(*CompareAndSwap)(nil),  // 9: opencluster.cmd.v1.CompareAndSwap
-	(*AppliedRequest)(nil),  // 10: opencluster.cmd.v1.AppliedRequest
-	(*NamedAcquire)(nil),    // 11: opencluster.cmd.v1.NamedAcquire
-	(*NamedRelease)(nil),    // 12: opencluster.cmd.v1.NamedRelease
-	(*TxnBegin)(nil),        // 13: opencluster.cmd.v1.TxnBegin
-	(*LockKeys)(nil),        // 14: opencluster.cmd.v1.LockKeys
-	(*TxnWrite)(nil),        // 15: opencluster.cmd.v1.TxnWrite
-	(*TxnPrepare)(nil),      // 16: opencluster.cmd.v1.TxnPrepare
-	(*TxnFinish)(nil),       // 17: opencluster.cmd.v1.TxnFinish
-	(*ResolveKeys)(nil),     // 18: opencluster.cmd.v1.ResolveKeys
-	(*TxnResolved)(nil),     // 19: opencluster.cmd.v1.TxnResolved
-	(*GC)(nil),              // 20: opencluster.cmd.v1.GC
-	(*TSOBound)(nil),        // 21: opencluster.cmd.v1.TSOBound
-	(*Result)(nil),          // 22: opencluster.cmd.v1.Result
-	(*NamedLockRecord)(nil), // 23: opencluster.cmd.v1.NamedLockRecord
-	(*TxnRecord)(nil),       // 24: opencluster.cmd.v1.TxnRecord
-	(*KeyLock)(nil),         // 25: opencluster.cmd.v1.KeyLock
-	(*KeyLockHolder)(nil),   // 26: opencluster.cmd.v1.KeyLockHolder
-	(*KeyFences)(nil),       // 27: opencluster.cmd.v1.KeyFences
-	(*FenceEntry)(nil),      // 28: opencluster.cmd.v1.FenceEntry
-	(*MetaState)(nil),       // 29: opencluster.cmd.v1.MetaState
-	(*NodeRecord)(nil),      // 30: opencluster.cmd.v1.NodeRecord
-	(*SnapshotData)(nil),    // 31: opencluster.cmd.v1.SnapshotData
-	(*SnapshotKV)(nil),      // 32: opencluster.cmd.v1.SnapshotKV
-	(*NodeIdent)(nil),       // 33: opencluster.cmd.v1.NodeIdent
+	(*UpdatePlacement)(nil), // 6: opencluster.cmd.v1.UpdatePlacement
+	(*RegisterNode)(nil),    // 7: opencluster.cmd.v1.RegisterNode
+	(*Noop)(nil),            // 8: opencluster.cmd.v1.Noop
+	(*Put)(nil),             // 9: opencluster.cmd.v1.Put
+	(*CompareAndSwap)(nil),  // 10: opencluster.cmd.v1.CompareAndSwap
+	(*AppliedRequest)(nil),  // 11: opencluster.cmd.v1.AppliedRequest
+	(*NamedAcquire)(nil),    // 12: opencluster.cmd.v1.NamedAcquire
+	(*NamedRelease)(nil),    // 13: opencluster.cmd.v1.NamedRelease
+	(*TxnBegin)(nil),        // 14: opencluster.cmd.v1.TxnBegin
+	(*LockKeys)(nil),        // 15: opencluster.cmd.v1.LockKeys
+	(*TxnWrite)(nil),        // 16: opencluster.cmd.v1.TxnWrite
+	(*TxnPrepare)(nil),      // 17: opencluster.cmd.v1.TxnPrepare
+	(*TxnFinish)(nil),       // 18: opencluster.cmd.v1.TxnFinish
+	(*ResolveKeys)(nil),     // 19: opencluster.cmd.v1.ResolveKeys
+	(*TxnResolved)(nil),     // 20: opencluster.cmd.v1.TxnResolved
+	(*GC)(nil),              // 21: opencluster.cmd.v1.GC
+	(*TSOBound)(nil),        // 22: opencluster.cmd.v1.TSOBound
+	(*Result)(nil),          // 23: opencluster.cmd.v1.Result
+	(*NamedLockRecord)(nil), // 24: opencluster.cmd.v1.NamedLockRecord
+	(*TxnRecord)(nil),       // 25: opencluster.cmd.v1.TxnRecord
+	(*KeyLock)(nil),         // 26: opencluster.cmd.v1.KeyLock
+	(*KeyLockHolder)(nil),   // 27: opencluster.cmd.v1.KeyLockHolder
+	(*KeyFences)(nil),       // 28: opencluster.cmd.v1.KeyFences
+	(*FenceEntry)(nil),      // 29: opencluster.cmd.v1.FenceEntry
+	(*MetaState)(nil),       // 30: opencluster.cmd.v1.MetaState
+	(*BucketPlacement)(nil), // 31: opencluster.cmd.v1.BucketPlacement
+	(*NodeRecord)(nil),      // 32: opencluster.cmd.v1.NodeRecord
+	(*SnapshotData)(nil),    // 33: opencluster.cmd.v1.SnapshotData
+	(*SnapshotKV)(nil),      // 34: opencluster.cmd.v1.SnapshotKV
+	(*NodeIdent)(nil),       // 35: opencluster.cmd.v1.NodeIdent
 }
 var file_cmd_proto_depIdxs = []int32{
 	0,  // 0: opencluster.cmd.v1.KeySpec.mode:type_name -> opencluster.cmd.v1.KeyMode
-	8,  // 1: opencluster.cmd.v1.Command.put:type_name -> opencluster.cmd.v1.Put
-	9,  // 2: opencluster.cmd.v1.Command.cas:type_name -> opencluster.cmd.v1.CompareAndSwap
-	11, // 3: opencluster.cmd.v1.Command.named_acquire:type_name -> opencluster.cmd.v1.NamedAcquire
-	12, // 4: opencluster.cmd.v1.Command.named_release:type_name -> opencluster.cmd.v1.NamedRelease
-	13, // 5: opencluster.cmd.v1.Command.txn_begin:type_name -> opencluster.cmd.v1.TxnBegin
-	14, // 6: opencluster.cmd.v1.Command.lock_keys:type_name -> opencluster.cmd.v1.LockKeys
-	15, // 7: opencluster.cmd.v1.Command.txn_write:type_name -> opencluster.cmd.v1.TxnWrite
-	16, // 8: opencluster.cmd.v1.Command.txn_prepare:type_name -> opencluster.cmd.v1.TxnPrepare
-	17, // 9: opencluster.cmd.v1.Command.txn_finish:type_name -> opencluster.cmd.v1.TxnFinish
-	18, // 10: opencluster.cmd.v1.Command.resolve_keys:type_name -> opencluster.cmd.v1.ResolveKeys
-	19, // 11: opencluster.cmd.v1.Command.txn_resolved:type_name -> opencluster.cmd.v1.TxnResolved
-	20, // 12: opencluster.cmd.v1.Command.gc:type_name -> opencluster.cmd.v1.GC
-	21, // 13: opencluster.cmd.v1.Command.tso_bound:type_name -> opencluster.cmd.v1.TSOBound
-	7,  // 14: opencluster.cmd.v1.Command.noop:type_name -> opencluster.cmd.v1.Noop
-	6,  // 15: opencluster.cmd.v1.Command.register_node:type_name -> opencluster.cmd.v1.RegisterNode
-	22, // 16: opencluster.cmd.v1.AppliedRequest.result:type_name -> opencluster.cmd.v1.Result
-	1,  // 17: opencluster.cmd.v1.TxnBegin.isolation:type_name -> opencluster.cmd.v1.Isolation
-	4,  // 18: opencluster.cmd.v1.TxnBegin.keys:type_name -> opencluster.cmd.v1.KeySpec
-	1,  // 19: opencluster.cmd.v1.LockKeys.isolation:type_name -> opencluster.cmd.v1.Isolation
-	4,  // 20: opencluster.cmd.v1.LockKeys.keys:type_name -> opencluster.cmd.v1.KeySpec
-	2,  // 21: opencluster.cmd.v1.TxnFinish.status:type_name -> opencluster.cmd.v1.TxnStatus
-	3,  // 22: opencluster.cmd.v1.Result.error:type_name -> opencluster.cmd.v1.ErrorCode
-	2,  // 23: opencluster.cmd.v1.TxnRecord.status:type_name -> opencluster.cmd.v1.TxnStatus
-	1,  // 24: opencluster.cmd.v1.TxnRecord.isolation:type_name -> opencluster.cmd.v1.Isolation
-	4,  // 25: opencluster.cmd.v1.TxnRecord.keys:type_name -> opencluster.cmd.v1.KeySpec
-	26, // 26: opencluster.cmd.v1.KeyLock.holders:type_name -> opencluster.cmd.v1.KeyLockHolder
-	0,  // 27: opencluster.cmd.v1.KeyLockHolder.mode:type_name -> opencluster.cmd.v1.KeyMode
-	1,  // 28: opencluster.cmd.v1.KeyLockHolder.isolation:type_name -> opencluster.cmd.v1.Isolation
-	28, // 29: opencluster.cmd.v1.KeyFences.fences:type_name -> opencluster.cmd.v1.FenceEntry
-	30, // 30: opencluster.cmd.v1.MetaState.nodes:type_name -> opencluster.cmd.v1.NodeRecord
-	32, // 31: opencluster.cmd.v1.SnapshotData.kvs:type_name -> opencluster.cmd.v1.SnapshotKV
-	32, // [32:32] is the sub-list for method output_type
-	32, // [32:32] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	9,  // 1: opencluster.cmd.v1.Command.put:type_name -> opencluster.cmd.v1.Put
+	10, // 2: opencluster.cmd.v1.Command.cas:type_name -> opencluster.cmd.v1.CompareAndSwap
+	12, // 3: opencluster.cmd.v1.Command.named_acquire:type_name -> opencluster.cmd.v1.NamedAcquire
+	13, // 4: opencluster.cmd.v1.Command.named_release:type_name -> opencluster.cmd.v1.NamedRelease
+	14, // 5: opencluster.cmd.v1.Command.txn_begin:type_name -> opencluster.cmd.v1.TxnBegin
+	15, // 6: opencluster.cmd.v1.Command.lock_keys:type_name -> opencluster.cmd.v1.LockKeys
+	16, // 7: opencluster.cmd.v1.Command.txn_write:type_name -> opencluster.cmd.v1.TxnWrite
+	17, // 8: opencluster.cmd.v1.Command.txn_prepare:type_name -> opencluster.cmd.v1.TxnPrepare
+	18, // 9: opencluster.cmd.v1.Command.txn_finish:type_name -> opencluster.cmd.v1.TxnFinish
+	19, // 10: opencluster.cmd.v1.Command.resolve_keys:type_name -> opencluster.cmd.v1.ResolveKeys
+	20, // 11: opencluster.cmd.v1.Command.txn_resolved:type_name -> opencluster.cmd.v1.TxnResolved
+	21, // 12: opencluster.cmd.v1.Command.gc:type_name -> opencluster.cmd.v1.GC
+	22, // 13: opencluster.cmd.v1.Command.tso_bound:type_name -> opencluster.cmd.v1.TSOBound
+	8,  // 14: opencluster.cmd.v1.Command.noop:type_name -> opencluster.cmd.v1.Noop
+	7,  // 15: opencluster.cmd.v1.Command.register_node:type_name -> opencluster.cmd.v1.RegisterNode
+	6,  // 16: opencluster.cmd.v1.Command.update_placement:type_name -> opencluster.cmd.v1.UpdatePlacement
+	31, // 17: opencluster.cmd.v1.UpdatePlacement.placement:type_name -> opencluster.cmd.v1.BucketPlacement
+	23, // 18: opencluster.cmd.v1.AppliedRequest.result:type_name -> opencluster.cmd.v1.Result
+	1,  // 19: opencluster.cmd.v1.TxnBegin.isolation:type_name -> opencluster.cmd.v1.Isolation
+	4,  // 20: opencluster.cmd.v1.TxnBegin.keys:type_name -> opencluster.cmd.v1.KeySpec
+	1,  // 21: opencluster.cmd.v1.LockKeys.isolation:type_name -> opencluster.cmd.v1.Isolation
+	4,  // 22: opencluster.cmd.v1.LockKeys.keys:type_name -> opencluster.cmd.v1.KeySpec
+	2,  // 23: opencluster.cmd.v1.TxnFinish.status:type_name -> opencluster.cmd.v1.TxnStatus
+	3,  // 24: opencluster.cmd.v1.Result.error:type_name -> opencluster.cmd.v1.ErrorCode
+	2,  // 25: opencluster.cmd.v1.TxnRecord.status:type_name -> opencluster.cmd.v1.TxnStatus
+	1,  // 26: opencluster.cmd.v1.TxnRecord.isolation:type_name -> opencluster.cmd.v1.Isolation
+	4,  // 27: opencluster.cmd.v1.TxnRecord.keys:type_name -> opencluster.cmd.v1.KeySpec
+	27, // 28: opencluster.cmd.v1.KeyLock.holders:type_name -> opencluster.cmd.v1.KeyLockHolder
+	0,  // 29: opencluster.cmd.v1.KeyLockHolder.mode:type_name -> opencluster.cmd.v1.KeyMode
+	1,  // 30: opencluster.cmd.v1.KeyLockHolder.isolation:type_name -> opencluster.cmd.v1.Isolation
+	29, // 31: opencluster.cmd.v1.KeyFences.fences:type_name -> opencluster.cmd.v1.FenceEntry
+	32, // 32: opencluster.cmd.v1.MetaState.nodes:type_name -> opencluster.cmd.v1.NodeRecord
+	31, // 33: opencluster.cmd.v1.MetaState.placement:type_name -> opencluster.cmd.v1.BucketPlacement
+	34, // 34: opencluster.cmd.v1.SnapshotData.kvs:type_name -> opencluster.cmd.v1.SnapshotKV
+	35, // [35:35] is the sub-list for method output_type
+	35, // [35:35] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_cmd_proto_init() }
@@ -2929,6 +3097,7 @@ func file_cmd_proto_init() {
 		(*Command_TsoBound)(nil),
 		(*Command_Noop)(nil),
 		(*Command_RegisterNode)(nil),
+		(*Command_UpdatePlacement)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2936,7 +3105,7 @@ func file_cmd_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cmd_proto_rawDesc), len(file_cmd_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   30,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
