@@ -288,6 +288,9 @@ func (n *Node) HandOff(ctx context.Context) {
 	if n.cfg.Transport == nil {
 		return
 	}
+	// From now on this node declines leadership transfers to it (see
+	// stepInbox), so the others' preferences cannot hand it back.
+	n.draining.Store(true)
 	for {
 		led := make(chan bool, 1)
 		n.submit(func() { led <- n.transferAll() })

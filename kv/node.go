@@ -56,6 +56,8 @@ type Node struct {
 	// gcThreshold is the last GC timestamp: snapshot reads below it are
 	// refused.
 	gcThreshold atomic.Uint64
+	// draining is set once HandOff starts: the node is about to stop.
+	draining atomic.Bool
 
 	stopper  chan struct{}
 	stopOnce sync.Once

@@ -78,6 +78,9 @@ func (n *Node) stepInbox(msgs []*cmdpb.GroupMessage) {
 			n.log.Warn("dropping a corrupt Raft message", "group", gm.GetGroup(), "err", err)
 			continue
 		}
+		if m.GetType() == raftpb.MsgTimeoutNow && n.draining.Load() {
+			continue // a stopping node takes no leadership by transfer
+		}
 		if err := r.rn.Step(m); err != nil && err != raft.ErrStepPeerNotFound {
 			n.log.Debug("step", "group", r.group, "type", m.GetType(), "err", err)
 		}
