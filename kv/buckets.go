@@ -43,6 +43,13 @@ func (n *Node) leaderOf(ctx context.Context, r *replica) (uint64, error) {
 		r.mu.Lock()
 		ready, leader := r.mu.ready, r.mu.leaderID
 		r.mu.Unlock()
+		if leader == 0 && !r.isMeta() {
+			// This node holds no live replica of the group: the placement
+			// table says who reported leading it last.
+			if p := n.placementTable()[r.group]; p != nil {
+				leader = p.GetLeader()
+			}
+		}
 		switch {
 		case ready:
 			return 0, nil

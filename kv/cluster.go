@@ -28,6 +28,10 @@ const (
 	maxReplicas = 7
 	// maintainEveryTicks: the cluster maintenance runs every few ticks.
 	maintainEveryTicks = 2
+	// metaReplicas is how many nodes the meta group grows to (when there
+	// are that many): more than a bucket's, so that most nodes know the
+	// registry and the placement table and can route any request.
+	metaReplicas = 5
 )
 
 // Directory is the failure detector and address book (memberlist): it
@@ -165,7 +169,7 @@ func (n *Node) maintain() {
 	}
 	now := time.Now()
 	electionTimeout := time.Duration(n.cfg.ElectionTicks) * n.cfg.TickInterval
-	var targets []uint64 // read once, if some group needs them
+	var targets, metaTargets []uint64 // read once, if some group needs them
 	for _, r := range n.replicas {
 		if r.rn.BasicStatus().RaftState != raft.StateLeader {
 			continue
@@ -184,9 +188,13 @@ func (n *Node) maintain() {
 			continue
 		}
 		if targets == nil {
-			targets = n.placementTargets()
+			targets, metaTargets = n.placementTargets(n.cfg.Replicas), n.placementTargets(max(n.cfg.Replicas, metaReplicas))
 		}
-		if cc := n.nextConfChange(r, targets); cc != nil {
+		want := targets
+		if r.isMeta() {
+			want = metaTargets
+		}
+		if cc := n.nextConfChange(r, want); cc != nil {
 			r.lastConfChange = now
 			if err := r.rn.ProposeConfChange(cc); err != nil {
 				n.log.Debug("propose conf change", "group", r.group, "err", err)
@@ -220,12 +228,12 @@ func (n *Node) preferredLeader(r *replica) uint64 {
 	return to
 }
 
-// placementTargets returns the nodes every group should be on: the first
-// Replicas live nodes of the registry.
-func (n *Node) placementTargets() []uint64 {
+// placementTargets returns the nodes a group should be on: the first count
+// live nodes of the registry.
+func (n *Node) placementTargets(count int) []uint64 {
 	var out []uint64
 	for _, rec := range n.registry() {
-		if len(out) == n.cfg.Replicas {
+		if len(out) == count {
 			break
 		}
 		if n.alive(rec.GetNodeId()) {

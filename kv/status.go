@@ -43,6 +43,9 @@ func (n *Node) Status(ctx context.Context, _ *ocpb.StatusRequest) (*ocpb.StatusR
 		// replica (if it has one) may know a newer configuration.
 		if p := table[uint32(r.bucket)]; p != nil && p.GetEpoch() >= epoch {
 			voters, epoch = p.GetVoters(), p.GetEpoch()
+			if leader == 0 {
+				leader = p.GetLeader()
+			}
 		}
 		bs := &ocpb.BucketStatus{Bucket: uint32(r.bucket), Applied: applied, Epoch: epoch}
 		for _, v := range voters {

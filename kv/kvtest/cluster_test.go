@@ -396,3 +396,49 @@ func TestSlowLossyLinks(t *testing.T) {
 		t.Fatalf("release after healing: %v", err)
 	}
 }
+
+// TestNodeWithoutBucketsServes runs four nodes with three replicas per
+// bucket: the fourth holds no bucket but joins the meta group, learns the
+// placement table from it, and serves requests by forwarding them to each
+// bucket's leader.
+func TestNodeWithoutBucketsServes(t *testing.T) {
+	c := Start(t, Options{Nodes: 4})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	fourth := c.Node(4)
+	c.WaitFor(10*time.Second, "the fourth node to learn the placement", func() bool {
+		table := fourth.Placement()
+		for _, p := range table {
+			if slices.Contains(p.GetVoters(), 4) {
+				t.Fatalf("bucket %d placed on node 4, beyond the first three", p.GetBucket())
+			}
+		}
+		return len(table) == 8
+	})
+	for i := range 10 {
+		k := []byte(fmt.Sprint("via4/", i))
+		if _, err := On(ctx, fourth, func() (*ocpb.PutResponse, error) {
+			return fourth.Put(ctx, &ocpb.PutRequest{Key: k, Value: k, RequestId: string(k)})
+		}); err != nil {
+			t.Fatalf("put %s through node 4: %v", k, err)
+		}
+		got, err := On(ctx, fourth, func() (*ocpb.GetResponse, error) { return fourth.Get(ctx, &ocpb.GetRequest{Key: k}) })
+		if err != nil || !bytes.Equal(got.Kv.Value, k) {
+			t.Fatalf("get %s through node 4: %v, %v", k, got, err)
+		}
+	}
+	if _, err := On(ctx, fourth, func() (*ocpb.AcquireResponse, error) {
+		return fourth.Acquire(ctx, &ocpb.AcquireRequest{Name: "via4", Ttl: durationpb.New(time.Minute), RequestId: "a"})
+	}); err != nil {
+		t.Fatalf("acquire through node 4: %v", err)
+	}
+	st, err := fourth.Status(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range st.Buckets {
+		if len(b.Replicas) != 3 || b.Leader == "" {
+			t.Errorf("node 4's status of bucket %d: replicas %v, leader %q", b.Bucket, b.Replicas, b.Leader)
+		}
+	}
+}
