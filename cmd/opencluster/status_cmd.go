@@ -71,9 +71,19 @@ func statusObject(st *ocpb.StatusResponse) object {
 func writeStatus(w io.Writer, st *ocpb.StatusResponse) {
 	fmt.Fprintf(w, "cluster %s, answered by node %s, %d buckets\n\n",
 		st.GetClusterId(), st.GetNodeId(), st.GetBucketCount())
-	rows := [][]string{{"MEMBER", "ADDR", "GOSSIP", "ALIVE"}}
+	replicas, leaders := map[string]int{}, map[string]int{}
+	for _, b := range st.GetBuckets() {
+		for _, r := range b.GetReplicas() {
+			replicas[r]++
+		}
+		leaders[b.GetLeader()]++
+	}
+	rows := [][]string{{"MEMBER", "ADDR", "GOSSIP", "ALIVE", "REPLICAS", "LEADS"}}
 	for _, m := range st.GetMembers() {
-		rows = append(rows, []string{m.GetId(), m.GetAddr(), orDash(m.GetGossipAddr()), strconv.FormatBool(m.GetAlive())})
+		rows = append(rows, []string{
+			m.GetId(), m.GetAddr(), orDash(m.GetGossipAddr()), strconv.FormatBool(m.GetAlive()),
+			strconv.Itoa(replicas[m.GetId()]), strconv.Itoa(leaders[m.GetId()]),
+		})
 	}
 	table(w, rows)
 	fmt.Fprintln(w)
