@@ -74,6 +74,7 @@ values that are not valid UTF-8 appear base64-encoded under "<field>_b64".`,
 		newStartCmd(),
 		newDemoCmd(),
 		newJepsenCmd(a),
+		newBenchCmd(a),
 	)
 
 	return root

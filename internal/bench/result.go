@@ -1,0 +1,188 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"text/tabwriter"
+	"time"
+)
+
+// Result is the outcome of one run. It crosses the peer protocol as JSON
+// with all its fields; WriteJSON prints the public subset.
+type Result struct {
+	Target      string `json:"target"`
+	Workload    string `json:"workload"`
+	Concurrency int    `json:"concurrency"`
+	Nodes       int    `json:"nodes"`
+	// Ops counts the operations that completed without error inside the
+	// measured window.
+	Ops       uint64  `json:"ops"`
+	OpsPerSec float64 `json:"ops_per_sec"`
+	// P50, P99 and Max are latencies of the counted operations.
+	P50 time.Duration `json:"p50_ns"`
+	P99 time.Duration `json:"p99_ns"`
+	Max time.Duration `json:"max_ns"`
+	// Errors counts the operations that failed inside the window.
+	Errors int64 `json:"errors"`
+	// ErrorSample is the first error seen, for the report.
+	ErrorSample string `json:"error_sample,omitempty"`
+	// RSSMB is the peak resident set (VmHWM) of the largest server process
+	// during the run, in MiB; 0 when unknown (--endpoints).
+	RSSMB float64 `json:"rss_mb"`
+	// Violations counts failed safety checks (mutual exclusion, fences,
+	// account totals); Notes describe the first few.
+	Violations int      `json:"violations"`
+	Notes      []string `json:"notes,omitempty"`
+}
+
+// summarize fills the rates and latencies of r from a merged histogram
+// over a window.
+func (r *Result) summarize(h *Histogram, window time.Duration) {
+	r.Ops = h.Count()
+	r.OpsPerSec = float64(h.Count()) / window.Seconds()
+	r.P50 = h.Quantile(0.50)
+	r.P99 = h.Quantile(0.99)
+	r.Max = h.Max()
+}
+
+// publicResult is one entry of -o json: exactly these fields.
+type publicResult struct {
+	Target      string  `json:"target"`
+	Workload    string  `json:"workload"`
+	Concurrency int     `json:"concurrency"`
+	Nodes       int     `json:"nodes"`
+	OpsPerSec   float64 `json:"ops_per_sec"`
+	P50Ms       float64 `json:"p50_ms"`
+	P99Ms       float64 `json:"p99_ms"`
+	MaxMs       float64 `json:"max_ms"`
+	Errors      int64   `json:"errors"`
+	RSSMB       float64 `json:"rss_mb"`
+}
+
+func round(x float64, digits int) float64 {
+	p := math.Pow10(digits)
+	return math.Round(x*p) / p
+}
+
+// ms converts to milliseconds rounded to the µs (for JSON); msf does
+// not round (for tables, which round when they format).
+func ms(d time.Duration) float64 { return round(msf(d), 3) }
+
+func msf(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// WriteJSON writes {"results":[...]} with one object per result.
+func WriteJSON(w io.Writer, results []Result) error {
+	out := struct {
+		Results []publicResult `json:"results"`
+	}{Results: make([]publicResult, 0, len(results))}
+	for _, r := range results {
+		out.Results = append(out.Results, publicResult{
+			Target:      r.Target,
+			Workload:    r.Workload,
+			Concurrency: r.Concurrency,
+			Nodes:       r.Nodes,
+			OpsPerSec:   round(r.OpsPerSec, 1),
+			P50Ms:       ms(r.P50),
+			P99Ms:       ms(r.P99),
+			MaxMs:       ms(r.Max),
+			Errors:      r.Errors,
+			RSSMB:       round(r.RSSMB, 1),
+		})
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}
+
+// Ratio compares ours with a peer on one workload and concurrency.
+type Ratio struct {
+	Workload    string
+	Concurrency int
+	Peer        string
+	// Throughput is ours ops/s divided by the peer's (>1: we are faster).
+	Throughput float64
+	// P99 is the peer's p99 divided by ours (>1: our tail is shorter).
+	P99 float64
+}
+
+// Ratios pairs every result of another target with ours (the result of
+// target ours for the same workload and concurrency). Pairs where either
+// side did no operation are left out.
+func Ratios(results []Result, ours string) []Ratio {
+	type key struct {
+		w string
+		c int
+	}
+	mine := map[key]Result{}
+	for _, r := range results {
+		if r.Target == ours {
+			mine[key{r.Workload, r.Concurrency}] = r
+		}
+	}
+	var out []Ratio
+	for _, r := range results {
+		m, ok := mine[key{r.Workload, r.Concurrency}]
+		if r.Target == ours || !ok || r.OpsPerSec == 0 || m.OpsPerSec == 0 {
+			continue
+		}
+		rt := Ratio{Workload: r.Workload, Concurrency: r.Concurrency, Peer: r.Target, Throughput: m.OpsPerSec / r.OpsPerSec}
+		if m.P99 > 0 {
+			rt.P99 = float64(r.P99) / float64(m.P99)
+		}
+		out = append(out, rt)
+	}
+	return out
+}
+
+// WriteTable writes the results as a table. When results of several
+// targets are present, every row of another target than ours shows
+// ours/peer throughput and peer/ours p99 ("x" columns, >1 is better for
+// ours).
+func WriteTable(w io.Writer, results []Result, ours string) error {
+	ratio := map[*Result]Ratio{}
+	rs := Ratios(results, ours)
+	for i := range results {
+		for _, rt := range rs {
+			r := &results[i]
+			if rt.Peer == r.Target && rt.Workload == r.Workload && rt.Concurrency == r.Concurrency {
+				ratio[r] = rt
+			}
+		}
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "target\tworkload\tclients\tnodes\tops/s\tp50 ms\tp99 ms\tmax ms\terrors\trss MB\tx ops/s\tx p99\t\n")
+	for i := range results {
+		r := &results[i]
+		tput, tail := "", ""
+		if rt, ok := ratio[r]; ok {
+			tput = fmt.Sprintf("%.2fx", rt.Throughput)
+			if rt.P99 > 0 {
+				tail = fmt.Sprintf("%.2fx", rt.P99)
+			}
+		}
+		rss := "-"
+		if r.RSSMB > 0 {
+			rss = fmt.Sprintf("%.0f", r.RSSMB)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.0f\t%.2f\t%.2f\t%.1f\t%d\t%s\t%s\t%s\t\n",
+			r.Target, r.Workload, r.Concurrency, r.Nodes, r.OpsPerSec,
+			msf(r.P50), msf(r.P99), msf(r.Max), r.Errors, rss, tput, tail)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(rs) > 0 {
+		fmt.Fprintf(w, "x ops/s: %s's ops/s ÷ the row's; x p99: the row's p99 ÷ %s's (above 1: %s is better)\n", ours, ours, ours)
+	}
+	for _, r := range results {
+		if r.ErrorSample != "" {
+			fmt.Fprintf(w, "%s %s c=%d: first error: %s\n", r.Target, r.Workload, r.Concurrency, r.ErrorSample)
+		}
+		for _, n := range r.Notes {
+			fmt.Fprintf(w, "%s %s c=%d: %s\n", r.Target, r.Workload, r.Concurrency, n)
+		}
+	}
+	return nil
+}

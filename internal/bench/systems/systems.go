@@ -1,0 +1,260 @@
+// Package systems starts the servers the bench measures (OpenCluster by
+// re-executing the opencluster binary, a Redis server from Debian's
+// package, an etcd cluster built from the Go module proxy) and returns
+// each as a bench.System. Whatever it starts is stopped by the System's
+// Stop, and by Start itself when starting fails half way.
+package systems
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/opencluster/opencluster/internal/bench"
+	"github.com/opencluster/opencluster/internal/bench/octarget"
+	"github.com/opencluster/opencluster/internal/bench/redistarget"
+	"github.com/opencluster/opencluster/rpc/client"
+)
+
+// startTimeout bounds how long a server may take to serve.
+const startTimeout = 60 * time.Second
+
+// stopTimeout is how long a server has to exit after SIGTERM before it
+// is killed.
+const stopTimeout = 10 * time.Second
+
+// Config says where and how to start servers.
+type Config struct {
+	// Exe is the opencluster binary (os.Executable()); its `start`
+	// command runs our servers.
+	Exe string
+	// WorkDir holds the servers' data and logs; the caller creates and
+	// removes it.
+	WorkDir string
+	// CacheDir holds the etcd server and the peer binary, built on first
+	// use.
+	CacheDir string
+	// SourceDir is the OpenCluster source tree: its cmd/ocbench-peers is
+	// built into the peer binary, and etcd from its etcdserver module.
+	// Needed only for etcd.
+	SourceDir string
+	// Nodes is the server count of each system.
+	Nodes int
+	// Buckets is the bucket count of a new OpenCluster node (0: the
+	// server's default).
+	Buckets int
+	// Endpoints of a running OpenCluster cluster: measured instead of
+	// starting one.
+	Endpoints []string
+	// Notes receives what the user should know (builds, installs).
+	Notes io.Writer
+}
+
+// Start starts the system target and waits until it serves.
+func Start(ctx context.Context, cfg Config, target string) (bench.System, error) {
+	ctx, cancel := context.WithTimeout(ctx, startTimeout+buildTimeout)
+	defer cancel()
+	switch target {
+	case bench.OpenCluster:
+		return startOpenCluster(ctx, cfg)
+	case bench.Redis:
+		return startRedis(ctx, cfg)
+	case bench.Etcd:
+		return startEtcd(ctx, cfg)
+	}
+	return nil, fmt.Errorf("%w: target %q", bench.ErrInvalid, target)
+}
+
+// stopAll stops what a failed Start had started.
+func stopAll(c *bench.Cluster) {
+	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+	defer cancel()
+	_ = c.Stop(ctx)
+}
+
+// StopTimeout returns a context for stopping systems.
+func StopTimeout() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), stopTimeout)
+}
+
+func startOpenCluster(ctx context.Context, cfg Config) (bench.System, error) {
+	if len(cfg.Endpoints) > 0 {
+		t, err := octarget.New(ctx, cfg.Endpoints)
+		if err != nil {
+			return nil, err
+		}
+		return bench.NewLocalSystem(bench.OpenCluster, len(cfg.Endpoints), nil, t), nil
+	}
+	if cfg.Nodes != 1 {
+		return nil, fmt.Errorf("%w: the bench starts 1 opencluster node, not %d", bench.ErrInvalid, cfg.Nodes)
+	}
+	// One node per loop turn. A 3-node cluster (once the bench should
+	// measure replication) gives node 1 a --gossip-addr and nodes 2..n
+	// theirs plus --join <node 1's>, and then waits, below, until Status
+	// reports every node and bucket replica in place.
+	servers := &bench.Cluster{}
+	var endpoints []string
+	for i := range cfg.Nodes {
+		addr, err := bench.FreeAddr()
+		if err != nil {
+			stopAll(servers)
+			return nil, err
+		}
+		name := fmt.Sprintf("opencluster-%d", i+1)
+		dir := filepath.Join(cfg.WorkDir, name)
+		argv := []string{cfg.Exe, "start", "--data-dir", dir, "--addr", addr, "--http-addr", "", "--log-level", "warn"}
+		if cfg.Buckets > 0 {
+			argv = append(argv, "--buckets", strconv.Itoa(cfg.Buckets))
+		}
+		p, err := bench.StartProc(name, argv, filepath.Join(cfg.WorkDir, name+".log"))
+		if err != nil {
+			stopAll(servers)
+			return nil, err
+		}
+		servers.Procs = append(servers.Procs, p)
+		endpoints = append(endpoints, addr)
+	}
+	for i, p := range servers.Procs {
+		c, err := client.New(ctx, endpoints[i:i+1])
+		if err == nil {
+			err = p.WaitReady(ctx, func(ctx context.Context) error {
+				_, err := c.Status(ctx)
+				return err
+			})
+			c.Close()
+		}
+		if err != nil {
+			stopAll(servers)
+			return nil, err
+		}
+	}
+	t, err := octarget.New(ctx, endpoints)
+	if err != nil {
+		stopAll(servers)
+		return nil, err
+	}
+	return bench.NewLocalSystem(bench.OpenCluster, cfg.Nodes, servers, t), nil
+}
+
+func startRedis(ctx context.Context, cfg Config) (bench.System, error) {
+	if cfg.Nodes != 1 {
+		return nil, fmt.Errorf("%w: redis runs as one server, not %d", bench.ErrInvalid, cfg.Nodes)
+	}
+	bin, err := ensureRedis(ctx, cfg.Notes)
+	if err != nil {
+		return nil, err
+	}
+	addr, err := bench.FreeAddr()
+	if err != nil {
+		return nil, err
+	}
+	_, port, _ := strings.Cut(addr, ":")
+	dir := filepath.Join(cfg.WorkDir, "redis")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	// No snapshots and no append-only file: the in-memory baseline.
+	argv := []string{bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir, "--daemonize", "no"}
+	p, err := bench.StartProc("redis", argv, filepath.Join(cfg.WorkDir, "redis.log"))
+	if err != nil {
+		return nil, err
+	}
+	servers := &bench.Cluster{Procs: []*bench.Proc{p}}
+	if err := p.WaitReady(ctx, func(ctx context.Context) error { return redistarget.Ping(ctx, addr) }); err != nil {
+		stopAll(servers)
+		return nil, err
+	}
+	return bench.NewLocalSystem(bench.Redis, 1, servers, redistarget.New(addr)), nil
+}
+
+func startEtcd(ctx context.Context, cfg Config) (bench.System, error) {
+	etcd, err := EnsureEtcd(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	peer, err := EnsurePeer(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	type member struct{ name, client, peer string }
+	var members []member
+	var initial []string
+	for i := range cfg.Nodes {
+		ca, err := bench.FreeAddr()
+		if err != nil {
+			return nil, err
+		}
+		pa, err := bench.FreeAddr()
+		if err != nil {
+			return nil, err
+		}
+		m := member{name: fmt.Sprintf("etcd-%d", i+1), client: ca, peer: pa}
+		members = append(members, m)
+		initial = append(initial, m.name+"=http://"+m.peer)
+	}
+	servers := &bench.Cluster{}
+	var endpoints []string
+	for _, m := range members {
+		argv := []string{etcd,
+			"--name", m.name, "--data-dir", filepath.Join(cfg.WorkDir, m.name),
+			"--listen-client-urls", "http://" + m.client, "--advertise-client-urls", "http://" + m.client,
+			"--listen-peer-urls", "http://" + m.peer, "--initial-advertise-peer-urls", "http://" + m.peer,
+			"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-token", "bench",
+			"--initial-cluster-state", "new", "--log-level", "warn",
+		}
+		p, err := bench.StartProc(m.name, argv, filepath.Join(cfg.WorkDir, m.name+".log"))
+		if err != nil {
+			stopAll(servers)
+			return nil, err
+		}
+		servers.Procs = append(servers.Procs, p)
+		endpoints = append(endpoints, m.client)
+	}
+	for i, p := range servers.Procs {
+		url := "http://" + endpoints[i] + "/health"
+		if err := p.WaitReady(ctx, func(ctx context.Context) error { return etcdHealthy(ctx, url) }); err != nil {
+			stopAll(servers)
+			return nil, err
+		}
+	}
+	supports := func(bench.Workload) bool { return true }
+	return bench.NewPeerSystem(bench.Etcd, servers, peer, endpoints, supports), nil
+}
+
+// etcdHealthy asks a member's /health endpoint (true once it has a
+// leader and serves).
+func etcdHealthy(ctx context.Context, url string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"health":"true"`) {
+		return fmt.Errorf("%w: etcd /health answered %d %s", bench.ErrProcess, resp.StatusCode, body)
+	}
+	return nil
+}
+
+// StopAll stops systems in reverse order, each within the stop timeout.
+func StopAll(systems []bench.System) error {
+	var errs []error
+	for _, s := range slices.Backward(systems) {
+		ctx, cancel := StopTimeout()
+		errs = append(errs, s.Stop(ctx))
+		cancel()
+	}
+	return errors.Join(errs...)
+}
