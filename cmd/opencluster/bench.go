@@ -72,7 +72,7 @@ Workloads: ` + bench.WorkloadNames() + `.`,
 	fl.DurationVar(&f.duration, "duration", d.Duration, "measured window of each run")
 	fl.DurationVar(&f.warmup, "warmup", d.Warmup, "warm-up before each window (not counted)")
 	fl.StringVar(&f.concurrency, "concurrency", "16,64", "client goroutine counts, comma-separated")
-	fl.IntVar(&f.nodes, "nodes", d.Nodes, "servers per system (etcd: 1 or 3; opencluster and redis: 1 for now)")
+	fl.IntVar(&f.nodes, "nodes", d.Nodes, "servers per system (opencluster and etcd: 1 or more; redis: 1)")
 	fl.IntVar(&f.buckets, "buckets", 0, "bucket count of the opencluster node (0: the server's default)")
 	fl.Uint64Var(&f.seed, "seed", 0, "seed of the clients' random choices (0: from the clock; printed)")
 	fl.StringVar(&f.cacheDir, "cache-dir", "", "where etcd and its driver are built (default: $XDG_CACHE_HOME/opencluster)")

@@ -37,7 +37,6 @@ func TestBenchFlagErrors(t *testing.T) {
 		{[]string{"--duration", "0s"}, "--duration must be positive"},
 		{[]string{"--warmup", "-1s"}, "--warmup must not be negative"},
 		{[]string{"--nodes", "0"}, "--nodes must be at least 1"},
-		{[]string{"--nodes", "3"}, "--nodes: 3, but opencluster starts one node only"},
 		{[]string{"--target", "redis", "--nodes", "3"}, "--nodes: 3, but redis runs as one server only"},
 		{[]string{"--target", "etcd", "--endpoints", "127.0.0.1:1"}, "--endpoints: given, but opencluster is not a target"},
 		{[]string{"extra"}, "unknown command"},

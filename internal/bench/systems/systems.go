@@ -93,15 +93,12 @@ func startOpenCluster(ctx context.Context, cfg Config) (bench.System, error) {
 		}
 		return bench.NewLocalSystem(bench.OpenCluster, len(cfg.Endpoints), nil, t), nil
 	}
-	if cfg.Nodes != 1 {
-		return nil, fmt.Errorf("%w: the bench starts 1 opencluster node, not %d", bench.ErrInvalid, cfg.Nodes)
-	}
-	// One node per loop turn. A 3-node cluster (once the bench should
-	// measure replication) gives node 1 a --gossip-addr and nodes 2..n
-	// theirs plus --join <node 1's>, and then waits, below, until Status
-	// reports every node and bucket replica in place.
+	// One node per loop turn. With several nodes, node 1 bootstraps the
+	// cluster with a --gossip-addr and nodes 2..n join it; the wait below
+	// lasts until Status reports every bucket's replicas in place.
 	servers := &bench.Cluster{}
 	var endpoints []string
+	var seed string
 	for i := range cfg.Nodes {
 		addr, err := bench.FreeAddr()
 		if err != nil {
@@ -113,6 +110,19 @@ func startOpenCluster(ctx context.Context, cfg Config) (bench.System, error) {
 		argv := []string{cfg.Exe, "start", "--data-dir", dir, "--addr", addr, "--http-addr", "", "--log-level", "warn"}
 		if cfg.Buckets > 0 {
 			argv = append(argv, "--buckets", strconv.Itoa(cfg.Buckets))
+		}
+		if cfg.Nodes > 1 {
+			gossip, err := bench.FreeAddr()
+			if err != nil {
+				stopAll(servers)
+				return nil, err
+			}
+			argv = append(argv, "--gossip-addr", gossip)
+			if i == 0 {
+				seed = gossip
+			} else {
+				argv = append(argv, "--join", seed)
+			}
 		}
 		p, err := bench.StartProc(name, argv, filepath.Join(cfg.WorkDir, name+".log"))
 		if err != nil {
@@ -136,12 +146,44 @@ func startOpenCluster(ctx context.Context, cfg Config) (bench.System, error) {
 			return nil, err
 		}
 	}
+	if cfg.Nodes > 1 {
+		if err := waitReplicated(ctx, endpoints, min(cfg.Nodes, 3)); err != nil {
+			stopAll(servers)
+			return nil, err
+		}
+	}
 	t, err := octarget.New(ctx, endpoints)
 	if err != nil {
 		stopAll(servers)
 		return nil, err
 	}
 	return bench.NewLocalSystem(bench.OpenCluster, cfg.Nodes, servers, t), nil
+}
+
+// waitReplicated waits until every bucket has want replicas and a leader.
+func waitReplicated(ctx context.Context, endpoints []string, want int) error {
+	c, err := client.New(ctx, endpoints)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	for {
+		st, err := c.Status(ctx)
+		if err == nil {
+			done := len(st.GetBuckets()) > 0
+			for _, b := range st.GetBuckets() {
+				done = done && len(b.GetReplicas()) >= want && b.GetLeader() != ""
+			}
+			if done {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("opencluster: buckets not replicated: %w", ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 func startRedis(ctx context.Context, cfg Config) (bench.System, error) {
