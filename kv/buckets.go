@@ -24,7 +24,9 @@ import (
 // Remote runs bucket operations on the node that leads a group. Errors
 // come back as this package's errors (ErrNotHolder, ErrWaitTimeout, ...).
 type Remote interface {
-	Timestamp(ctx context.Context, node uint64) (ts.Timestamp, error)
+	// Timestamp returns the first of count consecutive fresh timestamps
+	// from the meta leader's oracle.
+	Timestamp(ctx context.Context, node uint64, count int) (ts.Timestamp, error)
 	Propose(ctx context.Context, node uint64, req *cmdpb.BucketProposeRequest) (*cmdpb.Result, error)
 	LockKeys(ctx context.Context, node uint64, req *cmdpb.BucketLockKeysRequest) error
 	Read(ctx context.Context, node uint64, req *cmdpb.BucketReadRequest) ([]mvcc.Value, error)
@@ -300,10 +302,11 @@ func (n *Node) ServeList(ctx context.Context, req *cmdpb.BucketListRequest) ([]*
 	return n.listHere(ctx, r, req.GetRequest())
 }
 
-// ServeTimestamp is the meta leader's half of a remote oracle call.
-func (n *Node) ServeTimestamp(ctx context.Context) (ts.Timestamp, error) {
+// ServeTimestamp is the meta leader's half of a remote oracle call: the
+// first of count consecutive fresh timestamps.
+func (n *Node) ServeTimestamp(ctx context.Context, count int) (ts.Timestamp, error) {
 	if !n.tso.isReady() {
-		return 0, fmt.Errorf("%w: this node does not serve the timestamp oracle", ErrUnavailable)
+		return 0, fmt.Errorf("%w: %w: this node does not serve the timestamp oracle", ErrUnavailable, ErrNotApplied)
 	}
-	return n.tso.now(ctx)
+	return n.tso.nowN(ctx, max(count, 1), false)
 }

@@ -15,7 +15,8 @@ import (
 // (T1, T2): it issues timestamps below a bound persisted through the meta
 // group, so a new leader never goes backwards.
 type tsoService struct {
-	n  *Node
+	n      *Node
+	remote remoteBatcher
 	mu struct {
 		sync.Mutex
 		oracle *ts.Oracle
@@ -31,6 +32,7 @@ type tsoService struct {
 func newTSOService(n *Node) *tsoService {
 	t := &tsoService{n: n}
 	t.mu.oracle = ts.NewOracle(ts.DefaultWindow)
+	t.remote.t = t
 	t.mu.readyCh = make(chan struct{})
 	t.mu.raisedCh = make(chan struct{})
 	return t
@@ -67,15 +69,22 @@ func (t *tsoService) isReady() bool {
 
 // now returns a fresh timestamp, larger than every timestamp issued before
 // the call: from this node's oracle when it leads the meta group, else
-// from the meta leader's (through Remote).
+// from the meta leader's (through Remote, concurrent calls sharing one
+// round trip).
 func (t *tsoService) now(ctx context.Context) (ts.Timestamp, error) {
+	return t.nowN(ctx, 1, true)
+}
+
+// nowN returns the first of count consecutive fresh timestamps; remote
+// allows asking the meta leader when this node does not lead it.
+func (t *tsoService) nowN(ctx context.Context, count int, remote bool) (ts.Timestamp, error) {
 	for {
 		t.mu.Lock()
 		if !t.mu.ready {
 			ch := t.mu.readyCh
 			t.mu.Unlock()
-			if leader := t.remoteLeader(); leader != 0 {
-				return t.n.cfg.Remote.Timestamp(ctx, leader)
+			if leader := t.remoteLeader(); leader != 0 && remote {
+				return t.remote.get(ctx, leader)
 			}
 			select {
 			case <-ch:
@@ -93,7 +102,7 @@ func (t *tsoService) now(ctx context.Context) (ts.Timestamp, error) {
 			t.mu.raising = true
 			t.n.goBackground(func(ctx context.Context) { t.raise(ctx, bound) })
 		}
-		if first, ok := t.mu.oracle.Next(now, 1); ok {
+		if first, ok := t.mu.oracle.Next(now, count); ok {
 			t.mu.Unlock()
 			return first, nil
 		}
@@ -105,6 +114,66 @@ func (t *tsoService) now(ctx context.Context) (ts.Timestamp, error) {
 			return 0, fmt.Errorf("%w: timestamp oracle bound not persisted: %w", ErrUnavailable, ctx.Err())
 		case <-t.n.stopper:
 			return 0, fmt.Errorf("%w: node stopping", ErrUnavailable)
+		}
+	}
+}
+
+// remoteBatcher coalesces the timestamp requests of concurrent callers on
+// a node that does not lead the meta group: while one round trip is in
+// flight, new callers queue; the next round trip asks for all of them at
+// once. Every caller's timestamp is issued by a round trip sent after its
+// call began, so it is as fresh as its own round trip would be.
+type remoteBatcher struct {
+	t  *tsoService
+	mu struct {
+		sync.Mutex
+		queue    []chan tsResult
+		inFlight bool
+	}
+}
+
+type tsResult struct {
+	ts  ts.Timestamp
+	err error
+}
+
+// get returns one fresh timestamp from the meta leader.
+func (b *remoteBatcher) get(ctx context.Context, leader uint64) (ts.Timestamp, error) {
+	ch := make(chan tsResult, 1)
+	b.mu.Lock()
+	b.mu.queue = append(b.mu.queue, ch)
+	if !b.mu.inFlight {
+		b.mu.inFlight = true
+		b.t.n.goBackground(func(ctx context.Context) { b.run(ctx, leader) })
+	}
+	b.mu.Unlock()
+	select {
+	case r := <-ch:
+		return r.ts, r.err
+	case <-ctx.Done():
+		return 0, fmt.Errorf("%w: timestamp from node %d: %w", ErrUnavailable, leader, ctx.Err())
+	case <-b.t.n.stopper:
+		return 0, fmt.Errorf("%w: node stopping", ErrUnavailable)
+	}
+}
+
+// run sends round trips until the queue is empty.
+func (b *remoteBatcher) run(ctx context.Context, leader uint64) {
+	for {
+		b.mu.Lock()
+		batch := b.mu.queue
+		b.mu.queue = nil
+		if len(batch) == 0 {
+			b.mu.inFlight = false
+			b.mu.Unlock()
+			return
+		}
+		b.mu.Unlock()
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		first, err := b.t.n.cfg.Remote.Timestamp(rctx, leader, len(batch))
+		cancel()
+		for i, ch := range batch {
+			ch <- tsResult{ts: first + ts.Timestamp(i), err: err}
 		}
 	}
 }

@@ -131,12 +131,12 @@ func (r remote) peer(to uint64) (*kv.Node, error) {
 	return peer, nil
 }
 
-func (r remote) Timestamp(ctx context.Context, node uint64) (ts.Timestamp, error) {
+func (r remote) Timestamp(ctx context.Context, node uint64, count int) (ts.Timestamp, error) {
 	p, err := r.peer(node)
 	if err != nil {
 		return 0, err
 	}
-	return p.ServeTimestamp(ctx)
+	return p.ServeTimestamp(ctx, count)
 }
 
 func (r remote) Propose(ctx context.Context, node uint64, req *cmdpb.BucketProposeRequest) (*cmdpb.Result, error) {

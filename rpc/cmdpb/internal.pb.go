@@ -125,7 +125,9 @@ func (x *CallResponse) GetResponse() []byte {
 }
 
 type TimestampRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// count consecutive timestamps are issued (0 means 1); ts is the first.
+	Count         uint32 `protobuf:"varint,1,opt,name=count,proto3" json:"count,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -158,6 +160,13 @@ func (x *TimestampRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use TimestampRequest.ProtoReflect.Descriptor instead.
 func (*TimestampRequest) Descriptor() ([]byte, []int) {
 	return file_internal_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *TimestampRequest) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
 }
 
 type TimestampResponse struct {
@@ -1087,8 +1096,9 @@ const file_internal_proto_rawDesc = "" +
 	"\x06method\x18\x01 \x01(\tR\x06method\x12\x18\n" +
 	"\arequest\x18\x02 \x01(\fR\arequest\"*\n" +
 	"\fCallResponse\x12\x1a\n" +
-	"\bresponse\x18\x01 \x01(\fR\bresponse\"\x12\n" +
-	"\x10TimestampRequest\"#\n" +
+	"\bresponse\x18\x01 \x01(\fR\bresponse\"(\n" +
+	"\x10TimestampRequest\x12\x14\n" +
+	"\x05count\x18\x01 \x01(\rR\x05count\"#\n" +
 	"\x11TimestampResponse\x12\x0e\n" +
 	"\x02ts\x18\x01 \x01(\x04R\x02ts\"c\n" +
 	"\x14BucketProposeRequest\x12\x14\n" +

@@ -65,12 +65,12 @@ func (r *Remote) client(node uint64) (cmdpb.InternalClient, error) {
 }
 
 // Timestamp implements kv.Remote.
-func (r *Remote) Timestamp(ctx context.Context, node uint64) (ts.Timestamp, error) {
+func (r *Remote) Timestamp(ctx context.Context, node uint64, count int) (ts.Timestamp, error) {
 	c, err := r.client(node)
 	if err != nil {
 		return 0, err
 	}
-	resp, err := c.Timestamp(ctx, &cmdpb.TimestampRequest{})
+	resp, err := c.Timestamp(ctx, &cmdpb.TimestampRequest{Count: uint32(count)})
 	if err != nil {
 		return 0, fromStatus(err)
 	}

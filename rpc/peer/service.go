@@ -23,7 +23,7 @@ type Local interface {
 	Deliver(from, to uint64, msgs []*cmdpb.GroupMessage)
 	Join(ctx context.Context, req *cmdpb.JoinRequest) (*cmdpb.JoinResponse, error)
 	ClusterID() string
-	ServeTimestamp(ctx context.Context) (ts.Timestamp, error)
+	ServeTimestamp(ctx context.Context, count int) (ts.Timestamp, error)
 	ServePropose(ctx context.Context, req *cmdpb.BucketProposeRequest) (*cmdpb.Result, error)
 	ServeLockKeys(ctx context.Context, req *cmdpb.BucketLockKeysRequest) error
 	ServeRead(ctx context.Context, req *cmdpb.BucketReadRequest) ([]mvcc.Value, error)
@@ -121,8 +121,11 @@ func (s *Service) Join(ctx context.Context, req *cmdpb.JoinRequest) (*cmdpb.Join
 }
 
 // Timestamp serves the oracle to other nodes (meta leader only).
-func (s *Service) Timestamp(ctx context.Context, _ *cmdpb.TimestampRequest) (*cmdpb.TimestampResponse, error) {
-	t, err := s.node.ServeTimestamp(ctx)
+func (s *Service) Timestamp(ctx context.Context, req *cmdpb.TimestampRequest) (*cmdpb.TimestampResponse, error) {
+	if req.GetCount() > 1<<16 {
+		return nil, status.Errorf(codes.InvalidArgument, "count %d, want at most %d", req.GetCount(), 1<<16)
+	}
+	t, err := s.node.ServeTimestamp(ctx, int(req.GetCount()))
 	if err != nil {
 		return nil, toStatus(err)
 	}
