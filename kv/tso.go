@@ -17,7 +17,7 @@ import (
 type tsoService struct {
 	n      *Node
 	remote remoteBatcher
-	mu struct {
+	mu     struct {
 		sync.Mutex
 		oracle *ts.Oracle
 		// ready: this node leads the meta group and reset the oracle.
