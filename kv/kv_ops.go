@@ -20,7 +20,7 @@ func (n *Node) Put(ctx context.Context, req *ocpb.PutRequest) (*ocpb.PutResponse
 	if resp, done, err := routed[*ocpb.PutResponse](ctx, n, req.Key, "Put", req); done {
 		return resp, err
 	}
-	v, err := n.writeKey(ctx, req.Key, req.Value, false, req.Code, req.Fence, req.Wait, req.RequestId)
+	v, err := n.writeKey(ctx, req.Key, req.Value, false, req.Code, req.Fence, req.Wait, req.RequestId, req.Retry)
 	if err != nil {
 		return nil, err
 	}
@@ -32,14 +32,14 @@ func (n *Node) Delete(ctx context.Context, req *ocpb.DeleteRequest) (*ocpb.Delet
 	if resp, done, err := routed[*ocpb.DeleteResponse](ctx, n, req.Key, "Delete", req); done {
 		return resp, err
 	}
-	v, err := n.writeKey(ctx, req.Key, nil, true, req.Code, req.Fence, req.Wait, req.RequestId)
+	v, err := n.writeKey(ctx, req.Key, nil, true, req.Code, req.Fence, req.Wait, req.RequestId, req.Retry)
 	if err != nil {
 		return nil, err
 	}
 	return &ocpb.DeleteResponse{Version: v}, nil
 }
 
-func (n *Node) writeKey(ctx context.Context, key, value []byte, tombstone bool, codeHex string, fence *ocpb.Fence, wait *durationpb.Duration, requestID string) (uint64, error) {
+func (n *Node) writeKey(ctx context.Context, key, value []byte, tombstone bool, codeHex string, fence *ocpb.Fence, wait *durationpb.Duration, requestID string, retry bool) (uint64, error) {
 	code, err := decodeCode(codeHex)
 	if err != nil {
 		return 0, err
@@ -56,7 +56,7 @@ func (n *Node) writeKey(ctx context.Context, key, value []byte, tombstone bool, 
 		return 0, resultErr(res)
 	}
 	res, err := n.stampedWrite(ctx, r, key, wait, func(t ts.Timestamp) *cmdpb.Command {
-		p := &cmdpb.Put{Key: key, Value: value, Tombstone: tombstone, Ts: uint64(t), RequestId: requestID}
+		p := &cmdpb.Put{Key: key, Value: value, Tombstone: tombstone, Ts: uint64(t), RequestId: requestID, CheckApplied: retry}
 		if fence != nil {
 			p.FenceName, p.FenceToken = fence.Name, fence.Token
 		}
@@ -125,7 +125,7 @@ func (n *Node) CompareAndSwap(ctx context.Context, req *ocpb.CompareAndSwapReque
 	res, err := n.stampedWrite(ctx, r, req.Key, req.Wait, func(t ts.Timestamp) *cmdpb.Command {
 		return &cmdpb.Command{Body: &cmdpb.Command_Cas{Cas: &cmdpb.CompareAndSwap{
 			Key: req.Key, Value: req.Value, Tombstone: req.Delete, Ts: uint64(t), ExpectedVersion: req.ExpectedVersion,
-			RequestId: req.RequestId,
+			RequestId: req.RequestId, CheckApplied: req.Retry,
 		}}}
 	})
 	if err != nil {

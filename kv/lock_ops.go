@@ -66,7 +66,7 @@ func (n *Node) Release(ctx context.Context, req *ocpb.ReleaseRequest) (*ocpb.Rel
 		}
 	}
 	res, err := n.replicaOfName(req.Name).propose(ctx, &cmdpb.Command{Body: &cmdpb.Command_NamedRelease{NamedRelease: &cmdpb.NamedRelease{
-		Name: req.Name, Code: code, RequestId: req.RequestId, Ts: uint64(t),
+		Name: req.Name, Code: code, RequestId: req.RequestId, Ts: uint64(t), CheckApplied: req.Retry,
 	}}})
 	if err != nil {
 		return nil, err

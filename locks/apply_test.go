@@ -236,10 +236,10 @@ func TestApplyDeterminism(t *testing.T) {
 func TestRetriedWritesApplyOnce(t *testing.T) {
 	e := openEngine(t)
 	put := func(ts uint64, req string) *cmdpb.Result {
-		return applyOne(t, e, &cmdpb.Command{Body: &cmdpb.Command_Put{Put: &cmdpb.Put{Key: []byte("k"), Value: []byte(req), Ts: ts, RequestId: req}}})
+		return applyOne(t, e, &cmdpb.Command{Body: &cmdpb.Command_Put{Put: &cmdpb.Put{Key: []byte("k"), Value: []byte(req), Ts: ts, RequestId: req, CheckApplied: true}}})
 	}
 	cas := func(ts, expected uint64, req string) *cmdpb.Result {
-		return applyOne(t, e, &cmdpb.Command{Body: &cmdpb.Command_Cas{Cas: &cmdpb.CompareAndSwap{Key: []byte("k"), Value: []byte(req), Ts: ts, ExpectedVersion: expected, RequestId: req}}})
+		return applyOne(t, e, &cmdpb.Command{Body: &cmdpb.Command_Cas{Cas: &cmdpb.CompareAndSwap{Key: []byte("k"), Value: []byte(req), Ts: ts, ExpectedVersion: expected, RequestId: req, CheckApplied: true}}})
 	}
 	if res := put(10, "p1"); res.Error != cmdpb.ErrorCode_OK || res.Ts != 10 {
 		t.Fatalf("first put: %v", res)
@@ -276,7 +276,7 @@ func TestRetriedReleaseAfterRegrant(t *testing.T) {
 		return applyOne(t, e, &cmdpb.Command{Body: &cmdpb.Command_NamedAcquire{NamedAcquire: &cmdpb.NamedAcquire{Name: "m", Code: c, TtlMs: 1000, Ts: 1}}})
 	}
 	rel := func(c []byte, req string) *cmdpb.Result {
-		return applyOne(t, e, &cmdpb.Command{Body: &cmdpb.Command_NamedRelease{NamedRelease: &cmdpb.NamedRelease{Name: "m", Code: c, RequestId: req, Ts: 5}}})
+		return applyOne(t, e, &cmdpb.Command{Body: &cmdpb.Command_NamedRelease{NamedRelease: &cmdpb.NamedRelease{Name: "m", Code: c, RequestId: req, Ts: 5, CheckApplied: true}}})
 	}
 	acq(code(1))
 	if res := rel(code(1), "r1"); res.Error != cmdpb.ErrorCode_OK {
@@ -289,5 +289,25 @@ func TestRetriedReleaseAfterRegrant(t *testing.T) {
 	}
 	if res := rel(code(1), "r3"); res.Error != cmdpb.ErrorCode_NOT_HOLDER {
 		t.Fatalf("a new release with a stale code: %v, want NOT_HOLDER", res)
+	}
+}
+
+// TestFirstAttemptSkipsDedupLookup checks that a write marked as a first
+// attempt applies without looking for a record (so the same request id
+// sent as a first attempt twice writes twice: only a retry is checked),
+// and still leaves the record a later retry finds.
+func TestFirstAttemptSkipsDedupLookup(t *testing.T) {
+	e := openEngine(t)
+	put := func(ts uint64, check bool) *cmdpb.Result {
+		return applyOne(t, e, &cmdpb.Command{Body: &cmdpb.Command_Put{Put: &cmdpb.Put{Key: []byte("k"), Value: []byte("v"), Ts: ts, RequestId: "r", CheckApplied: check}}})
+	}
+	if res := put(10, false); res.Ts != 10 {
+		t.Fatalf("first attempt: %v", res)
+	}
+	if res := put(20, false); res.Ts != 20 {
+		t.Fatalf("unchecked resend: %v, want a new write at 20", res)
+	}
+	if res := put(30, true); res.Ts != 20 {
+		t.Fatalf("retry: %v, want the recorded result (20)", res)
 	}
 }

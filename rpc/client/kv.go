@@ -72,6 +72,7 @@ func (c *Client) Put(ctx context.Context, key, value []byte, opts ...WriteOption
 	var resp *ocpb.PutResponse
 	err := c.doKey(ctx, "Put", key, waitOf(o.wait), func(ctx context.Context, e *endpoint) (err error) {
 		resp, err = e.kv.Put(ctx, req)
+		req.Retry = true // a resend may find this attempt applied
 		return err
 	})
 	if err != nil {
@@ -105,6 +106,7 @@ func (c *Client) Delete(ctx context.Context, key []byte, opts ...WriteOption) (u
 	var resp *ocpb.DeleteResponse
 	err := c.doKey(ctx, "Delete", key, waitOf(o.wait), func(ctx context.Context, e *endpoint) (err error) {
 		resp, err = e.kv.Delete(ctx, req)
+		req.Retry = true // a resend may find this attempt applied
 		return err
 	})
 	if err != nil {
@@ -139,6 +141,7 @@ func (c *Client) cas(ctx context.Context, key, value []byte, expected uint64, de
 	var resp *ocpb.CompareAndSwapResponse
 	err := c.doKey(ctx, "CompareAndSwap", key, waitOf(o.wait), func(ctx context.Context, e *endpoint) (err error) {
 		resp, err = e.kv.CompareAndSwap(ctx, req)
+		req.Retry = true // a resend may find this attempt applied
 		return err
 	})
 	if err != nil {

@@ -181,6 +181,7 @@ func (c *Client) release(ctx context.Context, name, code, requestID string) erro
 	req := &ocpb.ReleaseRequest{Name: name, Code: code, RequestId: requestID}
 	return c.doKey(ctx, "Release", []byte(name), 0, func(ctx context.Context, e *endpoint) error {
 		_, err := e.locks.Release(ctx, req)
+		req.Retry = true // a resend may find this attempt applied
 		return err
 	})
 }

@@ -773,7 +773,10 @@ type Put struct {
 	FenceToken uint64 `protobuf:"varint,6,opt,name=fence_token,json=fenceToken,proto3" json:"fence_token,omitempty"`
 	// request_id, if set, makes a retry idempotent: a write whose request id
 	// already applied returns the first result and writes nothing.
-	RequestId     string `protobuf:"bytes,7,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId string `protobuf:"bytes,7,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// check_applied: look for a dedup record of request_id first (a retry);
+	// without it the write applies and records one.
+	CheckApplied  bool `protobuf:"varint,8,opt,name=check_applied,json=checkApplied,proto3" json:"check_applied,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -857,6 +860,13 @@ func (x *Put) GetRequestId() string {
 	return ""
 }
 
+func (x *Put) GetCheckApplied() bool {
+	if x != nil {
+		return x.CheckApplied
+	}
+	return false
+}
+
 type CompareAndSwap struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	Key             []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
@@ -865,7 +875,10 @@ type CompareAndSwap struct {
 	Ts              uint64                 `protobuf:"varint,4,opt,name=ts,proto3" json:"ts,omitempty"`
 	ExpectedVersion uint64                 `protobuf:"varint,5,opt,name=expected_version,json=expectedVersion,proto3" json:"expected_version,omitempty"`
 	// request_id: as in Put.
-	RequestId     string `protobuf:"bytes,6,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId string `protobuf:"bytes,6,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// check_applied: look for a dedup record of request_id first (a retry);
+	// without it the write applies and records one.
+	CheckApplied  bool `protobuf:"varint,7,opt,name=check_applied,json=checkApplied,proto3" json:"check_applied,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -940,6 +953,13 @@ func (x *CompareAndSwap) GetRequestId() string {
 		return x.RequestId
 	}
 	return ""
+}
+
+func (x *CompareAndSwap) GetCheckApplied() bool {
+	if x != nil {
+		return x.CheckApplied
+	}
+	return false
 }
 
 // AppliedRequest remembers the result of a write by request id (the dedup
@@ -1092,8 +1112,11 @@ type NamedRelease struct {
 	// request_id makes a retried Release succeed again even after the lock
 	// was granted and released since (a dedup record, see Put); ts dates
 	// that record for GC.
-	RequestId     string `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	Ts            uint64 `protobuf:"varint,5,opt,name=ts,proto3" json:"ts,omitempty"`
+	RequestId string `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Ts        uint64 `protobuf:"varint,5,opt,name=ts,proto3" json:"ts,omitempty"`
+	// check_applied: look for a dedup record of request_id first (a retry);
+	// without it the write applies and records one.
+	CheckApplied  bool `protobuf:"varint,6,opt,name=check_applied,json=checkApplied,proto3" json:"check_applied,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1161,6 +1184,13 @@ func (x *NamedRelease) GetTs() uint64 {
 		return x.Ts
 	}
 	return 0
+}
+
+func (x *NamedRelease) GetCheckApplied() bool {
+	if x != nil {
+		return x.CheckApplied
+	}
+	return false
 }
 
 // TxnBegin creates a restrictive lock's record as PENDING if the name is
@@ -2791,7 +2821,7 @@ const file_cmd_proto_rawDesc = "" +
 	"\fRegisterNode\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\"\x06\n" +
-	"\x04Noop\"\xba\x01\n" +
+	"\x04Noop\"\xdf\x01\n" +
 	"\x03Put\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12\x1c\n" +
@@ -2802,7 +2832,8 @@ const file_cmd_proto_rawDesc = "" +
 	"\vfence_token\x18\x06 \x01(\x04R\n" +
 	"fenceToken\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\a \x01(\tR\trequestId\"\xb0\x01\n" +
+	"request_id\x18\a \x01(\tR\trequestId\x12#\n" +
+	"\rcheck_applied\x18\b \x01(\bR\fcheckApplied\"\xd5\x01\n" +
 	"\x0eCompareAndSwap\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12\x1c\n" +
@@ -2810,7 +2841,8 @@ const file_cmd_proto_rawDesc = "" +
 	"\x02ts\x18\x04 \x01(\x04R\x02ts\x12)\n" +
 	"\x10expected_version\x18\x05 \x01(\x04R\x0fexpectedVersion\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x06 \x01(\tR\trequestId\"T\n" +
+	"request_id\x18\x06 \x01(\tR\trequestId\x12#\n" +
+	"\rcheck_applied\x18\a \x01(\bR\fcheckApplied\"T\n" +
 	"\x0eAppliedRequest\x122\n" +
 	"\x06result\x18\x01 \x01(\v2\x1a.opencluster.cmd.v1.ResultR\x06result\x12\x0e\n" +
 	"\x02ts\x18\x02 \x01(\x04R\x02ts\"\x92\x01\n" +
@@ -2821,14 +2853,15 @@ const file_cmd_proto_rawDesc = "" +
 	"\x06ttl_ms\x18\x04 \x01(\x03R\x05ttlMs\x12\x0e\n" +
 	"\x02ts\x18\x05 \x01(\x04R\x02ts\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x06 \x01(\tR\trequestId\"\x7f\n" +
+	"request_id\x18\x06 \x01(\tR\trequestId\"\xa4\x01\n" +
 	"\fNamedRelease\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\fR\x04code\x12\x18\n" +
 	"\aexpired\x18\x03 \x01(\bR\aexpired\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x04 \x01(\tR\trequestId\x12\x0e\n" +
-	"\x02ts\x18\x05 \x01(\x04R\x02ts\"\x87\x02\n" +
+	"\x02ts\x18\x05 \x01(\x04R\x02ts\x12#\n" +
+	"\rcheck_applied\x18\x06 \x01(\bR\fcheckApplied\"\x87\x02\n" +
 	"\bTxnBegin\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\fR\x04code\x12\x14\n" +

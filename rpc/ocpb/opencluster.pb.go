@@ -422,10 +422,14 @@ type PutRequest struct {
 	Key   []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
 	Value []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
 	// code writes provisionally under the restrictive lock holding the key.
-	Code          string               `protobuf:"bytes,3,opt,name=code,proto3" json:"code,omitempty"`
-	Fence         *Fence               `protobuf:"bytes,4,opt,name=fence,proto3" json:"fence,omitempty"`
-	RequestId     string               `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	Wait          *durationpb.Duration `protobuf:"bytes,6,opt,name=wait,proto3" json:"wait,omitempty"`
+	Code      string               `protobuf:"bytes,3,opt,name=code,proto3" json:"code,omitempty"`
+	Fence     *Fence               `protobuf:"bytes,4,opt,name=fence,proto3" json:"fence,omitempty"`
+	RequestId string               `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Wait      *durationpb.Duration `protobuf:"bytes,6,opt,name=wait,proto3" json:"wait,omitempty"`
+	// retry says this request_id may have been sent before (an earlier
+	// attempt's outcome is unknown): the server then returns that attempt's
+	// result if it applied. A first attempt skips the check.
+	Retry         bool `protobuf:"varint,7,opt,name=retry,proto3" json:"retry,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -502,6 +506,13 @@ func (x *PutRequest) GetWait() *durationpb.Duration {
 	return nil
 }
 
+func (x *PutRequest) GetRetry() bool {
+	if x != nil {
+		return x.Retry
+	}
+	return false
+}
+
 type PutResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// version is the version of the write; 0 for a provisional write.
@@ -548,12 +559,16 @@ func (x *PutResponse) GetVersion() uint64 {
 }
 
 type DeleteRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
-	Code          string                 `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
-	Fence         *Fence                 `protobuf:"bytes,3,opt,name=fence,proto3" json:"fence,omitempty"`
-	RequestId     string                 `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	Wait          *durationpb.Duration   `protobuf:"bytes,5,opt,name=wait,proto3" json:"wait,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Key       []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Code      string                 `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
+	Fence     *Fence                 `protobuf:"bytes,3,opt,name=fence,proto3" json:"fence,omitempty"`
+	RequestId string                 `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Wait      *durationpb.Duration   `protobuf:"bytes,5,opt,name=wait,proto3" json:"wait,omitempty"`
+	// retry says this request_id may have been sent before (an earlier
+	// attempt's outcome is unknown): the server then returns that attempt's
+	// result if it applied. A first attempt skips the check.
+	Retry         bool `protobuf:"varint,6,opt,name=retry,proto3" json:"retry,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -623,6 +638,13 @@ func (x *DeleteRequest) GetWait() *durationpb.Duration {
 	return nil
 }
 
+func (x *DeleteRequest) GetRetry() bool {
+	if x != nil {
+		return x.Retry
+	}
+	return false
+}
+
 type DeleteResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Version       uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
@@ -674,9 +696,13 @@ type CompareAndSwapRequest struct {
 	// expected_version is the version the key must have; 0 means absent.
 	ExpectedVersion uint64 `protobuf:"varint,3,opt,name=expected_version,json=expectedVersion,proto3" json:"expected_version,omitempty"`
 	// delete deletes the key instead of writing value.
-	Delete        bool                 `protobuf:"varint,4,opt,name=delete,proto3" json:"delete,omitempty"`
-	RequestId     string               `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	Wait          *durationpb.Duration `protobuf:"bytes,6,opt,name=wait,proto3" json:"wait,omitempty"`
+	Delete    bool                 `protobuf:"varint,4,opt,name=delete,proto3" json:"delete,omitempty"`
+	RequestId string               `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Wait      *durationpb.Duration `protobuf:"bytes,6,opt,name=wait,proto3" json:"wait,omitempty"`
+	// retry says this request_id may have been sent before (an earlier
+	// attempt's outcome is unknown): the server then returns that attempt's
+	// result if it applied. A first attempt skips the check.
+	Retry         bool `protobuf:"varint,7,opt,name=retry,proto3" json:"retry,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -751,6 +777,13 @@ func (x *CompareAndSwapRequest) GetWait() *durationpb.Duration {
 		return x.Wait
 	}
 	return nil
+}
+
+func (x *CompareAndSwapRequest) GetRetry() bool {
+	if x != nil {
+		return x.Retry
+	}
+	return false
 }
 
 type CompareAndSwapResponse struct {
@@ -1288,10 +1321,14 @@ func (x *AcquireResponse) GetTtl() *durationpb.Duration {
 }
 
 type ReleaseRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Code          string                 `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
-	RequestId     string                 `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Name      string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Code      string                 `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
+	RequestId string                 `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// retry says this request_id may have been sent before (an earlier
+	// attempt's outcome is unknown): the server then returns that attempt's
+	// result if it applied. A first attempt skips the check.
+	Retry         bool `protobuf:"varint,4,opt,name=retry,proto3" json:"retry,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1345,6 +1382,13 @@ func (x *ReleaseRequest) GetRequestId() string {
 		return x.RequestId
 	}
 	return ""
+}
+
+func (x *ReleaseRequest) GetRetry() bool {
+	if x != nil {
+		return x.Retry
+	}
+	return false
 }
 
 type ReleaseResponse struct {
@@ -2624,7 +2668,7 @@ const file_opencluster_proto_rawDesc = "" +
 	"\aversion\x18\x03 \x01(\x04R\aversion\x12-\n" +
 	"\x04wait\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x04wait\"7\n" +
 	"\vGetResponse\x12(\n" +
-	"\x02kv\x18\x01 \x01(\v2\x18.opencluster.v1.KeyValueR\x02kv\"\xc3\x01\n" +
+	"\x02kv\x18\x01 \x01(\v2\x18.opencluster.v1.KeyValueR\x02kv\"\xd9\x01\n" +
 	"\n" +
 	"PutRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
@@ -2633,18 +2677,20 @@ const file_opencluster_proto_rawDesc = "" +
 	"\x05fence\x18\x04 \x01(\v2\x15.opencluster.v1.FenceR\x05fence\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x05 \x01(\tR\trequestId\x12-\n" +
-	"\x04wait\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x04wait\"'\n" +
+	"\x04wait\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x04wait\x12\x14\n" +
+	"\x05retry\x18\a \x01(\bR\x05retry\"'\n" +
 	"\vPutResponse\x12\x18\n" +
-	"\aversion\x18\x01 \x01(\x04R\aversion\"\xb0\x01\n" +
+	"\aversion\x18\x01 \x01(\x04R\aversion\"\xc6\x01\n" +
 	"\rDeleteRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\tR\x04code\x12+\n" +
 	"\x05fence\x18\x03 \x01(\v2\x15.opencluster.v1.FenceR\x05fence\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x04 \x01(\tR\trequestId\x12-\n" +
-	"\x04wait\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x04wait\"*\n" +
+	"\x04wait\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x04wait\x12\x14\n" +
+	"\x05retry\x18\x06 \x01(\bR\x05retry\"*\n" +
 	"\x0eDeleteResponse\x12\x18\n" +
-	"\aversion\x18\x01 \x01(\x04R\aversion\"\xd0\x01\n" +
+	"\aversion\x18\x01 \x01(\x04R\aversion\"\xe6\x01\n" +
 	"\x15CompareAndSwapRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12)\n" +
@@ -2652,7 +2698,8 @@ const file_opencluster_proto_rawDesc = "" +
 	"\x06delete\x18\x04 \x01(\bR\x06delete\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x05 \x01(\tR\trequestId\x12-\n" +
-	"\x04wait\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x04wait\"\x84\x01\n" +
+	"\x04wait\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x04wait\x12\x14\n" +
+	"\x05retry\x18\a \x01(\bR\x05retry\"\x84\x01\n" +
 	"\x16CompareAndSwapResponse\x12\x1c\n" +
 	"\tsucceeded\x18\x01 \x01(\bR\tsucceeded\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x122\n" +
@@ -2691,12 +2738,13 @@ const file_opencluster_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\tR\x04code\x12\x14\n" +
 	"\x05fence\x18\x03 \x01(\x04R\x05fence\x12+\n" +
-	"\x03ttl\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"W\n" +
+	"\x03ttl\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"m\n" +
 	"\x0eReleaseRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\tR\x04code\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x03 \x01(\tR\trequestId\"\x11\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\x12\x14\n" +
+	"\x05retry\x18\x04 \x01(\bR\x05retry\"\x11\n" +
 	"\x0fReleaseResponse\"h\n" +
 	"\x10KeepAliveRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
