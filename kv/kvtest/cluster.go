@@ -448,6 +448,29 @@ func On[T any](ctx context.Context, n *kv.Node, op func() (T, error)) (T, error)
 	}
 }
 
+// WaitCaughtUp waits until node n has applied, in every bucket, at least
+// what the primary had applied when asked.
+func (c *Cluster) WaitCaughtUp(n *kv.Node) {
+	c.t.Helper()
+	ctx := context.Background()
+	c.WaitFor(20*time.Second, fmt.Sprintf("node %d to catch up", n.ID()), func() bool {
+		want, err := c.Primary().Status(ctx, nil)
+		if err != nil {
+			return false
+		}
+		got, err := n.Status(ctx, nil)
+		if err != nil {
+			return false
+		}
+		for i, b := range want.Buckets {
+			if got.Buckets[i].Applied < b.Applied {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 // WaitFor polls cond until it holds, failing the test after d.
 func (c *Cluster) WaitFor(d time.Duration, what string, cond func() bool) {
 	c.t.Helper()

@@ -65,23 +65,7 @@ func TestReplicatedPutSurvivesPrimaryStop(t *testing.T) {
 		t.Fatalf("release after failover: %v", err)
 	}
 	// The stopped node comes back and catches up.
-	back := c.StartNode(old.ID())
-	c.WaitFor(20*time.Second, "the restarted node to catch up", func() bool {
-		want, err := c.Primary().Status(ctx, nil)
-		if err != nil {
-			return false
-		}
-		got, err := back.Status(ctx, nil)
-		if err != nil {
-			return false
-		}
-		for i, b := range want.Buckets {
-			if got.Buckets[i].Applied < b.Applied {
-				return false
-			}
-		}
-		return true
-	})
+	c.WaitCaughtUp(c.StartNode(old.ID()))
 }
 
 // TestJoinGrowsGroupsBySnapshot checks that nodes joining a cluster with
@@ -132,14 +116,7 @@ func TestJoinGrowsGroupsBySnapshot(t *testing.T) {
 		return true
 	})
 	c.StopNode(1)
-	for i := range 50 {
-		k := fmt.Sprint("k", i)
-		if _, err := Do(ctx, c, func(n *kv.Node) (*ocpb.GetResponse, error) {
-			return n.Get(ctx, &ocpb.GetRequest{Key: []byte(k)})
-		}); err != nil {
-			t.Fatalf("get %s from the joined nodes: %v", k, err)
-		}
-	}
+	readBack(ctx, t, c, "k", 50)
 }
 
 // TestHandOffMovesEveryLeadership checks that a node handing off before a
@@ -194,34 +171,11 @@ func TestLaggingReplicaCatchesUpBySnapshot(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	back := c.StartNode(lagging)
-	c.WaitFor(20*time.Second, "the lagging node to catch up", func() bool {
-		want, err := c.Primary().Status(ctx, nil)
-		if err != nil {
-			return false
-		}
-		got, err := back.Status(ctx, nil)
-		if err != nil {
-			return false
-		}
-		for i, b := range want.Buckets {
-			if got.Buckets[i].Applied < b.Applied {
-				return false
-			}
-		}
-		return true
-	})
+	c.WaitCaughtUp(c.StartNode(lagging))
 	// With the old primary gone, the caught-up node is needed for a
 	// quorum: reads through it prove it holds the data.
 	c.StopNode(c.Primary().ID())
-	for i := range 300 {
-		k := fmt.Sprint("lag/", i)
-		if _, err := Do(ctx, c, func(n *kv.Node) (*ocpb.GetResponse, error) {
-			return n.Get(ctx, &ocpb.GetRequest{Key: []byte(k)})
-		}); err != nil {
-			t.Fatalf("get %s: %v", k, err)
-		}
-	}
+	readBack(ctx, t, c, "lag/", 300)
 }
 
 // TestPartitionedPrimaryStopsServing cuts the primary off from the other
@@ -439,6 +393,19 @@ func TestNodeWithoutBucketsServes(t *testing.T) {
 	for _, b := range st.Buckets {
 		if len(b.Replicas) != 3 || b.Leader == "" {
 			t.Errorf("node 4's status of bucket %d: replicas %v, leader %q", b.Bucket, b.Replicas, b.Leader)
+		}
+	}
+}
+
+// readBack fails the test unless keys prefix0..prefix(n-1) all read back.
+func readBack(ctx context.Context, t *testing.T, c *Cluster, prefix string, n int) {
+	t.Helper()
+	for i := range n {
+		k := fmt.Sprint(prefix, i)
+		if _, err := Do(ctx, c, func(n *kv.Node) (*ocpb.GetResponse, error) {
+			return n.Get(ctx, &ocpb.GetRequest{Key: []byte(k)})
+		}); err != nil {
+			t.Fatalf("get %s: %v", k, err)
 		}
 	}
 }
