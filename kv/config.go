@@ -29,8 +29,16 @@ type Config struct {
 	// Buckets is the bucket count used when the data directory is created
 	// (default 64, 1..4096). An existing directory keeps its own count.
 	Buckets int
-	// Clock is the time source for every lease, ttl and timestamp.
+	// Clock is the time source for lock deadlines and ttls (the elapsed
+	// time a lease depends on); it should be monotonic.
 	Clock ts.Clock
+	// OracleClock is the wall clock timestamps are taken from (default:
+	// Clock). The test-only admin surface skews it; timestamps stay
+	// correct (T1-T3) however it jumps.
+	OracleClock ts.Clock
+	// Faults plants bugs for the consistency harness's negative controls
+	// (nil: none). Only a test-only admin surface sets it.
+	Faults *Faults
 	// Rand is the source of lock codes (default crypto/rand).
 	Rand io.Reader
 	// Logger receives the node's logs (default: discard).
@@ -120,6 +128,9 @@ func (c *Config) fillDefaults() {
 	}
 	if c.Clock == nil {
 		c.Clock = d.Clock
+	}
+	if c.OracleClock == nil {
+		c.OracleClock = c.Clock
 	}
 	if c.Rand == nil {
 		c.Rand = d.Rand

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"sync/atomic"
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -54,6 +55,9 @@ func (n *Node) writeKey(ctx context.Context, key, value []byte, tombstone bool, 
 			return 0, err
 		}
 		return 0, resultErr(res)
+	}
+	if n.fault(func(f *Faults) *atomic.Bool { return &f.NoFenceCheck }) {
+		fence = nil
 	}
 	res, err := n.stampedWrite(ctx, r, key, wait, func(t ts.Timestamp) *cmdpb.Command {
 		p := &cmdpb.Put{Key: key, Value: value, Tombstone: tombstone, Ts: uint64(t), RequestId: requestID, CheckApplied: retry}
@@ -154,6 +158,16 @@ func (n *Node) Get(ctx context.Context, req *ocpb.GetRequest) (*ocpb.GetResponse
 		return nil, err
 	}
 	r := n.replicaOf(req.Key)
+	if req.Version == 0 && code == nil && n.fault(func(f *Faults) *atomic.Bool { return &f.StaleReads }) {
+		v, err := n.staleRead(ctx, r, req.Key)
+		if err != nil {
+			return nil, err
+		}
+		if !v.Found {
+			return nil, fmt.Errorf("%w: key %q", ErrNotFound, req.Key)
+		}
+		return &ocpb.GetResponse{Kv: &ocpb.KeyValue{Key: req.Key, Value: v.Bytes, Version: uint64(v.Version)}}, nil
+	}
 	at := mvcc.Latest
 	if req.Version != 0 {
 		if at, err = n.snapshotTS(ctx, req.Version); err != nil {

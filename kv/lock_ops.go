@@ -46,7 +46,7 @@ func (n *Node) Acquire(ctx context.Context, req *ocpb.AcquireRequest) (*ocpb.Acq
 	if err != nil {
 		return nil, err
 	}
-	n.deadlines.Set(locks.LeaseID{Kind: locks.Named, Name: req.Name, Code: string(res.Code)}, ttl, n.cfg.Clock.Now())
+	n.deadlines.Set(locks.LeaseID{Kind: locks.Named, Name: req.Name, Code: string(res.Code)}, n.leaseTTL(ttl), n.cfg.Clock.Now())
 	return &ocpb.AcquireResponse{Name: req.Name, Code: encodeCode(res.Code), Fence: res.Fence, Ttl: durationpb.New(ttl)}, nil
 }
 

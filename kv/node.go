@@ -302,7 +302,7 @@ func (n *Node) onLeaderReady(r *replica) {
 			return err
 		}
 		if rec.Held {
-			n.deadlines.Set(locks.LeaseID{Kind: locks.Named, Name: string(name), Code: string(rec.Code)}, time.Duration(rec.TtlMs)*time.Millisecond, now)
+			n.deadlines.Set(locks.LeaseID{Kind: locks.Named, Name: string(name), Code: string(rec.Code)}, n.leaseTTL(millis(rec.TtlMs)), now)
 		}
 		return nil
 	})
@@ -314,7 +314,7 @@ func (n *Node) onLeaderReady(r *replica) {
 			}
 			switch {
 			case rec.Status == cmdpb.TxnStatus_PENDING:
-				n.deadlines.Set(locks.LeaseID{Kind: locks.Restrictive, Name: string(name), Code: string(rec.Code)}, time.Duration(rec.TtlMs)*time.Millisecond, now)
+				n.deadlines.Set(locks.LeaseID{Kind: locks.Restrictive, Name: string(name), Code: string(rec.Code)}, n.leaseTTL(millis(rec.TtlMs)), now)
 			case !rec.Resolved:
 				unresolved = append(unresolved, string(name))
 			}

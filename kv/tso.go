@@ -97,7 +97,7 @@ func (t *tsoService) nowN(ctx context.Context, count int, remote bool) (ts.Times
 				return 0, fmt.Errorf("%w: node stopping", ErrUnavailable)
 			}
 		}
-		now := t.n.cfg.Clock.Now()
+		now := t.n.cfg.OracleClock.Now()
 		if bound, need := t.mu.oracle.NeedBound(now); need && !t.mu.raising {
 			t.mu.raising = true
 			t.n.goBackground(func(ctx context.Context) { t.raise(ctx, bound) })

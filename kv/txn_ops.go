@@ -53,7 +53,7 @@ func (n *Node) Restrict(ctx context.Context, req *ocpb.RestrictRequest) (*ocpb.R
 	}
 	code = rec.Code // a retried request gets its first grant back
 	id := locks.LeaseID{Kind: locks.Restrictive, Name: req.Name, Code: string(code)}
-	n.deadlines.Pause(id, ttl)
+	n.deadlines.Pause(id, n.leaseTTL(ttl))
 
 	// 2. Key locks, in (bucket, key) order.
 	if err := n.lockKeys(ctx, wctx, req.Name, code, cmdpb.Isolation(req.Isolation), specs); err != nil {
@@ -128,7 +128,7 @@ func (n *Node) Commit(ctx context.Context, req *ocpb.CommitRequest) (*ocpb.Commi
 		return nil, fmt.Errorf("%w: restrictive lock %q", ErrAborted, req.Name)
 	}
 	id := locks.LeaseID{Kind: locks.Restrictive, Name: req.Name, Code: string(code)}
-	n.deadlines.Pause(id, millis(rec.TtlMs))
+	n.deadlines.Pause(id, n.leaseTTL(millis(rec.TtlMs)))
 
 	res, err := n.prepareAndFinish(ctx, req.Name, code, rec)
 	if err != nil {

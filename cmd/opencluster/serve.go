@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/opencluster/opencluster/kv"
+	"github.com/opencluster/opencluster/mvcc/ts"
 	"github.com/opencluster/opencluster/rpc/ocpb"
 	"github.com/opencluster/opencluster/rpc/peer"
 	"github.com/opencluster/opencluster/rpc/server"
@@ -39,6 +40,10 @@ type serverConfig struct {
 	Replicas int
 	// FastGossip shortens failure detection (tests, the demo).
 	FastGossip bool
+	// TestAdmin registers the fault-injection service (cmdpb.TestAdmin):
+	// a skewable oracle clock and planted bugs, for the consistency
+	// harness only.
+	TestAdmin bool
 }
 
 // runningServer is one node serving gRPC (and HTTP).
@@ -70,6 +75,13 @@ func startServer(cfg serverConfig) (*runningServer, error) {
 	if cfg.Replicas != 0 {
 		kcfg.Replicas = cfg.Replicas
 	}
+	var admin *peer.TestAdmin
+	if cfg.TestAdmin {
+		clock := ts.NewSkewedClock(ts.RealClock{})
+		kcfg.OracleClock, kcfg.Faults = clock, &kv.Faults{}
+		admin = peer.NewTestAdmin(clock, kcfg.Faults)
+		cfg.Logger.Warn("the test-only admin service is on: clock skew and planted bugs can be switched remotely")
+	}
 	var p *peers
 	if cfg.GossipAddr != "" {
 		if p, err = startPeers(cfg, &kcfg); err != nil {
@@ -96,6 +108,9 @@ func startServer(cfg serverConfig) (*runningServer, error) {
 	}
 	g := grpc.NewServer(srv.GRPCServerOptions()...)
 	srv.Register(g)
+	if admin != nil {
+		admin.Register(g)
+	}
 	if p != nil {
 		host, _, _ := net.SplitHostPort(kcfg.AdvertiseAddr)
 		peer.NewService(node, func(addr string) (*grpc.ClientConn, error) { return grpc.NewClient(addr, peer.Dialer(host)...) }).Register(g)

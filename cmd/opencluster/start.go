@@ -59,5 +59,6 @@ Clustering needs --gossip-addr. Use the same host in --addr and
 	f.StringSliceVar(&cfg.Join, "join", nil, "gossip addresses of existing nodes to join (a new data directory joins their cluster)")
 	f.IntVar(&cfg.Replicas, "replicas", 3, "replicas of every bucket (and of the meta group)")
 	f.BoolVar(&cfg.FastGossip, "fast-failure-detection", false, "detect dead nodes in about a second (loopback tests)")
+	f.BoolVar(&cfg.TestAdmin, "test-admin", false, "serve the test-only fault-injection service (clock skew, planted bugs); never in production")
 	return cmd
 }

@@ -1087,6 +1087,118 @@ func (x *JoinResponse) GetReplicas() uint32 {
 	return 0
 }
 
+type SetClockRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	OffsetMs      int64                  `protobuf:"varint,1,opt,name=offset_ms,json=offsetMs,proto3" json:"offset_ms,omitempty"`
+	Rate          float64                `protobuf:"fixed64,2,opt,name=rate,proto3" json:"rate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetClockRequest) Reset() {
+	*x = SetClockRequest{}
+	mi := &file_internal_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetClockRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetClockRequest) ProtoMessage() {}
+
+func (x *SetClockRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetClockRequest.ProtoReflect.Descriptor instead.
+func (*SetClockRequest) Descriptor() ([]byte, []int) {
+	return file_internal_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *SetClockRequest) GetOffsetMs() int64 {
+	if x != nil {
+		return x.OffsetMs
+	}
+	return 0
+}
+
+func (x *SetClockRequest) GetRate() float64 {
+	if x != nil {
+		return x.Rate
+	}
+	return 0
+}
+
+type SetFaultsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	StaleReads    bool                   `protobuf:"varint,1,opt,name=stale_reads,json=staleReads,proto3" json:"stale_reads,omitempty"`
+	NoFenceCheck  bool                   `protobuf:"varint,2,opt,name=no_fence_check,json=noFenceCheck,proto3" json:"no_fence_check,omitempty"`
+	EarlyExpiry   bool                   `protobuf:"varint,3,opt,name=early_expiry,json=earlyExpiry,proto3" json:"early_expiry,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetFaultsRequest) Reset() {
+	*x = SetFaultsRequest{}
+	mi := &file_internal_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetFaultsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetFaultsRequest) ProtoMessage() {}
+
+func (x *SetFaultsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetFaultsRequest.ProtoReflect.Descriptor instead.
+func (*SetFaultsRequest) Descriptor() ([]byte, []int) {
+	return file_internal_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *SetFaultsRequest) GetStaleReads() bool {
+	if x != nil {
+		return x.StaleReads
+	}
+	return false
+}
+
+func (x *SetFaultsRequest) GetNoFenceCheck() bool {
+	if x != nil {
+		return x.NoFenceCheck
+	}
+	return false
+}
+
+func (x *SetFaultsRequest) GetEarlyExpiry() bool {
+	if x != nil {
+		return x.EarlyExpiry
+	}
+	return false
+}
+
 var File_internal_proto protoreflect.FileDescriptor
 
 const file_internal_proto_rawDesc = "" +
@@ -1159,7 +1271,15 @@ const file_internal_proto_rawDesc = "" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x18\n" +
 	"\abuckets\x18\x02 \x01(\rR\abuckets\x12\x1a\n" +
-	"\breplicas\x18\x03 \x01(\rR\breplicas2\xdb\x06\n" +
+	"\breplicas\x18\x03 \x01(\rR\breplicas\"B\n" +
+	"\x0fSetClockRequest\x12\x1b\n" +
+	"\toffset_ms\x18\x01 \x01(\x03R\boffsetMs\x12\x12\n" +
+	"\x04rate\x18\x02 \x01(\x01R\x04rate\"|\n" +
+	"\x10SetFaultsRequest\x12\x1f\n" +
+	"\vstale_reads\x18\x01 \x01(\bR\n" +
+	"staleReads\x12$\n" +
+	"\x0eno_fence_check\x18\x02 \x01(\bR\fnoFenceCheck\x12!\n" +
+	"\fearly_expiry\x18\x03 \x01(\bR\vearlyExpiry2\xdb\x06\n" +
 	"\bInternal\x12D\n" +
 	"\x04Raft\x12\x1d.opencluster.cmd.v1.RaftBatch\x1a\x1b.opencluster.cmd.v1.RaftAck(\x01\x12I\n" +
 	"\x04Join\x12\x1f.opencluster.cmd.v1.JoinRequest\x1a .opencluster.cmd.v1.JoinResponse\x12L\n" +
@@ -1173,7 +1293,10 @@ const file_internal_proto_rawDesc = "" +
 	"BucketScan\x12%.opencluster.cmd.v1.BucketScanRequest\x1a&.opencluster.cmd.v1.BucketScanResponse\x12Q\n" +
 	"\n" +
 	"BucketList\x12%.opencluster.cmd.v1.BucketListRequest\x1a\x1c.opencluster.v1.ListResponse\x12I\n" +
-	"\x04Call\x12\x1f.opencluster.cmd.v1.CallRequest\x1a .opencluster.cmd.v1.CallResponseB.Z,github.com/opencluster/opencluster/rpc/cmdpbb\x06proto3"
+	"\x04Call\x12\x1f.opencluster.cmd.v1.CallRequest\x1a .opencluster.cmd.v1.CallResponse2\xa9\x01\n" +
+	"\tTestAdmin\x12L\n" +
+	"\bSetClock\x12#.opencluster.cmd.v1.SetClockRequest\x1a\x1b.opencluster.cmd.v1.RaftAck\x12N\n" +
+	"\tSetFaults\x12$.opencluster.cmd.v1.SetFaultsRequest\x1a\x1b.opencluster.cmd.v1.RaftAckB.Z,github.com/opencluster/opencluster/rpc/cmdpbb\x06proto3"
 
 var (
 	file_internal_proto_rawDescOnce sync.Once
@@ -1187,7 +1310,7 @@ func file_internal_proto_rawDescGZIP() []byte {
 	return file_internal_proto_rawDescData
 }
 
-var file_internal_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_internal_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_internal_proto_goTypes = []any{
 	(*CallRequest)(nil),            // 0: opencluster.cmd.v1.CallRequest
 	(*CallResponse)(nil),           // 1: opencluster.cmd.v1.CallResponse
@@ -1208,24 +1331,26 @@ var file_internal_proto_goTypes = []any{
 	(*RaftAck)(nil),                // 16: opencluster.cmd.v1.RaftAck
 	(*JoinRequest)(nil),            // 17: opencluster.cmd.v1.JoinRequest
 	(*JoinResponse)(nil),           // 18: opencluster.cmd.v1.JoinResponse
-	(*Command)(nil),                // 19: opencluster.cmd.v1.Command
-	(Isolation)(0),                 // 20: opencluster.cmd.v1.Isolation
-	(*KeySpec)(nil),                // 21: opencluster.cmd.v1.KeySpec
-	(*ocpb.KeyValue)(nil),          // 22: opencluster.v1.KeyValue
-	(*ocpb.ListRequest)(nil),       // 23: opencluster.v1.ListRequest
-	(*SnapshotKV)(nil),             // 24: opencluster.cmd.v1.SnapshotKV
-	(*Result)(nil),                 // 25: opencluster.cmd.v1.Result
-	(*ocpb.ListResponse)(nil),      // 26: opencluster.v1.ListResponse
+	(*SetClockRequest)(nil),        // 19: opencluster.cmd.v1.SetClockRequest
+	(*SetFaultsRequest)(nil),       // 20: opencluster.cmd.v1.SetFaultsRequest
+	(*Command)(nil),                // 21: opencluster.cmd.v1.Command
+	(Isolation)(0),                 // 22: opencluster.cmd.v1.Isolation
+	(*KeySpec)(nil),                // 23: opencluster.cmd.v1.KeySpec
+	(*ocpb.KeyValue)(nil),          // 24: opencluster.v1.KeyValue
+	(*ocpb.ListRequest)(nil),       // 25: opencluster.v1.ListRequest
+	(*SnapshotKV)(nil),             // 26: opencluster.cmd.v1.SnapshotKV
+	(*Result)(nil),                 // 27: opencluster.cmd.v1.Result
+	(*ocpb.ListResponse)(nil),      // 28: opencluster.v1.ListResponse
 }
 var file_internal_proto_depIdxs = []int32{
-	19, // 0: opencluster.cmd.v1.BucketProposeRequest.command:type_name -> opencluster.cmd.v1.Command
-	20, // 1: opencluster.cmd.v1.BucketLockKeysRequest.isolation:type_name -> opencluster.cmd.v1.Isolation
-	21, // 2: opencluster.cmd.v1.BucketLockKeysRequest.keys:type_name -> opencluster.cmd.v1.KeySpec
+	21, // 0: opencluster.cmd.v1.BucketProposeRequest.command:type_name -> opencluster.cmd.v1.Command
+	22, // 1: opencluster.cmd.v1.BucketLockKeysRequest.isolation:type_name -> opencluster.cmd.v1.Isolation
+	23, // 2: opencluster.cmd.v1.BucketLockKeysRequest.keys:type_name -> opencluster.cmd.v1.KeySpec
 	9,  // 3: opencluster.cmd.v1.BucketReadResponse.values:type_name -> opencluster.cmd.v1.ReadValue
-	22, // 4: opencluster.cmd.v1.BucketScanResponse.kvs:type_name -> opencluster.v1.KeyValue
-	23, // 5: opencluster.cmd.v1.BucketListRequest.request:type_name -> opencluster.v1.ListRequest
+	24, // 4: opencluster.cmd.v1.BucketScanResponse.kvs:type_name -> opencluster.v1.KeyValue
+	25, // 5: opencluster.cmd.v1.BucketListRequest.request:type_name -> opencluster.v1.ListRequest
 	14, // 6: opencluster.cmd.v1.SnapshotChunk.header:type_name -> opencluster.cmd.v1.RaftBatch
-	24, // 7: opencluster.cmd.v1.SnapshotChunk.kvs:type_name -> opencluster.cmd.v1.SnapshotKV
+	26, // 7: opencluster.cmd.v1.SnapshotChunk.kvs:type_name -> opencluster.cmd.v1.SnapshotKV
 	15, // 8: opencluster.cmd.v1.RaftBatch.messages:type_name -> opencluster.cmd.v1.GroupMessage
 	14, // 9: opencluster.cmd.v1.Internal.Raft:input_type -> opencluster.cmd.v1.RaftBatch
 	17, // 10: opencluster.cmd.v1.Internal.Join:input_type -> opencluster.cmd.v1.JoinRequest
@@ -1237,18 +1362,22 @@ var file_internal_proto_depIdxs = []int32{
 	10, // 16: opencluster.cmd.v1.Internal.BucketScan:input_type -> opencluster.cmd.v1.BucketScanRequest
 	12, // 17: opencluster.cmd.v1.Internal.BucketList:input_type -> opencluster.cmd.v1.BucketListRequest
 	0,  // 18: opencluster.cmd.v1.Internal.Call:input_type -> opencluster.cmd.v1.CallRequest
-	16, // 19: opencluster.cmd.v1.Internal.Raft:output_type -> opencluster.cmd.v1.RaftAck
-	18, // 20: opencluster.cmd.v1.Internal.Join:output_type -> opencluster.cmd.v1.JoinResponse
-	16, // 21: opencluster.cmd.v1.Internal.Snapshot:output_type -> opencluster.cmd.v1.RaftAck
-	3,  // 22: opencluster.cmd.v1.Internal.Timestamp:output_type -> opencluster.cmd.v1.TimestampResponse
-	25, // 23: opencluster.cmd.v1.Internal.BucketPropose:output_type -> opencluster.cmd.v1.Result
-	6,  // 24: opencluster.cmd.v1.Internal.BucketLockKeys:output_type -> opencluster.cmd.v1.BucketLockKeysResponse
-	8,  // 25: opencluster.cmd.v1.Internal.BucketRead:output_type -> opencluster.cmd.v1.BucketReadResponse
-	11, // 26: opencluster.cmd.v1.Internal.BucketScan:output_type -> opencluster.cmd.v1.BucketScanResponse
-	26, // 27: opencluster.cmd.v1.Internal.BucketList:output_type -> opencluster.v1.ListResponse
-	1,  // 28: opencluster.cmd.v1.Internal.Call:output_type -> opencluster.cmd.v1.CallResponse
-	19, // [19:29] is the sub-list for method output_type
-	9,  // [9:19] is the sub-list for method input_type
+	19, // 19: opencluster.cmd.v1.TestAdmin.SetClock:input_type -> opencluster.cmd.v1.SetClockRequest
+	20, // 20: opencluster.cmd.v1.TestAdmin.SetFaults:input_type -> opencluster.cmd.v1.SetFaultsRequest
+	16, // 21: opencluster.cmd.v1.Internal.Raft:output_type -> opencluster.cmd.v1.RaftAck
+	18, // 22: opencluster.cmd.v1.Internal.Join:output_type -> opencluster.cmd.v1.JoinResponse
+	16, // 23: opencluster.cmd.v1.Internal.Snapshot:output_type -> opencluster.cmd.v1.RaftAck
+	3,  // 24: opencluster.cmd.v1.Internal.Timestamp:output_type -> opencluster.cmd.v1.TimestampResponse
+	27, // 25: opencluster.cmd.v1.Internal.BucketPropose:output_type -> opencluster.cmd.v1.Result
+	6,  // 26: opencluster.cmd.v1.Internal.BucketLockKeys:output_type -> opencluster.cmd.v1.BucketLockKeysResponse
+	8,  // 27: opencluster.cmd.v1.Internal.BucketRead:output_type -> opencluster.cmd.v1.BucketReadResponse
+	11, // 28: opencluster.cmd.v1.Internal.BucketScan:output_type -> opencluster.cmd.v1.BucketScanResponse
+	28, // 29: opencluster.cmd.v1.Internal.BucketList:output_type -> opencluster.v1.ListResponse
+	1,  // 30: opencluster.cmd.v1.Internal.Call:output_type -> opencluster.cmd.v1.CallResponse
+	16, // 31: opencluster.cmd.v1.TestAdmin.SetClock:output_type -> opencluster.cmd.v1.RaftAck
+	16, // 32: opencluster.cmd.v1.TestAdmin.SetFaults:output_type -> opencluster.cmd.v1.RaftAck
+	21, // [21:33] is the sub-list for method output_type
+	9,  // [9:21] is the sub-list for method input_type
 	9,  // [9:9] is the sub-list for extension type_name
 	9,  // [9:9] is the sub-list for extension extendee
 	0,  // [0:9] is the sub-list for field type_name
@@ -1266,9 +1395,9 @@ func file_internal_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_internal_proto_rawDesc), len(file_internal_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   19,
+			NumMessages:   21,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_internal_proto_goTypes,
 		DependencyIndexes: file_internal_proto_depIdxs,

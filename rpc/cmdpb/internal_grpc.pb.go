@@ -481,3 +481,155 @@ var Internal_ServiceDesc = grpc.ServiceDesc{
 	},
 	Metadata: "internal.proto",
 }
+
+const (
+	TestAdmin_SetClock_FullMethodName  = "/opencluster.cmd.v1.TestAdmin/SetClock"
+	TestAdmin_SetFaults_FullMethodName = "/opencluster.cmd.v1.TestAdmin/SetFaults"
+)
+
+// TestAdminClient is the client API for TestAdmin service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// TestAdmin injects faults for the consistency harness. Only a server
+// started with --test-admin registers it; production servers never do.
+type TestAdminClient interface {
+	// SetClock skews the clock timestamps are taken from: offset, and rate
+	// (1 = real time; 0 means 1).
+	SetClock(ctx context.Context, in *SetClockRequest, opts ...grpc.CallOption) (*RaftAck, error)
+	// SetFaults switches planted bugs on or off (negative controls).
+	SetFaults(ctx context.Context, in *SetFaultsRequest, opts ...grpc.CallOption) (*RaftAck, error)
+}
+
+type testAdminClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewTestAdminClient(cc grpc.ClientConnInterface) TestAdminClient {
+	return &testAdminClient{cc}
+}
+
+func (c *testAdminClient) SetClock(ctx context.Context, in *SetClockRequest, opts ...grpc.CallOption) (*RaftAck, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RaftAck)
+	err := c.cc.Invoke(ctx, TestAdmin_SetClock_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *testAdminClient) SetFaults(ctx context.Context, in *SetFaultsRequest, opts ...grpc.CallOption) (*RaftAck, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RaftAck)
+	err := c.cc.Invoke(ctx, TestAdmin_SetFaults_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// TestAdminServer is the server API for TestAdmin service.
+// All implementations must embed UnimplementedTestAdminServer
+// for forward compatibility.
+//
+// TestAdmin injects faults for the consistency harness. Only a server
+// started with --test-admin registers it; production servers never do.
+type TestAdminServer interface {
+	// SetClock skews the clock timestamps are taken from: offset, and rate
+	// (1 = real time; 0 means 1).
+	SetClock(context.Context, *SetClockRequest) (*RaftAck, error)
+	// SetFaults switches planted bugs on or off (negative controls).
+	SetFaults(context.Context, *SetFaultsRequest) (*RaftAck, error)
+	mustEmbedUnimplementedTestAdminServer()
+}
+
+// UnimplementedTestAdminServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedTestAdminServer struct{}
+
+func (UnimplementedTestAdminServer) SetClock(context.Context, *SetClockRequest) (*RaftAck, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SetClock not implemented")
+}
+func (UnimplementedTestAdminServer) SetFaults(context.Context, *SetFaultsRequest) (*RaftAck, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SetFaults not implemented")
+}
+func (UnimplementedTestAdminServer) mustEmbedUnimplementedTestAdminServer() {}
+func (UnimplementedTestAdminServer) testEmbeddedByValue()                   {}
+
+// UnsafeTestAdminServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to TestAdminServer will
+// result in compilation errors.
+type UnsafeTestAdminServer interface {
+	mustEmbedUnimplementedTestAdminServer()
+}
+
+func RegisterTestAdminServer(s grpc.ServiceRegistrar, srv TestAdminServer) {
+	// If the following call pancis, it indicates UnimplementedTestAdminServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&TestAdmin_ServiceDesc, srv)
+}
+
+func _TestAdmin_SetClock_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetClockRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TestAdminServer).SetClock(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TestAdmin_SetClock_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TestAdminServer).SetClock(ctx, req.(*SetClockRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TestAdmin_SetFaults_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetFaultsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TestAdminServer).SetFaults(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TestAdmin_SetFaults_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TestAdminServer).SetFaults(ctx, req.(*SetFaultsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// TestAdmin_ServiceDesc is the grpc.ServiceDesc for TestAdmin service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var TestAdmin_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "opencluster.cmd.v1.TestAdmin",
+	HandlerType: (*TestAdminServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "SetClock",
+			Handler:    _TestAdmin_SetClock_Handler,
+		},
+		{
+			MethodName: "SetFaults",
+			Handler:    _TestAdmin_SetFaults_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "internal.proto",
+}
