@@ -32,6 +32,8 @@ type Remote interface {
 	Read(ctx context.Context, node uint64, req *cmdpb.BucketReadRequest) ([]mvcc.Value, error)
 	Scan(ctx context.Context, node uint64, req *cmdpb.BucketScanRequest) ([]mvcc.KV, bool, error)
 	List(ctx context.Context, node uint64, req *cmdpb.BucketListRequest) ([]*ocpb.LockInfo, error)
+	// Change runs a BucketChange on node (see Node.ServeBucketChange).
+	Change(ctx context.Context, node uint64, req *cmdpb.BucketChangeRequest) (*cmdpb.BucketChangeResponse, error)
 	// Call runs a public method on node (see Node.ServeCall), filling resp.
 	Call(ctx context.Context, node uint64, method string, req, resp proto.Message) error
 }

@@ -15,9 +15,10 @@ import (
 	"github.com/opencluster/opencluster/rpc/cmdpb"
 )
 
-// Membership and placement. Until rebalancing lands, placement is simple:
-// every group (the meta group and each bucket) is replicated on the first
-// Replicas nodes of the registry, in the order they joined. Bucket
+// Membership and placement. Until the rebalancer lands, placement is
+// simple: a group with fewer than Replicas voters (five for the meta
+// group) grows onto live nodes in the order they joined; MoveReplica moves
+// replicas by hand. Bucket
 // leaderships spread over those voters by a fixed preference (see
 // preferredLeader); requests reach their bucket's leader by forwarding
 // (forward.go). The meta group's leader, the primary, serves timestamps
@@ -169,7 +170,7 @@ func (n *Node) maintain() {
 	}
 	now := time.Now()
 	electionTimeout := time.Duration(n.cfg.ElectionTicks) * n.cfg.TickInterval
-	var targets, metaTargets []uint64 // read once, if some group needs them
+	var candidates []uint64 // read once, if some group needs them
 	for _, r := range n.replicas {
 		if r.rn.BasicStatus().RaftState != raft.StateLeader {
 			continue
@@ -187,14 +188,14 @@ func (n *Node) maintain() {
 		if now.Sub(r.lastConfChange) < electionTimeout {
 			continue
 		}
-		if targets == nil {
-			targets, metaTargets = n.placementTargets(n.cfg.Replicas), n.placementTargets(max(n.cfg.Replicas, metaReplicas))
+		if candidates == nil {
+			candidates = n.liveNodes()
 		}
-		want := targets
+		want := min(n.cfg.Replicas, len(candidates))
 		if r.isMeta() {
-			want = metaTargets
+			want = min(max(n.cfg.Replicas, metaReplicas), len(candidates))
 		}
-		if cc := n.nextConfChange(r, want); cc != nil {
+		if cc := n.nextConfChange(r, want, candidates); cc != nil {
 			r.lastConfChange = now
 			if err := r.rn.ProposeConfChange(cc); err != nil {
 				n.log.Debug("propose conf change", "group", r.group, "err", err)
@@ -228,14 +229,11 @@ func (n *Node) preferredLeader(r *replica) uint64 {
 	return to
 }
 
-// placementTargets returns the nodes a group should be on: the first count
-// live nodes of the registry.
-func (n *Node) placementTargets(count int) []uint64 {
+// liveNodes returns the live nodes of the registry, in the order they
+// joined: where new replicas go first.
+func (n *Node) liveNodes() []uint64 {
 	var out []uint64
 	for _, rec := range n.registry() {
-		if len(out) == count {
-			break
-		}
 		if n.alive(rec.GetNodeId()) {
 			out = append(out, rec.GetNodeId())
 		}
@@ -243,25 +241,37 @@ func (n *Node) placementTargets(count int) []uint64 {
 	return out
 }
 
-// nextConfChange returns the next step toward targets for a group this
-// node leads: add a missing target as a learner, or promote a learner that
-// has caught up. One step at a time; nil when nothing is due. Replicas are
-// never removed here (that is rebalancing's job).
-func (n *Node) nextConfChange(r *replica, targets []uint64) *raftpb.ConfChangeV2 {
+// nextConfChange returns the next step toward want voters for a group
+// this node leads: promote a learner that has caught up, or add the first
+// live node of candidates (registry order) that holds no replica as a
+// learner. One step at a time; nil when nothing is due. A group that has
+// its voters is left alone, learner or not: moving replicas is the
+// business of MoveReplica and the rebalancer, and this must not undo them.
+func (n *Node) nextConfChange(r *replica, want int, candidates []uint64) *raftpb.ConfChangeV2 {
 	st := r.rn.Status()
 	if len(st.Config.Voters[1]) > 0 {
 		return nil // joint configuration: raft leaves it by itself (auto)
 	}
 	voters := st.Config.Voters[0]
-	for _, t := range targets {
-		if _, ok := voters[t]; ok {
-			continue
+	if len(voters) >= want {
+		return nil
+	}
+	learners := make([]uint64, 0, len(st.Config.Learners))
+	for id := range st.Config.Learners {
+		learners = append(learners, id)
+	}
+	slices.Sort(learners)
+	for _, id := range learners {
+		if pr, ok := st.Progress[id]; ok && pr.Match >= st.GetCommit() {
+			return &raftpb.ConfChangeV2{Changes: []*raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeAddNode.Enum(), NodeId: new(id)}}}
 		}
-		if _, ok := st.Config.Learners[t]; !ok {
+	}
+	if len(learners) > 0 {
+		return nil // let it catch up
+	}
+	for _, t := range candidates {
+		if _, ok := voters[t]; !ok {
 			return &raftpb.ConfChangeV2{Changes: []*raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeAddLearnerNode.Enum(), NodeId: new(t)}}}
-		}
-		if pr, ok := st.Progress[t]; ok && pr.Match >= st.GetCommit() {
-			return &raftpb.ConfChangeV2{Changes: []*raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeAddNode.Enum(), NodeId: new(t)}}}
 		}
 	}
 	return nil

@@ -341,6 +341,9 @@ func (n *Node) onLeaderLost(r *replica) {
 		n.tso.lost()
 		return
 	}
+	// The new leader restarts these deadlines; expiring them from here
+	// could only fail (and did, every 100 ms, flooding the log).
+	n.deadlines.RemoveIf(func(id locks.LeaseID) bool { return n.replicaOfName(id.Name) == r })
 	n.waits.NotifyAll()
 }
 
@@ -373,11 +376,17 @@ func (n *Node) expiryLoop() {
 	defer t.Stop()
 	inFlight := make(map[locks.LeaseID]bool)
 	var mu sync.Mutex
+	sweeper := &resolveSweeper{n: n, inFlight: make(map[string]bool)}
+	lastSweep := time.Now()
 	for {
 		select {
 		case <-n.stopper:
 			return
 		case <-t.C:
+		}
+		if time.Since(lastSweep) >= resolveSweepInterval {
+			lastSweep = time.Now()
+			sweeper.sweep()
 		}
 		for _, id := range n.deadlines.Expired(n.cfg.Clock.Now()) {
 			mu.Lock()
@@ -389,7 +398,14 @@ func (n *Node) expiryLoop() {
 			}
 			n.goBackground(func(ctx context.Context) {
 				defer func() { mu.Lock(); delete(inFlight, id); mu.Unlock() }()
-				if err := n.expire(ctx, id); err != nil && !errors.Is(err, context.Canceled) {
+				err := n.expire(ctx, id)
+				switch {
+				case err == nil, errors.Is(err, context.Canceled):
+				case errors.Is(err, ErrNotLeader):
+					n.deadlines.Remove(id) // the leader elsewhere tracks it
+				case errors.Is(err, ErrUnavailable):
+					n.log.Debug("expiring a lock; will retry", "lock", id.Name, "err", err)
+				default:
 					n.log.Warn("expiring a lock", "lock", id.Name, "err", err)
 				}
 			})

@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/opencluster/opencluster/rpc/cmdpb"
 	"github.com/opencluster/opencluster/rpc/ocpb"
 )
 
@@ -200,5 +201,32 @@ func TestNodeScanPagesMissNothing(t *testing.T) {
 	}
 	if !slices.Equal(got, want) {
 		t.Fatalf("paged scan returned %d keys %v, want %d", len(got), got, len(want))
+	}
+}
+
+// TestUnresolvedLockIsSwept aborts a restrictive lock without releasing
+// its keys (as when the resolution failed midway) and checks that the
+// leader's sweep releases them.
+func TestUnresolvedLockIsSwept(t *testing.T) {
+	n := openTestNode(t)
+	ctx := ctxT(t)
+	lock, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "stuck", Ttl: durationpb.New(time.Minute),
+		Keys: []*ocpb.KeyLockRequest{{Key: []byte("held"), Mode: ocpb.KeyMode_WRITE}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, _ := decodeCode(lock.Code)
+	res, err := n.replicaOfName("stuck").propose(ctx, &cmdpb.Command{Body: &cmdpb.Command_TxnFinish{TxnFinish: &cmdpb.TxnFinish{
+		Name: "stuck", Code: code, Status: cmdpb.TxnStatus_ABORTED,
+	}}})
+	if err != nil || res.Error != cmdpb.ErrorCode_OK {
+		t.Fatalf("abort without resolving: %v, %v", res, err)
+	}
+	start := time.Now()
+	if _, err := n.Put(ctx, &ocpb.PutRequest{Key: []byte("held"), Value: []byte("v"), Wait: durationpb.New(5 * time.Second)}); err != nil {
+		t.Fatalf("write to the key of an aborted, unresolved lock: %v", err)
+	}
+	if waited := time.Since(start); waited > 3*resolveSweepInterval {
+		t.Fatalf("the key was released after %s", waited)
 	}
 }

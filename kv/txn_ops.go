@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -58,6 +60,9 @@ func (n *Node) Restrict(ctx context.Context, req *ocpb.RestrictRequest) (*ocpb.R
 	// 2. Key locks, in (bucket, key) order.
 	if err := n.lockKeys(ctx, wctx, req.Name, code, cmdpb.Isolation(req.Isolation), specs); err != nil {
 		if aerr := n.abortTxn(n.bg, req.Name, code, false); aerr != nil {
+			// Let its deadline run again, so that the lock expires (and
+			// its keys are released) even though this abort failed.
+			n.deadlines.Resume(id, n.cfg.Clock.Now())
 			n.log.Warn("releasing a restrictive lock that timed out", "lock", req.Name, "err", aerr)
 		}
 		return nil, err
@@ -258,4 +263,59 @@ func (n *Node) resolveFinished(ctx context.Context, name string) error {
 		return err
 	}
 	return nil
+}
+
+// resolveSweepInterval is how often each bucket's leader retries the
+// resolution of restrictive locks that finished (committed or aborted) but
+// still hold key locks: a resolution that failed midway (a leader change
+// in another bucket, a partition) must not leave keys locked forever.
+const resolveSweepInterval = time.Second
+
+// resolveSweeper retries unfinished resolutions on the buckets this node
+// leads; one resolution per lock name at a time.
+type resolveSweeper struct {
+	n        *Node
+	mu       sync.Mutex
+	inFlight map[string]bool
+}
+
+func (s *resolveSweeper) sweep() {
+	n := s.n
+	for _, r := range n.replicas[:n.buckets] {
+		if !r.isReadyLeader() {
+			continue
+		}
+		var names []string
+		err := mvcc.ScanRecords(n.eng.DB(), r.bucket, mvcc.KindTxn, nil, func(name, raw []byte) error {
+			rec := &cmdpb.TxnRecord{}
+			if err := unmarshalRecord(raw, rec); err != nil {
+				return err
+			}
+			if rec.Status != cmdpb.TxnStatus_PENDING && !rec.Resolved {
+				names = append(names, string(name))
+			}
+			return nil
+		})
+		if err != nil {
+			n.log.Warn("scanning for unresolved restrictive locks", "bucket", r.bucket, "err", err)
+			continue
+		}
+		for _, name := range names {
+			s.mu.Lock()
+			busy := s.inFlight[name]
+			s.inFlight[name] = true
+			s.mu.Unlock()
+			if busy {
+				continue
+			}
+			n.goBackground(func(ctx context.Context) {
+				defer func() { s.mu.Lock(); delete(s.inFlight, name); s.mu.Unlock() }()
+				ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				defer cancel()
+				if err := n.resolveFinished(ctx, name); err != nil {
+					n.log.Debug("resolving a finished restrictive lock; will retry", "lock", name, "err", err)
+				}
+			})
+		}
+	}
 }

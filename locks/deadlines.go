@@ -139,6 +139,18 @@ func (d *Deadlines) Expired(now time.Time) []LeaseID {
 	return ids
 }
 
+// RemoveIf forgets the leases for which drop is true (the locks of a
+// bucket whose leadership this node lost: the new leader tracks them).
+func (d *Deadlines) RemoveIf(drop func(LeaseID) bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for id := range d.mu.leases {
+		if drop(id) {
+			delete(d.mu.leases, id)
+		}
+	}
+}
+
 // Clear forgets every lease (on losing leadership).
 func (d *Deadlines) Clear() {
 	d.mu.Lock()

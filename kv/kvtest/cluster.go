@@ -196,6 +196,14 @@ func (r remote) Call(ctx context.Context, node uint64, method string, req, resp 
 	return nil
 }
 
+func (r remote) Change(ctx context.Context, node uint64, req *cmdpb.BucketChangeRequest) (*cmdpb.BucketChangeResponse, error) {
+	p, err := r.peer(node)
+	if err != nil {
+		return nil, err
+	}
+	return p.ServeBucketChange(ctx, req)
+}
+
 // Cut blocks the links between a and b in both directions.
 func (nw *Network) Cut(a, b uint64) {
 	nw.mu.Lock()

@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/opencluster/opencluster/bucket"
 	"github.com/opencluster/opencluster/kv"
 	"github.com/opencluster/opencluster/rpc/ocpb"
 )
@@ -408,4 +410,111 @@ func readBack(ctx context.Context, t *testing.T, c *Cluster, prefix string, n in
 			t.Fatalf("get %s: %v", k, err)
 		}
 	}
+}
+
+// inBucket returns a key with the given prefix that hashes into bucket b.
+func inBucket(prefix string, b, buckets int) []byte {
+	for i := 0; ; i++ {
+		k := []byte(fmt.Sprint(prefix, i))
+		if bucket.Of(k, buckets) == b {
+			return k
+		}
+	}
+}
+
+// TestMoveReplicaKeepsDataAndLocks moves a replica of a bucket, the one
+// its leader holds, to a fourth node that held none, while the bucket
+// holds a value, a named lock and a restrictive lock with a provisional
+// write. Then the node the replica left is stopped: the bucket is served
+// by the new configuration, the value reads back, the named lock keeps
+// its fence and releases with its code, and the restrictive lock commits
+// its write.
+func TestMoveReplicaKeepsDataAndLocks(t *testing.T) {
+	c := Start(t, Options{Nodes: 4})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const b, buckets = 3, 8
+	n := c.Node(1)
+	key, lockName, txName, txKey := inBucket("k", b, buckets), inBucket("lock", b, buckets), inBucket("tx", b, buckets), inBucket("acct", b, buckets)
+	if _, err := On(ctx, n, func() (*ocpb.PutResponse, error) {
+		return n.Put(ctx, &ocpb.PutRequest{Key: key, Value: []byte("before the move"), RequestId: "p"})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	lock, err := On(ctx, n, func() (*ocpb.AcquireResponse, error) {
+		return n.Acquire(ctx, &ocpb.AcquireRequest{Name: string(lockName), Ttl: durationpb.New(time.Minute), RequestId: "a"})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := On(ctx, n, func() (*ocpb.RestrictResponse, error) {
+		return n.Restrict(ctx, &ocpb.RestrictRequest{Name: string(txName), Ttl: durationpb.New(time.Minute), RequestId: "r",
+			Keys: []*ocpb.KeyLockRequest{{Key: txKey, Mode: ocpb.KeyMode_WRITE}}})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := On(ctx, n, func() (*ocpb.PutResponse, error) {
+		return n.Put(ctx, &ocpb.PutRequest{Key: txKey, Value: []byte("provisional"), Code: tx.Code})
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	st, err := n.Status(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := st.Buckets[b].Leader
+	if from == "" || slices.Contains(st.Buckets[b].Replicas, "4") {
+		t.Fatalf("bucket %d before the move: %+v", b, st.Buckets[b])
+	}
+	moved, err := n.MoveReplica(ctx, &ocpb.MoveReplicaRequest{Bucket: b, From: from, To: "4"})
+	if err != nil {
+		t.Fatalf("move bucket %d from node %s to node 4: %v", b, from, err)
+	}
+	c.WaitFor(10*time.Second, "the placement table to show the move", func() bool {
+		for _, p := range c.Node(4).Placement() {
+			if int(p.GetBucket()) == b {
+				return p.GetEpoch() >= moved.Epoch && slices.Contains(p.GetVoters(), 4) && !slices.Contains(p.GetVoters(), mustID(t, from))
+			}
+		}
+		return false
+	})
+	fromID := mustID(t, from)
+	c.StopNode(fromID)
+	other := c.Node(4)
+	got, err := On(ctx, other, func() (*ocpb.GetResponse, error) { return other.Get(ctx, &ocpb.GetRequest{Key: key}) })
+	if err != nil || string(got.Kv.Value) != "before the move" {
+		t.Fatalf("after the move and a stop of node %d: %v, %v", fromID, got, err)
+	}
+	desc, err := On(ctx, other, func() (*ocpb.DescribeResponse, error) {
+		return other.Describe(ctx, &ocpb.DescribeRequest{Name: string(lockName), Kind: ocpb.LockKind_NAMED})
+	})
+	if err != nil || !desc.Locks[0].Held || desc.Locks[0].Fence != lock.Fence {
+		t.Fatalf("the named lock after the move: %v, %v", desc, err)
+	}
+	if _, err := On(ctx, other, func() (*ocpb.ReleaseResponse, error) {
+		return other.Release(ctx, &ocpb.ReleaseRequest{Name: string(lockName), Code: lock.Code, RequestId: "rel"})
+	}); err != nil {
+		t.Fatalf("release after the move: %v", err)
+	}
+	commit, err := On(ctx, other, func() (*ocpb.CommitResponse, error) {
+		return other.Commit(ctx, &ocpb.CommitRequest{Name: string(txName), Code: tx.Code})
+	})
+	if err != nil {
+		t.Fatalf("commit after the move: %v", err)
+	}
+	got, err = On(ctx, other, func() (*ocpb.GetResponse, error) { return other.Get(ctx, &ocpb.GetRequest{Key: txKey}) })
+	if err != nil || string(got.Kv.Value) != "provisional" || got.Kv.Version != commit.CommitVersion {
+		t.Fatalf("the restrictive lock's write after commit: %v, %v", got, err)
+	}
+}
+
+func mustID(t *testing.T, s string) uint64 {
+	t.Helper()
+	id, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
 }

@@ -1,0 +1,254 @@
+package kv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/opencluster/opencluster/mvcc"
+	"github.com/opencluster/opencluster/rpc/cmdpb"
+	"github.com/opencluster/opencluster/rpc/ocpb"
+)
+
+// Replica moves. A move of bucket b from node A to node C (design
+// anchors §4.2): C joins as a learner and catches up by snapshot; if A
+// leads, leadership goes to another voter; then C and A change places in
+// one joint configuration, which Raft leaves by itself. The bucket's
+// records (locks, provisional writes, dedup records) are bucket data, so
+// they move with it. The removed replica keeps its data on A until
+// replica GC exists (it no longer takes part in the group).
+
+// moveTimeout bounds each wait of a move (catch-up, a configuration
+// change, a leadership transfer).
+const moveTimeout = time.Minute
+
+// MoveReplica implements rpc/server.Backend.
+func (n *Node) MoveReplica(ctx context.Context, req *ocpb.MoveReplicaRequest) (*ocpb.MoveReplicaResponse, error) {
+	from, err1 := strconv.ParseUint(req.GetFrom(), 10, 64)
+	to, err2 := strconv.ParseUint(req.GetTo(), 10, 64)
+	switch {
+	case err1 != nil || err2 != nil || from == 0 || to == 0:
+		return nil, fmt.Errorf("%w: from and to must be node ids", ErrInvalid)
+	case from == to:
+		return nil, fmt.Errorf("%w: from and to are the same node", ErrInvalid)
+	case int(req.GetBucket()) >= n.buckets:
+		return nil, fmt.Errorf("%w: bucket %d, the cluster has %d", ErrInvalid, req.GetBucket(), n.buckets)
+	}
+	if !slices.ContainsFunc(n.registry(), func(r *cmdpb.NodeRecord) bool { return r.GetNodeId() == to }) || !n.alive(to) {
+		return nil, fmt.Errorf("%w: node %d is not a live member", ErrInvalid, to)
+	}
+	b := mvcc.Bucket(req.GetBucket())
+	ctx, cancel := context.WithTimeout(ctx, 4*moveTimeout)
+	defer cancel()
+	st, err := n.bucketChange(ctx, b, &cmdpb.BucketChangeRequest{})
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case !slices.Contains(st.GetVoters(), from):
+		return nil, fmt.Errorf("%w: node %d holds no voter of bucket %d", ErrInvalid, from, b)
+	case slices.Contains(st.GetVoters(), to):
+		return nil, fmt.Errorf("%w: node %d already holds a voter of bucket %d", ErrInvalid, to, b)
+	}
+	if !slices.Contains(st.GetLearners(), to) {
+		if st, err = n.bucketChange(ctx, b, confChange(b, raftpb.ConfChangeAddLearnerNode, to)); err != nil {
+			return nil, err
+		}
+	}
+	// The learner catches up (by snapshot: the log starts after it).
+	if st, err = n.awaitBucket(ctx, b, "the new replica to catch up", func(st *cmdpb.BucketChangeResponse) bool {
+		return st.GetMatch()[to] >= st.GetCommit() && st.GetCommit() > 0
+	}); err != nil {
+		return nil, err
+	}
+	if st.GetLeader() == from {
+		var other uint64
+		for _, v := range st.GetVoters() {
+			if v != from && st.GetMatch()[v] >= st.GetCommit() {
+				other = v
+				break
+			}
+		}
+		if other == 0 {
+			return nil, fmt.Errorf("%w: no caught-up voter to take over bucket %d from node %d", ErrUnavailable, b, from)
+		}
+		if _, err := n.bucketChange(ctx, b, &cmdpb.BucketChangeRequest{TransferTo: other}); err != nil {
+			return nil, err
+		}
+	}
+	swap := &raftpb.ConfChangeV2{Changes: []*raftpb.ConfChangeSingle{
+		{Type: raftpb.ConfChangeAddNode.Enum(), NodeId: new(to)},
+		{Type: raftpb.ConfChangeRemoveNode.Enum(), NodeId: new(from)},
+	}}
+	raw, err := proto.Marshal(swap)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := n.bucketChange(ctx, b, &cmdpb.BucketChangeRequest{ConfChange: raw}); err != nil {
+		return nil, err
+	}
+	st, err = n.awaitBucket(ctx, b, "the swap to settle", func(st *cmdpb.BucketChangeResponse) bool {
+		return !st.GetJoint() && slices.Contains(st.GetVoters(), to) && !slices.Contains(st.GetVoters(), from)
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.log.Info("moved a replica", "bucket", b, "from", from, "to", to, "epoch", st.GetEpoch())
+	return &ocpb.MoveReplicaResponse{Epoch: st.GetEpoch()}, nil
+}
+
+func confChange(b mvcc.Bucket, typ raftpb.ConfChangeType, node uint64) *cmdpb.BucketChangeRequest {
+	raw, err := proto.Marshal(&raftpb.ConfChangeV2{Changes: []*raftpb.ConfChangeSingle{{Type: typ.Enum(), NodeId: new(node)}}})
+	if err != nil {
+		panic(fmt.Sprintf("kv: marshal conf change: %v", err))
+	}
+	return &cmdpb.BucketChangeRequest{Group: uint32(b), ConfChange: raw}
+}
+
+// awaitBucket polls bucket b's state on its leader until done holds.
+func (n *Node) awaitBucket(ctx context.Context, b mvcc.Bucket, what string, done func(*cmdpb.BucketChangeResponse) bool) (*cmdpb.BucketChangeResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, moveTimeout)
+	defer cancel()
+	for {
+		st, err := n.bucketChange(ctx, b, &cmdpb.BucketChangeRequest{})
+		if err == nil && done(st) {
+			return st, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: bucket %d: waiting for %s: %w (last: %v)", ErrUnavailable, b, what, ctx.Err(), err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// bucketChange runs a BucketChange on bucket b's leader, following the
+// leadership while it moves.
+func (n *Node) bucketChange(ctx context.Context, b mvcc.Bucket, req *cmdpb.BucketChangeRequest) (*cmdpb.BucketChangeResponse, error) {
+	req.Group = uint32(b)
+	for {
+		r := n.replicas[b]
+		leader, err := n.leaderOf(ctx, r)
+		var st *cmdpb.BucketChangeResponse
+		if err == nil {
+			if leader == 0 {
+				st, err = n.ServeBucketChange(ctx, req)
+			} else {
+				st, err = n.cfg.Remote.Change(ctx, leader, req)
+			}
+		}
+		if err == nil || !errors.Is(err, ErrNotApplied) || ctx.Err() != nil {
+			return st, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// ServeBucketChange is the leader's half of bucketChange: apply a
+// configuration change (and wait until it is applied), or start a
+// leadership transfer (and wait until it happened), then report the
+// group's state.
+func (n *Node) ServeBucketChange(ctx context.Context, req *cmdpb.BucketChangeRequest) (*cmdpb.BucketChangeResponse, error) {
+	r, err := n.servedReplica(ctx, req.GetGroup())
+	if err != nil {
+		return nil, err
+	}
+	if raw := req.GetConfChange(); len(raw) > 0 {
+		cc := &raftpb.ConfChangeV2{}
+		if err := proto.Unmarshal(raw, cc); err != nil {
+			return nil, fmt.Errorf("%w: corrupt configuration change: %v", ErrInvalid, err)
+		}
+		r.mu.Lock()
+		before := r.mu.epoch
+		r.mu.Unlock()
+		if err := n.onScheduler(ctx, func() error { return r.rn.ProposeConfChange(cc) }); err != nil {
+			return nil, fmt.Errorf("%w: %w: propose configuration change: %w", ErrUnavailable, ErrNotApplied, err)
+		}
+		if err := n.waitReplica(ctx, r, func() bool { return r.mu.epoch > before }); err != nil {
+			return nil, err
+		}
+	}
+	if to := req.GetTransferTo(); to != 0 {
+		if err := n.onScheduler(ctx, func() error { r.rn.TransferLeader(to); return nil }); err != nil {
+			return nil, err
+		}
+		if err := n.waitReplica(ctx, r, func() bool { return r.mu.leaderID == to }); err != nil {
+			return nil, err
+		}
+	}
+	var out *cmdpb.BucketChangeResponse
+	err = n.onScheduler(ctx, func() error {
+		st := r.rn.Status()
+		out = &cmdpb.BucketChangeResponse{Leader: st.Lead, Joint: len(st.Config.Voters[1]) > 0, Commit: st.GetCommit(), Match: map[uint64]uint64{}}
+		for _, cfg := range st.Config.Voters {
+			for id := range cfg {
+				if !slices.Contains(out.Voters, id) {
+					out.Voters = append(out.Voters, id)
+				}
+			}
+		}
+		for id := range st.Config.Learners {
+			out.Learners = append(out.Learners, id)
+		}
+		for id := range st.Config.LearnersNext {
+			out.Learners = append(out.Learners, id)
+		}
+		for id, pr := range st.Progress {
+			out.Match[id] = pr.Match
+		}
+		slices.Sort(out.Voters)
+		slices.Sort(out.Learners)
+		return nil
+	})
+	r.mu.Lock()
+	out.Epoch = r.mu.epoch
+	r.mu.Unlock()
+	return out, err
+}
+
+// onScheduler runs fn on the scheduler goroutine and returns its error.
+func (n *Node) onScheduler(ctx context.Context, fn func() error) error {
+	done := make(chan error, 1)
+	n.submit(func() { done <- fn() })
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-n.stopper:
+		return fmt.Errorf("%w: node stopping", ErrUnavailable)
+	}
+}
+
+// waitReplica polls cond (called with r.mu held) for up to moveTimeout.
+func (n *Node) waitReplica(ctx context.Context, r *replica, cond func() bool) error {
+	deadline := time.Now().Add(moveTimeout)
+	for {
+		r.mu.Lock()
+		ok := cond()
+		r.mu.Unlock()
+		if ok {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w: group %d: change not applied within %s", ErrUnavailable, r.group, moveTimeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-n.stopper:
+			return fmt.Errorf("%w: node stopping", ErrUnavailable)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
