@@ -210,8 +210,8 @@ func (n *Node) maintain() {
 // same preference, so leaderships settle without coordination.
 func (n *Node) preferredLeader(r *replica) uint64 {
 	st := r.rn.Status()
-	if len(st.Config.Voters[1]) > 0 {
-		return 0 // in a joint configuration: wait until it settles
+	if len(st.Config.Voters[1]) > 0 || len(st.Config.Learners) > 0 {
+		return 0 // a move is under way: leave leadership where it is
 	}
 	voters := make([]uint64, 0, len(st.Config.Voters[0]))
 	for id := range st.Config.Voters[0] {

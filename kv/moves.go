@@ -182,7 +182,9 @@ func (n *Node) ServeBucketChange(ctx context.Context, req *cmdpb.BucketChangeReq
 		if err := n.onScheduler(ctx, func() error { r.rn.TransferLeader(to); return nil }); err != nil {
 			return nil, err
 		}
-		if err := n.waitReplica(ctx, r, func() bool { return r.mu.leaderID == to }); err != nil {
+		// Done once leadership left this node (for to, or for whoever won
+		// if the transfer was cut short).
+		if err := n.waitReplica(ctx, r, func() bool { return r.mu.leaderID != 0 && r.mu.leaderID != n.id }); err != nil {
 			return nil, err
 		}
 	}

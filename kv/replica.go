@@ -107,8 +107,11 @@ func newReplica(n *Node, group uint32, st *raftlog.Storage) (*replica, error) {
 		MaxUncommittedEntriesSize: 64 << 20,
 		CheckQuorum:               true,
 		PreVote:                   true,
-		ReadOnlyOption:            raft.ReadOnlySafe,
-		Logger:                    &raftLogger{l: n.log.With("group", group)},
+		// A leader that a configuration change removed steps down at once
+		// rather than lead a group it is no longer in.
+		StepDownOnRemoval: true,
+		ReadOnlyOption:    raft.ReadOnlySafe,
+		Logger:            &raftLogger{l: n.log.With("group", group)},
 	}
 	rn, err := raft.NewRawNode(cfg)
 	if err != nil {

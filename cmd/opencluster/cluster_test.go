@@ -1,12 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/opencluster/opencluster/bucket"
 	"github.com/opencluster/opencluster/rpc/client"
 )
 
@@ -197,5 +201,71 @@ func TestJoinWithBigBucket(t *testing.T) {
 		if err != nil || len(kv.Value) != 1<<20 || kv.Value[0] != byte(i) {
 			t.Fatalf("big/%d from the joined nodes: %d bytes, %v", i, len(kv.Value), err)
 		}
+	}
+}
+
+// TestBucketMoveCommand runs four real nodes (three replicas per bucket)
+// and moves a replica of bucket 0 to the fourth node with the CLI; status
+// then shows it there, and a key of that bucket still reads back.
+func TestBucketMoveCommand(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts server processes")
+	}
+	base := t.TempDir()
+	var addrs, gossips []string
+	for i := range 4 {
+		host := fmt.Sprintf("127.0.0.%d", 51+i)
+		addrs, gossips = append(addrs, freeAddrOn(t, host)), append(gossips, freeAddrOn(t, host))
+	}
+	for i := range 4 {
+		extra := []string{"--gossip-addr", gossips[i], "--fast-failure-detection"}
+		if i > 0 {
+			extra = append(extra, "--join", gossips[0])
+		}
+		startProcess(t, filepath.Join(base, fmt.Sprint("n", i+1)), addrs[i], extra...)
+	}
+	c, err := client.New(context.Background(), addrs, client.WithRetry(20, 50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var fourth, leader string
+	waitUntil(t, 30*time.Second, func() bool {
+		st, err := c.Status(ctx)
+		if err != nil || len(st.Members) != 4 || st.Buckets[0].Leader == "" || len(st.Buckets[0].Replicas) != 3 {
+			return false
+		}
+		for _, m := range st.Members {
+			if m.Addr == addrs[3] {
+				fourth = m.Id
+			}
+		}
+		leader = st.Buckets[0].Leader
+		return fourth != "" && !slices.Contains(st.Buckets[0].Replicas, fourth)
+	})
+	var key []byte
+	for i := 0; key == nil; i++ {
+		if k := []byte(fmt.Sprint("b0/", i)); bucket.Of(k, 8) == 0 {
+			key = k
+		}
+	}
+	if _, err := c.Put(ctx, key, []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	code := run(ctx, []string{"--endpoints", strings.Join(addrs, ","), "-o", "json", "bucket", "move", "0", "--from", leader, "--to", fourth},
+		strings.NewReader(""), &stdout, &stderr, func(string) string { return "" })
+	r := result{stdout: stdout.String(), stderr: stderr.String(), code: code}
+	if obj := r.ok(t).obj(t); num(t, obj, "epoch") == 0 || obj["to"] != fourth {
+		t.Fatalf("bucket move answered %v", obj)
+	}
+	waitUntil(t, 10*time.Second, func() bool {
+		st, err := c.Status(ctx)
+		return err == nil && slices.Contains(st.Buckets[0].Replicas, fourth) && !slices.Contains(st.Buckets[0].Replicas, leader)
+	})
+	if kv, err := c.Get(ctx, key); err != nil || string(kv.Value) != "v" {
+		t.Fatalf("%s after the move: %q, %v", key, kv.Value, err)
 	}
 }

@@ -255,3 +255,19 @@ func isCode(err error, code codes.Code) bool {
 	var e *Error
 	return errors.As(err, &e) && e.Code() == code
 }
+
+// MoveReplica moves bucket's replica from node from to node to (ids as
+// Status prints them) and returns the bucket's configuration epoch after
+// the move. It returns when the move is done.
+func (c *Client) MoveReplica(ctx context.Context, bucket uint32, from, to string) (uint64, error) {
+	var resp *ocpb.MoveReplicaResponse
+	req := &ocpb.MoveReplicaRequest{Bucket: bucket, From: from, To: to}
+	err := c.do(ctx, "MoveReplica", 0, func(ctx context.Context, e *endpoint) (err error) {
+		resp, err = e.cluster.MoveReplica(ctx, req)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	return resp.Epoch, nil
+}

@@ -1199,6 +1199,162 @@ func (x *SetFaultsRequest) GetEarlyExpiry() bool {
 	return false
 }
 
+type BucketChangeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Group uint32                 `protobuf:"varint,1,opt,name=group,proto3" json:"group,omitempty"`
+	// conf_change, if set, is a marshaled raftpb.ConfChangeV2 to apply.
+	ConfChange []byte `protobuf:"bytes,2,opt,name=conf_change,json=confChange,proto3" json:"conf_change,omitempty"`
+	// transfer_to, if set, is the voter to hand leadership to.
+	TransferTo    uint64 `protobuf:"varint,3,opt,name=transfer_to,json=transferTo,proto3" json:"transfer_to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BucketChangeRequest) Reset() {
+	*x = BucketChangeRequest{}
+	mi := &file_internal_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BucketChangeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BucketChangeRequest) ProtoMessage() {}
+
+func (x *BucketChangeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BucketChangeRequest.ProtoReflect.Descriptor instead.
+func (*BucketChangeRequest) Descriptor() ([]byte, []int) {
+	return file_internal_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *BucketChangeRequest) GetGroup() uint32 {
+	if x != nil {
+		return x.Group
+	}
+	return 0
+}
+
+func (x *BucketChangeRequest) GetConfChange() []byte {
+	if x != nil {
+		return x.ConfChange
+	}
+	return nil
+}
+
+func (x *BucketChangeRequest) GetTransferTo() uint64 {
+	if x != nil {
+		return x.TransferTo
+	}
+	return 0
+}
+
+type BucketChangeResponse struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Leader   uint64                 `protobuf:"varint,1,opt,name=leader,proto3" json:"leader,omitempty"`
+	Voters   []uint64               `protobuf:"varint,2,rep,packed,name=voters,proto3" json:"voters,omitempty"`
+	Learners []uint64               `protobuf:"varint,3,rep,packed,name=learners,proto3" json:"learners,omitempty"`
+	// joint: the group is between two configurations.
+	Joint  bool   `protobuf:"varint,4,opt,name=joint,proto3" json:"joint,omitempty"`
+	Commit uint64 `protobuf:"varint,5,opt,name=commit,proto3" json:"commit,omitempty"`
+	// match is each replica's acknowledged log index, by node id.
+	Match         map[uint64]uint64 `protobuf:"bytes,6,rep,name=match,proto3" json:"match,omitempty" protobuf_key:"varint,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	Epoch         uint64            `protobuf:"varint,7,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BucketChangeResponse) Reset() {
+	*x = BucketChangeResponse{}
+	mi := &file_internal_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BucketChangeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BucketChangeResponse) ProtoMessage() {}
+
+func (x *BucketChangeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BucketChangeResponse.ProtoReflect.Descriptor instead.
+func (*BucketChangeResponse) Descriptor() ([]byte, []int) {
+	return file_internal_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *BucketChangeResponse) GetLeader() uint64 {
+	if x != nil {
+		return x.Leader
+	}
+	return 0
+}
+
+func (x *BucketChangeResponse) GetVoters() []uint64 {
+	if x != nil {
+		return x.Voters
+	}
+	return nil
+}
+
+func (x *BucketChangeResponse) GetLearners() []uint64 {
+	if x != nil {
+		return x.Learners
+	}
+	return nil
+}
+
+func (x *BucketChangeResponse) GetJoint() bool {
+	if x != nil {
+		return x.Joint
+	}
+	return false
+}
+
+func (x *BucketChangeResponse) GetCommit() uint64 {
+	if x != nil {
+		return x.Commit
+	}
+	return 0
+}
+
+func (x *BucketChangeResponse) GetMatch() map[uint64]uint64 {
+	if x != nil {
+		return x.Match
+	}
+	return nil
+}
+
+func (x *BucketChangeResponse) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
 var File_internal_proto protoreflect.FileDescriptor
 
 const file_internal_proto_rawDesc = "" +
@@ -1279,7 +1435,25 @@ const file_internal_proto_rawDesc = "" +
 	"\vstale_reads\x18\x01 \x01(\bR\n" +
 	"staleReads\x12$\n" +
 	"\x0eno_fence_check\x18\x02 \x01(\bR\fnoFenceCheck\x12!\n" +
-	"\fearly_expiry\x18\x03 \x01(\bR\vearlyExpiry2\xdb\x06\n" +
+	"\fearly_expiry\x18\x03 \x01(\bR\vearlyExpiry\"m\n" +
+	"\x13BucketChangeRequest\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\rR\x05group\x12\x1f\n" +
+	"\vconf_change\x18\x02 \x01(\fR\n" +
+	"confChange\x12\x1f\n" +
+	"\vtransfer_to\x18\x03 \x01(\x04R\n" +
+	"transferTo\"\xab\x02\n" +
+	"\x14BucketChangeResponse\x12\x16\n" +
+	"\x06leader\x18\x01 \x01(\x04R\x06leader\x12\x16\n" +
+	"\x06voters\x18\x02 \x03(\x04R\x06voters\x12\x1a\n" +
+	"\blearners\x18\x03 \x03(\x04R\blearners\x12\x14\n" +
+	"\x05joint\x18\x04 \x01(\bR\x05joint\x12\x16\n" +
+	"\x06commit\x18\x05 \x01(\x04R\x06commit\x12I\n" +
+	"\x05match\x18\x06 \x03(\v23.opencluster.cmd.v1.BucketChangeResponse.MatchEntryR\x05match\x12\x14\n" +
+	"\x05epoch\x18\a \x01(\x04R\x05epoch\x1a8\n" +
+	"\n" +
+	"MatchEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\x04R\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x012\xbe\a\n" +
 	"\bInternal\x12D\n" +
 	"\x04Raft\x12\x1d.opencluster.cmd.v1.RaftBatch\x1a\x1b.opencluster.cmd.v1.RaftAck(\x01\x12I\n" +
 	"\x04Join\x12\x1f.opencluster.cmd.v1.JoinRequest\x1a .opencluster.cmd.v1.JoinResponse\x12L\n" +
@@ -1292,7 +1466,8 @@ const file_internal_proto_rawDesc = "" +
 	"\n" +
 	"BucketScan\x12%.opencluster.cmd.v1.BucketScanRequest\x1a&.opencluster.cmd.v1.BucketScanResponse\x12Q\n" +
 	"\n" +
-	"BucketList\x12%.opencluster.cmd.v1.BucketListRequest\x1a\x1c.opencluster.v1.ListResponse\x12I\n" +
+	"BucketList\x12%.opencluster.cmd.v1.BucketListRequest\x1a\x1c.opencluster.v1.ListResponse\x12a\n" +
+	"\fBucketChange\x12'.opencluster.cmd.v1.BucketChangeRequest\x1a(.opencluster.cmd.v1.BucketChangeResponse\x12I\n" +
 	"\x04Call\x12\x1f.opencluster.cmd.v1.CallRequest\x1a .opencluster.cmd.v1.CallResponse2\xa9\x01\n" +
 	"\tTestAdmin\x12L\n" +
 	"\bSetClock\x12#.opencluster.cmd.v1.SetClockRequest\x1a\x1b.opencluster.cmd.v1.RaftAck\x12N\n" +
@@ -1310,7 +1485,7 @@ func file_internal_proto_rawDescGZIP() []byte {
 	return file_internal_proto_rawDescData
 }
 
-var file_internal_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_internal_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_internal_proto_goTypes = []any{
 	(*CallRequest)(nil),            // 0: opencluster.cmd.v1.CallRequest
 	(*CallResponse)(nil),           // 1: opencluster.cmd.v1.CallResponse
@@ -1333,54 +1508,60 @@ var file_internal_proto_goTypes = []any{
 	(*JoinResponse)(nil),           // 18: opencluster.cmd.v1.JoinResponse
 	(*SetClockRequest)(nil),        // 19: opencluster.cmd.v1.SetClockRequest
 	(*SetFaultsRequest)(nil),       // 20: opencluster.cmd.v1.SetFaultsRequest
-	(*Command)(nil),                // 21: opencluster.cmd.v1.Command
-	(Isolation)(0),                 // 22: opencluster.cmd.v1.Isolation
-	(*KeySpec)(nil),                // 23: opencluster.cmd.v1.KeySpec
-	(*ocpb.KeyValue)(nil),          // 24: opencluster.v1.KeyValue
-	(*ocpb.ListRequest)(nil),       // 25: opencluster.v1.ListRequest
-	(*SnapshotKV)(nil),             // 26: opencluster.cmd.v1.SnapshotKV
-	(*Result)(nil),                 // 27: opencluster.cmd.v1.Result
-	(*ocpb.ListResponse)(nil),      // 28: opencluster.v1.ListResponse
+	(*BucketChangeRequest)(nil),    // 21: opencluster.cmd.v1.BucketChangeRequest
+	(*BucketChangeResponse)(nil),   // 22: opencluster.cmd.v1.BucketChangeResponse
+	nil,                            // 23: opencluster.cmd.v1.BucketChangeResponse.MatchEntry
+	(*Command)(nil),                // 24: opencluster.cmd.v1.Command
+	(Isolation)(0),                 // 25: opencluster.cmd.v1.Isolation
+	(*KeySpec)(nil),                // 26: opencluster.cmd.v1.KeySpec
+	(*ocpb.KeyValue)(nil),          // 27: opencluster.v1.KeyValue
+	(*ocpb.ListRequest)(nil),       // 28: opencluster.v1.ListRequest
+	(*SnapshotKV)(nil),             // 29: opencluster.cmd.v1.SnapshotKV
+	(*Result)(nil),                 // 30: opencluster.cmd.v1.Result
+	(*ocpb.ListResponse)(nil),      // 31: opencluster.v1.ListResponse
 }
 var file_internal_proto_depIdxs = []int32{
-	21, // 0: opencluster.cmd.v1.BucketProposeRequest.command:type_name -> opencluster.cmd.v1.Command
-	22, // 1: opencluster.cmd.v1.BucketLockKeysRequest.isolation:type_name -> opencluster.cmd.v1.Isolation
-	23, // 2: opencluster.cmd.v1.BucketLockKeysRequest.keys:type_name -> opencluster.cmd.v1.KeySpec
+	24, // 0: opencluster.cmd.v1.BucketProposeRequest.command:type_name -> opencluster.cmd.v1.Command
+	25, // 1: opencluster.cmd.v1.BucketLockKeysRequest.isolation:type_name -> opencluster.cmd.v1.Isolation
+	26, // 2: opencluster.cmd.v1.BucketLockKeysRequest.keys:type_name -> opencluster.cmd.v1.KeySpec
 	9,  // 3: opencluster.cmd.v1.BucketReadResponse.values:type_name -> opencluster.cmd.v1.ReadValue
-	24, // 4: opencluster.cmd.v1.BucketScanResponse.kvs:type_name -> opencluster.v1.KeyValue
-	25, // 5: opencluster.cmd.v1.BucketListRequest.request:type_name -> opencluster.v1.ListRequest
+	27, // 4: opencluster.cmd.v1.BucketScanResponse.kvs:type_name -> opencluster.v1.KeyValue
+	28, // 5: opencluster.cmd.v1.BucketListRequest.request:type_name -> opencluster.v1.ListRequest
 	14, // 6: opencluster.cmd.v1.SnapshotChunk.header:type_name -> opencluster.cmd.v1.RaftBatch
-	26, // 7: opencluster.cmd.v1.SnapshotChunk.kvs:type_name -> opencluster.cmd.v1.SnapshotKV
+	29, // 7: opencluster.cmd.v1.SnapshotChunk.kvs:type_name -> opencluster.cmd.v1.SnapshotKV
 	15, // 8: opencluster.cmd.v1.RaftBatch.messages:type_name -> opencluster.cmd.v1.GroupMessage
-	14, // 9: opencluster.cmd.v1.Internal.Raft:input_type -> opencluster.cmd.v1.RaftBatch
-	17, // 10: opencluster.cmd.v1.Internal.Join:input_type -> opencluster.cmd.v1.JoinRequest
-	13, // 11: opencluster.cmd.v1.Internal.Snapshot:input_type -> opencluster.cmd.v1.SnapshotChunk
-	2,  // 12: opencluster.cmd.v1.Internal.Timestamp:input_type -> opencluster.cmd.v1.TimestampRequest
-	4,  // 13: opencluster.cmd.v1.Internal.BucketPropose:input_type -> opencluster.cmd.v1.BucketProposeRequest
-	5,  // 14: opencluster.cmd.v1.Internal.BucketLockKeys:input_type -> opencluster.cmd.v1.BucketLockKeysRequest
-	7,  // 15: opencluster.cmd.v1.Internal.BucketRead:input_type -> opencluster.cmd.v1.BucketReadRequest
-	10, // 16: opencluster.cmd.v1.Internal.BucketScan:input_type -> opencluster.cmd.v1.BucketScanRequest
-	12, // 17: opencluster.cmd.v1.Internal.BucketList:input_type -> opencluster.cmd.v1.BucketListRequest
-	0,  // 18: opencluster.cmd.v1.Internal.Call:input_type -> opencluster.cmd.v1.CallRequest
-	19, // 19: opencluster.cmd.v1.TestAdmin.SetClock:input_type -> opencluster.cmd.v1.SetClockRequest
-	20, // 20: opencluster.cmd.v1.TestAdmin.SetFaults:input_type -> opencluster.cmd.v1.SetFaultsRequest
-	16, // 21: opencluster.cmd.v1.Internal.Raft:output_type -> opencluster.cmd.v1.RaftAck
-	18, // 22: opencluster.cmd.v1.Internal.Join:output_type -> opencluster.cmd.v1.JoinResponse
-	16, // 23: opencluster.cmd.v1.Internal.Snapshot:output_type -> opencluster.cmd.v1.RaftAck
-	3,  // 24: opencluster.cmd.v1.Internal.Timestamp:output_type -> opencluster.cmd.v1.TimestampResponse
-	27, // 25: opencluster.cmd.v1.Internal.BucketPropose:output_type -> opencluster.cmd.v1.Result
-	6,  // 26: opencluster.cmd.v1.Internal.BucketLockKeys:output_type -> opencluster.cmd.v1.BucketLockKeysResponse
-	8,  // 27: opencluster.cmd.v1.Internal.BucketRead:output_type -> opencluster.cmd.v1.BucketReadResponse
-	11, // 28: opencluster.cmd.v1.Internal.BucketScan:output_type -> opencluster.cmd.v1.BucketScanResponse
-	28, // 29: opencluster.cmd.v1.Internal.BucketList:output_type -> opencluster.v1.ListResponse
-	1,  // 30: opencluster.cmd.v1.Internal.Call:output_type -> opencluster.cmd.v1.CallResponse
-	16, // 31: opencluster.cmd.v1.TestAdmin.SetClock:output_type -> opencluster.cmd.v1.RaftAck
-	16, // 32: opencluster.cmd.v1.TestAdmin.SetFaults:output_type -> opencluster.cmd.v1.RaftAck
-	21, // [21:33] is the sub-list for method output_type
-	9,  // [9:21] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	23, // 9: opencluster.cmd.v1.BucketChangeResponse.match:type_name -> opencluster.cmd.v1.BucketChangeResponse.MatchEntry
+	14, // 10: opencluster.cmd.v1.Internal.Raft:input_type -> opencluster.cmd.v1.RaftBatch
+	17, // 11: opencluster.cmd.v1.Internal.Join:input_type -> opencluster.cmd.v1.JoinRequest
+	13, // 12: opencluster.cmd.v1.Internal.Snapshot:input_type -> opencluster.cmd.v1.SnapshotChunk
+	2,  // 13: opencluster.cmd.v1.Internal.Timestamp:input_type -> opencluster.cmd.v1.TimestampRequest
+	4,  // 14: opencluster.cmd.v1.Internal.BucketPropose:input_type -> opencluster.cmd.v1.BucketProposeRequest
+	5,  // 15: opencluster.cmd.v1.Internal.BucketLockKeys:input_type -> opencluster.cmd.v1.BucketLockKeysRequest
+	7,  // 16: opencluster.cmd.v1.Internal.BucketRead:input_type -> opencluster.cmd.v1.BucketReadRequest
+	10, // 17: opencluster.cmd.v1.Internal.BucketScan:input_type -> opencluster.cmd.v1.BucketScanRequest
+	12, // 18: opencluster.cmd.v1.Internal.BucketList:input_type -> opencluster.cmd.v1.BucketListRequest
+	21, // 19: opencluster.cmd.v1.Internal.BucketChange:input_type -> opencluster.cmd.v1.BucketChangeRequest
+	0,  // 20: opencluster.cmd.v1.Internal.Call:input_type -> opencluster.cmd.v1.CallRequest
+	19, // 21: opencluster.cmd.v1.TestAdmin.SetClock:input_type -> opencluster.cmd.v1.SetClockRequest
+	20, // 22: opencluster.cmd.v1.TestAdmin.SetFaults:input_type -> opencluster.cmd.v1.SetFaultsRequest
+	16, // 23: opencluster.cmd.v1.Internal.Raft:output_type -> opencluster.cmd.v1.RaftAck
+	18, // 24: opencluster.cmd.v1.Internal.Join:output_type -> opencluster.cmd.v1.JoinResponse
+	16, // 25: opencluster.cmd.v1.Internal.Snapshot:output_type -> opencluster.cmd.v1.RaftAck
+	3,  // 26: opencluster.cmd.v1.Internal.Timestamp:output_type -> opencluster.cmd.v1.TimestampResponse
+	30, // 27: opencluster.cmd.v1.Internal.BucketPropose:output_type -> opencluster.cmd.v1.Result
+	6,  // 28: opencluster.cmd.v1.Internal.BucketLockKeys:output_type -> opencluster.cmd.v1.BucketLockKeysResponse
+	8,  // 29: opencluster.cmd.v1.Internal.BucketRead:output_type -> opencluster.cmd.v1.BucketReadResponse
+	11, // 30: opencluster.cmd.v1.Internal.BucketScan:output_type -> opencluster.cmd.v1.BucketScanResponse
+	31, // 31: opencluster.cmd.v1.Internal.BucketList:output_type -> opencluster.v1.ListResponse
+	22, // 32: opencluster.cmd.v1.Internal.BucketChange:output_type -> opencluster.cmd.v1.BucketChangeResponse
+	1,  // 33: opencluster.cmd.v1.Internal.Call:output_type -> opencluster.cmd.v1.CallResponse
+	16, // 34: opencluster.cmd.v1.TestAdmin.SetClock:output_type -> opencluster.cmd.v1.RaftAck
+	16, // 35: opencluster.cmd.v1.TestAdmin.SetFaults:output_type -> opencluster.cmd.v1.RaftAck
+	23, // [23:36] is the sub-list for method output_type
+	10, // [10:23] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_internal_proto_init() }
@@ -1395,7 +1576,7 @@ func file_internal_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_internal_proto_rawDesc), len(file_internal_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   21,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -33,6 +33,7 @@ const (
 	Internal_BucketRead_FullMethodName     = "/opencluster.cmd.v1.Internal/BucketRead"
 	Internal_BucketScan_FullMethodName     = "/opencluster.cmd.v1.Internal/BucketScan"
 	Internal_BucketList_FullMethodName     = "/opencluster.cmd.v1.Internal/BucketList"
+	Internal_BucketChange_FullMethodName   = "/opencluster.cmd.v1.Internal/BucketChange"
 	Internal_Call_FullMethodName           = "/opencluster.cmd.v1.Internal/Call"
 )
 
@@ -61,6 +62,9 @@ type InternalClient interface {
 	BucketRead(ctx context.Context, in *BucketReadRequest, opts ...grpc.CallOption) (*BucketReadResponse, error)
 	BucketScan(ctx context.Context, in *BucketScanRequest, opts ...grpc.CallOption) (*BucketScanResponse, error)
 	BucketList(ctx context.Context, in *BucketListRequest, opts ...grpc.CallOption) (*ocpb.ListResponse, error)
+	// BucketChange changes a group's configuration or leadership on its
+	// leader, or only reports its state; it answers with the state after.
+	BucketChange(ctx context.Context, in *BucketChangeRequest, opts ...grpc.CallOption) (*BucketChangeResponse, error)
 	// Call runs a client request (a public API method, by name) on the node
 	// that leads the request's bucket; it is never forwarded again.
 	Call(ctx context.Context, in *CallRequest, opts ...grpc.CallOption) (*CallResponse, error)
@@ -170,6 +174,16 @@ func (c *internalClient) BucketList(ctx context.Context, in *BucketListRequest, 
 	return out, nil
 }
 
+func (c *internalClient) BucketChange(ctx context.Context, in *BucketChangeRequest, opts ...grpc.CallOption) (*BucketChangeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BucketChangeResponse)
+	err := c.cc.Invoke(ctx, Internal_BucketChange_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *internalClient) Call(ctx context.Context, in *CallRequest, opts ...grpc.CallOption) (*CallResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CallResponse)
@@ -205,6 +219,9 @@ type InternalServer interface {
 	BucketRead(context.Context, *BucketReadRequest) (*BucketReadResponse, error)
 	BucketScan(context.Context, *BucketScanRequest) (*BucketScanResponse, error)
 	BucketList(context.Context, *BucketListRequest) (*ocpb.ListResponse, error)
+	// BucketChange changes a group's configuration or leadership on its
+	// leader, or only reports its state; it answers with the state after.
+	BucketChange(context.Context, *BucketChangeRequest) (*BucketChangeResponse, error)
 	// Call runs a client request (a public API method, by name) on the node
 	// that leads the request's bucket; it is never forwarded again.
 	Call(context.Context, *CallRequest) (*CallResponse, error)
@@ -244,6 +261,9 @@ func (UnimplementedInternalServer) BucketScan(context.Context, *BucketScanReques
 }
 func (UnimplementedInternalServer) BucketList(context.Context, *BucketListRequest) (*ocpb.ListResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method BucketList not implemented")
+}
+func (UnimplementedInternalServer) BucketChange(context.Context, *BucketChangeRequest) (*BucketChangeResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method BucketChange not implemented")
 }
 func (UnimplementedInternalServer) Call(context.Context, *CallRequest) (*CallResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Call not implemented")
@@ -409,6 +429,24 @@ func _Internal_BucketList_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Internal_BucketChange_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BucketChangeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InternalServer).BucketChange(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Internal_BucketChange_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InternalServer).BucketChange(ctx, req.(*BucketChangeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Internal_Call_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CallRequest)
 	if err := dec(in); err != nil {
@@ -461,6 +499,10 @@ var Internal_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "BucketList",
 			Handler:    _Internal_BucketList_Handler,
+		},
+		{
+			MethodName: "BucketChange",
+			Handler:    _Internal_BucketChange_Handler,
 		},
 		{
 			MethodName: "Call",

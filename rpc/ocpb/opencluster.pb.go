@@ -186,6 +186,112 @@ func (Isolation) EnumDescriptor() ([]byte, []int) {
 	return file_opencluster_proto_rawDescGZIP(), []int{2}
 }
 
+type MoveReplicaRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Bucket uint32                 `protobuf:"varint,1,opt,name=bucket,proto3" json:"bucket,omitempty"`
+	// from and to are node ids, as Status prints them.
+	From          string `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
+	To            string `protobuf:"bytes,3,opt,name=to,proto3" json:"to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MoveReplicaRequest) Reset() {
+	*x = MoveReplicaRequest{}
+	mi := &file_opencluster_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MoveReplicaRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MoveReplicaRequest) ProtoMessage() {}
+
+func (x *MoveReplicaRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_opencluster_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MoveReplicaRequest.ProtoReflect.Descriptor instead.
+func (*MoveReplicaRequest) Descriptor() ([]byte, []int) {
+	return file_opencluster_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *MoveReplicaRequest) GetBucket() uint32 {
+	if x != nil {
+		return x.Bucket
+	}
+	return 0
+}
+
+func (x *MoveReplicaRequest) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *MoveReplicaRequest) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+type MoveReplicaResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// epoch is the bucket's configuration epoch after the move.
+	Epoch         uint64 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MoveReplicaResponse) Reset() {
+	*x = MoveReplicaResponse{}
+	mi := &file_opencluster_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MoveReplicaResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MoveReplicaResponse) ProtoMessage() {}
+
+func (x *MoveReplicaResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_opencluster_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MoveReplicaResponse.ProtoReflect.Descriptor instead.
+func (*MoveReplicaResponse) Descriptor() ([]byte, []int) {
+	return file_opencluster_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *MoveReplicaResponse) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
 type KeyValue struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Key   []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
@@ -198,7 +304,7 @@ type KeyValue struct {
 
 func (x *KeyValue) Reset() {
 	*x = KeyValue{}
-	mi := &file_opencluster_proto_msgTypes[0]
+	mi := &file_opencluster_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -210,7 +316,7 @@ func (x *KeyValue) String() string {
 func (*KeyValue) ProtoMessage() {}
 
 func (x *KeyValue) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[0]
+	mi := &file_opencluster_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -223,7 +329,7 @@ func (x *KeyValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyValue.ProtoReflect.Descriptor instead.
 func (*KeyValue) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{0}
+	return file_opencluster_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *KeyValue) GetKey() []byte {
@@ -259,7 +365,7 @@ type Fence struct {
 
 func (x *Fence) Reset() {
 	*x = Fence{}
-	mi := &file_opencluster_proto_msgTypes[1]
+	mi := &file_opencluster_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -271,7 +377,7 @@ func (x *Fence) String() string {
 func (*Fence) ProtoMessage() {}
 
 func (x *Fence) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[1]
+	mi := &file_opencluster_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -284,7 +390,7 @@ func (x *Fence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fence.ProtoReflect.Descriptor instead.
 func (*Fence) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{1}
+	return file_opencluster_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Fence) GetName() string {
@@ -317,7 +423,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_opencluster_proto_msgTypes[2]
+	mi := &file_opencluster_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -329,7 +435,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[2]
+	mi := &file_opencluster_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -342,7 +448,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{2}
+	return file_opencluster_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GetRequest) GetKey() []byte {
@@ -382,7 +488,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_opencluster_proto_msgTypes[3]
+	mi := &file_opencluster_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -394,7 +500,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[3]
+	mi := &file_opencluster_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -407,7 +513,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{3}
+	return file_opencluster_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetResponse) GetKv() *KeyValue {
@@ -436,7 +542,7 @@ type PutRequest struct {
 
 func (x *PutRequest) Reset() {
 	*x = PutRequest{}
-	mi := &file_opencluster_proto_msgTypes[4]
+	mi := &file_opencluster_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -448,7 +554,7 @@ func (x *PutRequest) String() string {
 func (*PutRequest) ProtoMessage() {}
 
 func (x *PutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[4]
+	mi := &file_opencluster_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -461,7 +567,7 @@ func (x *PutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutRequest.ProtoReflect.Descriptor instead.
 func (*PutRequest) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{4}
+	return file_opencluster_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PutRequest) GetKey() []byte {
@@ -523,7 +629,7 @@ type PutResponse struct {
 
 func (x *PutResponse) Reset() {
 	*x = PutResponse{}
-	mi := &file_opencluster_proto_msgTypes[5]
+	mi := &file_opencluster_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -535,7 +641,7 @@ func (x *PutResponse) String() string {
 func (*PutResponse) ProtoMessage() {}
 
 func (x *PutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[5]
+	mi := &file_opencluster_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -548,7 +654,7 @@ func (x *PutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutResponse.ProtoReflect.Descriptor instead.
 func (*PutResponse) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{5}
+	return file_opencluster_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PutResponse) GetVersion() uint64 {
@@ -575,7 +681,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_opencluster_proto_msgTypes[6]
+	mi := &file_opencluster_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -587,7 +693,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[6]
+	mi := &file_opencluster_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -600,7 +706,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{6}
+	return file_opencluster_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DeleteRequest) GetKey() []byte {
@@ -654,7 +760,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_opencluster_proto_msgTypes[7]
+	mi := &file_opencluster_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -666,7 +772,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[7]
+	mi := &file_opencluster_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -679,7 +785,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{7}
+	return file_opencluster_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DeleteResponse) GetVersion() uint64 {
@@ -709,7 +815,7 @@ type CompareAndSwapRequest struct {
 
 func (x *CompareAndSwapRequest) Reset() {
 	*x = CompareAndSwapRequest{}
-	mi := &file_opencluster_proto_msgTypes[8]
+	mi := &file_opencluster_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -721,7 +827,7 @@ func (x *CompareAndSwapRequest) String() string {
 func (*CompareAndSwapRequest) ProtoMessage() {}
 
 func (x *CompareAndSwapRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[8]
+	mi := &file_opencluster_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -734,7 +840,7 @@ func (x *CompareAndSwapRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompareAndSwapRequest.ProtoReflect.Descriptor instead.
 func (*CompareAndSwapRequest) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{8}
+	return file_opencluster_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CompareAndSwapRequest) GetKey() []byte {
@@ -800,7 +906,7 @@ type CompareAndSwapResponse struct {
 
 func (x *CompareAndSwapResponse) Reset() {
 	*x = CompareAndSwapResponse{}
-	mi := &file_opencluster_proto_msgTypes[9]
+	mi := &file_opencluster_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -812,7 +918,7 @@ func (x *CompareAndSwapResponse) String() string {
 func (*CompareAndSwapResponse) ProtoMessage() {}
 
 func (x *CompareAndSwapResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[9]
+	mi := &file_opencluster_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -825,7 +931,7 @@ func (x *CompareAndSwapResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompareAndSwapResponse.ProtoReflect.Descriptor instead.
 func (*CompareAndSwapResponse) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{9}
+	return file_opencluster_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CompareAndSwapResponse) GetSucceeded() bool {
@@ -861,7 +967,7 @@ type BatchGetRequest struct {
 
 func (x *BatchGetRequest) Reset() {
 	*x = BatchGetRequest{}
-	mi := &file_opencluster_proto_msgTypes[10]
+	mi := &file_opencluster_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -873,7 +979,7 @@ func (x *BatchGetRequest) String() string {
 func (*BatchGetRequest) ProtoMessage() {}
 
 func (x *BatchGetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[10]
+	mi := &file_opencluster_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -886,7 +992,7 @@ func (x *BatchGetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchGetRequest.ProtoReflect.Descriptor instead.
 func (*BatchGetRequest) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{10}
+	return file_opencluster_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *BatchGetRequest) GetKeys() [][]byte {
@@ -922,7 +1028,7 @@ type BatchGetResult struct {
 
 func (x *BatchGetResult) Reset() {
 	*x = BatchGetResult{}
-	mi := &file_opencluster_proto_msgTypes[11]
+	mi := &file_opencluster_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -934,7 +1040,7 @@ func (x *BatchGetResult) String() string {
 func (*BatchGetResult) ProtoMessage() {}
 
 func (x *BatchGetResult) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[11]
+	mi := &file_opencluster_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -947,7 +1053,7 @@ func (x *BatchGetResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchGetResult.ProtoReflect.Descriptor instead.
 func (*BatchGetResult) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{11}
+	return file_opencluster_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *BatchGetResult) GetKey() []byte {
@@ -989,7 +1095,7 @@ type BatchGetResponse struct {
 
 func (x *BatchGetResponse) Reset() {
 	*x = BatchGetResponse{}
-	mi := &file_opencluster_proto_msgTypes[12]
+	mi := &file_opencluster_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1001,7 +1107,7 @@ func (x *BatchGetResponse) String() string {
 func (*BatchGetResponse) ProtoMessage() {}
 
 func (x *BatchGetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[12]
+	mi := &file_opencluster_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1014,7 +1120,7 @@ func (x *BatchGetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchGetResponse.ProtoReflect.Descriptor instead.
 func (*BatchGetResponse) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{12}
+	return file_opencluster_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *BatchGetResponse) GetVersion() uint64 {
@@ -1046,7 +1152,7 @@ type ScanRequest struct {
 
 func (x *ScanRequest) Reset() {
 	*x = ScanRequest{}
-	mi := &file_opencluster_proto_msgTypes[13]
+	mi := &file_opencluster_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1058,7 +1164,7 @@ func (x *ScanRequest) String() string {
 func (*ScanRequest) ProtoMessage() {}
 
 func (x *ScanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[13]
+	mi := &file_opencluster_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1071,7 +1177,7 @@ func (x *ScanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScanRequest.ProtoReflect.Descriptor instead.
 func (*ScanRequest) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{13}
+	return file_opencluster_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ScanRequest) GetPrefix() []byte {
@@ -1121,7 +1227,7 @@ type ScanResponse struct {
 
 func (x *ScanResponse) Reset() {
 	*x = ScanResponse{}
-	mi := &file_opencluster_proto_msgTypes[14]
+	mi := &file_opencluster_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1133,7 +1239,7 @@ func (x *ScanResponse) String() string {
 func (*ScanResponse) ProtoMessage() {}
 
 func (x *ScanResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[14]
+	mi := &file_opencluster_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1146,7 +1252,7 @@ func (x *ScanResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScanResponse.ProtoReflect.Descriptor instead.
 func (*ScanResponse) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{14}
+	return file_opencluster_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ScanResponse) GetKvs() []*KeyValue {
@@ -1188,7 +1294,7 @@ type AcquireRequest struct {
 
 func (x *AcquireRequest) Reset() {
 	*x = AcquireRequest{}
-	mi := &file_opencluster_proto_msgTypes[15]
+	mi := &file_opencluster_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1200,7 +1306,7 @@ func (x *AcquireRequest) String() string {
 func (*AcquireRequest) ProtoMessage() {}
 
 func (x *AcquireRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[15]
+	mi := &file_opencluster_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1213,7 +1319,7 @@ func (x *AcquireRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcquireRequest.ProtoReflect.Descriptor instead.
 func (*AcquireRequest) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{15}
+	return file_opencluster_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *AcquireRequest) GetName() string {
@@ -1264,7 +1370,7 @@ type AcquireResponse struct {
 
 func (x *AcquireResponse) Reset() {
 	*x = AcquireResponse{}
-	mi := &file_opencluster_proto_msgTypes[16]
+	mi := &file_opencluster_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1276,7 +1382,7 @@ func (x *AcquireResponse) String() string {
 func (*AcquireResponse) ProtoMessage() {}
 
 func (x *AcquireResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[16]
+	mi := &file_opencluster_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1289,7 +1395,7 @@ func (x *AcquireResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcquireResponse.ProtoReflect.Descriptor instead.
 func (*AcquireResponse) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{16}
+	return file_opencluster_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *AcquireResponse) GetName() string {
@@ -1335,7 +1441,7 @@ type ReleaseRequest struct {
 
 func (x *ReleaseRequest) Reset() {
 	*x = ReleaseRequest{}
-	mi := &file_opencluster_proto_msgTypes[17]
+	mi := &file_opencluster_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1347,7 +1453,7 @@ func (x *ReleaseRequest) String() string {
 func (*ReleaseRequest) ProtoMessage() {}
 
 func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[17]
+	mi := &file_opencluster_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1360,7 +1466,7 @@ func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseRequest) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{17}
+	return file_opencluster_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ReleaseRequest) GetName() string {
@@ -1399,7 +1505,7 @@ type ReleaseResponse struct {
 
 func (x *ReleaseResponse) Reset() {
 	*x = ReleaseResponse{}
-	mi := &file_opencluster_proto_msgTypes[18]
+	mi := &file_opencluster_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1411,7 +1517,7 @@ func (x *ReleaseResponse) String() string {
 func (*ReleaseResponse) ProtoMessage() {}
 
 func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[18]
+	mi := &file_opencluster_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1424,7 +1530,7 @@ func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseResponse.ProtoReflect.Descriptor instead.
 func (*ReleaseResponse) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{18}
+	return file_opencluster_proto_rawDescGZIP(), []int{20}
 }
 
 type KeepAliveRequest struct {
@@ -1438,7 +1544,7 @@ type KeepAliveRequest struct {
 
 func (x *KeepAliveRequest) Reset() {
 	*x = KeepAliveRequest{}
-	mi := &file_opencluster_proto_msgTypes[19]
+	mi := &file_opencluster_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1450,7 +1556,7 @@ func (x *KeepAliveRequest) String() string {
 func (*KeepAliveRequest) ProtoMessage() {}
 
 func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[19]
+	mi := &file_opencluster_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1463,7 +1569,7 @@ func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveRequest.ProtoReflect.Descriptor instead.
 func (*KeepAliveRequest) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{19}
+	return file_opencluster_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *KeepAliveRequest) GetName() string {
@@ -1502,7 +1608,7 @@ type KeepAliveResponse struct {
 
 func (x *KeepAliveResponse) Reset() {
 	*x = KeepAliveResponse{}
-	mi := &file_opencluster_proto_msgTypes[20]
+	mi := &file_opencluster_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1514,7 +1620,7 @@ func (x *KeepAliveResponse) String() string {
 func (*KeepAliveResponse) ProtoMessage() {}
 
 func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[20]
+	mi := &file_opencluster_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1527,7 +1633,7 @@ func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveResponse.ProtoReflect.Descriptor instead.
 func (*KeepAliveResponse) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{20}
+	return file_opencluster_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *KeepAliveResponse) GetName() string {
@@ -1575,7 +1681,7 @@ type KeyLockRequest struct {
 
 func (x *KeyLockRequest) Reset() {
 	*x = KeyLockRequest{}
-	mi := &file_opencluster_proto_msgTypes[21]
+	mi := &file_opencluster_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1587,7 +1693,7 @@ func (x *KeyLockRequest) String() string {
 func (*KeyLockRequest) ProtoMessage() {}
 
 func (x *KeyLockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[21]
+	mi := &file_opencluster_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1600,7 +1706,7 @@ func (x *KeyLockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyLockRequest.ProtoReflect.Descriptor instead.
 func (*KeyLockRequest) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{21}
+	return file_opencluster_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *KeyLockRequest) GetKey() []byte {
@@ -1632,7 +1738,7 @@ type RestrictRequest struct {
 
 func (x *RestrictRequest) Reset() {
 	*x = RestrictRequest{}
-	mi := &file_opencluster_proto_msgTypes[22]
+	mi := &file_opencluster_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1644,7 +1750,7 @@ func (x *RestrictRequest) String() string {
 func (*RestrictRequest) ProtoMessage() {}
 
 func (x *RestrictRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[22]
+	mi := &file_opencluster_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1657,7 +1763,7 @@ func (x *RestrictRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestrictRequest.ProtoReflect.Descriptor instead.
 func (*RestrictRequest) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{22}
+	return file_opencluster_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RestrictRequest) GetName() string {
@@ -1724,7 +1830,7 @@ type RestrictResponse struct {
 
 func (x *RestrictResponse) Reset() {
 	*x = RestrictResponse{}
-	mi := &file_opencluster_proto_msgTypes[23]
+	mi := &file_opencluster_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1736,7 +1842,7 @@ func (x *RestrictResponse) String() string {
 func (*RestrictResponse) ProtoMessage() {}
 
 func (x *RestrictResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[23]
+	mi := &file_opencluster_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1749,7 +1855,7 @@ func (x *RestrictResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestrictResponse.ProtoReflect.Descriptor instead.
 func (*RestrictResponse) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{23}
+	return file_opencluster_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RestrictResponse) GetName() string {
@@ -1798,7 +1904,7 @@ type CommitRequest struct {
 
 func (x *CommitRequest) Reset() {
 	*x = CommitRequest{}
-	mi := &file_opencluster_proto_msgTypes[24]
+	mi := &file_opencluster_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1810,7 +1916,7 @@ func (x *CommitRequest) String() string {
 func (*CommitRequest) ProtoMessage() {}
 
 func (x *CommitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[24]
+	mi := &file_opencluster_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1823,7 +1929,7 @@ func (x *CommitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitRequest.ProtoReflect.Descriptor instead.
 func (*CommitRequest) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{24}
+	return file_opencluster_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CommitRequest) GetName() string {
@@ -1857,7 +1963,7 @@ type CommitResponse struct {
 
 func (x *CommitResponse) Reset() {
 	*x = CommitResponse{}
-	mi := &file_opencluster_proto_msgTypes[25]
+	mi := &file_opencluster_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1869,7 +1975,7 @@ func (x *CommitResponse) String() string {
 func (*CommitResponse) ProtoMessage() {}
 
 func (x *CommitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[25]
+	mi := &file_opencluster_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1882,7 +1988,7 @@ func (x *CommitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitResponse.ProtoReflect.Descriptor instead.
 func (*CommitResponse) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{25}
+	return file_opencluster_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CommitResponse) GetCommitVersion() uint64 {
@@ -1903,7 +2009,7 @@ type AbortRequest struct {
 
 func (x *AbortRequest) Reset() {
 	*x = AbortRequest{}
-	mi := &file_opencluster_proto_msgTypes[26]
+	mi := &file_opencluster_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1915,7 +2021,7 @@ func (x *AbortRequest) String() string {
 func (*AbortRequest) ProtoMessage() {}
 
 func (x *AbortRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[26]
+	mi := &file_opencluster_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1928,7 +2034,7 @@ func (x *AbortRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortRequest.ProtoReflect.Descriptor instead.
 func (*AbortRequest) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{26}
+	return file_opencluster_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *AbortRequest) GetName() string {
@@ -1960,7 +2066,7 @@ type AbortResponse struct {
 
 func (x *AbortResponse) Reset() {
 	*x = AbortResponse{}
-	mi := &file_opencluster_proto_msgTypes[27]
+	mi := &file_opencluster_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1972,7 +2078,7 @@ func (x *AbortResponse) String() string {
 func (*AbortResponse) ProtoMessage() {}
 
 func (x *AbortResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[27]
+	mi := &file_opencluster_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1985,7 +2091,7 @@ func (x *AbortResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortResponse.ProtoReflect.Descriptor instead.
 func (*AbortResponse) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{27}
+	return file_opencluster_proto_rawDescGZIP(), []int{29}
 }
 
 type DescribeRequest struct {
@@ -1998,7 +2104,7 @@ type DescribeRequest struct {
 
 func (x *DescribeRequest) Reset() {
 	*x = DescribeRequest{}
-	mi := &file_opencluster_proto_msgTypes[28]
+	mi := &file_opencluster_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2010,7 +2116,7 @@ func (x *DescribeRequest) String() string {
 func (*DescribeRequest) ProtoMessage() {}
 
 func (x *DescribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[28]
+	mi := &file_opencluster_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2023,7 +2129,7 @@ func (x *DescribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeRequest.ProtoReflect.Descriptor instead.
 func (*DescribeRequest) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{28}
+	return file_opencluster_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *DescribeRequest) GetName() string {
@@ -2050,7 +2156,7 @@ type KeyLockInfo struct {
 
 func (x *KeyLockInfo) Reset() {
 	*x = KeyLockInfo{}
-	mi := &file_opencluster_proto_msgTypes[29]
+	mi := &file_opencluster_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2062,7 +2168,7 @@ func (x *KeyLockInfo) String() string {
 func (*KeyLockInfo) ProtoMessage() {}
 
 func (x *KeyLockInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[29]
+	mi := &file_opencluster_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2075,7 +2181,7 @@ func (x *KeyLockInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyLockInfo.ProtoReflect.Descriptor instead.
 func (*KeyLockInfo) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{29}
+	return file_opencluster_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *KeyLockInfo) GetKey() []byte {
@@ -2116,7 +2222,7 @@ type LockInfo struct {
 
 func (x *LockInfo) Reset() {
 	*x = LockInfo{}
-	mi := &file_opencluster_proto_msgTypes[30]
+	mi := &file_opencluster_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2128,7 +2234,7 @@ func (x *LockInfo) String() string {
 func (*LockInfo) ProtoMessage() {}
 
 func (x *LockInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[30]
+	mi := &file_opencluster_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2141,7 +2247,7 @@ func (x *LockInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockInfo.ProtoReflect.Descriptor instead.
 func (*LockInfo) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{30}
+	return file_opencluster_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *LockInfo) GetName() string {
@@ -2244,7 +2350,7 @@ type DescribeResponse struct {
 
 func (x *DescribeResponse) Reset() {
 	*x = DescribeResponse{}
-	mi := &file_opencluster_proto_msgTypes[31]
+	mi := &file_opencluster_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2256,7 +2362,7 @@ func (x *DescribeResponse) String() string {
 func (*DescribeResponse) ProtoMessage() {}
 
 func (x *DescribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[31]
+	mi := &file_opencluster_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2269,7 +2375,7 @@ func (x *DescribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeResponse.ProtoReflect.Descriptor instead.
 func (*DescribeResponse) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{31}
+	return file_opencluster_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *DescribeResponse) GetLocks() []*LockInfo {
@@ -2291,7 +2397,7 @@ type ListRequest struct {
 
 func (x *ListRequest) Reset() {
 	*x = ListRequest{}
-	mi := &file_opencluster_proto_msgTypes[32]
+	mi := &file_opencluster_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2303,7 +2409,7 @@ func (x *ListRequest) String() string {
 func (*ListRequest) ProtoMessage() {}
 
 func (x *ListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[32]
+	mi := &file_opencluster_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2316,7 +2422,7 @@ func (x *ListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
 func (*ListRequest) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{32}
+	return file_opencluster_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListRequest) GetPrefix() string {
@@ -2349,7 +2455,7 @@ type ListResponse struct {
 
 func (x *ListResponse) Reset() {
 	*x = ListResponse{}
-	mi := &file_opencluster_proto_msgTypes[33]
+	mi := &file_opencluster_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2361,7 +2467,7 @@ func (x *ListResponse) String() string {
 func (*ListResponse) ProtoMessage() {}
 
 func (x *ListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[33]
+	mi := &file_opencluster_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2374,7 +2480,7 @@ func (x *ListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
 func (*ListResponse) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{33}
+	return file_opencluster_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListResponse) GetLocks() []*LockInfo {
@@ -2392,7 +2498,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_opencluster_proto_msgTypes[34]
+	mi := &file_opencluster_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2404,7 +2510,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[34]
+	mi := &file_opencluster_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2417,7 +2523,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{34}
+	return file_opencluster_proto_rawDescGZIP(), []int{36}
 }
 
 type Member struct {
@@ -2432,7 +2538,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_opencluster_proto_msgTypes[35]
+	mi := &file_opencluster_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2444,7 +2550,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[35]
+	mi := &file_opencluster_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2457,7 +2563,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{35}
+	return file_opencluster_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Member) GetId() string {
@@ -2501,7 +2607,7 @@ type BucketStatus struct {
 
 func (x *BucketStatus) Reset() {
 	*x = BucketStatus{}
-	mi := &file_opencluster_proto_msgTypes[36]
+	mi := &file_opencluster_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2513,7 +2619,7 @@ func (x *BucketStatus) String() string {
 func (*BucketStatus) ProtoMessage() {}
 
 func (x *BucketStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[36]
+	mi := &file_opencluster_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2526,7 +2632,7 @@ func (x *BucketStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BucketStatus.ProtoReflect.Descriptor instead.
 func (*BucketStatus) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{36}
+	return file_opencluster_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *BucketStatus) GetBucket() uint32 {
@@ -2579,7 +2685,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_opencluster_proto_msgTypes[37]
+	mi := &file_opencluster_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2591,7 +2697,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[37]
+	mi := &file_opencluster_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2604,7 +2710,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{37}
+	return file_opencluster_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *StatusResponse) GetNodeId() string {
@@ -2653,7 +2759,13 @@ var File_opencluster_proto protoreflect.FileDescriptor
 
 const file_opencluster_proto_rawDesc = "" +
 	"\n" +
-	"\x11opencluster.proto\x12\x0eopencluster.v1\x1a\x1egoogle/protobuf/duration.proto\"L\n" +
+	"\x11opencluster.proto\x12\x0eopencluster.v1\x1a\x1egoogle/protobuf/duration.proto\"P\n" +
+	"\x12MoveReplicaRequest\x12\x16\n" +
+	"\x06bucket\x18\x01 \x01(\rR\x06bucket\x12\x12\n" +
+	"\x04from\x18\x02 \x01(\tR\x04from\x12\x0e\n" +
+	"\x02to\x18\x03 \x01(\tR\x02to\"+\n" +
+	"\x13MoveReplicaResponse\x12\x14\n" +
+	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\"L\n" +
 	"\bKeyValue\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12\x18\n" +
@@ -2865,9 +2977,10 @@ const file_opencluster_proto_rawDesc = "" +
 	"\x06Commit\x12\x1d.opencluster.v1.CommitRequest\x1a\x1e.opencluster.v1.CommitResponse\x12D\n" +
 	"\x05Abort\x12\x1c.opencluster.v1.AbortRequest\x1a\x1d.opencluster.v1.AbortResponse\x12M\n" +
 	"\bDescribe\x12\x1f.opencluster.v1.DescribeRequest\x1a .opencluster.v1.DescribeResponse\x12A\n" +
-	"\x04List\x12\x1b.opencluster.v1.ListRequest\x1a\x1c.opencluster.v1.ListResponse2R\n" +
+	"\x04List\x12\x1b.opencluster.v1.ListRequest\x1a\x1c.opencluster.v1.ListResponse2\xaa\x01\n" +
 	"\aCluster\x12G\n" +
-	"\x06Status\x12\x1d.opencluster.v1.StatusRequest\x1a\x1e.opencluster.v1.StatusResponseB-Z+github.com/opencluster/opencluster/rpc/ocpbb\x06proto3"
+	"\x06Status\x12\x1d.opencluster.v1.StatusRequest\x1a\x1e.opencluster.v1.StatusResponse\x12V\n" +
+	"\vMoveReplica\x12\".opencluster.v1.MoveReplicaRequest\x1a#.opencluster.v1.MoveReplicaResponseB-Z+github.com/opencluster/opencluster/rpc/ocpbb\x06proto3"
 
 var (
 	file_opencluster_proto_rawDescOnce sync.Once
@@ -2882,119 +2995,123 @@ func file_opencluster_proto_rawDescGZIP() []byte {
 }
 
 var file_opencluster_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_opencluster_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_opencluster_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_opencluster_proto_goTypes = []any{
 	(LockKind)(0),                  // 0: opencluster.v1.LockKind
 	(KeyMode)(0),                   // 1: opencluster.v1.KeyMode
 	(Isolation)(0),                 // 2: opencluster.v1.Isolation
-	(*KeyValue)(nil),               // 3: opencluster.v1.KeyValue
-	(*Fence)(nil),                  // 4: opencluster.v1.Fence
-	(*GetRequest)(nil),             // 5: opencluster.v1.GetRequest
-	(*GetResponse)(nil),            // 6: opencluster.v1.GetResponse
-	(*PutRequest)(nil),             // 7: opencluster.v1.PutRequest
-	(*PutResponse)(nil),            // 8: opencluster.v1.PutResponse
-	(*DeleteRequest)(nil),          // 9: opencluster.v1.DeleteRequest
-	(*DeleteResponse)(nil),         // 10: opencluster.v1.DeleteResponse
-	(*CompareAndSwapRequest)(nil),  // 11: opencluster.v1.CompareAndSwapRequest
-	(*CompareAndSwapResponse)(nil), // 12: opencluster.v1.CompareAndSwapResponse
-	(*BatchGetRequest)(nil),        // 13: opencluster.v1.BatchGetRequest
-	(*BatchGetResult)(nil),         // 14: opencluster.v1.BatchGetResult
-	(*BatchGetResponse)(nil),       // 15: opencluster.v1.BatchGetResponse
-	(*ScanRequest)(nil),            // 16: opencluster.v1.ScanRequest
-	(*ScanResponse)(nil),           // 17: opencluster.v1.ScanResponse
-	(*AcquireRequest)(nil),         // 18: opencluster.v1.AcquireRequest
-	(*AcquireResponse)(nil),        // 19: opencluster.v1.AcquireResponse
-	(*ReleaseRequest)(nil),         // 20: opencluster.v1.ReleaseRequest
-	(*ReleaseResponse)(nil),        // 21: opencluster.v1.ReleaseResponse
-	(*KeepAliveRequest)(nil),       // 22: opencluster.v1.KeepAliveRequest
-	(*KeepAliveResponse)(nil),      // 23: opencluster.v1.KeepAliveResponse
-	(*KeyLockRequest)(nil),         // 24: opencluster.v1.KeyLockRequest
-	(*RestrictRequest)(nil),        // 25: opencluster.v1.RestrictRequest
-	(*RestrictResponse)(nil),       // 26: opencluster.v1.RestrictResponse
-	(*CommitRequest)(nil),          // 27: opencluster.v1.CommitRequest
-	(*CommitResponse)(nil),         // 28: opencluster.v1.CommitResponse
-	(*AbortRequest)(nil),           // 29: opencluster.v1.AbortRequest
-	(*AbortResponse)(nil),          // 30: opencluster.v1.AbortResponse
-	(*DescribeRequest)(nil),        // 31: opencluster.v1.DescribeRequest
-	(*KeyLockInfo)(nil),            // 32: opencluster.v1.KeyLockInfo
-	(*LockInfo)(nil),               // 33: opencluster.v1.LockInfo
-	(*DescribeResponse)(nil),       // 34: opencluster.v1.DescribeResponse
-	(*ListRequest)(nil),            // 35: opencluster.v1.ListRequest
-	(*ListResponse)(nil),           // 36: opencluster.v1.ListResponse
-	(*StatusRequest)(nil),          // 37: opencluster.v1.StatusRequest
-	(*Member)(nil),                 // 38: opencluster.v1.Member
-	(*BucketStatus)(nil),           // 39: opencluster.v1.BucketStatus
-	(*StatusResponse)(nil),         // 40: opencluster.v1.StatusResponse
-	(*durationpb.Duration)(nil),    // 41: google.protobuf.Duration
+	(*MoveReplicaRequest)(nil),     // 3: opencluster.v1.MoveReplicaRequest
+	(*MoveReplicaResponse)(nil),    // 4: opencluster.v1.MoveReplicaResponse
+	(*KeyValue)(nil),               // 5: opencluster.v1.KeyValue
+	(*Fence)(nil),                  // 6: opencluster.v1.Fence
+	(*GetRequest)(nil),             // 7: opencluster.v1.GetRequest
+	(*GetResponse)(nil),            // 8: opencluster.v1.GetResponse
+	(*PutRequest)(nil),             // 9: opencluster.v1.PutRequest
+	(*PutResponse)(nil),            // 10: opencluster.v1.PutResponse
+	(*DeleteRequest)(nil),          // 11: opencluster.v1.DeleteRequest
+	(*DeleteResponse)(nil),         // 12: opencluster.v1.DeleteResponse
+	(*CompareAndSwapRequest)(nil),  // 13: opencluster.v1.CompareAndSwapRequest
+	(*CompareAndSwapResponse)(nil), // 14: opencluster.v1.CompareAndSwapResponse
+	(*BatchGetRequest)(nil),        // 15: opencluster.v1.BatchGetRequest
+	(*BatchGetResult)(nil),         // 16: opencluster.v1.BatchGetResult
+	(*BatchGetResponse)(nil),       // 17: opencluster.v1.BatchGetResponse
+	(*ScanRequest)(nil),            // 18: opencluster.v1.ScanRequest
+	(*ScanResponse)(nil),           // 19: opencluster.v1.ScanResponse
+	(*AcquireRequest)(nil),         // 20: opencluster.v1.AcquireRequest
+	(*AcquireResponse)(nil),        // 21: opencluster.v1.AcquireResponse
+	(*ReleaseRequest)(nil),         // 22: opencluster.v1.ReleaseRequest
+	(*ReleaseResponse)(nil),        // 23: opencluster.v1.ReleaseResponse
+	(*KeepAliveRequest)(nil),       // 24: opencluster.v1.KeepAliveRequest
+	(*KeepAliveResponse)(nil),      // 25: opencluster.v1.KeepAliveResponse
+	(*KeyLockRequest)(nil),         // 26: opencluster.v1.KeyLockRequest
+	(*RestrictRequest)(nil),        // 27: opencluster.v1.RestrictRequest
+	(*RestrictResponse)(nil),       // 28: opencluster.v1.RestrictResponse
+	(*CommitRequest)(nil),          // 29: opencluster.v1.CommitRequest
+	(*CommitResponse)(nil),         // 30: opencluster.v1.CommitResponse
+	(*AbortRequest)(nil),           // 31: opencluster.v1.AbortRequest
+	(*AbortResponse)(nil),          // 32: opencluster.v1.AbortResponse
+	(*DescribeRequest)(nil),        // 33: opencluster.v1.DescribeRequest
+	(*KeyLockInfo)(nil),            // 34: opencluster.v1.KeyLockInfo
+	(*LockInfo)(nil),               // 35: opencluster.v1.LockInfo
+	(*DescribeResponse)(nil),       // 36: opencluster.v1.DescribeResponse
+	(*ListRequest)(nil),            // 37: opencluster.v1.ListRequest
+	(*ListResponse)(nil),           // 38: opencluster.v1.ListResponse
+	(*StatusRequest)(nil),          // 39: opencluster.v1.StatusRequest
+	(*Member)(nil),                 // 40: opencluster.v1.Member
+	(*BucketStatus)(nil),           // 41: opencluster.v1.BucketStatus
+	(*StatusResponse)(nil),         // 42: opencluster.v1.StatusResponse
+	(*durationpb.Duration)(nil),    // 43: google.protobuf.Duration
 }
 var file_opencluster_proto_depIdxs = []int32{
-	41, // 0: opencluster.v1.GetRequest.wait:type_name -> google.protobuf.Duration
-	3,  // 1: opencluster.v1.GetResponse.kv:type_name -> opencluster.v1.KeyValue
-	4,  // 2: opencluster.v1.PutRequest.fence:type_name -> opencluster.v1.Fence
-	41, // 3: opencluster.v1.PutRequest.wait:type_name -> google.protobuf.Duration
-	4,  // 4: opencluster.v1.DeleteRequest.fence:type_name -> opencluster.v1.Fence
-	41, // 5: opencluster.v1.DeleteRequest.wait:type_name -> google.protobuf.Duration
-	41, // 6: opencluster.v1.CompareAndSwapRequest.wait:type_name -> google.protobuf.Duration
-	3,  // 7: opencluster.v1.CompareAndSwapResponse.current:type_name -> opencluster.v1.KeyValue
-	41, // 8: opencluster.v1.BatchGetRequest.wait:type_name -> google.protobuf.Duration
-	14, // 9: opencluster.v1.BatchGetResponse.results:type_name -> opencluster.v1.BatchGetResult
-	41, // 10: opencluster.v1.ScanRequest.wait:type_name -> google.protobuf.Duration
-	3,  // 11: opencluster.v1.ScanResponse.kvs:type_name -> opencluster.v1.KeyValue
-	41, // 12: opencluster.v1.AcquireRequest.ttl:type_name -> google.protobuf.Duration
-	41, // 13: opencluster.v1.AcquireRequest.wait:type_name -> google.protobuf.Duration
-	41, // 14: opencluster.v1.AcquireResponse.ttl:type_name -> google.protobuf.Duration
+	43, // 0: opencluster.v1.GetRequest.wait:type_name -> google.protobuf.Duration
+	5,  // 1: opencluster.v1.GetResponse.kv:type_name -> opencluster.v1.KeyValue
+	6,  // 2: opencluster.v1.PutRequest.fence:type_name -> opencluster.v1.Fence
+	43, // 3: opencluster.v1.PutRequest.wait:type_name -> google.protobuf.Duration
+	6,  // 4: opencluster.v1.DeleteRequest.fence:type_name -> opencluster.v1.Fence
+	43, // 5: opencluster.v1.DeleteRequest.wait:type_name -> google.protobuf.Duration
+	43, // 6: opencluster.v1.CompareAndSwapRequest.wait:type_name -> google.protobuf.Duration
+	5,  // 7: opencluster.v1.CompareAndSwapResponse.current:type_name -> opencluster.v1.KeyValue
+	43, // 8: opencluster.v1.BatchGetRequest.wait:type_name -> google.protobuf.Duration
+	16, // 9: opencluster.v1.BatchGetResponse.results:type_name -> opencluster.v1.BatchGetResult
+	43, // 10: opencluster.v1.ScanRequest.wait:type_name -> google.protobuf.Duration
+	5,  // 11: opencluster.v1.ScanResponse.kvs:type_name -> opencluster.v1.KeyValue
+	43, // 12: opencluster.v1.AcquireRequest.ttl:type_name -> google.protobuf.Duration
+	43, // 13: opencluster.v1.AcquireRequest.wait:type_name -> google.protobuf.Duration
+	43, // 14: opencluster.v1.AcquireResponse.ttl:type_name -> google.protobuf.Duration
 	0,  // 15: opencluster.v1.KeepAliveRequest.kind:type_name -> opencluster.v1.LockKind
-	41, // 16: opencluster.v1.KeepAliveResponse.ttl:type_name -> google.protobuf.Duration
+	43, // 16: opencluster.v1.KeepAliveResponse.ttl:type_name -> google.protobuf.Duration
 	1,  // 17: opencluster.v1.KeyLockRequest.mode:type_name -> opencluster.v1.KeyMode
-	24, // 18: opencluster.v1.RestrictRequest.keys:type_name -> opencluster.v1.KeyLockRequest
-	41, // 19: opencluster.v1.RestrictRequest.ttl:type_name -> google.protobuf.Duration
+	26, // 18: opencluster.v1.RestrictRequest.keys:type_name -> opencluster.v1.KeyLockRequest
+	43, // 19: opencluster.v1.RestrictRequest.ttl:type_name -> google.protobuf.Duration
 	2,  // 20: opencluster.v1.RestrictRequest.isolation:type_name -> opencluster.v1.Isolation
-	41, // 21: opencluster.v1.RestrictRequest.wait:type_name -> google.protobuf.Duration
-	41, // 22: opencluster.v1.RestrictResponse.ttl:type_name -> google.protobuf.Duration
+	43, // 21: opencluster.v1.RestrictRequest.wait:type_name -> google.protobuf.Duration
+	43, // 22: opencluster.v1.RestrictResponse.ttl:type_name -> google.protobuf.Duration
 	0,  // 23: opencluster.v1.DescribeRequest.kind:type_name -> opencluster.v1.LockKind
 	1,  // 24: opencluster.v1.KeyLockInfo.mode:type_name -> opencluster.v1.KeyMode
 	0,  // 25: opencluster.v1.LockInfo.kind:type_name -> opencluster.v1.LockKind
-	41, // 26: opencluster.v1.LockInfo.ttl:type_name -> google.protobuf.Duration
-	41, // 27: opencluster.v1.LockInfo.expires_in:type_name -> google.protobuf.Duration
+	43, // 26: opencluster.v1.LockInfo.ttl:type_name -> google.protobuf.Duration
+	43, // 27: opencluster.v1.LockInfo.expires_in:type_name -> google.protobuf.Duration
 	2,  // 28: opencluster.v1.LockInfo.isolation:type_name -> opencluster.v1.Isolation
-	32, // 29: opencluster.v1.LockInfo.keys:type_name -> opencluster.v1.KeyLockInfo
-	33, // 30: opencluster.v1.DescribeResponse.locks:type_name -> opencluster.v1.LockInfo
+	34, // 29: opencluster.v1.LockInfo.keys:type_name -> opencluster.v1.KeyLockInfo
+	35, // 30: opencluster.v1.DescribeResponse.locks:type_name -> opencluster.v1.LockInfo
 	0,  // 31: opencluster.v1.ListRequest.kind:type_name -> opencluster.v1.LockKind
-	33, // 32: opencluster.v1.ListResponse.locks:type_name -> opencluster.v1.LockInfo
-	38, // 33: opencluster.v1.StatusResponse.members:type_name -> opencluster.v1.Member
-	39, // 34: opencluster.v1.StatusResponse.buckets:type_name -> opencluster.v1.BucketStatus
-	5,  // 35: opencluster.v1.KV.Get:input_type -> opencluster.v1.GetRequest
-	7,  // 36: opencluster.v1.KV.Put:input_type -> opencluster.v1.PutRequest
-	9,  // 37: opencluster.v1.KV.Delete:input_type -> opencluster.v1.DeleteRequest
-	11, // 38: opencluster.v1.KV.CompareAndSwap:input_type -> opencluster.v1.CompareAndSwapRequest
-	13, // 39: opencluster.v1.KV.BatchGet:input_type -> opencluster.v1.BatchGetRequest
-	16, // 40: opencluster.v1.KV.Scan:input_type -> opencluster.v1.ScanRequest
-	18, // 41: opencluster.v1.Locks.Acquire:input_type -> opencluster.v1.AcquireRequest
-	20, // 42: opencluster.v1.Locks.Release:input_type -> opencluster.v1.ReleaseRequest
-	22, // 43: opencluster.v1.Locks.KeepAlive:input_type -> opencluster.v1.KeepAliveRequest
-	25, // 44: opencluster.v1.Locks.Restrict:input_type -> opencluster.v1.RestrictRequest
-	27, // 45: opencluster.v1.Locks.Commit:input_type -> opencluster.v1.CommitRequest
-	29, // 46: opencluster.v1.Locks.Abort:input_type -> opencluster.v1.AbortRequest
-	31, // 47: opencluster.v1.Locks.Describe:input_type -> opencluster.v1.DescribeRequest
-	35, // 48: opencluster.v1.Locks.List:input_type -> opencluster.v1.ListRequest
-	37, // 49: opencluster.v1.Cluster.Status:input_type -> opencluster.v1.StatusRequest
-	6,  // 50: opencluster.v1.KV.Get:output_type -> opencluster.v1.GetResponse
-	8,  // 51: opencluster.v1.KV.Put:output_type -> opencluster.v1.PutResponse
-	10, // 52: opencluster.v1.KV.Delete:output_type -> opencluster.v1.DeleteResponse
-	12, // 53: opencluster.v1.KV.CompareAndSwap:output_type -> opencluster.v1.CompareAndSwapResponse
-	15, // 54: opencluster.v1.KV.BatchGet:output_type -> opencluster.v1.BatchGetResponse
-	17, // 55: opencluster.v1.KV.Scan:output_type -> opencluster.v1.ScanResponse
-	19, // 56: opencluster.v1.Locks.Acquire:output_type -> opencluster.v1.AcquireResponse
-	21, // 57: opencluster.v1.Locks.Release:output_type -> opencluster.v1.ReleaseResponse
-	23, // 58: opencluster.v1.Locks.KeepAlive:output_type -> opencluster.v1.KeepAliveResponse
-	26, // 59: opencluster.v1.Locks.Restrict:output_type -> opencluster.v1.RestrictResponse
-	28, // 60: opencluster.v1.Locks.Commit:output_type -> opencluster.v1.CommitResponse
-	30, // 61: opencluster.v1.Locks.Abort:output_type -> opencluster.v1.AbortResponse
-	34, // 62: opencluster.v1.Locks.Describe:output_type -> opencluster.v1.DescribeResponse
-	36, // 63: opencluster.v1.Locks.List:output_type -> opencluster.v1.ListResponse
-	40, // 64: opencluster.v1.Cluster.Status:output_type -> opencluster.v1.StatusResponse
-	50, // [50:65] is the sub-list for method output_type
-	35, // [35:50] is the sub-list for method input_type
+	35, // 32: opencluster.v1.ListResponse.locks:type_name -> opencluster.v1.LockInfo
+	40, // 33: opencluster.v1.StatusResponse.members:type_name -> opencluster.v1.Member
+	41, // 34: opencluster.v1.StatusResponse.buckets:type_name -> opencluster.v1.BucketStatus
+	7,  // 35: opencluster.v1.KV.Get:input_type -> opencluster.v1.GetRequest
+	9,  // 36: opencluster.v1.KV.Put:input_type -> opencluster.v1.PutRequest
+	11, // 37: opencluster.v1.KV.Delete:input_type -> opencluster.v1.DeleteRequest
+	13, // 38: opencluster.v1.KV.CompareAndSwap:input_type -> opencluster.v1.CompareAndSwapRequest
+	15, // 39: opencluster.v1.KV.BatchGet:input_type -> opencluster.v1.BatchGetRequest
+	18, // 40: opencluster.v1.KV.Scan:input_type -> opencluster.v1.ScanRequest
+	20, // 41: opencluster.v1.Locks.Acquire:input_type -> opencluster.v1.AcquireRequest
+	22, // 42: opencluster.v1.Locks.Release:input_type -> opencluster.v1.ReleaseRequest
+	24, // 43: opencluster.v1.Locks.KeepAlive:input_type -> opencluster.v1.KeepAliveRequest
+	27, // 44: opencluster.v1.Locks.Restrict:input_type -> opencluster.v1.RestrictRequest
+	29, // 45: opencluster.v1.Locks.Commit:input_type -> opencluster.v1.CommitRequest
+	31, // 46: opencluster.v1.Locks.Abort:input_type -> opencluster.v1.AbortRequest
+	33, // 47: opencluster.v1.Locks.Describe:input_type -> opencluster.v1.DescribeRequest
+	37, // 48: opencluster.v1.Locks.List:input_type -> opencluster.v1.ListRequest
+	39, // 49: opencluster.v1.Cluster.Status:input_type -> opencluster.v1.StatusRequest
+	3,  // 50: opencluster.v1.Cluster.MoveReplica:input_type -> opencluster.v1.MoveReplicaRequest
+	8,  // 51: opencluster.v1.KV.Get:output_type -> opencluster.v1.GetResponse
+	10, // 52: opencluster.v1.KV.Put:output_type -> opencluster.v1.PutResponse
+	12, // 53: opencluster.v1.KV.Delete:output_type -> opencluster.v1.DeleteResponse
+	14, // 54: opencluster.v1.KV.CompareAndSwap:output_type -> opencluster.v1.CompareAndSwapResponse
+	17, // 55: opencluster.v1.KV.BatchGet:output_type -> opencluster.v1.BatchGetResponse
+	19, // 56: opencluster.v1.KV.Scan:output_type -> opencluster.v1.ScanResponse
+	21, // 57: opencluster.v1.Locks.Acquire:output_type -> opencluster.v1.AcquireResponse
+	23, // 58: opencluster.v1.Locks.Release:output_type -> opencluster.v1.ReleaseResponse
+	25, // 59: opencluster.v1.Locks.KeepAlive:output_type -> opencluster.v1.KeepAliveResponse
+	28, // 60: opencluster.v1.Locks.Restrict:output_type -> opencluster.v1.RestrictResponse
+	30, // 61: opencluster.v1.Locks.Commit:output_type -> opencluster.v1.CommitResponse
+	32, // 62: opencluster.v1.Locks.Abort:output_type -> opencluster.v1.AbortResponse
+	36, // 63: opencluster.v1.Locks.Describe:output_type -> opencluster.v1.DescribeResponse
+	38, // 64: opencluster.v1.Locks.List:output_type -> opencluster.v1.ListResponse
+	42, // 65: opencluster.v1.Cluster.Status:output_type -> opencluster.v1.StatusResponse
+	4,  // 66: opencluster.v1.Cluster.MoveReplica:output_type -> opencluster.v1.MoveReplicaResponse
+	51, // [51:67] is the sub-list for method output_type
+	35, // [35:51] is the sub-list for method input_type
 	35, // [35:35] is the sub-list for extension type_name
 	35, // [35:35] is the sub-list for extension extendee
 	0,  // [0:35] is the sub-list for field type_name
@@ -3011,7 +3128,7 @@ func file_opencluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_opencluster_proto_rawDesc), len(file_opencluster_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   38,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

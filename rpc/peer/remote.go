@@ -147,6 +147,16 @@ func (r *Remote) List(ctx context.Context, node uint64, req *cmdpb.BucketListReq
 	return resp.GetLocks(), nil
 }
 
+// Change implements kv.Remote.
+func (r *Remote) Change(ctx context.Context, node uint64, req *cmdpb.BucketChangeRequest) (*cmdpb.BucketChangeResponse, error) {
+	c, err := r.client(node)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.BucketChange(ctx, req)
+	return resp, fromStatus(err)
+}
+
 // Call implements kv.Remote.
 func (r *Remote) Call(ctx context.Context, node uint64, method string, req, resp proto.Message) error {
 	c, err := r.client(node)

@@ -30,6 +30,7 @@ type Local interface {
 	ServeScan(ctx context.Context, req *cmdpb.BucketScanRequest) ([]mvcc.KV, bool, error)
 	ServeList(ctx context.Context, req *cmdpb.BucketListRequest) ([]*ocpb.LockInfo, error)
 	ServeCall(ctx context.Context, method string, raw []byte) (proto.Message, error)
+	ServeBucketChange(ctx context.Context, req *cmdpb.BucketChangeRequest) (*cmdpb.BucketChangeResponse, error)
 }
 
 // Service implements the Internal gRPC service over a node.
@@ -192,4 +193,10 @@ func (s *Service) Call(ctx context.Context, req *cmdpb.CallRequest) (*cmdpb.Call
 		return nil, toStatus(err)
 	}
 	return &cmdpb.CallResponse{Response: raw}, nil
+}
+
+// BucketChange changes a group this node leads.
+func (s *Service) BucketChange(ctx context.Context, req *cmdpb.BucketChangeRequest) (*cmdpb.BucketChangeResponse, error) {
+	resp, err := s.node.ServeBucketChange(ctx, req)
+	return resp, toStatus(err)
 }

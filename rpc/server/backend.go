@@ -37,4 +37,5 @@ type Backend interface {
 	Describe(ctx context.Context, req *ocpb.DescribeRequest) (*ocpb.DescribeResponse, error)
 	List(ctx context.Context, req *ocpb.ListRequest) (*ocpb.ListResponse, error)
 	Status(ctx context.Context, req *ocpb.StatusRequest) (*ocpb.StatusResponse, error)
+	MoveReplica(ctx context.Context, req *ocpb.MoveReplicaRequest) (*ocpb.MoveReplicaResponse, error)
 }

@@ -129,6 +129,10 @@ func (f *fakeBackend) Status(ctx context.Context, r *ocpb.StatusRequest) (*ocpb.
 	return fakeDo[*ocpb.StatusResponse](f, ctx, "Status", r)
 }
 
+func (f *fakeBackend) MoveReplica(ctx context.Context, r *ocpb.MoveReplicaRequest) (*ocpb.MoveReplicaResponse, error) {
+	return fakeDo[*ocpb.MoveReplicaResponse](f, ctx, "MoveReplica", r)
+}
+
 // syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
 type syncBuffer struct {
 	mu  sync.Mutex

@@ -236,3 +236,7 @@ type clusterService struct {
 func (c clusterService) Status(ctx context.Context, req *ocpb.StatusRequest) (*ocpb.StatusResponse, error) {
 	return handle(ctx, c.s, ocpb.Cluster_Status_FullMethodName, req, c.s.v.status, c.s.backend.Status)
 }
+
+func (c clusterService) MoveReplica(ctx context.Context, req *ocpb.MoveReplicaRequest) (*ocpb.MoveReplicaResponse, error) {
+	return handle(ctx, c.s, ocpb.Cluster_MoveReplica_FullMethodName, req, c.s.v.moveReplica, c.s.backend.MoveReplica)
+}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"strconv"
 	"time"
 	"unicode/utf8"
 
@@ -467,6 +468,21 @@ func (validator) list(r *ocpb.ListRequest) error {
 func (validator) status(r *ocpb.StatusRequest) error {
 	if r == nil {
 		return nilRequest()
+	}
+	return nil
+}
+
+func (validator) moveReplica(r *ocpb.MoveReplicaRequest) error {
+	if r == nil {
+		return nilRequest()
+	}
+	for field, id := range map[string]string{"from": r.From, "to": r.To} {
+		if _, err := strconv.ParseUint(id, 10, 64); err != nil || id == "" || id == "0" {
+			return invalid(field, "%q is not a node id", id)
+		}
+	}
+	if r.From == r.To {
+		return invalid("to", "the same node as from")
 	}
 	return nil
 }
