@@ -3,6 +3,7 @@ package jepsen
 import (
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc"
@@ -11,14 +12,19 @@ import (
 // Config configures a run. A zero field means its default
 // (DefaultConfig); Run fills them in and calls Validate.
 type Config struct {
-	// Workload is register, lock, bank, fenced or unfenced (WorkloadNames).
+	// Workload is register, lock, lease, bank, fenced or unfenced
+	// (WorkloadNames).
 	Workload string
-	// Nemeses are the fault kinds to inject (kill, pause); none: no
-	// faults.
+	// Nemeses are the fault kinds to inject (kill, pause, partition);
+	// none: no faults. Partition needs a private network namespace
+	// (RunInPrivateNetNS) and CAP_NET_ADMIN in it.
 	Nemeses []string
-	// NemesisTargets picks the nodes each fault hits: one, minority,
+	// NemesisTargets picks the nodes kill and pause hit: one, minority,
 	// majority or all.
 	NemesisTargets Targets
+	// PartitionShapes are the shapes the partition nemesis picks from at
+	// random (empty: every shape that fits Nodes; see PartitionShapes).
+	PartitionShapes []string
 	// NemesisInterval is the mean quiet time before each fault.
 	NemesisInterval time.Duration
 	// FaultDuration is how long each fault lasts.
@@ -52,6 +58,11 @@ type Config struct {
 	Port int
 	// ReadyTimeout bounds each wait for a node to serve.
 	ReadyTimeout time.Duration
+
+	// Net, if set, is the packet filter the partition nemesis uses
+	// (tests); by default it is nftables, in the private network namespace
+	// this process must run in (RunInPrivateNetNS).
+	Net Net
 
 	// Endpoints, if set, are servers to test instead of starting nodes:
 	// no process control, so no nemesis.
@@ -87,9 +98,25 @@ type Config struct {
 	// (their holders then sleep 1.5 times as long and write anyway).
 	ZombieTTL time.Duration
 
+	// LeaseTTL is the ttl of the lease workload's locks: short, so that
+	// holders that die are taken over quickly.
+	LeaseTTL time.Duration
+	// InProcessHolders runs the lease workload's holders as goroutines
+	// instead of processes (tests against an in-memory server, which a
+	// process cannot dial); killing one closes its connections.
+	InProcessHolders bool
+	// ElectionTimeout is the longest a bucket may go without a leader
+	// after one fault (detection, randomized election, slack): the lease
+	// checker allows a dead holder's lock ttl plus this to be taken over.
+	ElectionTimeout time.Duration
+
 	// Accounts and Balance are the bank's accounts and opening balance.
 	Accounts int
 	Balance  int64
+
+	// Warnings are printed at the top of the summary and saved in the
+	// report (the CLI explains there a nemesis it had to leave out).
+	Warnings []string
 
 	// Logger receives harness events (default: discard).
 	Logger *slog.Logger
@@ -138,6 +165,8 @@ func DefaultConfig() Config {
 		LockWait:         time.Second,
 		LockHold:         50 * time.Millisecond,
 		ZombieTTL:        time.Second,
+		LeaseTTL:         2 * time.Second,
+		ElectionTimeout:  3 * time.Second,
 		Accounts:         8,
 		Balance:          100,
 		ProgressInterval: time.Second,
@@ -203,6 +232,8 @@ func (c Config) withDefaults() Config {
 	setIfZero(&c.LockWait, d.LockWait)
 	setIfZero(&c.LockHold, d.LockHold)
 	setIfZero(&c.ZombieTTL, d.ZombieTTL)
+	setIfZero(&c.LeaseTTL, d.LeaseTTL)
+	setIfZero(&c.ElectionTimeout, d.ElectionTimeout)
 	setIfZero(&c.ProgressInterval, d.ProgressInterval)
 	setIntIfZero(&c.Nodes, d.Nodes)
 	setIntIfZero(&c.Concurrency, d.Concurrency)
@@ -236,6 +267,8 @@ func (c Config) Validate() error {
 		return bad("Concurrency %d < 1", c.Concurrency)
 	case c.Binary == "" && len(c.Endpoints) == 0:
 		return bad("Binary is empty and no Endpoints are given")
+	case c.Workload == "lease" && c.Binary == "" && !c.InProcessHolders:
+		return bad("the lease workload runs its holders as `Binary jepsen lease-holder`: Binary is empty")
 	case len(c.Endpoints) > 0 && len(nonEmpty(c.Nemeses)) > 0:
 		return bad("Nemeses %v need nodes the harness starts, not Endpoints", c.Nemeses)
 	case c.Buckets < 1:
@@ -257,13 +290,33 @@ func (c Config) Validate() error {
 	case c.MinOK < 1:
 		return bad("MinOK %d < 1", c.MinOK)
 	case c.NemesisInterval <= 0 || c.FaultDuration <= 0 || c.OpTimeout <= 0 || c.LockTTL <= 0 ||
-		c.LockWait < 0 || c.LockHold < 0 || c.ZombieTTL <= 0 || c.CheckTimeout <= 0 || c.ReadyTimeout <= 0:
+		c.LockWait < 0 || c.LockHold < 0 || c.ZombieTTL <= 0 || c.CheckTimeout <= 0 || c.ReadyTimeout <= 0 ||
+		c.LeaseTTL <= 0 || c.ElectionTimeout <= 0:
 		return bad("durations must be positive")
+	case c.LeaseTTL < time.Second:
+		return bad("LeaseTTL %s < 1s (the server's least ttl)", c.LeaseTTL)
 	}
-	if _, err := NewNemeses(c.Nemeses, c.NemesisTargets); err != nil {
+	if err := validateNemeses(c.Nemeses, c.NemesisTargets, c.PartitionShapes); err != nil {
 		return err
 	}
+	if slices.Contains(c.Nemeses, "partition") {
+		fits := false
+		for _, s := range c.partitionShapes() {
+			fits = fits || c.Nodes >= minNodes(s)
+		}
+		if !fits {
+			return bad("no partition shape of %v fits %d node(s)", c.partitionShapes(), c.Nodes)
+		}
+	}
 	return nil
+}
+
+// partitionShapes returns PartitionShapes, or every shape if it is empty.
+func (c Config) partitionShapes() []string {
+	if len(c.PartitionShapes) == 0 {
+		return PartitionShapes()
+	}
+	return c.PartitionShapes
 }
 
 func nonEmpty(names []string) []string {

@@ -12,8 +12,8 @@
 // A run (Run) has phases: start the nodes and wait until each serves;
 // set up the workload's keys; let Concurrency client processes issue
 // operations at Rate for TimeLimit while the nemesis scheduler injects
-// and heals faults (kill -9 and restart, SIGSTOP and SIGCONT); heal
-// everything and wait for every node; run the workload's final reads;
+// and heals faults (kill -9 and restart, SIGSTOP and SIGCONT, network
+// partitions); heal everything and wait for every node; run the workload's final reads;
 // check the history; write the run directory (history.jsonl,
 // results.json, summary.txt, test.json, the servers' logs).
 //
@@ -41,6 +41,18 @@
 //   - lock: acquire and release of a few named locks, checked as a mutex
 //     with fences: fences unique and growing in real-time order, and no
 //     grant while an earlier holder (smaller fence) still held the lock.
+//   - lease: holders of a few named locks with a short ttl, each a
+//     separate process (`opencluster jepsen lease-holder`) that the
+//     harness drives one request at a time over its standard input, so
+//     every renewal is an operation in the history. A holder renews a few
+//     times and then releases, stops renewing (and may renew once more
+//     later, a zombie), or is killed with SIGKILL, sometimes with a
+//     renewal in flight; the same worker then waits for the lock with a
+//     new holder. Checked: no early grant (a grant before the previous
+//     holder's lease could have run out, counting from its last ok
+//     renewal's invoke), and takeover within ttl*(1+ClockDrift) +
+//     ElectionTimeout of the dead holder's last possible renewal, judged
+//     only when no fault was in place; takeover latencies are reported.
 //   - bank: transfers between accounts under restrictive locks (both
 //     accounts WRITE, strict or snapshot mode) and reads (BatchGet at the
 //     newest or an older snapshot, and under a READ lock on every
@@ -87,12 +99,36 @@
 //     Config.Seed; the seed is printed and saved. A history saved in a run
 //     directory can be checked again offline (CheckHistory).
 //
+// # Partitions
+//
+// Nodes are numbered 1..N and listen on 127.0.0.(10+i); the servers bind
+// every outgoing connection to their own address, so a packet filter rule
+// between two node addresses really cuts that link, while clients (from
+// 127.0.0.1) still reach every node, as in Jepsen. The partition nemesis
+// programs nftables over netlink (github.com/google/nftables, no nft
+// binary): one table, a chain on the input hook, one `iifname "lo" ip
+// saddr A ip daddr B counter drop` rule per cut direction, installed in
+// one atomic batch; healing reads the counters (the packets dropped go
+// into the history and the report: a partition that dropped nothing cut
+// nothing) and deletes the table. Shapes (PartitionShapes): one node
+// cut off, the node leading the most buckets (by the nodes' Status) cut
+// off, random minority and majority halves, a majorities ring, and a
+// bridge.
+//
+// The rules never touch the host: partitions run only in a private
+// network namespace (NewNFTNet refuses otherwise). `jepsen run` asked for
+// partitions re-executes itself in a new one (RunInPrivateNetNS: clone
+// with CLONE_NEWNET, Pdeathsig), brings its loopback up
+// (PreparePrivateNetNS), and starts servers and lease holders there; the
+// namespace and its rules vanish when the run ends, even if it crashes.
+// Without CAP_SYS_ADMIN and CAP_NET_ADMIN the command says so loudly (and
+// in the summary) and runs the other faults.
+//
 // # Extending
 //
 // A Nemesis acts on a Cluster (kill, start, pause, resume nodes) and
-// records its faults; new nemeses (partitions in a private network
-// namespace, clock skew through the server's admin surface, bucket moves)
-// implement the same interface and get what they need beyond Cluster
-// through their constructors. Nodes are numbered 1..N and listen on
-// 127.0.0.(10+i), so packet filters can later cut links between them.
+// records its faults; new nemeses (clock skew through the server's admin
+// surface, bucket moves) implement the same interface and get what they
+// need beyond Cluster through their constructors, as the partition
+// nemesis gets its Net and a view of the leaders.
 package jepsen

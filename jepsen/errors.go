@@ -15,6 +15,14 @@ var (
 	ErrBadHistory = errors.New("jepsen: malformed history")
 	// ErrNodeDown reports a server process that exited or never served.
 	ErrNodeDown = errors.New("jepsen: node down")
+	// ErrNoNetNS reports that the harness cannot run in a private network
+	// namespace (it lacks CAP_SYS_ADMIN, or the system has no network
+	// namespaces), or is not in one: partitions are then refused, since
+	// their rules would touch the host's packet filter.
+	ErrNoNetNS = errors.New("jepsen: no private network namespace")
+	// ErrNoPartitions reports that the packet filter cannot be programmed
+	// (no CAP_NET_ADMIN, no nftables in the kernel, not Linux).
+	ErrNoPartitions = errors.New("jepsen: cannot program the packet filter")
 	// ErrSetup reports a workload that could not prepare its keys on a
 	// healthy cluster.
 	ErrSetup = errors.New("jepsen: workload setup failed")
@@ -37,11 +45,15 @@ var (
 // doc): nil is OK; an answer that proves the request was not applied is
 // Fail; anything else is Info.
 func outcome(err error) OpType {
+	var he *holderError
 	switch {
 	case err == nil:
 		return OK
 	case errors.Is(err, errUnknownOutcome):
 		return Info
+	case errors.As(err, &he):
+		// A lease holder classified its own answer.
+		return he.typ
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		// We stopped waiting; the request may still be applied.
 		return Info

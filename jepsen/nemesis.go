@@ -28,17 +28,29 @@ type Nemesis interface {
 // Fault is one injected fault, as recorded in the history.
 type Fault struct {
 	Nemesis string `json:"nemesis"`
-	// Nodes are the nodes the fault hit.
+	// Nodes are the nodes the fault hit (for a partition: the nodes that
+	// drop packets).
 	Nodes []int `json:"nodes"`
+	// Shape, Detail and Grudge describe a partition: its shape, the cut
+	// for people ("n1 | n2,n3"), and each node's dropped sources.
+	Shape  string `json:"shape,omitempty"`
+	Detail string `json:"detail,omitempty"`
+	Grudge Grudge `json:"grudge,omitempty"`
 }
 
-// String renders the fault as "kill n1,n2".
+// String renders the fault as "kill n1,n2" or "partition majority n1 | n2,n3".
 func (f Fault) String() string {
-	nodes := make([]string, len(f.Nodes))
-	for i, n := range f.Nodes {
-		nodes[i] = fmt.Sprintf("n%d", n)
+	if f.Detail != "" {
+		return f.Nemesis + " " + f.Shape + " " + f.Detail
 	}
-	return f.Nemesis + " " + strings.Join(nodes, ",")
+	return f.Nemesis + " " + nodeList(f.Nodes)
+}
+
+// healNoter is a Nemesis whose heal learns something worth recording in
+// the history (a partition: the packets it dropped).
+type healNoter interface {
+	// HealNote describes what the last Heal found.
+	HealNote() string
 }
 
 // Targets picks the nodes a fault hits.
@@ -80,25 +92,67 @@ func (t Targets) valid() bool {
 	return false
 }
 
+// NemesisNames returns the nemeses --nemesis knows.
+func NemesisNames() []string { return []string{"kill", "pause", "partition"} }
+
+// NemesisOptions is what the nemeses need besides their names.
+type NemesisOptions struct {
+	// Targets picks the nodes kill and pause hit.
+	Targets Targets
+	// PartitionShapes are the shapes the partition nemesis picks from
+	// (empty: all, PartitionShapes).
+	PartitionShapes []string
+	// Net cuts links for the partition nemesis; without it partition is
+	// refused.
+	Net Net
+	// leaders reports the buckets each node leads, for isolate-leader
+	// (nil: that shape cuts a random node).
+	leaders leaderFunc
+}
+
 // NewNemeses returns the named nemeses ("none" and "" stand for no
-// fault), each hitting targets.
-func NewNemeses(names []string, targets Targets) ([]Nemesis, error) {
-	if !targets.valid() {
-		return nil, fmt.Errorf("%w: nemesis targets %q (one, minority, majority or all)", ErrInvalidConfig, targets)
+// fault).
+func NewNemeses(names []string, opts NemesisOptions) ([]Nemesis, error) {
+	if err := validateNemeses(names, opts.Targets, opts.PartitionShapes); err != nil {
+		return nil, err
 	}
 	var out []Nemesis
-	for _, name := range names {
+	for _, name := range nonEmpty(names) {
 		switch name {
-		case "", "none":
 		case "kill":
-			out = append(out, killNemesis{targets})
+			out = append(out, killNemesis{opts.Targets})
 		case "pause":
-			out = append(out, pauseNemesis{targets})
-		default:
-			return nil, fmt.Errorf("%w: unknown nemesis %q (known: kill, pause)", ErrInvalidConfig, name)
+			out = append(out, pauseNemesis{opts.Targets})
+		case "partition":
+			if opts.Net == nil {
+				return nil, fmt.Errorf("%w: the partition nemesis needs a packet filter (Net)", ErrInvalidConfig)
+			}
+			shapes := opts.PartitionShapes
+			if len(shapes) == 0 {
+				shapes = PartitionShapes()
+			}
+			out = append(out, newPartitionNemesis(opts.Net, shapes, opts.leaders))
 		}
 	}
 	return out, nil
+}
+
+// validateNemeses checks nemesis names, targets and partition shapes.
+func validateNemeses(names []string, targets Targets, shapes []string) error {
+	if !targets.valid() {
+		return fmt.Errorf("%w: nemesis targets %q (one, minority, majority or all)", ErrInvalidConfig, targets)
+	}
+	for _, name := range nonEmpty(names) {
+		if !slices.Contains(NemesisNames(), name) {
+			return fmt.Errorf("%w: unknown nemesis %q (known: %s)", ErrInvalidConfig, name, strings.Join(NemesisNames(), ", "))
+		}
+	}
+	for _, s := range shapes {
+		if !slices.Contains(PartitionShapes(), s) {
+			return fmt.Errorf("%w: partition shape %q (known: %s)", ErrInvalidConfig, s, strings.Join(PartitionShapes(), ", "))
+		}
+	}
+	return nil
 }
 
 // killNemesis kills nodes with SIGKILL and restarts them on their data.

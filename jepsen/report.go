@@ -28,8 +28,10 @@ type Report struct {
 	// re-check judges by the same bar.
 	MinOK      int     `json:"min_ok"`
 	ClockDrift float64 `json:"clock_drift"`
-	GoVersion  string  `json:"go_version"`
-	Started    string  `json:"started"`
+	// ElectionTimeout is the lease checker's allowance (CheckOptions).
+	ElectionTimeout time.Duration `json:"election_timeout_ns,omitempty"`
+	GoVersion       string        `json:"go_version"`
+	Started         string        `json:"started"`
 	// Dir is the run directory.
 	Dir     string        `json:"dir"`
 	Elapsed time.Duration `json:"elapsed_ns"`
@@ -40,6 +42,13 @@ type Report struct {
 	Info int `json:"info"`
 	// Faults counts injected faults by nemesis.
 	Faults map[string]int `json:"faults"`
+	// Net says how partitions were made ("" without them), and
+	// DroppedPackets how many packets they dropped in all: a partition
+	// that dropped nothing did not partition anything.
+	Net            string `json:"net,omitempty"`
+	DroppedPackets uint64 `json:"dropped_packets,omitempty"`
+	// Warnings are the run's caveats (a nemesis left out, and why).
+	Warnings []string `json:"warnings,omitempty"`
 
 	Results []Result `json:"results"`
 	Verdict Verdict  `json:"verdict"`
@@ -50,21 +59,23 @@ type Report struct {
 
 func (r *runner) newReport() *Report {
 	return &Report{
-		Workload:    r.cfg.Workload,
-		Nemeses:     nonEmpty(r.cfg.Nemeses),
-		Targets:     r.cfg.NemesisTargets,
-		Nodes:       r.cfg.Nodes,
-		Endpoints:   r.cfg.Endpoints,
-		Seed:        r.cfg.Seed,
-		TimeLimit:   r.cfg.TimeLimit.String(),
-		Rate:        r.cfg.Rate,
-		Concurrency: r.cfg.Concurrency,
-		MinOK:       r.cfg.MinOK,
-		ClockDrift:  r.cfg.ClockDrift,
-		GoVersion:   runtime.Version(),
-		Started:     time.Now().UTC().Format(time.RFC3339),
-		Dir:         r.dir,
-		Verdict:     Inconclusive,
+		Workload:        r.cfg.Workload,
+		Nemeses:         nonEmpty(r.cfg.Nemeses),
+		Targets:         r.cfg.NemesisTargets,
+		Nodes:           r.cfg.Nodes,
+		Endpoints:       r.cfg.Endpoints,
+		Seed:            r.cfg.Seed,
+		TimeLimit:       r.cfg.TimeLimit.String(),
+		Rate:            r.cfg.Rate,
+		Concurrency:     r.cfg.Concurrency,
+		MinOK:           r.cfg.MinOK,
+		ClockDrift:      r.cfg.ClockDrift,
+		ElectionTimeout: r.cfg.ElectionTimeout,
+		GoVersion:       runtime.Version(),
+		Started:         time.Now().UTC().Format(time.RFC3339),
+		Dir:             r.dir,
+		Warnings:        r.cfg.Warnings,
+		Verdict:         Inconclusive,
 	}
 }
 
@@ -75,6 +86,11 @@ func (r *runner) writeArtefacts(rep *Report) error {
 	rep.OK, rep.Fail, rep.Info = r.rec.Counts()
 	if s := r.sched.Load(); s != nil {
 		rep.Faults = s.Counts()
+	}
+	for _, n := range r.nemeses {
+		if p, ok := n.(*partitionNemesis); ok {
+			rep.DroppedPackets = p.Dropped()
+		}
 	}
 	if rep.Error != "" {
 		rep.Verdict = Inconclusive
@@ -112,8 +128,13 @@ func (r *runner) writeArtefacts(rep *Report) error {
 func (rep *Report) Summary() string {
 	var b strings.Builder
 	nemesis := nemesisLabel(rep.Nemeses)
-	if nemesis != "none" {
+	if slices.Contains(rep.Nemeses, "kill") || slices.Contains(rep.Nemeses, "pause") {
 		nemesis = strings.Join(rep.Nemeses, ",") + "[" + string(rep.Targets) + "]"
+	} else if nemesis != "none" {
+		nemesis = strings.Join(rep.Nemeses, ",")
+	}
+	for _, w := range rep.Warnings {
+		fmt.Fprintf(&b, "WARNING: %s\n", w)
 	}
 	fmt.Fprintf(&b, "jepsen %s  nemesis=%s  nodes=%d  seed=%d  time-limit=%s  rate=%g  concurrency=%d\n",
 		rep.Workload, nemesis, rep.Nodes, rep.Seed, rep.TimeLimit, rep.Rate, rep.Concurrency)
@@ -127,11 +148,17 @@ func (rep *Report) Summary() string {
 	if len(faults) > 0 {
 		fmt.Fprintf(&b, " (%s)", strings.Join(faults, ", "))
 	}
+	if rep.Net != "" {
+		fmt.Fprintf(&b, "   partitions by %s dropped %d packets", rep.Net, rep.DroppedPackets)
+	}
 	b.WriteString("\n")
 	for _, res := range rep.Results {
 		fmt.Fprintf(&b, "%-40s %-12s %6.2fs  %s\n", res.Checker, res.Verdict, res.Elapsed.Seconds(), res.statsLine())
 		if res.Reason != "" {
 			fmt.Fprintf(&b, "    %s\n", res.Reason)
+		}
+		for _, n := range res.Notes {
+			fmt.Fprintf(&b, "    %s\n", n)
 		}
 		for _, a := range res.Anomalies {
 			fmt.Fprintf(&b, "    ! %s\n", a)

@@ -88,6 +88,9 @@ type Result struct {
 	Reason string `json:"reason,omitempty"`
 	// Stats are the checker's counts (operations checked, keys, holds…).
 	Stats map[string]int64 `json:"stats,omitempty"`
+	// Notes are the checker's measurements for people (lease takeover
+	// latencies).
+	Notes []string `json:"notes,omitempty"`
 	// Files are artefacts the checker wrote, relative to the run directory.
 	Files   []string      `json:"files,omitempty"`
 	Elapsed time.Duration `json:"elapsed_ns"`

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -37,6 +38,9 @@ type runner struct {
 	nemeses []Nemesis
 	pacer   *pacer
 	cluster testCluster
+	// net cuts links for the partition nemesis (nil without it); Run
+	// closes it.
+	net Net
 
 	phase atomic.Pointer[string]
 	sched atomic.Pointer[Scheduler]
@@ -90,23 +94,31 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Seed == 0 {
 		cfg.Seed = uint64(time.Now().UnixNano())
 	}
-	nemeses, err := NewNemeses(cfg.Nemeses, cfg.NemesisTargets)
+	pnet, netDesc, err := partitionNet(cfg)
 	if err != nil {
 		return nil, err
+	}
+	if pnet != nil {
+		defer func() {
+			if cerr := pnet.Close(); cerr != nil {
+				cfg.Logger.Warn("jepsen: close the packet filter", "err", cerr)
+			}
+		}()
 	}
 	dir, err := makeRunDir(cfg)
 	if err != nil {
 		return nil, err
 	}
 	r := &runner{
-		cfg:     cfg,
-		dir:     dir,
-		rec:     NewRecorder(),
-		wl:      workloads[cfg.Workload].newWorkload(&cfg),
-		nemeses: nemeses,
-		pacer:   newPacer(cfg.Rate),
+		cfg:   cfg,
+		dir:   dir,
+		rec:   NewRecorder(),
+		wl:    workloads[cfg.Workload].newWorkload(&cfg),
+		pacer: newPacer(cfg.Rate),
+		net:   pnet,
 	}
 	rep := r.newReport()
+	rep.Net = netDesc
 	err = r.run(ctx, rep)
 	if cerr := r.crashErr(); cerr != nil {
 		err = errors.Join(cerr, err)
@@ -119,6 +131,27 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		err = werr
 	}
 	return rep, err
+}
+
+// partitionNet opens the packet filter when cfg asks for partitions:
+// cfg.Net, or nftables in the private network namespace this process
+// must run in (ErrNoNetNS, ErrNoPartitions otherwise). It also describes
+// the network for the report.
+func partitionNet(cfg Config) (Net, string, error) {
+	if !slices.Contains(cfg.Nemeses, "partition") {
+		return nil, "", nil
+	}
+	if cfg.Net != nil {
+		return cfg.Net, "given packet filter", nil
+	}
+	if err := PreparePrivateNetNS(); err != nil {
+		return nil, "", err
+	}
+	n, err := NewNFTNet()
+	if err != nil {
+		return nil, "", err
+	}
+	return n, "nftables in a private network namespace", nil
 }
 
 // makeRunDir creates OutDir/<UTC time>-<workload>-<nemeses>-s<seed>.
@@ -178,6 +211,13 @@ func (r *runner) run(ctx context.Context, rep *Report) (err error) {
 	if err := r.cluster.StartAll(ctx); err != nil {
 		return err
 	}
+	r.nemeses, err = NewNemeses(r.cfg.Nemeses, NemesisOptions{
+		Targets: r.cfg.NemesisTargets, PartitionShapes: r.cfg.PartitionShapes, Net: r.net,
+		leaders: statusLeaders(r.cluster.Endpoints(), r.cfg.DialOptions),
+	})
+	if err != nil {
+		return err
+	}
 
 	procs := make([]*process, r.cfg.Concurrency)
 	defer func() {
@@ -207,6 +247,12 @@ func (r *runner) run(ctx context.Context, rep *Report) (err error) {
 	}
 
 	r.setPhase("healing")
+	if r.net != nil {
+		// The scheduler heals every partition it makes; this is a guard.
+		if _, err := r.net.Heal(ctx); err != nil {
+			return fmt.Errorf("jepsen: heal the network before final reads: %w", err)
+		}
+	}
 	if err := r.cluster.Heal(ctx); err != nil {
 		return fmt.Errorf("jepsen: heal before final reads: %w", err)
 	}
@@ -226,6 +272,7 @@ func (r *runner) run(ctx context.Context, rep *Report) (err error) {
 	r.setPhase("checking")
 	rep.Results, err = CheckHistory(ctx, r.cfg.Workload, r.rec.Ops(), CheckOptions{
 		MinOK: r.cfg.MinOK, CheckTimeout: r.cfg.CheckTimeout, ClockDrift: r.cfg.ClockDrift, Dir: r.dir,
+		ElectionTimeout: r.cfg.ElectionTimeout,
 	})
 	if err != nil {
 		return err
@@ -259,6 +306,7 @@ func (r *runner) drive(ctx context.Context, procs []*process) error {
 		}
 	})
 	for _, p := range procs {
+		p.limit = limitCtx
 		wg.Go(func() {
 			for r.pacer.wait(limitCtx) == nil {
 				r.wl.Step(ctx, p)
@@ -279,7 +327,10 @@ func (r *runner) newProcess(w int) (*process, error) {
 	if err != nil {
 		return nil, err
 	}
+	eps := r.cluster.Endpoints()
+	k := w % len(eps)
 	return &process{
+		endpoints: append(eps[k:len(eps):len(eps)], eps[:k]...),
 		ID:        w,
 		Worker:    w,
 		Rand:      rand.New(rand.NewPCG(r.cfg.Seed, uint64(w)+1)),

@@ -1,11 +1,13 @@
 package jepsen
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -182,10 +184,81 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		{Endpoints: []string{"a"}, Nemeses: []string{"kill"}},
 		{Binary: "x", Nemeses: []string{"clock"}},
 		{Binary: "x", ProcessesPerKey: 20},
+		{Binary: "x", Nemeses: []string{"partition"}}, // one node: nothing to cut
+		{Binary: "x", Nodes: 3, Nemeses: []string{"partition"}, PartitionShapes: []string{"square"}},
+		{Endpoints: []string{"a"}, Workload: "lease"},                      // holders need Binary
+		{Binary: "x", Workload: "lease", LeaseTTL: 500 * time.Millisecond}, // below the server's least ttl
 		{},
 	} {
 		if _, err := Run(context.Background(), cfg); !errors.Is(err, ErrInvalidConfig) {
 			t.Errorf("Run(%+v): %v, want ErrInvalidConfig", cfg, err)
 		}
 	}
+}
+
+// The lease workload against the fake server, with its holders as
+// goroutines: holders die, the next ones take over once the ttl has run
+// out, and the checker measures it. A grant planted early in the saved
+// history is found.
+func TestRunLeaseAgainstFake(t *testing.T) {
+	rep := runAgainstFake(t, "lease", func(cfg *Config) {
+		cfg.InProcessHolders = true
+		cfg.LeaseTTL = time.Second
+		cfg.ElectionTimeout = time.Second
+		cfg.LockNames = 4
+		cfg.Concurrency = 4
+		cfg.TimeLimit = 3 * time.Second
+		cfg.MinOK = 3
+	})
+	if rep.Verdict != Valid {
+		t.Fatalf("verdict %s", rep.Verdict)
+	}
+	st := rep.Results[0].Stats
+	if st["takeovers"] == 0 || st["kill ok"]+st["stop ok"] == 0 {
+		t.Fatalf("stats %v: no holder died and was taken over", st)
+	}
+	// Takeovers come after the ttl, and not much later (no faults).
+	if p50 := st["takeover p50 ms"]; p50 < 600 || p50 > 2500 {
+		t.Errorf("takeover p50 %dms with a 1s ttl", p50)
+	}
+
+	// Move the grant that followed a dead holder to just after the death,
+	// before that holder's ttl ran out.
+	ops := readRun(t, rep.Dir)
+	pairs, err := Pairs(ops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	holds, _, err := leaseHolds(pairs, 0.05, map[string]int64{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.SortFunc(holds, func(a, b *leaseHoldInfo) int { return cmp.Compare(a.fence, b.fence) })
+	planted := false
+	for i, dead := range holds {
+		if dead.death == 0 || planted {
+			continue
+		}
+		for _, next := range holds[i+1:] {
+			if next.name != dead.name {
+				continue
+			}
+			for k := range ops {
+				if ops[k].Time == next.acqReturn && ops[k].F == fAcquire && ops[k].Type == OK {
+					ops[k].Time = max(next.acqInvoke, dead.death) + int64(time.Millisecond)
+					planted = true
+				}
+			}
+			break
+		}
+	}
+	if !planted {
+		t.Fatal("no takeover to plant an early grant in")
+	}
+	slices.SortStableFunc(ops, func(a, b Op) int { return cmp.Compare(a.Time, b.Time) })
+	results, err := CheckHistory(context.Background(), "lease", ops, CheckOptions{MinOK: 3, ClockDrift: 0.05, ElectionTimeout: time.Second})
+	if err != nil || results[0].Verdict != Invalid {
+		t.Fatalf("planted early grant: %+v, %v", results, err)
+	}
+	t.Logf("planted early grant: %s", results[0].Anomalies)
 }

@@ -47,6 +47,8 @@ type nemesisEvent struct {
 	Phase string `json:"phase"`
 	Fault
 	Error string `json:"error,omitempty"`
+	// Note is what the heal found (a partition: packets dropped).
+	Note string `json:"note,omitempty"`
 }
 
 // NewScheduler returns a scheduler of nemeses on c, recording into rec,
@@ -75,7 +77,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		}
 		nem := s.nemeses[s.rng.IntN(len(s.nemeses))]
 		fault, err := nem.Inject(ctx, s.cluster, s.rng)
-		s.record("start", fault, err)
+		s.record("start", fault, err, "")
 		s.setActive(&fault)
 		if err != nil {
 			s.cfg.Logger.Warn("jepsen: inject failed", "fault", fault.String(), "err", err)
@@ -86,7 +88,11 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.HealTimeout)
 		err = nem.Heal(hctx, s.cluster, fault)
 		cancel()
-		s.record("stop", fault, err)
+		note := ""
+		if hn, ok := nem.(healNoter); ok {
+			note = hn.HealNote()
+		}
+		s.record("stop", fault, err, note)
 		s.setActive(nil)
 		if err != nil {
 			return fmt.Errorf("jepsen: heal %s: %w", fault, err)
@@ -94,8 +100,8 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	}
 }
 
-func (s *Scheduler) record(phase string, f Fault, err error) {
-	ev := nemesisEvent{Phase: phase, Fault: f}
+func (s *Scheduler) record(phase string, f Fault, err error, note string) {
+	ev := nemesisEvent{Phase: phase, Fault: f, Note: note}
 	if err != nil {
 		ev.Error = err.Error()
 	}

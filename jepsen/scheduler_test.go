@@ -83,7 +83,7 @@ func (c *memCluster) healthy() bool {
 
 func runScheduler(t *testing.T, c Cluster, seed uint64, names []string, targets Targets, d time.Duration) (*Scheduler, []Op, error) {
 	t.Helper()
-	nemeses, err := NewNemeses(names, targets)
+	nemeses, err := NewNemeses(names, NemesisOptions{Targets: targets})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +187,7 @@ func TestTargets(t *testing.T) {
 	if got := TargetMinority.pick(rng, []int{1}); len(got) != 1 {
 		t.Errorf("minority of one node: %v", got)
 	}
-	if _, err := NewNemeses([]string{"kill", "partition"}, TargetOne); !errors.Is(err, ErrInvalidConfig) {
+	if _, err := NewNemeses([]string{"kill", "clock"}, NemesisOptions{Targets: TargetOne}); !errors.Is(err, ErrInvalidConfig) {
 		t.Errorf("unknown nemesis: %v", err)
 	}
 }

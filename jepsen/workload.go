@@ -44,6 +44,7 @@ type workloadSpec struct {
 var workloads = map[string]workloadSpec{
 	"register": {newRegister, []checker{checkRegister}},
 	"lock":     {newLockWorkload, []checker{checkLock}},
+	"lease":    {newLease, []checker{checkLease}},
 	"bank":     {newBank, []checker{checkBank}},
 	"fenced":   {newFenced, []checker{checkFenced, checkLock}},
 	// unfenced is fenced without fences: a control run that must come
@@ -76,6 +77,12 @@ type process struct {
 	// OpTimeout bounds each request.
 	OpTimeout time.Duration
 
+	// endpoints are the servers, this worker's first (lease holders
+	// connect to them).
+	endpoints []string
+	// limit ends at the time limit: a long Step (lease) winds down then.
+	limit context.Context
+
 	rec    *Recorder
 	stride int
 	// dial returns a new client like Client (for a workload that needs a
@@ -102,6 +109,9 @@ func (p *process) complete(inv Op, t OpType, result any, err error) {
 		p.crashed = true
 	}
 }
+
+// stopping reports that the time limit has passed.
+func (p *process) stopping() bool { return p.limit != nil && p.limit.Err() != nil }
 
 // opContext bounds one request (plus a server-side wait) by OpTimeout.
 func (p *process) opContext(ctx context.Context, wait time.Duration) (context.Context, context.CancelFunc) {

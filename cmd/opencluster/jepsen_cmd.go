@@ -3,14 +3,17 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/opencluster/opencluster/jepsen"
 )
@@ -32,13 +35,13 @@ func newJepsenCmd(a *app) *cobra.Command {
 clients against them while faults are injected, records every operation and
 checks the history. See package jepsen for the model and the checkers.`,
 	}
-	cmd.AddCommand(newJepsenRunCmd(a), newJepsenCheckCmd(a))
+	cmd.AddCommand(newJepsenRunCmd(a), newJepsenCheckCmd(a), newJepsenLeaseHolderCmd(a))
 	return cmd
 }
 
 func newJepsenRunCmd(a *app) *cobra.Command {
 	cfg := jepsen.DefaultConfig()
-	var workloads, nemeses, targets string
+	var workloads, nemeses, targets, shapes string
 	var minOK int
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -48,7 +51,14 @@ on 127.0.0.11, .12, …, started by re-executing this binary, for --time-limit
 while the nemeses inject faults. Each run writes a directory under --out with
 history.jsonl, results.json, summary.txt and the servers' logs.
 
-Workloads: ` + strings.Join(jepsen.WorkloadNames(), ", ") + `. Nemeses: kill, pause (or none).
+Workloads: ` + strings.Join(jepsen.WorkloadNames(), ", ") + `. Nemeses: ` + strings.Join(jepsen.NemesisNames(), ", ") + ` (or none).
+
+Partitions drop packets between node addresses with nftables rules, inside a
+private network namespace: unless it already runs in one, jepsen run
+re-executes itself in a new one (servers and clients all live there, and the
+rules vanish with it). That needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN);
+without it, jepsen run says so loudly and injects the other faults only.
+Shapes (--partition-shapes): ` + strings.Join(jepsen.PartitionShapes(), ", ") + `.
 
 Exit status: 0 every run VALID, 1 an anomaly (INVALID), 2 a run INCONCLUSIVE
 (too few successful operations, or the checker ran out of time), 3 a harness
@@ -62,7 +72,24 @@ error. The summary's last line is "N passed, N failed".`,
 			cfg.Binary = bin
 			cfg.Nemeses = jepsenList(nemeses)
 			cfg.NemesisTargets = jepsen.Targets(targets)
+			cfg.PartitionShapes = jepsenList(shapes)
 			cfg.MinOK = minOK
+			if slices.Contains(cfg.Nemeses, "partition") {
+				if jepsen.InPrivateNetNS() {
+					a.checkPartitions(&cfg)
+				} else {
+					code, err := jepsen.RunInPrivateNetNS(cmd.Context(), bin, jepsenRerunArgs(cmd), a.stdin, a.stdout, a.stderr)
+					switch {
+					case err == nil:
+						return &exitError{code: code}
+					case errors.Is(err, jepsen.ErrNoNetNS):
+						a.dropPartitions(&cfg, err)
+					default:
+						fmt.Fprintf(a.stderr, "jepsen: %s\n", err.Error())
+						return &exitError{code: exitJepsenHarnessError}
+					}
+				}
+			}
 			var reports []*jepsen.Report
 			var harnessErr bool
 			for _, w := range jepsenList(workloads) {
@@ -87,8 +114,9 @@ error. The summary's last line is "N passed, N failed".`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&workloads, "workload", cfg.Workload, "workloads to run, comma-separated: "+strings.Join(jepsen.WorkloadNames(), ", "))
-	f.StringVar(&nemeses, "nemesis", "none", "faults to inject, comma-separated: kill, pause, or none")
-	f.StringVar(&targets, "nemesis-targets", string(cfg.NemesisTargets), "nodes each fault hits: one, minority, majority or all")
+	f.StringVar(&nemeses, "nemesis", "none", "faults to inject, comma-separated: "+strings.Join(jepsen.NemesisNames(), ", ")+", or none")
+	f.StringVar(&targets, "nemesis-targets", string(cfg.NemesisTargets), "nodes kill and pause hit: one, minority, majority or all")
+	f.StringVar(&shapes, "partition-shapes", strings.Join(jepsen.PartitionShapes(), ","), "partition shapes to pick from, comma-separated")
 	f.DurationVar(&cfg.NemesisInterval, "nemesis-interval", cfg.NemesisInterval, "mean quiet time before each fault")
 	f.DurationVar(&cfg.FaultDuration, "fault-duration", cfg.FaultDuration, "how long each fault lasts")
 	f.IntVar(&cfg.Nodes, "nodes", cfg.Nodes, "server count (more than 1 needs a replicating server)")
@@ -102,7 +130,64 @@ error. The summary's last line is "N passed, N failed".`,
 	f.DurationVar(&cfg.OpTimeout, "op-timeout", cfg.OpTimeout, "deadline of each request")
 	f.DurationVar(&cfg.CheckTimeout, "check-timeout", cfg.CheckTimeout, "time the linearizability checker may take")
 	f.IntVar(&minOK, "min-ok", cfg.MinOK, "fewest successful operations of each kind for a pass (fewer: INCONCLUSIVE)")
+	f.IntVar(&cfg.LockNames, "lock-names", cfg.LockNames, "named locks the lock, lease and fenced workloads contend on")
+	f.DurationVar(&cfg.LeaseTTL, "lease-ttl", cfg.LeaseTTL, "ttl of the lease workload's locks (at least 1s)")
+	f.DurationVar(&cfg.ElectionTimeout, "election-timeout", cfg.ElectionTimeout, "time a dead holder's lock may take beyond its ttl to be taken over (lease)")
 	return cmd
+}
+
+// jepsenRerunArgs rebuilds the command line of `jepsen run` from the flags
+// given, to run it again in a private network namespace.
+func jepsenRerunArgs(cmd *cobra.Command) []string {
+	args := []string{"jepsen", "run"}
+	cmd.Flags().Visit(func(f *pflag.Flag) {
+		args = append(args, "--"+f.Name+"="+f.Value.String())
+	})
+	return args
+}
+
+// checkPartitions, in the private namespace, checks that the packet filter
+// can be programmed there; if not, partitions are left out, loudly.
+func (a *app) checkPartitions(cfg *jepsen.Config) {
+	err := jepsen.PreparePrivateNetNS()
+	if err == nil {
+		var n jepsen.Net
+		if n, err = jepsen.NewNFTNet(); err == nil {
+			err = n.Close()
+		}
+	}
+	if err != nil {
+		a.dropPartitions(cfg, err)
+	}
+}
+
+// dropPartitions removes the partition nemesis from cfg, says why on
+// stderr in a way nobody can miss, and records it in the report.
+func (a *app) dropPartitions(cfg *jepsen.Config, why error) {
+	cfg.Nemeses = slices.DeleteFunc(cfg.Nemeses, func(n string) bool { return n == "partition" })
+	rest := strings.Join(cfg.Nemeses, ",")
+	if rest == "" {
+		rest = "none"
+	}
+	msg := fmt.Sprintf("NO PARTITIONS: %s. Partitions need root (CAP_SYS_ADMIN for a private network namespace, CAP_NET_ADMIN for nftables); running with nemesis %s only.", why.Error(), rest)
+	cfg.Warnings = append(cfg.Warnings, msg)
+	bar := strings.Repeat("!", 78)
+	fmt.Fprintf(a.stderr, "%s\n!! %s\n%s\n", bar, msg, bar)
+}
+
+// newJepsenLeaseHolderCmd returns the hidden `jepsen lease-holder`: one
+// lease holder process of the lease workload, driven by the harness over
+// its standard input and output.
+func newJepsenLeaseHolderCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:    "lease-holder",
+		Short:  "Hold a lock for the lease workload (driven by jepsen run)",
+		Hidden: true,
+		Args:   exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return jepsen.ServeLeaseHolder(cmd.Context(), a.endpointList(), a.dialOpts, a.stdin, a.stdout)
+		},
+	}
 }
 
 // runJepsen runs one workload with a live progress line on stderr.
@@ -202,6 +287,9 @@ print the summary. Exit status as for run.`,
 			if !cmd.Flags().Changed("clock-drift") && rep.ClockDrift > 0 {
 				opts.ClockDrift = rep.ClockDrift
 			}
+			if !cmd.Flags().Changed("election-timeout") && rep.ElectionTimeout > 0 {
+				opts.ElectionTimeout = rep.ElectionTimeout
+			}
 			opts.Dir = dir
 			start := time.Now()
 			rep.Results, err = jepsen.CheckHistory(cmd.Context(), rep.Workload, ops, opts)
@@ -223,6 +311,7 @@ print the summary. Exit status as for run.`,
 	f.IntVar(&opts.MinOK, "min-ok", defaults.MinOK, "fewest successful operations of each kind for a pass (default: the run's)")
 	f.DurationVar(&opts.CheckTimeout, "check-timeout", defaults.CheckTimeout, "time the linearizability checker may take")
 	f.Float64Var(&opts.ClockDrift, "clock-drift", defaults.ClockDrift, "bound on servers' clock rate error assumed by the lock checker (default: the run's)")
+	f.DurationVar(&opts.ElectionTimeout, "election-timeout", defaults.ElectionTimeout, "lease takeover allowance beyond the ttl (default: the run's)")
 	return cmd
 }
 

@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -79,5 +81,135 @@ func TestJepsenSmoke(t *testing.T) {
 	}
 	if faults["kill"] == 0 || faults["pause"] == 0 {
 		t.Errorf("faults %v: want both kill and pause injected", faults)
+	}
+}
+
+// TestJepsenPartition runs `opencluster jepsen run` with the partition
+// nemesis on three real server processes: it re-executes itself in a
+// private network namespace, cuts links there with nftables in every
+// shape, and the register and lock workloads must come out VALID with
+// packets really dropped (the host's packet filter is never touched:
+// jepsen run refuses partitions outside a private namespace, and
+// TestNFTPartitionInPrivateNetNS checks the host's tables). It needs root (CAP_SYS_ADMIN, CAP_NET_ADMIN); without it the test is
+// skipped, saying so, since jepsen run then leaves partitions out.
+func TestJepsenPartition(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts server processes")
+	}
+	t.Setenv(execMainEnv, "1")
+	out := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var stdout, stderr strings.Builder
+	code := run(ctx, []string{"jepsen", "run", "--nodes", "3",
+		"--workload", "register,lock", "--nemesis", "partition",
+		"--time-limit", "3s", "--nemesis-interval", "600ms", "--fault-duration", "1s",
+		"--rate", "80", "--concurrency", "6", "--min-ok", "5", "--seed", "5", "--out", out,
+	}, strings.NewReader(""), &stdout, &stderr, func(string) string { return "" })
+	t.Logf("stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+	if strings.Contains(stderr.String(), "NO PARTITIONS") && os.Geteuid() != 0 {
+		t.Skip("partitions need root (CAP_SYS_ADMIN and CAP_NET_ADMIN): jepsen run left them out")
+	}
+	if code != exitJepsenValid {
+		t.Fatalf("jepsen run exited %d, want %d (VALID)", code, exitJepsenValid)
+	}
+	if !strings.HasSuffix(stdout.String(), "2 passed, 0 failed\n") {
+		t.Errorf("summary does not end with the tally")
+	}
+	dirs, err := filepath.Glob(filepath.Join(out, "*"))
+	if err != nil || len(dirs) != 2 {
+		t.Fatalf("run directories %v, %v", dirs, err)
+	}
+	for _, dir := range dirs {
+		var rep struct {
+			Workload string         `json:"workload"`
+			Verdict  string         `json:"verdict"`
+			OK       int            `json:"ok"`
+			Faults   map[string]int `json:"faults"`
+			Net      string         `json:"net"`
+			Dropped  uint64         `json:"dropped_packets"`
+		}
+		b, err := os.ReadFile(filepath.Join(dir, "results.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(b, &rep); err != nil {
+			t.Fatal(err)
+		}
+		if rep.Verdict != "VALID" || rep.OK < 20 {
+			t.Errorf("%s: verdict %s with %d ok operations", rep.Workload, rep.Verdict, rep.OK)
+		}
+		if rep.Faults["partition"] == 0 || rep.Dropped == 0 || !strings.Contains(rep.Net, "private network namespace") {
+			t.Errorf("%s: %d partitions by %q dropped %d packets: want real partitions", rep.Workload, rep.Faults["partition"], rep.Net, rep.Dropped)
+		}
+		var checkOut, checkErr strings.Builder
+		code := run(ctx, []string{"jepsen", "check", dir}, strings.NewReader(""), &checkOut, &checkErr,
+			func(string) string { return "" })
+		if code != exitJepsenValid {
+			t.Errorf("jepsen check %s: exit %d\n%s%s", dir, code, checkOut.String(), checkErr.String())
+		}
+	}
+}
+
+// TestJepsenLease runs the lease workload for real: its holders are
+// separate processes (`opencluster jepsen lease-holder`, this test binary
+// re-executed) against a real server; some are killed with SIGKILL, some
+// stop renewing, and the next holders take their locks over once the ttl
+// has run out. The run must be VALID with takeovers measured.
+func TestJepsenLease(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts server processes")
+	}
+	t.Setenv(execMainEnv, "1")
+	out := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var stdout, stderr strings.Builder
+	code := run(ctx, []string{"jepsen", "run", "--workload", "lease", "--time-limit", "3s",
+		"--concurrency", "4", "--lock-names", "4", "--lease-ttl", "1s", "--min-ok", "5", "--seed", "2",
+		"-o", "json", "--out", out,
+	}, strings.NewReader(""), &stdout, &stderr, func(string) string { return "" })
+	t.Logf("stderr:\n%s", stderr.String())
+	var got struct {
+		Reports []struct {
+			Verdict string `json:"verdict"`
+			Results []struct {
+				Stats map[string]int64 `json:"stats"`
+				Notes []string         `json:"notes"`
+			} `json:"results"`
+		} `json:"reports"`
+	}
+	if err := json.Unmarshal([]byte(stdout.String()), &got); err != nil || len(got.Reports) != 1 {
+		t.Fatalf("stdout %q: %v", stdout.String(), err)
+	}
+	rep := got.Reports[0]
+	t.Logf("%s %v %q", rep.Verdict, rep.Results[0].Stats, rep.Results[0].Notes)
+	if code != exitJepsenValid || rep.Verdict != "VALID" {
+		t.Fatalf("jepsen run exited %d, verdict %s", code, rep.Verdict)
+	}
+	st := rep.Results[0].Stats
+	if st["takeovers"] == 0 || st["takeover max ms"] < 900 || st["kill ok"]+st["stop ok"] == 0 {
+		t.Errorf("stats %v: want holders that died and were taken over after the 1s ttl", st)
+	}
+}
+
+// jepsen run re-executes itself in a private network namespace with the
+// flags it was given, global ones included.
+func TestJepsenRerunArgs(t *testing.T) {
+	a := &app{stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard, getenv: func(string) string { return "" }}
+	args := []string{"jepsen", "run", "--nodes", "3", "--nemesis=partition,kill", "-o", "json",
+		"--time-limit", "1m30s", "--partition-shapes", "one,bridge", "--seed", "7"}
+	c, rest, err := newRootCmd(a).Find(args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ParseFlags(rest); err != nil {
+		t.Fatal(err)
+	}
+	got := jepsenRerunArgs(c)
+	want := []string{"jepsen", "run", "--nemesis=partition,kill", "--nodes=3", "--output=json",
+		"--partition-shapes=one,bridge", "--seed=7", "--time-limit=1m30s"}
+	if !slices.Equal(got, want) {
+		t.Errorf("rerun args %q, want %q", got, want)
 	}
 }
