@@ -377,14 +377,23 @@ func bestFollower(st raft.Status, self uint64) uint64 {
 }
 
 // applyPlacement records a bucket's placement unless a newer one is
-// there already (meta group apply).
+// there already (meta group apply). Replicas report different epochs for
+// one configuration (one applied the change, another got it by a later
+// snapshot), so a report of the same configuration at a lower epoch still
+// updates the leader, if its term is not older.
 func applyPlacement(state *cmdpb.MetaState, p *cmdpb.BucketPlacement) {
 	if p == nil {
 		return
 	}
 	for i, old := range state.Placement {
 		if old.GetBucket() == p.GetBucket() {
-			if p.GetEpoch() >= old.GetEpoch() {
+			switch {
+			case sameConfig(p, old):
+				if p.GetTerm() >= old.GetTerm() {
+					old.Leader, old.Term = p.GetLeader(), p.GetTerm()
+				}
+				old.Epoch = max(old.GetEpoch(), p.GetEpoch())
+			case p.GetEpoch() > old.GetEpoch():
 				state.Placement[i] = p
 			}
 			return
@@ -392,6 +401,10 @@ func applyPlacement(state *cmdpb.MetaState, p *cmdpb.BucketPlacement) {
 	}
 	state.Placement = append(state.Placement, p)
 	slices.SortFunc(state.Placement, func(a, b *cmdpb.BucketPlacement) int { return int(a.GetBucket()) - int(b.GetBucket()) })
+}
+
+func sameConfig(a, b *cmdpb.BucketPlacement) bool {
+	return slices.Equal(a.GetVoters(), b.GetVoters()) && slices.Equal(a.GetLearners(), b.GetLearners())
 }
 
 // reportPlacement records, in the background, the configuration of a
@@ -405,8 +418,8 @@ func (n *Node) reportPlacement(r *replica) {
 	}
 	r.mu.reporting = true
 	p := &cmdpb.BucketPlacement{
-		Bucket: uint32(r.bucket), Voters: slices.Clone(r.mu.voters), Learners: slices.Clone(r.mu.learners),
-		Epoch: r.mu.epoch, Leader: n.id,
+		Bucket: uint32(r.bucket), Voters: slices.Sorted(slices.Values(r.mu.voters)), Learners: slices.Sorted(slices.Values(r.mu.learners)),
+		Epoch: r.mu.epoch, Leader: n.id, Term: r.rn.BasicStatus().GetTerm(),
 	}
 	r.mu.Unlock()
 	n.goBackground(func(ctx context.Context) {

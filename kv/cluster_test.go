@@ -24,3 +24,19 @@ func TestApplyPlacementKeepsNewest(t *testing.T) {
 		t.Fatalf("a newer report was ignored: %v", got)
 	}
 }
+
+// TestApplyPlacementFollowsLeaders checks that a new leader's report of
+// the same configuration updates the leader even at a lower epoch (its
+// replica learnt the configuration earlier), unless its term is older.
+func TestApplyPlacementFollowsLeaders(t *testing.T) {
+	state := &cmdpb.MetaState{}
+	applyPlacement(state, &cmdpb.BucketPlacement{Bucket: 0, Voters: []uint64{1, 2, 3}, Epoch: 30, Leader: 1, Term: 5})
+	applyPlacement(state, &cmdpb.BucketPlacement{Bucket: 0, Voters: []uint64{1, 2, 3}, Epoch: 20, Leader: 2, Term: 6})
+	if got := state.Placement[0]; got.GetLeader() != 2 || got.GetEpoch() != 30 {
+		t.Fatalf("a newer term's leader at a lower epoch: %v, want leader 2 at epoch 30", got)
+	}
+	applyPlacement(state, &cmdpb.BucketPlacement{Bucket: 0, Voters: []uint64{1, 2, 3}, Epoch: 30, Leader: 1, Term: 5})
+	if got := state.Placement[0]; got.GetLeader() != 2 {
+		t.Fatalf("a deposed leader's late report won: %v", got)
+	}
+}

@@ -168,23 +168,12 @@ func (n *Node) ServeBucketChange(ctx context.Context, req *cmdpb.BucketChangeReq
 		if err := proto.Unmarshal(raw, cc); err != nil {
 			return nil, fmt.Errorf("%w: corrupt configuration change: %v", ErrInvalid, err)
 		}
-		r.mu.Lock()
-		before := r.mu.epoch
-		r.mu.Unlock()
-		if err := n.onScheduler(ctx, func() error { return r.rn.ProposeConfChange(cc) }); err != nil {
-			return nil, fmt.Errorf("%w: %w: propose configuration change: %w", ErrUnavailable, ErrNotApplied, err)
-		}
-		if err := n.waitReplica(ctx, r, func() bool { return r.mu.epoch > before }); err != nil {
+		if err := n.changeConfig(ctx, r, cc); err != nil {
 			return nil, err
 		}
 	}
 	if to := req.GetTransferTo(); to != 0 {
-		if err := n.onScheduler(ctx, func() error { r.rn.TransferLeader(to); return nil }); err != nil {
-			return nil, err
-		}
-		// Done once leadership left this node (for to, or for whoever won
-		// if the transfer was cut short).
-		if err := n.waitReplica(ctx, r, func() bool { return r.mu.leaderID != 0 && r.mu.leaderID != n.id }); err != nil {
+		if err := n.transferLeadership(ctx, r, to); err != nil {
 			return nil, err
 		}
 	}
@@ -218,6 +207,81 @@ func (n *Node) ServeBucketChange(ctx context.Context, req *cmdpb.BucketChangeReq
 	return out, err
 }
 
+// changeConfig proposes cc and waits until a configuration change is
+// applied. Raft drops a change proposed while another is pending, or
+// before a new leader applied its first entry, without a word; so it
+// proposes again after a few election timeouts (a change that did apply
+// meanwhile makes the retry unnecessary; one still pending makes Raft drop
+// the retry).
+func (n *Node) changeConfig(ctx context.Context, r *replica, cc *raftpb.ConfChangeV2) error {
+	electionTimeout := time.Duration(n.cfg.ElectionTicks) * n.cfg.TickInterval
+	deadline := time.Now().Add(moveTimeout)
+	r.mu.Lock()
+	before := r.mu.epoch
+	r.mu.Unlock()
+	for {
+		if err := n.onScheduler(ctx, func() error { return r.rn.ProposeConfChange(cc) }); err != nil {
+			return fmt.Errorf("%w: %w: propose configuration change: %w", ErrUnavailable, ErrNotApplied, err)
+		}
+		wait := time.Now().Add(3 * electionTimeout)
+		for time.Now().Before(wait) {
+			r.mu.Lock()
+			applied, leader := r.mu.epoch > before, r.mu.leader
+			r.mu.Unlock()
+			if applied {
+				return nil
+			}
+			if !leader {
+				return fmt.Errorf("%w: group %d lost leadership during a configuration change", ErrUnavailable, r.group)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-n.stopper:
+				return fmt.Errorf("%w: node stopping", ErrUnavailable)
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w: group %d: configuration change not applied within %s", ErrUnavailable, r.group, moveTimeout)
+		}
+	}
+}
+
+// transferLeadership hands r's leadership to voter to. Raft abandons a
+// transfer that takes longer than an election timeout (the target was
+// behind), so it asks again until leadership has left this node (for to,
+// or whoever won), for up to transferTimeout.
+func (n *Node) transferLeadership(ctx context.Context, r *replica, to uint64) error {
+	const transferTimeout = 10 * time.Second
+	electionTimeout := time.Duration(n.cfg.ElectionTicks) * n.cfg.TickInterval
+	deadline := time.Now().Add(transferTimeout)
+	for {
+		if err := n.onScheduler(ctx, func() error { r.rn.TransferLeader(to); return nil }); err != nil {
+			return err
+		}
+		wait := time.Now().Add(2 * electionTimeout)
+		for time.Now().Before(wait) {
+			r.mu.Lock()
+			moved := r.mu.leaderID != 0 && r.mu.leaderID != n.id
+			r.mu.Unlock()
+			if moved {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-n.stopper:
+				return fmt.Errorf("%w: node stopping", ErrUnavailable)
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w: group %d: leadership did not move to node %d within %s", ErrUnavailable, r.group, to, transferTimeout)
+		}
+	}
+}
+
 // onScheduler runs fn on the scheduler goroutine and returns its error.
 func (n *Node) onScheduler(ctx context.Context, fn func() error) error {
 	done := make(chan error, 1)
@@ -229,28 +293,5 @@ func (n *Node) onScheduler(ctx context.Context, fn func() error) error {
 		return ctx.Err()
 	case <-n.stopper:
 		return fmt.Errorf("%w: node stopping", ErrUnavailable)
-	}
-}
-
-// waitReplica polls cond (called with r.mu held) for up to moveTimeout.
-func (n *Node) waitReplica(ctx context.Context, r *replica, cond func() bool) error {
-	deadline := time.Now().Add(moveTimeout)
-	for {
-		r.mu.Lock()
-		ok := cond()
-		r.mu.Unlock()
-		if ok {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%w: group %d: change not applied within %s", ErrUnavailable, r.group, moveTimeout)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-n.stopper:
-			return fmt.Errorf("%w: node stopping", ErrUnavailable)
-		case <-time.After(10 * time.Millisecond):
-		}
 	}
 }

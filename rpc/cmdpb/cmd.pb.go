@@ -2501,8 +2501,9 @@ type BucketPlacement struct {
 	// epoch grows with every configuration change of the bucket: the Raft
 	// index of the change (or a later applied index that saw it).
 	Epoch uint64 `protobuf:"varint,4,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	// leader is the node that reported it.
+	// leader is the node that reported it, in Raft term term.
 	Leader        uint64 `protobuf:"varint,5,opt,name=leader,proto3" json:"leader,omitempty"`
+	Term          uint64 `protobuf:"varint,6,opt,name=term,proto3" json:"term,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2568,6 +2569,13 @@ func (x *BucketPlacement) GetEpoch() uint64 {
 func (x *BucketPlacement) GetLeader() uint64 {
 	if x != nil {
 		return x.Leader
+	}
+	return 0
+}
+
+func (x *BucketPlacement) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
 	}
 	return 0
 }
@@ -2966,13 +2974,14 @@ const file_cmd_proto_rawDesc = "" +
 	"\tMetaState\x12\x1b\n" +
 	"\ttso_bound\x18\x01 \x01(\x04R\btsoBound\x124\n" +
 	"\x05nodes\x18\x02 \x03(\v2\x1e.opencluster.cmd.v1.NodeRecordR\x05nodes\x12A\n" +
-	"\tplacement\x18\x03 \x03(\v2#.opencluster.cmd.v1.BucketPlacementR\tplacement\"\x8b\x01\n" +
+	"\tplacement\x18\x03 \x03(\v2#.opencluster.cmd.v1.BucketPlacementR\tplacement\"\x9f\x01\n" +
 	"\x0fBucketPlacement\x12\x16\n" +
 	"\x06bucket\x18\x01 \x01(\rR\x06bucket\x12\x16\n" +
 	"\x06voters\x18\x02 \x03(\x04R\x06voters\x12\x1a\n" +
 	"\blearners\x18\x03 \x03(\x04R\blearners\x12\x14\n" +
 	"\x05epoch\x18\x04 \x01(\x04R\x05epoch\x12\x16\n" +
-	"\x06leader\x18\x05 \x01(\x04R\x06leader\"9\n" +
+	"\x06leader\x18\x05 \x01(\x04R\x06leader\x12\x12\n" +
+	"\x04term\x18\x06 \x01(\x04R\x04term\"9\n" +
 	"\n" +
 	"NodeRecord\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x12\n" +
