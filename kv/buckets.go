@@ -3,6 +3,7 @@ package kv
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -47,10 +48,11 @@ func (n *Node) leaderOf(ctx context.Context, r *replica) (uint64, error) {
 		r.mu.Lock()
 		ready, leader := r.mu.ready, r.mu.leaderID
 		r.mu.Unlock()
-		if leader == 0 && !r.isMeta() {
-			// This node holds no live replica of the group: the placement
-			// table says who reported leading it last.
-			if p := n.placementTable()[r.group]; p != nil {
+		if !ready && !r.isMeta() {
+			// A node that holds no replica of the group (never had one, or
+			// its replica was moved away and still names the leader of
+			// then) asks the placement table who leads it.
+			if p := n.placementTable()[r.group]; p != nil && (leader == 0 || !isMember(p, n.id)) {
 				leader = p.GetLeader()
 			}
 		}
@@ -311,4 +313,9 @@ func (n *Node) ServeTimestamp(ctx context.Context, count int) (ts.Timestamp, err
 		return 0, fmt.Errorf("%w: %w: this node does not serve the timestamp oracle", ErrUnavailable, ErrNotApplied)
 	}
 	return n.tso.nowN(ctx, max(count, 1), false)
+}
+
+// isMember reports whether node holds a voter or learner in p.
+func isMember(p *cmdpb.BucketPlacement, node uint64) bool {
+	return slices.Contains(p.GetVoters(), node) || slices.Contains(p.GetLearners(), node)
 }

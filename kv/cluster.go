@@ -447,12 +447,22 @@ func (n *Node) metaPropose(ctx context.Context, cmd *cmdpb.Command) (*cmdpb.Resu
 	return n.cfg.Remote.Propose(ctx, leader, &cmdpb.BucketProposeRequest{Group: metaGroup, Command: cmd})
 }
 
-// placementTable is Placement by bucket.
+// placementTable is Placement by bucket, cached until the meta replica
+// applies more (request routing reads it).
 func (n *Node) placementTable() map[uint32]*cmdpb.BucketPlacement {
+	n.meta.mu.Lock()
+	applied := n.meta.mu.applied
+	n.meta.mu.Unlock()
+	n.placementCache.Lock()
+	defer n.placementCache.Unlock()
+	if n.placementCache.table != nil && n.placementCache.applied == applied {
+		return n.placementCache.table
+	}
 	out := make(map[uint32]*cmdpb.BucketPlacement)
 	for _, p := range n.Placement() {
 		out[p.GetBucket()] = p
 	}
+	n.placementCache.table, n.placementCache.applied = out, applied
 	return out
 }
 

@@ -58,6 +58,13 @@ type Node struct {
 	gcThreshold atomic.Uint64
 	// draining is set once HandOff starts: the node is about to stop.
 	draining atomic.Bool
+	// placementCache holds the placement table as of the meta replica's
+	// applied index (never modified once built).
+	placementCache struct {
+		sync.Mutex
+		applied uint64
+		table   map[uint32]*cmdpb.BucketPlacement
+	}
 
 	stopper  chan struct{}
 	stopOnce sync.Once

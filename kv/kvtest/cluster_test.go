@@ -481,6 +481,14 @@ func TestMoveReplicaKeepsDataAndLocks(t *testing.T) {
 		return false
 	})
 	fromID := mustID(t, from)
+	// The node the replica left still routes the bucket's requests: its
+	// stale replica names an old leader, the placement table the new one.
+	old := c.Node(fromID)
+	if _, err := On(ctx, old, func() (*ocpb.BatchGetResponse, error) {
+		return old.BatchGet(ctx, &ocpb.BatchGetRequest{Keys: [][]byte{key}})
+	}); err != nil {
+		t.Fatalf("batch get through node %d after its replica left: %v", fromID, err)
+	}
 	c.StopNode(fromID)
 	other := c.Node(4)
 	got, err := On(ctx, other, func() (*ocpb.GetResponse, error) { return other.Get(ctx, &ocpb.GetRequest{Key: key}) })
