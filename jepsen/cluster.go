@@ -60,6 +60,8 @@ type ProcessConfig struct {
 	Port int
 	// Buckets is the bucket count of the new cluster.
 	Buckets int
+	// TestAdmin starts the nodes with --test-admin.
+	TestAdmin bool
 	// ReadyTimeout bounds how long Start waits for a node to serve.
 	ReadyTimeout time.Duration
 	// Logger receives process events.
@@ -207,6 +209,9 @@ func (c *ProcessCluster) node(n int) (*procNode, error) {
 func (c *ProcessCluster) args(pn *procNode) []string {
 	args := []string{"start", "--data-dir", pn.dataDir, "--addr", pn.addr, "--http-addr", "",
 		"--buckets", strconv.Itoa(c.cfg.Buckets), "--log-level", "warn"}
+	if c.cfg.TestAdmin {
+		args = append(args, "--test-admin")
+	}
 	if c.cfg.Nodes > 1 {
 		gossip := func(n int) string { return net.JoinHostPort(NodeIP(n), strconv.Itoa(c.cfg.Port+1)) }
 		// Loopback nodes can afford second-scale failure detection.

@@ -15,9 +15,10 @@ type Config struct {
 	// Workload is register, lock, lease, bank, fenced or unfenced
 	// (WorkloadNames).
 	Workload string
-	// Nemeses are the fault kinds to inject (kill, pause, partition);
-	// none: no faults. Partition needs a private network namespace
-	// (RunInPrivateNetNS) and CAP_NET_ADMIN in it.
+	// Nemeses are the fault kinds to inject (kill, pause, partition,
+	// clock, move); none: no faults. Partition needs a private network
+	// namespace (RunInPrivateNetNS) and CAP_NET_ADMIN in it; clock starts
+	// the servers with --test-admin; move needs at least 4 nodes.
 	Nemeses []string
 	// NemesisTargets picks the nodes kill and pause hit: one, minority,
 	// majority or all.
@@ -50,6 +51,13 @@ type Config struct {
 
 	// Binary is the opencluster binary the nodes run (`Binary start …`).
 	Binary string
+	// TestAdmin starts the servers with --test-admin (their test-only
+	// admin service). Run sets it when the clock nemesis or PlantedBugs
+	// need it, and only then.
+	TestAdmin bool
+	// PlantedBugs are switched on in every server once all serve (a
+	// negative control: the run must come out INVALID).
+	PlantedBugs PlantedBugs
 	// Env is added to the nodes' environment.
 	Env []string
 	// Buckets is the bucket count of the new cluster.
@@ -299,6 +307,12 @@ func (c Config) Validate() error {
 	if err := validateNemeses(c.Nemeses, c.NemesisTargets, c.PartitionShapes); err != nil {
 		return err
 	}
+	if slices.Contains(c.Nemeses, "move") && c.Nodes < minMoveNodes {
+		return bad("the move nemesis needs at least %d nodes (a bucket has 3 replicas and a move needs a node without one), not %d", minMoveNodes, c.Nodes)
+	}
+	if (slices.Contains(c.Nemeses, "clock") || c.PlantedBugs.Any()) && len(c.Endpoints) > 0 {
+		return bad("the clock nemesis and planted bugs need servers the harness starts with --test-admin, not Endpoints")
+	}
 	if slices.Contains(c.Nemeses, "partition") {
 		fits := false
 		for _, s := range c.partitionShapes() {
@@ -309,6 +323,11 @@ func (c Config) Validate() error {
 		}
 	}
 	return nil
+}
+
+// needsTestAdmin reports whether the servers need --test-admin.
+func (c Config) needsTestAdmin() bool {
+	return c.TestAdmin || slices.Contains(c.Nemeses, "clock") || c.PlantedBugs.Any()
 }
 
 // partitionShapes returns PartitionShapes, or every shape if it is empty.

@@ -4,7 +4,9 @@
 // against what the store promises.
 //
 // It sees the store only through rpc/client and rpc/ocpb, exactly as a
-// user does; it never imports the server's packages. What it checks is
+// user does (plus, from rpc/cmdpb, the test-only admin service that
+// servers started with --test-admin expose: clock skew and planted bugs);
+// it never imports the server's packages. What it checks is
 // therefore what a user can rely on.
 //
 // # Model
@@ -13,7 +15,7 @@
 // set up the workload's keys; let Concurrency client processes issue
 // operations at Rate for TimeLimit while the nemesis scheduler injects
 // and heals faults (kill -9 and restart, SIGSTOP and SIGCONT, network
-// partitions); heal everything and wait for every node; run the workload's final reads;
+// partitions, oracle clock skew, bucket replica moves); heal everything and wait for every node; run the workload's final reads;
 // check the history; write the run directory (history.jsonl,
 // results.json, summary.txt, test.json, the servers' logs).
 //
@@ -127,8 +129,18 @@
 // # Extending
 //
 // A Nemesis acts on a Cluster (kill, start, pause, resume nodes) and
-// records its faults; new nemeses (clock skew through the server's admin
-// surface, bucket moves) implement the same interface and get what they
-// need beyond Cluster through their constructors, as the partition
-// nemesis gets its Net and a view of the leaders.
+// records its faults; nemeses that need more than Cluster get it through
+// their constructors: the partition nemesis its Net and a view of the
+// leaders, the clock nemesis the nodes' addresses (it calls the test-only
+// cmdpb.TestAdmin service of servers started with --test-admin, which Run
+// asks for only when the clock nemesis or planted bugs need it), the move
+// nemesis the nodes' endpoints (Status, then MoveReplica of one replica of
+// a random bucket to a node without one; at least 4 nodes).
+//
+// # Negative controls
+//
+// Config.PlantedBugs switches the servers' planted bugs on once they all
+// serve (stale reads, no fence check, early lock expiry); such a run must
+// come out INVALID, and `opencluster jepsen selftest` checks that each is
+// caught (SelftestCases).
 package jepsen

@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
+
+	"google.golang.org/grpc"
 )
 
 // Nemesis injects one kind of fault and heals it. The scheduler runs one
@@ -93,7 +95,7 @@ func (t Targets) valid() bool {
 }
 
 // NemesisNames returns the nemeses --nemesis knows.
-func NemesisNames() []string { return []string{"kill", "pause", "partition"} }
+func NemesisNames() []string { return []string{"kill", "pause", "partition", "clock", "move"} }
 
 // NemesisOptions is what the nemeses need besides their names.
 type NemesisOptions struct {
@@ -105,6 +107,12 @@ type NemesisOptions struct {
 	// Net cuts links for the partition nemesis; without it partition is
 	// refused.
 	Net Net
+	// Endpoints are the nodes' gRPC addresses, node 1 first: the clock
+	// nemesis calls their TestAdmin service, the move nemesis their
+	// public API. Without them clock and move are refused.
+	Endpoints []string
+	// Dial is added to the gRPC options of those calls.
+	Dial []grpc.DialOption
 	// leaders reports the buckets each node leads, for isolate-leader
 	// (nil: that shape cuts a random node).
 	leaders leaderFunc
@@ -132,6 +140,16 @@ func NewNemeses(names []string, opts NemesisOptions) ([]Nemesis, error) {
 				shapes = PartitionShapes()
 			}
 			out = append(out, newPartitionNemesis(opts.Net, shapes, opts.leaders))
+		case "clock", "move":
+			if len(opts.Endpoints) == 0 {
+				return nil, fmt.Errorf("%w: the %s nemesis needs the nodes' endpoints", ErrInvalidConfig, name)
+			}
+			if name == "clock" {
+				eps := opts.Endpoints
+				out = append(out, clockNemesis{addr: func(n int) string { return eps[n-1] }, dial: opts.Dial})
+			} else {
+				out = append(out, moveNemesis{endpoints: opts.Endpoints, dial: opts.Dial})
+			}
 		}
 	}
 	return out, nil

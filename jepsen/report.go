@@ -49,6 +49,9 @@ type Report struct {
 	DroppedPackets uint64 `json:"dropped_packets,omitempty"`
 	// Warnings are the run's caveats (a nemesis left out, and why).
 	Warnings []string `json:"warnings,omitempty"`
+	// PlantedBugs are the server bugs the run switched on (a negative
+	// control, expected INVALID).
+	PlantedBugs *PlantedBugs `json:"planted_bugs,omitempty"`
 
 	Results []Result `json:"results"`
 	Verdict Verdict  `json:"verdict"`
@@ -58,7 +61,14 @@ type Report struct {
 }
 
 func (r *runner) newReport() *Report {
+	warnings := r.cfg.Warnings
+	var bugs *PlantedBugs
+	if r.cfg.PlantedBugs.Any() {
+		bugs = &r.cfg.PlantedBugs
+		warnings = append(slices.Clone(warnings), "PLANTED BUGS ON: "+bugs.String()+" (negative control: INVALID expected)")
+	}
 	return &Report{
+		PlantedBugs:     bugs,
 		Workload:        r.cfg.Workload,
 		Nemeses:         nonEmpty(r.cfg.Nemeses),
 		Targets:         r.cfg.NemesisTargets,
@@ -74,7 +84,7 @@ func (r *runner) newReport() *Report {
 		GoVersion:       runtime.Version(),
 		Started:         time.Now().UTC().Format(time.RFC3339),
 		Dir:             r.dir,
-		Warnings:        r.cfg.Warnings,
+		Warnings:        warnings,
 		Verdict:         Inconclusive,
 	}
 }

@@ -194,7 +194,7 @@ func (r *runner) run(ctx context.Context, rep *Report) (err error) {
 	} else {
 		pc, err := NewProcessCluster(ProcessConfig{
 			Binary: r.cfg.Binary, Env: r.cfg.Env, Nodes: r.cfg.Nodes, Dir: r.dir, Port: r.cfg.Port,
-			Buckets: r.cfg.Buckets, ReadyTimeout: r.cfg.ReadyTimeout, Logger: r.cfg.Logger,
+			Buckets: r.cfg.Buckets, TestAdmin: r.cfg.needsTestAdmin(), ReadyTimeout: r.cfg.ReadyTimeout, Logger: r.cfg.Logger,
 			OnUnexpectedExit: r.noteCrash,
 		})
 		if err != nil {
@@ -211,8 +211,14 @@ func (r *runner) run(ctx context.Context, rep *Report) (err error) {
 	if err := r.cluster.StartAll(ctx); err != nil {
 		return err
 	}
+	if r.cfg.PlantedBugs.Any() {
+		if err := setPlantedBugs(ctx, r.cluster.Endpoints(), r.cfg.DialOptions, r.cfg.PlantedBugs); err != nil {
+			return err
+		}
+	}
 	r.nemeses, err = NewNemeses(r.cfg.Nemeses, NemesisOptions{
 		Targets: r.cfg.NemesisTargets, PartitionShapes: r.cfg.PartitionShapes, Net: r.net,
+		Endpoints: r.cluster.Endpoints(), Dial: r.cfg.DialOptions,
 		leaders: statusLeaders(r.cluster.Endpoints(), r.cfg.DialOptions),
 	})
 	if err != nil {

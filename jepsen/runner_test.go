@@ -182,7 +182,9 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		{Workload: "append", Binary: "x"},
 		{Binary: "x", Concurrency: -1},
 		{Endpoints: []string{"a"}, Nemeses: []string{"kill"}},
-		{Binary: "x", Nemeses: []string{"clock"}},
+		{Binary: "x", Nemeses: []string{"warp"}},
+		{Binary: "x", Nodes: 3, Nemeses: []string{"move"}}, // no node to move a replica to
+		{Endpoints: []string{"a"}, PlantedBugs: PlantedBugs{StaleReads: true}},
 		{Binary: "x", ProcessesPerKey: 20},
 		{Binary: "x", Nemeses: []string{"partition"}}, // one node: nothing to cut
 		{Binary: "x", Nodes: 3, Nemeses: []string{"partition"}, PartitionShapes: []string{"square"}},

@@ -35,7 +35,7 @@ func newJepsenCmd(a *app) *cobra.Command {
 clients against them while faults are injected, records every operation and
 checks the history. See package jepsen for the model and the checkers.`,
 	}
-	cmd.AddCommand(newJepsenRunCmd(a), newJepsenCheckCmd(a), newJepsenLeaseHolderCmd(a))
+	cmd.AddCommand(newJepsenRunCmd(a), newJepsenCheckCmd(a), newJepsenSelftestCmd(a), newJepsenLeaseHolderCmd(a))
 	return cmd
 }
 
@@ -59,6 +59,12 @@ re-executes itself in a new one (servers and clients all live there, and the
 rules vanish with it). That needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN);
 without it, jepsen run says so loudly and injects the other faults only.
 Shapes (--partition-shapes): ` + strings.Join(jepsen.PartitionShapes(), ", ") + `.
+
+The clock nemesis skews the timestamp oracle's clock of random nodes (an
+offset of up to ±5 minutes, or a rate of 0.25 to 4) through the servers'
+test-only admin service: with it, the servers are started with --test-admin.
+The move nemesis moves one replica of a random bucket to a node without one
+(MoveReplica); it needs --nodes 4 or more.
 
 Exit status: 0 every run VALID, 1 an anomaly (INVALID), 2 a run INCONCLUSIVE
 (too few successful operations, or the checker ran out of time), 3 a harness
@@ -134,6 +140,111 @@ error. The summary's last line is "N passed, N failed".`,
 	f.DurationVar(&cfg.LeaseTTL, "lease-ttl", cfg.LeaseTTL, "ttl of the lease workload's locks (at least 1s)")
 	f.DurationVar(&cfg.ElectionTimeout, "election-timeout", cfg.ElectionTimeout, "time a dead holder's lock may take beyond its ttl to be taken over (lease)")
 	return cmd
+}
+
+// newJepsenSelftestCmd returns `jepsen selftest`: the negative controls.
+func newJepsenSelftestCmd(a *app) *cobra.Command {
+	cfg := jepsen.DefaultConfig()
+	cfg.TimeLimit = 8 * time.Second
+	cfg.MinOK = 5
+	cfg.OutDir = "jepsen-selftest"
+	var bugs string
+	cmd := &cobra.Command{
+		Use:   "selftest",
+		Short: "Check that the harness catches the server's planted bugs",
+		Long: `Run short runs against servers started with --test-admin and one planted bug
+switched on each, and check that every run comes out INVALID:
+
+` + selftestCasesText() + `
+Prints a table (bug, workload, expected, got, run directory). Exit status: 0
+every planted bug caught, 1 one was not (VALID, INCONCLUSIVE or a harness
+error: the harness would miss such a bug).`,
+		Args: exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			bin, err := os.Executable()
+			if err != nil {
+				return fmt.Errorf("find own binary: %w", err)
+			}
+			cfg.Binary = bin
+			var cases []jepsen.SelftestCase
+			for _, c := range jepsen.SelftestCases() {
+				if bugs == "" || slices.Contains(jepsenList(bugs), c.Bug) {
+					cases = append(cases, c)
+				}
+			}
+			for _, b := range jepsenList(bugs) {
+				if _, err := jepsen.ParsePlantedBug(b); err != nil {
+					fmt.Fprintf(a.stderr, "Error: InvalidArgument: %s\n", err.Error())
+					return &exitError{code: exitJepsenHarnessError}
+				}
+			}
+			type row struct{ bug, workload, got, dir string }
+			var rows []row
+			caught := true
+			for _, c := range cases {
+				rc := cfg
+				rc.Workload = c.Workload
+				rc.PlantedBugs, _ = jepsen.ParsePlantedBug(c.Bug)
+				rep, err := a.runJepsen(cmd.Context(), rc)
+				got := "ERROR"
+				r := row{bug: c.Bug, workload: c.Workload}
+				switch {
+				case rep == nil:
+					fmt.Fprintf(a.stderr, "Error: InvalidArgument: %s\n", err.Error())
+					return &exitError{code: exitJepsenHarnessError}
+				case rep.Error == "" && err == nil:
+					got = rep.Verdict.String()
+				}
+				r.got, r.dir = got, rep.Dir
+				caught = caught && got == jepsen.Invalid.String()
+				rows = append(rows, r)
+				if cmd.Context().Err() != nil {
+					break
+				}
+			}
+			var b strings.Builder
+			fmt.Fprintf(&b, "%-16s %-10s %-10s %-14s %s\n", "BUG", "WORKLOAD", "EXPECTED", "GOT", "RUN")
+			for _, r := range rows {
+				mark := ""
+				if r.got != jepsen.Invalid.String() {
+					mark = "  <- NOT CAUGHT"
+				}
+				fmt.Fprintf(&b, "%-16s %-10s %-10s %-14s %s%s\n", r.bug, r.workload, jepsen.Invalid, r.got, r.dir, mark)
+			}
+			if caught && len(rows) == len(cases) {
+				fmt.Fprintf(&b, "selftest: all %d planted bugs caught\n", len(rows))
+			} else {
+				fmt.Fprintf(&b, "selftest: FAILED: a planted bug was not caught\n")
+				caught = false
+			}
+			if _, err := io.WriteString(a.stdout, b.String()); err != nil {
+				return ioError(err)
+			}
+			if !caught {
+				return &exitError{code: exitJepsenInvalid}
+			}
+			return &exitError{code: exitJepsenValid}
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&bugs, "bugs", "", "planted bugs to test, comma-separated (default: all): "+jepsen.BugStaleReads+", "+jepsen.BugNoFenceCheck+", "+jepsen.BugEarlyExpiry)
+	f.IntVar(&cfg.Nodes, "nodes", cfg.Nodes, "server count")
+	f.DurationVar(&cfg.TimeLimit, "time-limit", cfg.TimeLimit, "how long clients issue operations, per bug")
+	f.Float64Var(&cfg.Rate, "rate", cfg.Rate, "target operations per second over all clients")
+	f.IntVar(&cfg.Concurrency, "concurrency", cfg.Concurrency, "client processes")
+	f.Uint64Var(&cfg.Seed, "seed", 0, "seed of every random choice (0: from the clock; printed either way)")
+	f.StringVar(&cfg.OutDir, "out", cfg.OutDir, "directory that receives one run directory per run")
+	f.IntVar(&cfg.MinOK, "min-ok", cfg.MinOK, "fewest successful operations of each kind for a pass")
+	return cmd
+}
+
+// selftestCasesText lists the selftest's cases for its help.
+func selftestCasesText() string {
+	var b strings.Builder
+	for _, c := range jepsen.SelftestCases() {
+		fmt.Fprintf(&b, "  %-16s caught by the %s workload\n", c.Bug, c.Workload)
+	}
+	return b.String()
 }
 
 // jepsenRerunArgs rebuilds the command line of `jepsen run` from the flags

@@ -213,3 +213,42 @@ func TestJepsenRerunArgs(t *testing.T) {
 		t.Errorf("rerun args %q, want %q", got, want)
 	}
 }
+
+// TestJepsenSelftest runs `jepsen selftest` for real on its stale_reads
+// case: servers started with --test-admin, the planted stale read
+// switched on, and the register workload must catch it (INVALID), which
+// the selftest reports as caught (exit 0).
+func TestJepsenSelftest(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts server processes")
+	}
+	t.Setenv(execMainEnv, "1")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var stdout, stderr strings.Builder
+	code := run(ctx, []string{"jepsen", "selftest", "--bugs", "stale_reads",
+		"--time-limit", "3s", "--rate", "80", "--concurrency", "6", "--seed", "5", "--out", t.TempDir(),
+	}, strings.NewReader(""), &stdout, &stderr, func(string) string { return "" })
+	t.Logf("stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+	if code != exitJepsenValid {
+		t.Fatalf("jepsen selftest exited %d, want 0 (bug caught)", code)
+	}
+	if !strings.Contains(stdout.String(), "stale_reads      register   INVALID    INVALID") {
+		t.Errorf("table does not show stale_reads caught")
+	}
+}
+
+// TestJepsenNemesisRefusals: move needs 4 nodes, and an unknown planted
+// bug is refused, both before any server starts.
+func TestJepsenNemesisRefusals(t *testing.T) {
+	for _, args := range [][]string{
+		{"jepsen", "run", "--nemesis", "move", "--nodes", "3", "--out", t.TempDir()},
+		{"jepsen", "selftest", "--bugs", "typo", "--out", t.TempDir()},
+	} {
+		var stdout, stderr strings.Builder
+		code := run(context.Background(), args, strings.NewReader(""), &stdout, &stderr, func(string) string { return "" })
+		if code != exitJepsenHarnessError || !strings.Contains(stderr.String(), "InvalidArgument") {
+			t.Errorf("%v: exit %d, stderr %q", args, code, stderr.String())
+		}
+	}
+}
