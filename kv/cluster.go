@@ -178,7 +178,7 @@ func (n *Node) maintain() {
 		if !r.isMeta() {
 			n.reportPlacement(r)
 		}
-		if !r.isMeta() && now.Sub(r.lastTransfer) >= electionTimeout {
+		if !r.isMeta() && !n.cfg.Rebalance && now.Sub(r.lastTransfer) >= electionTimeout {
 			if to := n.preferredLeader(r); to != 0 && to != n.id {
 				r.lastTransfer = now
 				r.rn.TransferLeader(to)
@@ -194,6 +194,9 @@ func (n *Node) maintain() {
 		want := min(n.cfg.Replicas, len(candidates))
 		if r.isMeta() {
 			want = min(max(n.cfg.Replicas, metaReplicas), len(candidates))
+		}
+		if !r.isMeta() && n.cfg.Rebalance {
+			continue // the rebalancer places buckets
 		}
 		if cc := n.nextConfChange(r, want, candidates); cc != nil {
 			r.lastConfChange = now

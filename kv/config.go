@@ -81,6 +81,15 @@ type Config struct {
 	Directory Directory
 	// Replicas is the replica count each group grows to (default 3).
 	Replicas int
+	// Rebalance runs the rebalancer on the meta leader: it owns bucket
+	// placement (repair after DeadAfter, balance of replicas and leaders)
+	// instead of the simple growth and leader preferences.
+	Rebalance bool
+	// RebalanceInterval is how often the rebalancer plans (default 2s).
+	RebalanceInterval time.Duration
+	// DeadAfter is how long a node must be down before its replicas are
+	// re-created elsewhere (default 1m).
+	DeadAfter time.Duration
 	// RaftLogKeep is how many applied entries a group's log keeps; it is
 	// truncated once twice as many accumulate (default 1000). A follower
 	// that falls further behind catches up by snapshot.
@@ -90,17 +99,19 @@ type Config struct {
 // DefaultConfig returns the production defaults.
 func DefaultConfig() Config {
 	return Config{
-		Buckets:        64,
-		Replicas:       3,
-		RaftLogKeep:    1000,
-		Clock:          ts.RealClock{},
-		Rand:           rand.Reader,
-		TickInterval:   100 * time.Millisecond,
-		ElectionTicks:  10,
-		HeartbeatTicks: 1,
-		GCWindow:       10 * time.Minute,
-		GCInterval:     time.Minute,
-		ExpiryInterval: 100 * time.Millisecond,
+		Buckets:           64,
+		Replicas:          3,
+		RaftLogKeep:       1000,
+		RebalanceInterval: 2 * time.Second,
+		DeadAfter:         time.Minute,
+		Clock:             ts.RealClock{},
+		Rand:              rand.Reader,
+		TickInterval:      100 * time.Millisecond,
+		ElectionTicks:     10,
+		HeartbeatTicks:    1,
+		GCWindow:          10 * time.Minute,
+		GCInterval:        time.Minute,
+		ExpiryInterval:    100 * time.Millisecond,
 	}
 }
 
@@ -125,6 +136,12 @@ func (c *Config) fillDefaults() {
 	}
 	if c.RaftLogKeep == 0 {
 		c.RaftLogKeep = d.RaftLogKeep
+	}
+	if c.RebalanceInterval == 0 {
+		c.RebalanceInterval = d.RebalanceInterval
+	}
+	if c.DeadAfter == 0 {
+		c.DeadAfter = d.DeadAfter
 	}
 	if c.Clock == nil {
 		c.Clock = d.Clock

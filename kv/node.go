@@ -103,6 +103,10 @@ func Open(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.log = n.log.With("node", n.id)
+	if cfg.Rebalance && cfg.Transport != nil {
+		n.wg.Add(1)
+		go func() { defer n.wg.Done(); n.rebalanceLoop() }()
+	}
 	n.wg.Add(3)
 	go func() { defer n.wg.Done(); n.sched.run() }()
 	go func() { defer n.wg.Done(); n.expiryLoop() }()

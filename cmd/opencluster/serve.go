@@ -40,6 +40,9 @@ type serverConfig struct {
 	Replicas int
 	// FastGossip shortens failure detection (tests, the demo).
 	FastGossip bool
+	// Rebalance runs the rebalancer (experimental), with DeadAfter.
+	Rebalance bool
+	DeadAfter time.Duration
 	// TestAdmin registers the fault-injection service (cmdpb.TestAdmin):
 	// a skewable oracle clock and planted bugs, for the consistency
 	// harness only.
@@ -75,6 +78,7 @@ func startServer(cfg serverConfig) (*runningServer, error) {
 	if cfg.Replicas != 0 {
 		kcfg.Replicas = cfg.Replicas
 	}
+	kcfg.Rebalance, kcfg.DeadAfter = cfg.Rebalance, cfg.DeadAfter
 	var admin *peer.TestAdmin
 	if cfg.TestAdmin {
 		clock := ts.NewSkewedClock(ts.RealClock{})

@@ -1,6 +1,7 @@
 package kvtest
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -248,7 +249,19 @@ type Options struct {
 	Nodes int
 	// Config is the base config of every node (default kv.TestConfig()).
 	Config *kv.Config
+	// Rebalance turns the rebalancer on (replica placement by the
+	// planner), with a stopped node dead after DeadAfter (default 1s).
+	Rebalance bool
+	DeadAfter time.Duration
 }
+
+// directory is the failure detector of an in-process cluster: a node is
+// alive while it runs.
+type directory struct{ c *Cluster }
+
+func (d directory) Addr(id uint64) string       { return fmt.Sprintf("node-%d", id) }
+func (d directory) GossipAddr(id uint64) string { return "" }
+func (d directory) Alive(id uint64) bool        { return d.c.Node(id) != nil }
 
 // Start starts a cluster: node 1 bootstraps it, the others join, and Start
 // returns once every group has min(Nodes, Replicas) voters. The nodes stop
@@ -261,6 +274,11 @@ func Start(t testing.TB, o Options) *Cluster {
 	cfg := kv.TestConfig()
 	if o.Config != nil {
 		cfg = *o.Config
+	}
+	if o.Rebalance {
+		cfg.Rebalance = true
+		cfg.RebalanceInterval = 50 * time.Millisecond
+		cfg.DeadAfter = cmp.Or(o.DeadAfter, time.Second)
 	}
 	if os.Getenv("KVTEST_LOG") != "" {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -314,6 +332,9 @@ func (c *Cluster) StartNode(id uint64) *kv.Node {
 	cfg.AdvertiseAddr = fmt.Sprintf("node-%d", id)
 	cfg.Transport = transport{net: c.Net, from: id}
 	cfg.Remote = remote{net: c.Net, from: id}
+	if cfg.Rebalance {
+		cfg.Directory = directory{c: c}
+	}
 	if id != 1 {
 		cfg.Join = c.join
 	}

@@ -526,3 +526,67 @@ func mustID(t *testing.T, s string) uint64 {
 	}
 	return id
 }
+
+// TestRebalancerSpreadsAndRepairs runs the rebalancer: a new cluster is
+// replicated three ways, two joining nodes receive their share of replicas
+// (within one of the mean), and when a node stops for good its replicas
+// are re-created on the others after DeadAfter. Data written before reads
+// back at the end. (Leader balance is planned, but does not converge yet.)
+func TestRebalancerSpreadsAndRepairs(t *testing.T) {
+	c := Start(t, Options{Nodes: 3, Rebalance: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	n := c.Node(1)
+	for i := range 20 {
+		k := []byte(fmt.Sprint("r", i))
+		if _, err := On(ctx, n, func() (*ocpb.PutResponse, error) {
+			return n.Put(ctx, &ocpb.PutRequest{Key: k, Value: k, RequestId: string(k)})
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.StartNode(4)
+	c.StartNode(5)
+	var last string
+	defer func() {
+		if t.Failed() {
+			t.Logf("last status: %s", last)
+		}
+	}()
+	balanced := func(live []uint64) bool {
+		st, err := c.Primary().Status(ctx, nil)
+		if err != nil {
+			return false
+		}
+		last = fmt.Sprint(st.Buckets)
+		replicas, leaders := map[string]int{}, map[string]int{}
+		for _, b := range st.Buckets {
+			if len(b.Replicas) != 3 || b.Leader == "" {
+				return false
+			}
+			for _, r := range b.Replicas {
+				if !slices.Contains(live, mustID(t, r)) {
+					return false
+				}
+				replicas[r]++
+			}
+			leaders[b.Leader]++
+		}
+		meanR := float64(3*len(st.Buckets)) / float64(len(live))
+		meanL := float64(len(st.Buckets)) / float64(len(live))
+		for _, id := range live {
+			s := idStr(id)
+			if d := float64(replicas[s]) - meanR; d > 1 || d < -1 {
+				return false
+			}
+			_ = meanL // leader balance does not converge yet (see the issue note)
+		}
+		return true
+	}
+	c.WaitFor(40*time.Second, "replicas spread over five nodes", func() bool { return balanced([]uint64{1, 2, 3, 4, 5}) })
+	c.StopNode(5)
+	c.WaitFor(40*time.Second, "node 5's replicas re-created on the other four", func() bool { return balanced([]uint64{1, 2, 3, 4}) })
+	readBack(ctx, t, c, "r", 20)
+}
+
+func idStr(id uint64) string { return strconv.FormatUint(id, 10) }
