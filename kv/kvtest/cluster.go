@@ -461,12 +461,14 @@ func Do[T any](ctx context.Context, c *Cluster, op func(n *kv.Node) (T, error)) 
 	}
 }
 
-// On runs op on node n, retrying while it fails without taking effect
-// (kv.ErrNotApplied, as rpc/server does), until ctx ends.
+// On runs op on node n, retrying while it fails with kv.ErrUnavailable
+// (a leadership moving), as the Go client does, until ctx ends. An
+// ambiguous failure may have applied: ops must be idempotent (request ids)
+// or harmless to repeat.
 func On[T any](ctx context.Context, n *kv.Node, op func() (T, error)) (T, error) {
 	for {
 		v, err := op()
-		if err == nil || !errors.Is(err, kv.ErrNotApplied) {
+		if err == nil || !errors.Is(err, kv.ErrUnavailable) {
 			return v, err
 		}
 		select {
