@@ -172,7 +172,7 @@ func (n *Node) ServeBucketChange(ctx context.Context, req *cmdpb.BucketChangeReq
 			return nil, err
 		}
 	}
-	if to := req.GetTransferTo(); to != 0 {
+	if to := req.GetTransferTo(); to != 0 && to != n.id { // to == n.id: it leads already
 		if err := n.transferLeadership(ctx, r, to); err != nil {
 			return nil, err
 		}
