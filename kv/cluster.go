@@ -72,25 +72,6 @@ func (n *Node) leaderWait() time.Duration {
 	return 3 * time.Duration(n.cfg.ElectionTicks) * n.cfg.TickInterval
 }
 
-// AwaitRoute is Route that first waits, up to a few election timeouts or
-// until ctx ends, while no primary is known (an election in progress).
-func (n *Node) AwaitRoute(ctx context.Context) (local bool, leader uint64, addr string) {
-	deadline := time.Now().Add(n.leaderWait())
-	for {
-		local, leader, addr = n.Route()
-		if local || addr != "" || time.Now().After(deadline) {
-			return local, leader, addr
-		}
-		select {
-		case <-ctx.Done():
-			return local, leader, addr
-		case <-n.stopper:
-			return local, leader, addr
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
-}
-
 // Route reports whether this node serves requests now (it is the ready
 // primary) and, if not, the primary's address ("" while none is known).
 func (n *Node) Route() (local bool, leader uint64, addr string) {

@@ -234,12 +234,8 @@ func (n *Node) changeConfig(ctx context.Context, r *replica, cc *raftpb.ConfChan
 			if !leader {
 				return fmt.Errorf("%w: group %d lost leadership during a configuration change", ErrUnavailable, r.group)
 			}
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-n.stopper:
-				return fmt.Errorf("%w: node stopping", ErrUnavailable)
-			case <-time.After(5 * time.Millisecond):
+			if err := n.pause(ctx, 5*time.Millisecond); err != nil {
+				return err
 			}
 		}
 		if time.Now().After(deadline) {
@@ -268,17 +264,25 @@ func (n *Node) transferLeadership(ctx context.Context, r *replica, to uint64) er
 			if moved {
 				return nil
 			}
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-n.stopper:
-				return fmt.Errorf("%w: node stopping", ErrUnavailable)
-			case <-time.After(5 * time.Millisecond):
+			if err := n.pause(ctx, 5*time.Millisecond); err != nil {
+				return err
 			}
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%w: group %d: leadership did not move to node %d within %s", ErrUnavailable, r.group, to, transferTimeout)
 		}
+	}
+}
+
+// pause waits d, or less if ctx ends or the node stops (then an error).
+func (n *Node) pause(ctx context.Context, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-n.stopper:
+		return fmt.Errorf("%w: node stopping", ErrUnavailable)
+	case <-time.After(d):
+		return nil
 	}
 }
 
