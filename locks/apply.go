@@ -132,9 +132,7 @@ func refuse(code cmdpb.ErrorCode, format string, args ...any) *cmdpb.Result {
 }
 
 func (a *applier) keyLock(key []byte) (*cmdpb.KeyLock, bool, error) {
-	kl := &cmdpb.KeyLock{}
-	ok, err := mvcc.GetRecord(a.rw, a.b, mvcc.KindKeyLock, key, kl)
-	return kl, ok && len(kl.Holders) > 0, err
+	return KeyLockOf(a.rw, a.b, key)
 }
 
 // checkWritable enforces invariant 3 for a plain write at t.

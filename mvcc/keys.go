@@ -157,12 +157,6 @@ func RaftEntryIndex(k []byte) (uint64, error) {
 	return binary.BigEndian.Uint64(k[6:14]), nil
 }
 
-// RaftGroupSpan is the span of every Raft-storage key of group.
-func RaftGroupSpan(group uint32) (start, end []byte) {
-	p := binary.BigEndian.AppendUint32([]byte{prefixRaft}, group)
-	return encode(p), encode(successor(p))
-}
-
 // MetaKey is the engine key of an item of the meta group's replicated state.
 func MetaKey(name string) []byte {
 	return encode(append([]byte{prefixMeta}, name...))

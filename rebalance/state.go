@@ -298,17 +298,6 @@ func classify(cfg Config, n Node) nodeClass {
 	return usable
 }
 
-// duplicateAt returns the index of the first element of sorted s equal to
-// its predecessor, or -1.
-func duplicateAt(s []int32) int {
-	for i := 1; i < len(s); i++ {
-		if s[i] == s[i-1] {
-			return i
-		}
-	}
-	return -1
-}
-
 // upToDate reports that n's voter of b can count toward a quorum: its node
 // is live and the leader does not report it behind.
 func (s *state) upToDate(b *bucket, n int32) bool {

@@ -19,11 +19,6 @@ type Config struct {
 	CacheBytes int64
 }
 
-// DefaultConfig returns the Config with every default filled in.
-func DefaultConfig() Config {
-	return Config{CacheBytes: DefaultCacheBytes}
-}
-
 // Validate reports the first field out of range.
 func (c Config) Validate() error {
 	if c.CacheBytes < 0 {

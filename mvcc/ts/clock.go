@@ -22,38 +22,6 @@ func (RealClock) Now() time.Time { return time.Now() }
 
 var _ Clock = RealClock{}
 
-// ManualClock is a Clock that only moves when told to. Safe for concurrent
-// use.
-type ManualClock struct {
-	mu struct {
-		sync.Mutex
-		now time.Time
-	}
-}
-
-// NewManualClock returns a ManualClock reading start.
-func NewManualClock(start time.Time) *ManualClock {
-	c := &ManualClock{}
-	c.mu.now = start
-	return c
-}
-
-// Now implements Clock.
-func (c *ManualClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.mu.now
-}
-
-// Advance moves the clock forward by d.
-func (c *ManualClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.mu.now = c.mu.now.Add(d)
-}
-
-var _ Clock = (*ManualClock)(nil)
-
 // SkewedClock wraps a clock with an offset and a rate, for fault injection:
 // Now = base + offset + (elapsed since anchor) * rate. Safe for concurrent
 // use; Set may be called at any time.

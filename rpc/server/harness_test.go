@@ -168,7 +168,6 @@ type envOption func(*envOptions)
 
 type envOptions struct {
 	noInterceptors bool
-	cfg            func(*Config)
 	backend        Backend
 }
 
@@ -177,8 +176,6 @@ func withBackend(b Backend) envOption { return func(o *envOptions) { o.backend =
 
 // withoutServerOptions builds the grpc.Server without GRPCServerOptions.
 func withoutServerOptions() envOption { return func(o *envOptions) { o.noInterceptors = true } }
-
-func withConfig(f func(*Config)) envOption { return func(o *envOptions) { o.cfg = f } }
 
 // newEnv starts a server over fake (nil: a fake that answers every call
 // with an empty response) with debug logging into env.logs and metrics in
@@ -196,9 +193,6 @@ func newEnv(t *testing.T, fake *fakeBackend, opts ...envOption) *testEnv {
 	cfg := TestConfig()
 	cfg.Logger = slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cfg.Registerer = e.reg
-	if o.cfg != nil {
-		o.cfg(&cfg)
-	}
 	var b Backend = fake
 	if o.backend != nil {
 		b = o.backend
