@@ -103,13 +103,38 @@ func (n *Node) AddrOf(id uint64) string {
 
 // registry returns the nodes of the meta group's registry as this node's
 // replica last applied it (empty if it holds none).
-func (n *Node) registry() []*cmdpb.NodeRecord {
+func (n *Node) registry() []*cmdpb.NodeRecord { return n.metaView().state.GetNodes() }
+
+// metaView is the meta group's state as this node's replica last applied
+// it, decoded once per applied index: routing, status and placement read
+// it on every request, the engine only when the meta group moved on.
+type metaView struct {
+	applied uint64
+	state   *cmdpb.MetaState // never modified once built
+	// table is state's placement by bucket.
+	table map[uint32]*cmdpb.BucketPlacement
+}
+
+func (n *Node) metaView() *metaView {
+	n.meta.mu.Lock()
+	applied := n.meta.mu.applied
+	n.meta.mu.Unlock()
+	n.metaCache.Lock()
+	defer n.metaCache.Unlock()
+	if v := n.metaCache.view; v != nil && v.applied == applied {
+		return v
+	}
 	state := &cmdpb.MetaState{}
 	if _, err := mvcc.GetProto(n.eng.DB(), mvcc.MetaKey("state"), state); err != nil {
-		n.log.Warn("reading the registry", "err", err)
-		return nil
+		n.log.Warn("reading the meta state", "err", err)
+		return &metaView{state: state} // not cached: read again next time
 	}
-	return state.GetNodes()
+	v := &metaView{applied: applied, state: state, table: make(map[uint32]*cmdpb.BucketPlacement, len(state.GetPlacement()))}
+	for _, p := range state.GetPlacement() {
+		v.table[p.GetBucket()] = p
+	}
+	n.metaCache.view = v
+	return v
 }
 
 func (n *Node) alive(id uint64) bool {
@@ -158,15 +183,24 @@ func (n *Node) maintain() {
 		}
 		if !r.isMeta() {
 			n.reportPlacement(r)
+			if n.cfg.Rebalance {
+				continue // the rebalancer places buckets and their leaders
+			}
 		}
-		if !r.isMeta() && !n.cfg.Rebalance && now.Sub(r.lastTransfer) >= electionTimeout {
-			if to := n.preferredLeader(r); to != 0 && to != n.id {
+		transferDue := !r.isMeta() && now.Sub(r.lastTransfer) >= electionTimeout
+		changeDue := now.Sub(r.lastConfChange) >= electionTimeout
+		if !transferDue && !changeDue {
+			continue
+		}
+		st := r.rn.Status() // one copy of the progress map for both steps
+		if transferDue {
+			if to := n.preferredLeader(r, st); to != 0 && to != n.id {
 				r.lastTransfer = now
 				r.rn.TransferLeader(to)
 				continue
 			}
 		}
-		if now.Sub(r.lastConfChange) < electionTimeout {
+		if !changeDue {
 			continue
 		}
 		if candidates == nil {
@@ -176,10 +210,7 @@ func (n *Node) maintain() {
 		if r.isMeta() {
 			want = min(max(n.cfg.Replicas, metaReplicas), len(candidates))
 		}
-		if !r.isMeta() && n.cfg.Rebalance {
-			continue // the rebalancer places buckets
-		}
-		if cc := n.nextConfChange(r, want, candidates); cc != nil {
+		if cc := nextConfChange(st, want, candidates); cc != nil {
 			r.lastConfChange = now
 			if err := r.rn.ProposeConfChange(cc); err != nil {
 				n.log.Debug("propose conf change", "group", r.group, "err", err)
@@ -192,8 +223,7 @@ func (n *Node) maintain() {
 // prefers the (b mod voters)-th voter in id order, if it is alive and
 // caught up; otherwise whoever leads keeps it (0). Every node computes the
 // same preference, so leaderships settle without coordination.
-func (n *Node) preferredLeader(r *replica) uint64 {
-	st := r.rn.Status()
+func (n *Node) preferredLeader(r *replica, st raft.Status) uint64 {
 	if len(st.Config.Voters[1]) > 0 || len(st.Config.Learners) > 0 {
 		return 0 // a move is under way: leave leadership where it is
 	}
@@ -231,8 +261,7 @@ func (n *Node) liveNodes() []uint64 {
 // learner. One step at a time; nil when nothing is due. A group that has
 // its voters is left alone, learner or not: moving replicas is the
 // business of MoveReplica and the rebalancer, and this must not undo them.
-func (n *Node) nextConfChange(r *replica, want int, candidates []uint64) *raftpb.ConfChangeV2 {
-	st := r.rn.Status()
+func nextConfChange(st raft.Status, want int, candidates []uint64) *raftpb.ConfChangeV2 {
 	if len(st.Config.Voters[1]) > 0 {
 		return nil // joint configuration: raft leaves it by itself (auto)
 	}
@@ -431,31 +460,9 @@ func (n *Node) metaPropose(ctx context.Context, cmd *cmdpb.Command) (*cmdpb.Resu
 	return n.cfg.Remote.Propose(ctx, leader, &cmdpb.BucketProposeRequest{Group: metaGroup, Command: cmd})
 }
 
-// placementTable is Placement by bucket, cached until the meta replica
-// applies more (request routing reads it).
-func (n *Node) placementTable() map[uint32]*cmdpb.BucketPlacement {
-	n.meta.mu.Lock()
-	applied := n.meta.mu.applied
-	n.meta.mu.Unlock()
-	n.placementCache.Lock()
-	defer n.placementCache.Unlock()
-	if n.placementCache.table != nil && n.placementCache.applied == applied {
-		return n.placementCache.table
-	}
-	out := make(map[uint32]*cmdpb.BucketPlacement)
-	for _, p := range n.Placement() {
-		out[p.GetBucket()] = p
-	}
-	n.placementCache.table, n.placementCache.applied = out, applied
-	return out
-}
+// placementTable is Placement by bucket.
+func (n *Node) placementTable() map[uint32]*cmdpb.BucketPlacement { return n.metaView().table }
 
 // Placement returns the meta group's placement table as this node last
 // applied it, in bucket order (empty if it holds no meta replica).
-func (n *Node) Placement() []*cmdpb.BucketPlacement {
-	state := &cmdpb.MetaState{}
-	if _, err := mvcc.GetProto(n.eng.DB(), mvcc.MetaKey("state"), state); err != nil {
-		return nil
-	}
-	return state.GetPlacement()
-}
+func (n *Node) Placement() []*cmdpb.BucketPlacement { return n.metaView().state.GetPlacement() }

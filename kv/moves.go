@@ -56,15 +56,7 @@ func (n *Node) MoveReplica(ctx context.Context, req *ocpb.MoveReplicaRequest) (*
 	case slices.Contains(st.GetVoters(), to):
 		return nil, fmt.Errorf("%w: node %d already holds a voter of bucket %d", ErrInvalid, to, b)
 	}
-	if !slices.Contains(st.GetLearners(), to) {
-		if st, err = n.bucketChange(ctx, b, confChange(b, raftpb.ConfChangeAddLearnerNode, to)); err != nil {
-			return nil, err
-		}
-	}
-	// The learner catches up (by snapshot: the log starts after it).
-	if st, err = n.awaitBucket(ctx, b, "the new replica to catch up", func(st *cmdpb.BucketChangeResponse) bool {
-		return st.GetMatch()[to] >= st.GetCommit() && st.GetCommit() > 0
-	}); err != nil {
+	if st, err = n.addCaughtUpLearner(ctx, b, to, st); err != nil {
 		return nil, err
 	}
 	if st.GetLeader() == from {
@@ -101,6 +93,20 @@ func (n *Node) MoveReplica(ctx context.Context, req *ocpb.MoveReplicaRequest) (*
 	}
 	n.log.Info("moved a replica", "bucket", b, "from", from, "to", to, "epoch", st.GetEpoch())
 	return &ocpb.MoveReplicaResponse{Epoch: st.GetEpoch()}, nil
+}
+
+// addCaughtUpLearner adds a learner of bucket b on node to (unless st, the
+// bucket's state, has one there) and waits until it caught up, by snapshot
+// as the log starts after it. It returns the bucket's state then.
+func (n *Node) addCaughtUpLearner(ctx context.Context, b mvcc.Bucket, to uint64, st *cmdpb.BucketChangeResponse) (*cmdpb.BucketChangeResponse, error) {
+	if !slices.Contains(st.GetLearners(), to) {
+		if _, err := n.bucketChange(ctx, b, confChange(b, raftpb.ConfChangeAddLearnerNode, to)); err != nil {
+			return nil, err
+		}
+	}
+	return n.awaitBucket(ctx, b, "the new replica to catch up", func(st *cmdpb.BucketChangeResponse) bool {
+		return st.GetMatch()[to] >= st.GetCommit() && st.GetCommit() > 0
+	})
 }
 
 func confChange(b mvcc.Bucket, typ raftpb.ConfChangeType, node uint64) *cmdpb.BucketChangeRequest {

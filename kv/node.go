@@ -58,12 +58,10 @@ type Node struct {
 	gcThreshold atomic.Uint64
 	// draining is set once HandOff starts: the node is about to stop.
 	draining atomic.Bool
-	// placementCache holds the placement table as of the meta replica's
-	// applied index (never modified once built).
-	placementCache struct {
+	// metaCache holds the decoded meta state (see metaView).
+	metaCache struct {
 		sync.Mutex
-		applied uint64
-		table   map[uint32]*cmdpb.BucketPlacement
+		view *metaView
 	}
 
 	stopper  chan struct{}

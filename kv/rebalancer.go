@@ -143,14 +143,7 @@ func (n *Node) addReplica(ctx context.Context, b mvcc.Bucket, to uint64) error {
 	if slices.Contains(st.GetVoters(), to) {
 		return nil
 	}
-	if !slices.Contains(st.GetLearners(), to) {
-		if _, err := n.bucketChange(ctx, b, confChange(b, raftpb.ConfChangeAddLearnerNode, to)); err != nil {
-			return err
-		}
-	}
-	if _, err := n.awaitBucket(ctx, b, "the new replica to catch up", func(st *cmdpb.BucketChangeResponse) bool {
-		return st.GetMatch()[to] >= st.GetCommit() && st.GetCommit() > 0
-	}); err != nil {
+	if _, err := n.addCaughtUpLearner(ctx, b, to, st); err != nil {
 		return err
 	}
 	_, err = n.bucketChange(ctx, b, confChange(b, raftpb.ConfChangeAddNode, to))

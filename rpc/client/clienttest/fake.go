@@ -283,61 +283,47 @@ func (s *fakeKV) Get(ctx context.Context, req *ocpb.GetRequest) (*ocpb.GetRespon
 }
 
 func (s *fakeKV) Put(ctx context.Context, req *ocpb.PutRequest) (*ocpb.PutResponse, error) {
-	f := s.f
-	if err := f.begin("Put", s.addr, req.RequestId); err != nil {
-		return nil, err
-	}
-	if err := checkKey(req.Key); err != nil {
-		return nil, err
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if m := f.dedupLocked(req.RequestId); m != nil {
-		return m.(*ocpb.PutResponse), nil
-	}
-	if req.Code != "" {
-		tx := f.txLocked(req.Code)
-		if tx == nil || tx.mode(req.Key) != ocpb.KeyMode_WRITE {
-			return nil, status.Error(codes.FailedPrecondition, "wrong or stale code")
-		}
-		tx.writes[string(req.Key)] = fakeVersion{value: req.Value}
-		return &ocpb.PutResponse{}, nil
-	}
-	if err := f.checkFenceLocked(req.Key, req.Fence); err != nil {
-		return nil, err
-	}
-	resp := &ocpb.PutResponse{Version: f.writeLocked(string(req.Key), fakeVersion{value: req.Value})}
-	f.rememberLocked(req.RequestId, resp)
-	return resp, nil
+	return fakeWrite(s, "Put", req.Key, req.Code, req.Fence, req.RequestId, fakeVersion{value: req.Value},
+		func(v uint64) *ocpb.PutResponse { return &ocpb.PutResponse{Version: v} })
 }
 
 func (s *fakeKV) Delete(ctx context.Context, req *ocpb.DeleteRequest) (*ocpb.DeleteResponse, error) {
+	return fakeWrite(s, "Delete", req.Key, req.Code, req.Fence, req.RequestId, fakeVersion{deleted: true},
+		func(v uint64) *ocpb.DeleteResponse { return &ocpb.DeleteResponse{Version: v} })
+}
+
+// fakeWrite is Put and Delete: a provisional write under code, or a
+// (fenced) versioned one, answered with resp(version) and deduplicated by
+// request id.
+func fakeWrite[Resp proto.Message](s *fakeKV, method string, key []byte, code string, fence *ocpb.Fence, requestID string,
+	v fakeVersion, resp func(version uint64) Resp) (Resp, error) {
+	var zero Resp
 	f := s.f
-	if err := f.begin("Delete", s.addr, req.RequestId); err != nil {
-		return nil, err
+	if err := f.begin(method, s.addr, requestID); err != nil {
+		return zero, err
 	}
-	if err := checkKey(req.Key); err != nil {
-		return nil, err
+	if err := checkKey(key); err != nil {
+		return zero, err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if m := f.dedupLocked(req.RequestId); m != nil {
-		return m.(*ocpb.DeleteResponse), nil
+	if m := f.dedupLocked(requestID); m != nil {
+		return m.(Resp), nil
 	}
-	if req.Code != "" {
-		tx := f.txLocked(req.Code)
-		if tx == nil || tx.mode(req.Key) != ocpb.KeyMode_WRITE {
-			return nil, status.Error(codes.FailedPrecondition, "wrong or stale code")
+	if code != "" {
+		tx := f.txLocked(code)
+		if tx == nil || tx.mode(key) != ocpb.KeyMode_WRITE {
+			return zero, status.Error(codes.FailedPrecondition, "wrong or stale code")
 		}
-		tx.writes[string(req.Key)] = fakeVersion{deleted: true}
-		return &ocpb.DeleteResponse{}, nil
+		tx.writes[string(key)] = v
+		return resp(0), nil
 	}
-	if err := f.checkFenceLocked(req.Key, req.Fence); err != nil {
-		return nil, err
+	if err := f.checkFenceLocked(key, fence); err != nil {
+		return zero, err
 	}
-	resp := &ocpb.DeleteResponse{Version: f.writeLocked(string(req.Key), fakeVersion{deleted: true})}
-	f.rememberLocked(req.RequestId, resp)
-	return resp, nil
+	out := resp(f.writeLocked(string(key), v))
+	f.rememberLocked(requestID, out)
+	return out, nil
 }
 
 func (s *fakeKV) CompareAndSwap(ctx context.Context, req *ocpb.CompareAndSwapRequest) (*ocpb.CompareAndSwapResponse, error) {
