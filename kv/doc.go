@@ -1,7 +1,7 @@
 // Package kv is a node: it owns the node's Pebble engine, one Raft group per
 // bucket plus the meta group, the scheduler that drives them, the timestamp
 // oracle, and the request paths that turn client requests into replicated
-// commands.
+// commands; with a Transport and a Remote it is one node of a cluster.
 //
 // # Model
 //
@@ -10,7 +10,24 @@
 // committed and applied by locks.Apply; apply is the only place state
 // changes. One scheduler goroutine drives every group: it persists all
 // groups' new entries and HardStates in one Pebble batch with one fsync,
-// then applies all committed entries in one batch, then answers proposers.
+// then applies all committed entries in one batch, then answers proposers;
+// Raft messages for other nodes go out through the Transport once the
+// round is durable (snapshots stream in chunks, transport.go).
+//
+// # Cluster
+//
+// The meta group holds the node registry, the oracle's bound and the
+// placement table {bucket -> voters, learners, leader, term, epoch}; each
+// bucket's leader reports its configuration there. A group grows onto live
+// nodes in the order they joined (buckets to Replicas voters, the meta
+// group to five); MoveReplica moves a replica (learner, catch-up, joint
+// swap), and the experimental rebalancer (Config.Rebalance) plans moves
+// with package rebalance. Bucket leaderships spread by a fixed preference
+// (cluster.go). A request about one key or lock name runs on its bucket's
+// leader: another node forwards it there once (forward.go). Multi-bucket
+// work is coordinated where it arrives and each per-bucket step runs on
+// that bucket's leader, here or through Remote (buckets.go); a node with no
+// replica of a bucket finds its leader in the placement table.
 //
 // # Invariants
 //
@@ -29,5 +46,14 @@
 //     ReadIndex), so no version <= R appears after the read (T4).
 //  5. A restrictive lock commits by prepare -> oracle timestamp -> record
 //     COMMITTED -> resolve keys; readers that meet a prepared key lock at or
-//     above its min_commit_ts wait for the resolution (T4, T5).
+//     above its min_commit_ts wait for the resolution (T4, T5). A finished
+//     lock whose resolution failed midway is resolved again by its bucket's
+//     leader every second, so no key stays locked by it.
+//  6. A write, CAS or Release applies at most once per request id: a retry
+//     (marked so by the client) finds the dedup record of the first attempt
+//     in the bucket and gets its result back.
+//  7. An error that matches ErrNotApplied changed nothing and may be
+//     retried as it is; any other ErrUnavailable is ambiguous.
+//  8. Only the leader of a bucket tracks its lock deadlines; a node that
+//     loses the leadership forgets them and the new leader restarts them.
 package kv

@@ -15,6 +15,7 @@
 //	'b' bucket(2) 'f' userkey       highest fence accepted per lock name
 //	'b' bucket(2) 'n' name          named-lock record
 //	'b' bucket(2) 't' name          restrictive-lock (transaction) record
+//	'b' bucket(2) 'q' request id    dedup record: the result of an applied write
 //	'r' group(4) kind [index(8)]    Raft log, HardState, applied state (kv/raftlog)
 //	'M' name                        the meta group's replicated state
 //	'm' name                        this node's own metadata (identity)

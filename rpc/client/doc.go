@@ -15,7 +15,9 @@
 //
 // A Client holds one gRPC connection per endpoint. Any node serves any
 // request, so calls go to one current endpoint and move to the next when it
-// answers Unavailable. Every call is one logical operation: it may be sent
+// answers Unavailable; a request about one key or lock name goes first to
+// its bucket's leader, from a placement refreshed in the background
+// (route.go). A resend of a write is marked as a retry. Every call is one logical operation: it may be sent
 // several times, but always as the same request. A held lock is a lease on
 // the server that expires ttl after its last keep-alive; the client renews
 // every lease it holds (Lock, Tx, Attach) from one background goroutine

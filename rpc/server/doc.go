@@ -1,6 +1,7 @@
 // Package server serves the public gRPC API of a node: the services KV, Locks
 // and Cluster of rpc/ocpb over a Backend (kv.Node in production), plus the
-// standard gRPC health and reflection services, so that grpcurl works.
+// standard gRPC health and reflection services, so that grpcurl works. The
+// Backend routes each request to its bucket's leader itself.
 //
 // # Model
 //
@@ -8,7 +9,8 @@
 //
 //	interceptor (recover, metrics, debug log)
 //	  -> handler: validate and normalise (validate.go)
-//	  -> Backend
+//	  -> Backend (called again, for a few seconds, while it fails with
+//	     kv.ErrNotApplied: an election or a leadership move)
 //	  -> error table (errors.go)
 //
 // The KeepAlive stream does the same per message and keeps going when a lock
