@@ -2,6 +2,7 @@ package kv
 
 import (
 	"context"
+	"slices"
 	"strconv"
 
 	"github.com/opencluster/opencluster/mvcc/ts"
@@ -39,11 +40,16 @@ func (n *Node) Status(ctx context.Context, _ *ocpb.StatusRequest) (*ocpb.StatusR
 		r.mu.Lock()
 		applied, epoch := r.mu.applied, r.mu.epoch
 		r.mu.Unlock()
-		// The placement table is the cluster's record; this node's own
-		// replica (if it has one) may know a newer configuration.
-		if p := table[uint32(r.bucket)]; p != nil && p.GetEpoch() >= epoch {
-			voters, epoch = p.GetVoters(), p.GetEpoch()
-			if leader == 0 {
+		// The placement table is the cluster's record. This node's own
+		// replica knows better only while it is a voter that has seen a
+		// configuration at least as new: a replica moved away keeps the
+		// leader and voters it knew when it left.
+		if p := table[uint32(r.bucket)]; p != nil {
+			member := slices.Contains(voters, n.id)
+			switch {
+			case p.GetEpoch() > epoch || !member:
+				voters, epoch, leader = p.GetVoters(), p.GetEpoch(), p.GetLeader()
+			case leader == 0:
 				leader = p.GetLeader()
 			}
 		}
