@@ -12,7 +12,8 @@
 // groups' new entries and HardStates in one Pebble batch with one fsync,
 // then applies all committed entries in one batch, then answers proposers;
 // Raft messages for other nodes go out through the Transport once the
-// round is durable (snapshots stream in chunks, transport.go).
+// round is durable (snapshots stream in chunks, transport.go; a big one is
+// ingested as SSTs, snapshot_ingest.go).
 //
 // # Cluster
 //
@@ -34,7 +35,8 @@
 //  1. Nothing is acknowledged before the entry that carries it is durable
 //     in the Raft log and applied; a restart replays the log from the
 //     applied index, so it loses nothing acknowledged and half-applies
-//     nothing (apply and the applied index commit in one batch).
+//     nothing (apply and the applied index commit in one batch, and a
+//     snapshot's data and Raft state in one batch or one ingest).
 //  2. A leader serves reads and proposes only after it applied every entry
 //     of earlier terms (leader ready); then it restarts every lock
 //     deadline at now + ttl, so no lock expires early.

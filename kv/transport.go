@@ -140,7 +140,10 @@ func groupSpan(r *replica) (start, end []byte) {
 
 // sendSnapshot streams a group's state to a follower in the background
 // (scheduler goroutine): the state and its metadata come from one Pebble
-// snapshot taken now, and Raft hears how it went when the stream ends.
+// snapshot taken now, and Raft hears how it went when the stream ends. The
+// iterator over the span is opened here, on the scheduler goroutine, so
+// that it pins its view before any later snapshot ingest of this node
+// excises the span (snapshot_ingest.go).
 func (n *Node) sendSnapshot(r *replica, m *raftpb.Message) error {
 	snap := n.eng.DB().NewSnapshot()
 	meta, err := raftlog.ReadSnapshotMetadata(snap, r.group)
@@ -154,11 +157,25 @@ func (n *Node) sendSnapshot(r *replica, m *raftpb.Message) error {
 		snap.Close()
 		return err
 	}
+	start, end := groupSpan(r)
+	it, err := snap.NewIter(&pebble.IterOptions{LowerBound: start, UpperBound: end})
+	if err != nil {
+		snap.Close()
+		return err
+	}
+	select {
+	case <-n.stopper: // goBackground would not run the stream
+		it.Close()
+		snap.Close()
+		return nil
+	default:
+	}
 	to := m.GetTo()
 	n.goBackground(func(ctx context.Context) {
 		defer snap.Close()
+		defer it.Close()
 		status := raft.SnapshotFinish
-		if err := n.streamSnapshot(ctx, snap, r, to, &cmdpb.GroupMessage{Group: r.group, Message: header}); err != nil {
+		if err := n.streamSnapshot(ctx, it, to, &cmdpb.GroupMessage{Group: r.group, Message: header}); err != nil {
 			n.log.Warn("sending a snapshot", "group", r.group, "to", to, "err", err)
 			status = raft.SnapshotFailure
 		}
@@ -167,14 +184,9 @@ func (n *Node) sendSnapshot(r *replica, m *raftpb.Message) error {
 	return nil
 }
 
-// streamSnapshot sends the group's span from snap in chunks.
-func (n *Node) streamSnapshot(ctx context.Context, snap *pebble.Snapshot, r *replica, to uint64, header *cmdpb.GroupMessage) error {
-	start, end := groupSpan(r)
-	it, err := snap.NewIter(&pebble.IterOptions{LowerBound: start, UpperBound: end})
-	if err != nil {
-		return err
-	}
-	defer it.Close()
+// streamSnapshot sends the keys of it, an iterator over the group's span,
+// in chunks.
+func (n *Node) streamSnapshot(ctx context.Context, it *pebble.Iterator, to uint64, header *cmdpb.GroupMessage) error {
 	valid := it.First()
 	next := func() ([]*cmdpb.SnapshotKV, error) {
 		var chunk []*cmdpb.SnapshotKV
@@ -192,24 +204,43 @@ func (n *Node) streamSnapshot(ctx context.Context, snap *pebble.Snapshot, r *rep
 	return n.cfg.Transport.SendSnapshot(ctx, to, header, next)
 }
 
-// applySnapshot replaces a group's state with a received snapshot, staged
-// into b before the Ready's entries (scheduler goroutine).
+// applySnapshot replaces a group's state with a received snapshot
+// (scheduler goroutine), before the Ready's entries are staged. A snapshot
+// of at least Config.SnapshotSSTBytes is written to SST files and ingested
+// at once, durably, with the group's new Raft state (snapshot_ingest.go,
+// which argues the crash order); a smaller one is staged into b, the
+// round's log batch, which commits it atomically with the rest of the
+// round.
 func (n *Node) applySnapshot(b *pebble.Batch, r *replica, snap *raftpb.Snapshot) error {
 	data := &cmdpb.SnapshotData{}
 	if err := proto.Unmarshal(snap.GetData(), data); err != nil {
 		return fmt.Errorf("group %d: corrupt snapshot: %w", r.group, err)
 	}
 	start, end := groupSpan(r)
+	if size := snapshotBytes(data.GetKvs()); size >= n.cfg.SnapshotSSTBytes {
+		n.log.Debug("ingesting a snapshot as SSTs", "group", r.group, "index", snap.GetMetadata().GetIndex(), "bytes", size)
+		// Not n.bg: a cancelled ingest would stop the scheduler with an
+		// error, and an ingest is atomic, so it may as well finish.
+		return ingestSnapshot(context.Background(), n.eng, r.storage, start, end,
+			data.GetKvs(), snap.GetMetadata(), snapshotSSTFileBytes)
+	}
+	return stageSnapshot(b, r.storage, start, end, data.GetKvs(), snap.GetMetadata())
+}
+
+// stageSnapshot stages into b the replacement of a group's data span
+// [start, end) by kvs and of its Raft state by meta's: the batch path of
+// applySnapshot, which ingestSnapshot must match.
+func stageSnapshot(b *pebble.Batch, st *raftlog.Storage, start, end []byte, kvs []*cmdpb.SnapshotKV, meta *raftpb.SnapshotMetadata) error {
 	if err := b.DeleteRange(start, end, nil); err != nil {
 		return err
 	}
-	for _, kv := range data.GetKvs() {
+	for _, kv := range kvs {
 		if bytes.Compare(kv.GetKey(), start) < 0 || bytes.Compare(kv.GetKey(), end) >= 0 {
-			return fmt.Errorf("group %d: snapshot key %q outside the group's span", r.group, kv.GetKey())
+			return fmt.Errorf("group %d: snapshot key %q outside the group's span", st.Group(), kv.GetKey())
 		}
 		if err := b.Set(kv.GetKey(), kv.GetValue(), nil); err != nil {
 			return err
 		}
 	}
-	return r.storage.ApplySnapshot(b, snap.GetMetadata())
+	return st.ApplySnapshot(b, meta)
 }

@@ -30,6 +30,10 @@ type Config struct {
 // Engine is a node's Pebble database with the MVCC key layout.
 type Engine struct {
 	db *pebble.DB
+	// dir and opts are what db was opened with (opts after
+	// EnsureDefaults); SST writers and ingestion use them.
+	dir  string
+	opts *pebble.Options
 }
 
 // Reader reads engine keys: *pebble.DB, an indexed *pebble.Batch and
@@ -91,7 +95,7 @@ func Open(dir string, cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mvcc: open %s: %w", dir, err)
 	}
-	return &Engine{db: db}, nil
+	return &Engine{db: db, dir: dir, opts: opts}, nil
 }
 
 // DB exposes the Pebble database to the packages that share it (Raft
