@@ -179,7 +179,7 @@ func TestRunUnfencedControlAgainstFake(t *testing.T) {
 
 func TestRunRejectsBadConfig(t *testing.T) {
 	for _, cfg := range []Config{
-		{Workload: "append", Binary: "x"},
+		{Workload: "no-such-workload", Binary: "x"},
 		{Binary: "x", Concurrency: -1},
 		{Endpoints: []string{"a"}, Nemeses: []string{"kill"}},
 		{Binary: "x", Nemeses: []string{"warp"}},

@@ -46,6 +46,7 @@ var workloads = map[string]workloadSpec{
 	"lock":     {newLockWorkload, []checker{checkLock}},
 	"lease":    {newLease, []checker{checkLease}},
 	"bank":     {newBank, []checker{checkBank}},
+	"append":   {newAppend, []checker{checkAppend}},
 	"fenced":   {newFenced, []checker{checkFenced, checkLock}},
 	// unfenced is fenced without fences: a control run that must come
 	// out INVALID (lost updates), showing what the fence prevents.
