@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"time"
@@ -149,6 +150,9 @@ func (n *Node) Join(ctx context.Context, req *cmdpb.JoinRequest) (*cmdpb.JoinRes
 	if local, leader, addr := n.Route(); !local {
 		return nil, &NotLeaderError{LeaderID: leader, Addr: addr}
 	}
+	if rec := n.record(req.GetNodeId()); rec.GetRemoved() {
+		return nil, fmt.Errorf("%w: node %d was removed from the cluster; start it with an empty data directory to join as a new node", ErrPrecondition, req.GetNodeId())
+	}
 	cmd := &cmdpb.Command{Body: &cmdpb.Command_RegisterNode{RegisterNode: &cmdpb.RegisterNode{NodeId: req.GetNodeId(), Addr: req.GetAddr()}}}
 	if _, err := n.meta.propose(ctx, cmd); err != nil {
 		return nil, err
@@ -176,7 +180,11 @@ func (n *Node) maintain() {
 	}
 	now := time.Now()
 	electionTimeout := time.Duration(n.cfg.ElectionTicks) * n.cfg.TickInterval
-	var candidates []uint64 // read once, if some group needs them
+	// Read once, if some group needs them.
+	var (
+		candidates []uint64
+		leaving    map[uint64]bool
+	)
 	for _, r := range n.replicas {
 		if r.rn.BasicStatus().RaftState != raft.StateLeader {
 			continue
@@ -187,14 +195,21 @@ func (n *Node) maintain() {
 				continue // the rebalancer places buckets and their leaders
 			}
 		}
-		transferDue := !r.isMeta() && now.Sub(r.lastTransfer) >= electionTimeout
+		transferDue := now.Sub(r.lastTransfer) >= electionTimeout
 		changeDue := now.Sub(r.lastConfChange) >= electionTimeout
 		if !transferDue && !changeDue {
 			continue
 		}
+		if candidates == nil {
+			candidates, leaving = n.placeableNodes()
+		}
 		st := r.rn.Status() // one copy of the progress map for both steps
 		if transferDue {
-			if to := n.preferredLeader(r, st); to != 0 && to != n.id {
+			to := n.preferredLeader(r, st)
+			if _, ok := leaving[n.id]; ok {
+				to = bestFollower(st, n.id, leaving) // a leaving node hands its leaderships on
+			}
+			if to != 0 && to != n.id {
 				r.lastTransfer = now
 				r.rn.TransferLeader(to)
 				continue
@@ -203,14 +218,11 @@ func (n *Node) maintain() {
 		if !changeDue {
 			continue
 		}
-		if candidates == nil {
-			candidates = n.liveNodes()
-		}
 		want := min(n.cfg.Replicas, len(candidates))
 		if r.isMeta() {
 			want = min(max(n.cfg.Replicas, metaReplicas), len(candidates))
 		}
-		if cc := nextConfChange(st, want, candidates); cc != nil {
+		if cc := nextConfChange(st, n.id, want, candidates, leaving); cc != nil {
 			r.lastConfChange = now
 			if err := r.rn.ProposeConfChange(cc); err != nil {
 				n.log.Debug("propose conf change", "group", r.group, "err", err)
@@ -222,9 +234,10 @@ func (n *Node) maintain() {
 // preferredLeader spreads bucket leaderships over the voters: bucket b
 // prefers the (b mod voters)-th voter in id order, if it is alive and
 // caught up; otherwise whoever leads keeps it (0). Every node computes the
-// same preference, so leaderships settle without coordination.
+// same preference, so leaderships settle without coordination. The meta
+// group has no preference: it stays with the primary.
 func (n *Node) preferredLeader(r *replica, st raft.Status) uint64 {
-	if len(st.Config.Voters[1]) > 0 || len(st.Config.Learners) > 0 {
+	if r.isMeta() || len(st.Config.Voters[1]) > 0 || len(st.Config.Learners) > 0 {
 		return 0 // a move is under way: leave leadership where it is
 	}
 	voters := make([]uint64, 0, len(st.Config.Voters[0]))
@@ -243,38 +256,58 @@ func (n *Node) preferredLeader(r *replica, st raft.Status) uint64 {
 	return to
 }
 
-// liveNodes returns the live nodes of the registry, in the order they
-// joined: where new replicas go first.
-func (n *Node) liveNodes() []uint64 {
-	var out []uint64
+// placeableNodes returns the live nodes of the registry that may receive
+// replicas, in the order they joined (where new replicas go first), and
+// the nodes that are leaving: draining (false) or removed (true).
+func (n *Node) placeableNodes() (candidates []uint64, leaving map[uint64]bool) {
+	leaving = make(map[uint64]bool)
 	for _, rec := range n.registry() {
-		if n.alive(rec.GetNodeId()) {
-			out = append(out, rec.GetNodeId())
+		id := rec.GetNodeId()
+		switch {
+		case rec.GetRemoved() || rec.GetDraining():
+			leaving[id] = rec.GetRemoved()
+		case n.alive(id):
+			candidates = append(candidates, id)
 		}
 	}
-	return out
+	return candidates, leaving
 }
 
-// nextConfChange returns the next step toward want voters for a group
-// this node leads: promote a learner that has caught up, or add the first
-// live node of candidates (registry order) that holds no replica as a
-// learner. One step at a time; nil when nothing is due. A group that has
-// its voters is left alone, learner or not: moving replicas is the
-// business of MoveReplica and the rebalancer, and this must not undo them.
-func nextConfChange(st raft.Status, want int, candidates []uint64) *raftpb.ConfChangeV2 {
+// nextConfChange returns the next step toward want voters off leaving
+// nodes for a group that node self leads: promote a learner that has
+// caught up, or add the first candidate (registry order) that holds no
+// replica as a learner; once there are enough, remove a voter on a
+// leaving node: a removed node's at once, a draining node's only while
+// the group keeps more than three voters (a drain must not cost a small
+// group its fault tolerance). One step at a time; nil when nothing is due.
+// A group that has its voters is left alone otherwise, learner or not:
+// moving replicas is the business of MoveReplica and the rebalancer, and
+// this must not undo them.
+func nextConfChange(st raft.Status, self uint64, want int, candidates []uint64, leaving map[uint64]bool) *raftpb.ConfChangeV2 {
 	if len(st.Config.Voters[1]) > 0 {
 		return nil // joint configuration: raft leaves it by itself (auto)
 	}
 	voters := st.Config.Voters[0]
-	if len(voters) >= want {
+	staying := 0
+	for id := range voters {
+		if _, ok := leaving[id]; !ok {
+			staying++
+		}
+	}
+	if staying >= want {
+		ids := slices.Sorted(maps.Keys(voters))
+		for _, id := range ids {
+			if removed, ok := leaving[id]; ok && id != self && (removed || len(voters) > 3) {
+				return &raftpb.ConfChangeV2{Changes: []*raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeRemoveNode.Enum(), NodeId: new(id)}}}
+			}
+		}
 		return nil
 	}
-	learners := make([]uint64, 0, len(st.Config.Learners))
-	for id := range st.Config.Learners {
-		learners = append(learners, id)
-	}
-	slices.Sort(learners)
+	learners := slices.Sorted(maps.Keys(st.Config.Learners))
 	for _, id := range learners {
+		if _, ok := leaving[id]; ok {
+			continue
+		}
 		if pr, ok := st.Progress[id]; ok && pr.Match >= st.GetCommit() {
 			return &raftpb.ConfChangeV2{Changes: []*raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeAddNode.Enum(), NodeId: new(id)}}}
 		}
@@ -346,7 +379,7 @@ func (n *Node) HandOff(ctx context.Context) {
 // transferAll starts a leadership transfer in every group this node leads
 // and reports whether it led any (scheduler goroutine).
 func (n *Node) transferAll() bool {
-	target := bestFollower(n.meta.rn.Status(), n.id)
+	target := bestFollower(n.meta.rn.Status(), n.id, nil)
 	if lead := n.meta.rn.BasicStatus().Lead; lead != 0 && lead != n.id {
 		target = lead // the meta group moved already: follow it
 	}
@@ -362,7 +395,7 @@ func (n *Node) transferAll() bool {
 		}
 		to := target
 		if _, ok := st.Progress[to]; !ok || to == n.id {
-			to = bestFollower(st, n.id)
+			to = bestFollower(st, n.id, nil)
 		}
 		if to != 0 {
 			r.rn.TransferLeader(to)
@@ -371,12 +404,12 @@ func (n *Node) transferAll() bool {
 	return led
 }
 
-// bestFollower returns the recently active voter, other than self, with
-// the highest match index (0 if none).
-func bestFollower(st raft.Status, self uint64) uint64 {
+// bestFollower returns the recently active voter, other than self and the
+// nodes in skip, with the highest match index (0 if none).
+func bestFollower(st raft.Status, self uint64, skip map[uint64]bool) uint64 {
 	var best, match uint64
 	for id, pr := range st.Progress {
-		if id == self || pr.IsLearner || !pr.RecentActive {
+		if _, skipped := skip[id]; id == self || skipped || pr.IsLearner || !pr.RecentActive {
 			continue
 		}
 		if _, voter := st.Config.Voters[0][id]; !voter {

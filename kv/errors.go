@@ -35,6 +35,10 @@ var (
 	// ErrTooLarge reports a response that would exceed MaxResponseBytes
 	// (ResourceExhausted); ask for fewer keys.
 	ErrTooLarge = errors.New("kv: response too large")
+	// ErrPrecondition reports an operator command the cluster is not in a
+	// state to carry out (FailedPrecondition), such as removing a live
+	// node that still holds replicas.
+	ErrPrecondition = errors.New("kv: precondition failed")
 )
 
 // MaxResponseBytes bounds the keys and values of one BatchGet or Scan
@@ -62,6 +66,7 @@ var errorKinds = []struct {
 	{"NOT_APPLIED", []error{ErrNotApplied, ErrUnavailable}},
 	{"UNAVAILABLE", []error{ErrUnavailable}},
 	{"TOO_LARGE", []error{ErrTooLarge}},
+	{"PRECONDITION", []error{ErrPrecondition}},
 }
 
 // ErrorKind returns the name of the first kind err matches ("" if none).

@@ -49,6 +49,27 @@ var calls = map[string]func(n *Node, ctx context.Context, raw []byte) (proto.Mes
 	"Commit":         callOf((*Node).Commit),
 	"Abort":          callOf((*Node).Abort),
 	"Describe":       callOf((*Node).Describe),
+	"DrainNode":      callOf((*Node).DrainNode),
+	"RemoveNode":     callOf((*Node).RemoveNode),
+}
+
+// onPrimary forwards an operator command to the meta group's leader, whose
+// registry and placement table are the newest (a node whose meta replica
+// was moved away reads stale ones): done reports that it was forwarded
+// (or failed to find the leader), with its answer.
+func onPrimary[Resp proto.Message](ctx context.Context, n *Node, method string, req proto.Message) (resp Resp, done bool, err error) {
+	if ctx.Value(forwardedKey{}) != nil {
+		return resp, false, nil
+	}
+	leader, err := n.leaderOf(ctx, n.meta)
+	if err != nil {
+		return resp, true, err
+	}
+	if leader == 0 {
+		return resp, false, nil
+	}
+	resp, err = forward[Resp](ctx, n, leader, method, req)
+	return resp, true, err
 }
 
 func callOf[Req any, PReq interface {

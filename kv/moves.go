@@ -44,6 +44,13 @@ func (n *Node) MoveReplica(ctx context.Context, req *ocpb.MoveReplicaRequest) (*
 		return nil, fmt.Errorf("%w: node %d is not a live member", ErrInvalid, to)
 	}
 	b := mvcc.Bucket(req.GetBucket())
+	done := n.trackMove(ctx, &cmdpb.MoveRecord{Bucket: uint32(b), Kind: "move", From: from, To: to, Reason: "manual"})
+	defer done()
+	return n.moveReplica(ctx, b, from, to)
+}
+
+// moveReplica moves bucket b's voter on node from to node to.
+func (n *Node) moveReplica(ctx context.Context, b mvcc.Bucket, from, to uint64) (*ocpb.MoveReplicaResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, 4*moveTimeout)
 	defer cancel()
 	st, err := n.bucketChange(ctx, b, &cmdpb.BucketChangeRequest{})

@@ -63,6 +63,12 @@ type Node struct {
 		sync.Mutex
 		view *metaView
 	}
+	// runningMoves are the ids of the move records this node is carrying
+	// out (see trackMove).
+	runningMoves struct {
+		sync.Mutex
+		ids map[string]bool
+	}
 
 	stopper  chan struct{}
 	stopOnce sync.Once

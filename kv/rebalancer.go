@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
@@ -11,16 +12,16 @@ import (
 	"github.com/opencluster/opencluster/mvcc"
 	"github.com/opencluster/opencluster/rebalance"
 	"github.com/opencluster/opencluster/rpc/cmdpb"
-	"github.com/opencluster/opencluster/rpc/ocpb"
 )
 
 // The rebalancer runs on the meta group's leader when Config.Rebalance is
 // set: every RebalanceInterval it builds a rebalance.View from the
-// registry, the failure detector and the placement table, asks the
-// planner for moves and runs them one at a time (MoveReplica and its
-// parts). It owns bucket placement and leader balance then; the simple
-// growth and leader preferences of maintain step aside. The meta group
-// keeps growing as before.
+// registry (draining and removed nodes included), the failure detector and
+// the placement table, asks the planner for moves and runs them a few at a
+// time (moveReplica and its parts), each recorded in the meta state while
+// it runs (Status "moves"). It owns bucket placement and leader balance
+// then; the simple growth and leader preferences of maintain step aside.
+// The meta group still grows in maintain, off draining and removed nodes.
 
 // rebalanceLoop is the rebalancer's goroutine.
 func (n *Node) rebalanceLoop() {
@@ -55,24 +56,74 @@ func (n *Node) rebalanceLoop() {
 			n.log.Warn("planning moves", "err", err)
 			continue
 		}
-		for _, m := range plan.Moves {
-			ctx, cancel := context.WithTimeout(n.bg, 2*moveTimeout)
-			err := n.runMove(ctx, m)
+		if stale := n.staleMoves(); len(stale) > 0 {
+			ctx, cancel := context.WithTimeout(n.bg, 2*time.Second)
+			if _, err := n.metaPropose(ctx, &cmdpb.Command{Body: &cmdpb.Command_RecordMove{RecordMove: &cmdpb.RecordMove{Done: stale}}}); err != nil {
+				n.log.Debug("dropping stale move records", "err", err)
+			}
 			cancel()
+		}
+		moved = n.runMoves(plan.Moves, recent) > 0
+	}
+}
+
+// maxConcurrentMoves bounds the moves the rebalancer runs at once; the
+// planner bounds them per node (MaxMovesPerNode) and in all (MaxMoves).
+const maxConcurrentMoves = 8
+
+// runMoves runs a plan's moves, a few at a time, and returns how many
+// succeeded. The moves of one plan touch distinct buckets, so they may run
+// in any order.
+func (n *Node) runMoves(moves []rebalance.Move, recent map[uint32]time.Time) int {
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		ok   int
+		sema = make(chan struct{}, maxConcurrentMoves)
+	)
+loop:
+	for _, m := range moves {
+		select {
+		case <-n.stopper:
+			break loop
+		case sema <- struct{}{}:
+		}
+		wg.Go(func() {
+			defer func() { <-sema }()
+			ctx, cancel := context.WithTimeout(n.bg, 2*moveTimeout)
+			defer cancel()
+			done := n.trackMove(ctx, moveRecord(m))
+			err := n.runMove(ctx, m)
+			done()
+			mu.Lock()
+			defer mu.Unlock()
 			recent[uint32(m.Bucket)] = time.Now()
 			if err != nil {
 				n.log.Warn("rebalancing", "move", m.String(), "err", err)
-				break // plan again from a fresh view
+				return
 			}
 			n.log.Info("rebalanced", "move", m.String())
-			moved = true
-			select {
-			case <-n.stopper:
-				return
-			default:
-			}
-		}
+			ok++
+		})
 	}
+	wg.Wait()
+	return ok
+}
+
+// moveRecord describes a planned move for Status.
+func moveRecord(m rebalance.Move) *cmdpb.MoveRecord {
+	rec := &cmdpb.MoveRecord{Bucket: uint32(m.Bucket), From: uint64(m.From), To: uint64(m.To), Reason: m.Reason.String()}
+	switch m.Kind {
+	case rebalance.MoveReplica:
+		rec.Kind = "move"
+	case rebalance.AddReplica:
+		rec.Kind = "add"
+	case rebalance.RemoveReplica:
+		rec.Kind = "remove"
+	case rebalance.TransferLeader:
+		rec.Kind = "transfer-leader"
+	}
+	return rec
 }
 
 // rebalanceView reads the cluster as the planner sees it.
@@ -81,7 +132,13 @@ func (n *Node) rebalanceView(downSince map[uint64]time.Time, recent map[uint32]t
 	v := &rebalance.View{}
 	for _, rec := range n.registry() {
 		id := rec.GetNodeId()
-		node := rebalance.Node{ID: rebalance.NodeID(id), Live: n.alive(id)}
+		node := rebalance.Node{ID: rebalance.NodeID(id), Live: n.alive(id), Draining: rec.GetDraining()}
+		if rec.GetRemoved() {
+			// Gone for good: dead now, whatever the failure detector says.
+			node.Live, node.DownFor = false, n.cfg.DeadAfter
+			v.Nodes = append(v.Nodes, node)
+			continue
+		}
 		if node.Live {
 			delete(downSince, id)
 		} else {
@@ -91,6 +148,10 @@ func (n *Node) rebalanceView(downSince map[uint64]time.Time, recent map[uint32]t
 			node.DownFor = now.Sub(downSince[id])
 		}
 		v.Nodes = append(v.Nodes, node)
+	}
+	moving := make(map[uint32]bool) // moves in progress, by any executor
+	for _, m := range n.metaView().state.GetMoves() {
+		moving[m.GetBucket()] = true
 	}
 	table := n.placementTable()
 	for b := range n.buckets {
@@ -105,7 +166,7 @@ func (n *Node) rebalanceView(downSince map[uint64]time.Time, recent map[uint32]t
 		for _, id := range p.GetLearners() {
 			bk.Replicas = append(bk.Replicas, rebalance.Replica{Node: rebalance.NodeID(id), Learner: true})
 		}
-		if at, ok := recent[uint32(b)]; ok && now.Sub(at) < 3*n.cfg.RebalanceInterval {
+		if at, ok := recent[uint32(b)]; moving[uint32(b)] || ok && now.Sub(at) < 3*n.cfg.RebalanceInterval {
 			bk.Busy = true
 		}
 		v.Buckets = append(v.Buckets, bk)
@@ -121,7 +182,7 @@ func (n *Node) runMove(ctx context.Context, m rebalance.Move) error {
 	}
 	switch m.Kind {
 	case rebalance.MoveReplica:
-		_, err := n.MoveReplica(ctx, &ocpb.MoveReplicaRequest{Bucket: uint32(b), From: idString(uint64(m.From)), To: idString(uint64(m.To))})
+		_, err := n.moveReplica(ctx, b, uint64(m.From), uint64(m.To))
 		return err
 	case rebalance.AddReplica:
 		return n.addReplica(ctx, b, uint64(m.To))

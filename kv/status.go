@@ -28,11 +28,24 @@ func (n *Node) Status(ctx context.Context, _ *ocpb.StatusRequest) (*ocpb.StatusR
 		if rec.GetNodeId() == n.id && n.cfg.AdvertiseAddr != "" {
 			addr = n.cfg.AdvertiseAddr
 		}
-		m := &ocpb.Member{Id: idString(rec.GetNodeId()), Addr: addr, Alive: n.alive(rec.GetNodeId())}
+		m := &ocpb.Member{Id: idString(rec.GetNodeId()), Addr: addr, Alive: n.alive(rec.GetNodeId()), State: nodeState(rec)}
 		if n.cfg.Directory != nil {
 			m.GossipAddr = n.cfg.Directory.GossipAddr(rec.GetNodeId())
 		}
 		out.Members = append(out.Members, m)
+	}
+	for _, m := range n.metaView().state.GetMoves() {
+		ms := &ocpb.MoveStatus{
+			Bucket: m.GetBucket(), Kind: m.GetKind(), Reason: m.GetReason(),
+			Executor: idString(m.GetExecutor()), StartedUnixMs: m.GetStartedUnixMs(),
+		}
+		if m.GetFrom() != 0 {
+			ms.From = idString(m.GetFrom())
+		}
+		if m.GetTo() != 0 {
+			ms.To = idString(m.GetTo())
+		}
+		out.Moves = append(out.Moves, ms)
 	}
 	table := n.placementTable()
 	for _, r := range n.replicas[:n.buckets] {

@@ -219,6 +219,10 @@ func applyMeta(b mvcc.ReadWriter, cmd *cmdpb.Command) (*cmdpb.Result, error) {
 		applyRegister(state, c.RegisterNode)
 	case *cmdpb.Command_UpdatePlacement:
 		applyPlacement(state, c.UpdatePlacement.GetPlacement())
+	case *cmdpb.Command_SetNodeState:
+		applySetNodeState(state, c.SetNodeState)
+	case *cmdpb.Command_RecordMove:
+		applyRecordMove(state, c.RecordMove)
 	default:
 		return nil, fmt.Errorf("kv: meta group cannot apply %T", cmd.Body)
 	}

@@ -16,9 +16,9 @@ import (
 func newBucketCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bucket",
-		Short: "Operate on buckets (move a replica)",
+		Short: "Operate on buckets (move a replica, transfer a leadership)",
 	}
-	cmd.AddCommand(newBucketMoveCmd(a))
+	cmd.AddCommand(newBucketMoveCmd(a), newBucketTransferLeaderCmd(a))
 	return cmd
 }
 
@@ -56,5 +56,40 @@ JSON: {"bucket","from","to","epoch"}.`,
 	}
 	cmd.Flags().StringVar(&from, "from", "", "node id the replica leaves")
 	cmd.Flags().StringVar(&to, "to", "", "node id the replica goes to")
+	return cmd
+}
+
+func newBucketTransferLeaderCmd(a *app) *cobra.Command {
+	var to string
+	cmd := &cobra.Command{
+		Use:   "transfer-leader BUCKET --to ID",
+		Short: "Hand a bucket's leadership to another of its voters",
+		Long: `Hand the leadership of BUCKET to its voter on node --to (an id as "status"
+prints it) and wait until that node leads. The rebalancer may move it again
+if leaders end up out of balance.
+JSON: {"bucket","leader"}.`,
+		Args: exactArgs(1, "a bucket number"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			b, err := strconv.ParseUint(args[0], 10, 32)
+			if err != nil {
+				return usagef("bucket %q is not a number", args[0])
+			}
+			if to == "" {
+				return usagef("--to is required")
+			}
+			return a.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+				ctx, cancel := context.WithTimeout(ctx, time.Minute)
+				defer cancel()
+				leader, err := c.TransferLeader(ctx, uint32(b), to)
+				if err != nil {
+					return err
+				}
+				return a.emit(object{{"bucket", b}, {"leader", leader}}, func(w io.Writer) {
+					fmt.Fprintf(w, "bucket %d is led by node %s\n", b, leader)
+				})
+			})
+		},
+	}
+	cmd.Flags().StringVar(&to, "to", "", "node id to lead the bucket")
 	return cmd
 }

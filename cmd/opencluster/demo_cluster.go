@@ -36,7 +36,7 @@ func startDemoCluster(dir, addr, httpAddr string, n int) (*demoCluster, error) {
 	var seed string
 	for i := range n {
 		cfg := serverConfig{
-			DataDir: filepath.Join(dir, fmt.Sprint("node", i+1)), Buckets: 64, Logger: logger,
+			DataDir: filepath.Join(dir, fmt.Sprint("node", i+1)), Buckets: 64, Logger: logger, Rebalance: true,
 			Addr: net.JoinHostPort(host, strconv.Itoa(port+10*i)),
 		}
 		if i == 0 {

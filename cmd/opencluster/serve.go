@@ -40,7 +40,7 @@ type serverConfig struct {
 	Replicas int
 	// FastGossip shortens failure detection (tests, the demo).
 	FastGossip bool
-	// Rebalance runs the rebalancer (experimental), with DeadAfter.
+	// Rebalance runs the rebalancer, with DeadAfter.
 	Rebalance bool
 	DeadAfter time.Duration
 	// TestAdmin registers the fault-injection service (cmdpb.TestAdmin):

@@ -60,8 +60,8 @@ Clustering needs --gossip-addr. Use the same host in --addr and
 	f.StringSliceVar(&cfg.Join, "join", nil, "gossip addresses of existing nodes to join (a new data directory joins their cluster)")
 	f.IntVar(&cfg.Replicas, "replicas", 3, "replicas of every bucket (and of the meta group)")
 	f.BoolVar(&cfg.FastGossip, "fast-failure-detection", false, "detect dead nodes in about a second (loopback tests)")
-	f.BoolVar(&cfg.Rebalance, "rebalance", false, "experimental: the meta leader moves replicas to balance nodes and re-creates a dead node's replicas (leader balance does not converge yet)")
-	f.DurationVar(&cfg.DeadAfter, "dead-after", time.Minute, "with --rebalance: how long a node is down before its replicas are re-created elsewhere")
+	f.BoolVar(&cfg.Rebalance, "rebalance", true, "the meta leader moves replicas and leaderships to keep nodes balanced, empties draining nodes and re-creates a dead node's replicas (false: buckets only grow to --replicas voters in join order)")
+	f.DurationVar(&cfg.DeadAfter, "dead-after", time.Minute, "how long a node is down before the rebalancer re-creates its replicas elsewhere")
 	f.BoolVar(&cfg.TestAdmin, "test-admin", false, "serve the test-only fault-injection service (clock skew, planted bugs); never in production")
 	return cmd
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -19,10 +20,13 @@ func newStatusCmd(a *app) *cobra.Command {
 	return &cobra.Command{
 		Use:   "status",
 		Short: "Show the cluster's members and buckets",
-		Long: `Show the cluster as the answering node sees it: its members, then one row per
-bucket with its replicas, leader, epoch and applied Raft index.
+		Long: `Show the cluster as the answering node sees it: its members (with their state,
+active, draining or removed, and how many replicas and leaderships each
+holds), the replica moves in progress, then one row per bucket with its
+replicas, leader, epoch and applied Raft index.
 JSON: {"node_id","cluster_id","bucket_count","now",
-       "members":[{"id","addr","gossip_addr","alive"}],
+       "members":[{"id","addr","gossip_addr","alive","state","replicas","leaders"}],
+       "moves":[{"bucket","kind","from","to","reason","executor","started_unix_ms"}],
        "buckets":[{"bucket","replicas":[id...],"leader","epoch","applied"}]}
 Ids are strings; an empty leader means none is known.`,
 		Args: exactArgs(0, "no arguments"),
@@ -39,10 +43,19 @@ Ids are strings; an empty leader means none is known.`,
 }
 
 func statusObject(st *ocpb.StatusResponse) object {
+	replicas, leaders := holdings(st)
 	members := make([]object, 0, len(st.GetMembers()))
 	for _, m := range st.GetMembers() {
 		members = append(members, object{
 			{"id", m.GetId()}, {"addr", m.GetAddr()}, {"gossip_addr", m.GetGossipAddr()}, {"alive", m.GetAlive()},
+			{"state", m.GetState()}, {"replicas", replicas[m.GetId()]}, {"leaders", leaders[m.GetId()]},
+		})
+	}
+	moves := make([]object, 0, len(st.GetMoves()))
+	for _, m := range st.GetMoves() {
+		moves = append(moves, object{
+			{"bucket", m.GetBucket()}, {"kind", m.GetKind()}, {"from", m.GetFrom()}, {"to", m.GetTo()},
+			{"reason", m.GetReason()}, {"executor", m.GetExecutor()}, {"started_unix_ms", m.GetStartedUnixMs()},
 		})
 	}
 	buckets := make([]object, 0, len(st.GetBuckets()))
@@ -62,6 +75,7 @@ func statusObject(st *ocpb.StatusResponse) object {
 		{"bucket_count", st.GetBucketCount()},
 		{"now", st.GetNow()},
 		{"members", members},
+		{"moves", moves},
 		{"buckets", buckets},
 	}
 }
@@ -71,22 +85,29 @@ func statusObject(st *ocpb.StatusResponse) object {
 func writeStatus(w io.Writer, st *ocpb.StatusResponse) {
 	fmt.Fprintf(w, "cluster %s, answered by node %s, %d buckets\n\n",
 		st.GetClusterId(), st.GetNodeId(), st.GetBucketCount())
-	replicas, leaders := map[string]int{}, map[string]int{}
-	for _, b := range st.GetBuckets() {
-		for _, r := range b.GetReplicas() {
-			replicas[r]++
-		}
-		leaders[b.GetLeader()]++
-	}
-	rows := [][]string{{"MEMBER", "ADDR", "GOSSIP", "ALIVE", "REPLICAS", "LEADS"}}
+	replicas, leaders := holdings(st)
+	rows := [][]string{{"MEMBER", "ADDR", "GOSSIP", "ALIVE", "STATE", "REPLICAS", "LEADS"}}
 	for _, m := range st.GetMembers() {
 		rows = append(rows, []string{
-			m.GetId(), m.GetAddr(), orDash(m.GetGossipAddr()), strconv.FormatBool(m.GetAlive()),
+			m.GetId(), m.GetAddr(), orDash(m.GetGossipAddr()), strconv.FormatBool(m.GetAlive()), orDash(m.GetState()),
 			strconv.Itoa(replicas[m.GetId()]), strconv.Itoa(leaders[m.GetId()]),
 		})
 	}
 	table(w, rows)
 	fmt.Fprintln(w)
+	if len(st.GetMoves()) > 0 {
+		rows = [][]string{{"MOVING", "KIND", "FROM", "TO", "REASON", "BY", "FOR"}}
+		now := time.Now()
+		for _, m := range st.GetMoves() {
+			age := now.Sub(time.UnixMilli(m.GetStartedUnixMs())).Round(100 * time.Millisecond)
+			rows = append(rows, []string{
+				"bucket " + strconv.FormatUint(uint64(m.GetBucket()), 10), m.GetKind(), orDash(m.GetFrom()), orDash(m.GetTo()),
+				m.GetReason(), m.GetExecutor(), age.String(),
+			})
+		}
+		table(w, rows)
+		fmt.Fprintln(w)
+	}
 	rows = [][]string{{"BUCKET", "REPLICAS", "LEADER", "EPOCH", "APPLIED"}}
 	for _, b := range st.GetBuckets() {
 		rows = append(rows, []string{
@@ -95,6 +116,18 @@ func writeStatus(w io.Writer, st *ocpb.StatusResponse) {
 		})
 	}
 	table(w, rows)
+}
+
+// holdings counts the replicas and leaderships of each node.
+func holdings(st *ocpb.StatusResponse) (replicas, leaders map[string]int) {
+	replicas, leaders = map[string]int{}, map[string]int{}
+	for _, b := range st.GetBuckets() {
+		for _, r := range b.GetReplicas() {
+			replicas[r]++
+		}
+		leaders[b.GetLeader()]++
+	}
+	return replicas, leaders
 }
 
 func orDash(s string) string {

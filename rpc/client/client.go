@@ -271,3 +271,38 @@ func (c *Client) MoveReplica(ctx context.Context, bucket uint32, from, to string
 	}
 	return resp.Epoch, nil
 }
+
+// TransferLeader hands bucket's leadership to node to (an id as Status
+// prints it) and returns the node that leads it then.
+func (c *Client) TransferLeader(ctx context.Context, bucket uint32, to string) (string, error) {
+	var resp *ocpb.TransferLeaderResponse
+	req := &ocpb.TransferLeaderRequest{Bucket: bucket, To: to}
+	err := c.do(ctx, "TransferLeader", 0, func(ctx context.Context, e *endpoint) (err error) {
+		resp, err = e.cluster.TransferLeader(ctx, req)
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	return resp.Leader, nil
+}
+
+// DrainNode marks node id draining (undo: active again). It returns at
+// once; Status shows the node emptying.
+func (c *Client) DrainNode(ctx context.Context, id string, undo bool) error {
+	req := &ocpb.DrainNodeRequest{NodeId: id, Undo: undo}
+	return c.do(ctx, "DrainNode", 0, func(ctx context.Context, e *endpoint) error {
+		_, err := e.cluster.DrainNode(ctx, req)
+		return err
+	})
+}
+
+// RemoveNode takes node id out of the cluster for good. A live node must
+// be drained and empty first.
+func (c *Client) RemoveNode(ctx context.Context, id string) error {
+	req := &ocpb.RemoveNodeRequest{NodeId: id}
+	return c.do(ctx, "RemoveNode", 0, func(ctx context.Context, e *endpoint) error {
+		_, err := e.cluster.RemoveNode(ctx, req)
+		return err
+	})
+}

@@ -328,6 +328,8 @@ type Command struct {
 	//	*Command_Noop
 	//	*Command_RegisterNode
 	//	*Command_UpdatePlacement
+	//	*Command_SetNodeState
+	//	*Command_RecordMove
 	Body          isCommand_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -521,6 +523,24 @@ func (x *Command) GetUpdatePlacement() *UpdatePlacement {
 	return nil
 }
 
+func (x *Command) GetSetNodeState() *SetNodeState {
+	if x != nil {
+		if x, ok := x.Body.(*Command_SetNodeState); ok {
+			return x.SetNodeState
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRecordMove() *RecordMove {
+	if x != nil {
+		if x, ok := x.Body.(*Command_RecordMove); ok {
+			return x.RecordMove
+		}
+	}
+	return nil
+}
+
 type isCommand_Body interface {
 	isCommand_Body()
 }
@@ -589,6 +609,14 @@ type Command_UpdatePlacement struct {
 	UpdatePlacement *UpdatePlacement `protobuf:"bytes,43,opt,name=update_placement,json=updatePlacement,proto3,oneof"`
 }
 
+type Command_SetNodeState struct {
+	SetNodeState *SetNodeState `protobuf:"bytes,44,opt,name=set_node_state,json=setNodeState,proto3,oneof"`
+}
+
+type Command_RecordMove struct {
+	RecordMove *RecordMove `protobuf:"bytes,45,opt,name=record_move,json=recordMove,proto3,oneof"`
+}
+
 func (*Command_Put) isCommand_Body() {}
 
 func (*Command_Cas) isCommand_Body() {}
@@ -620,6 +648,10 @@ func (*Command_Noop) isCommand_Body() {}
 func (*Command_RegisterNode) isCommand_Body() {}
 
 func (*Command_UpdatePlacement) isCommand_Body() {}
+
+func (*Command_SetNodeState) isCommand_Body() {}
+
+func (*Command_RecordMove) isCommand_Body() {}
 
 // UpdatePlacement records a bucket's configuration in the meta group's
 // placement table; the bucket's leader proposes it when the configuration
@@ -759,6 +791,224 @@ func (*Noop) Descriptor() ([]byte, []int) {
 	return file_cmd_proto_rawDescGZIP(), []int{4}
 }
 
+// SetNodeState marks a registry node draining or removed (the operator's
+// `node drain` and `node remove`). removed is final: applying a state
+// without it to a removed node changes nothing.
+type SetNodeState struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        uint64                 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Draining      bool                   `protobuf:"varint,2,opt,name=draining,proto3" json:"draining,omitempty"`
+	Removed       bool                   `protobuf:"varint,3,opt,name=removed,proto3" json:"removed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetNodeState) Reset() {
+	*x = SetNodeState{}
+	mi := &file_cmd_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetNodeState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetNodeState) ProtoMessage() {}
+
+func (x *SetNodeState) ProtoReflect() protoreflect.Message {
+	mi := &file_cmd_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetNodeState.ProtoReflect.Descriptor instead.
+func (*SetNodeState) Descriptor() ([]byte, []int) {
+	return file_cmd_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *SetNodeState) GetNodeId() uint64 {
+	if x != nil {
+		return x.NodeId
+	}
+	return 0
+}
+
+func (x *SetNodeState) GetDraining() bool {
+	if x != nil {
+		return x.Draining
+	}
+	return false
+}
+
+func (x *SetNodeState) GetRemoved() bool {
+	if x != nil {
+		return x.Removed
+	}
+	return false
+}
+
+// RecordMove adds a move in progress to the meta state (start) and drops
+// the moves with the ids in done: what Status shows as "moves".
+type RecordMove struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Start         *MoveRecord            `protobuf:"bytes,1,opt,name=start,proto3" json:"start,omitempty"`
+	Done          []string               `protobuf:"bytes,2,rep,name=done,proto3" json:"done,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordMove) Reset() {
+	*x = RecordMove{}
+	mi := &file_cmd_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordMove) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordMove) ProtoMessage() {}
+
+func (x *RecordMove) ProtoReflect() protoreflect.Message {
+	mi := &file_cmd_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordMove.ProtoReflect.Descriptor instead.
+func (*RecordMove) Descriptor() ([]byte, []int) {
+	return file_cmd_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *RecordMove) GetStart() *MoveRecord {
+	if x != nil {
+		return x.Start
+	}
+	return nil
+}
+
+func (x *RecordMove) GetDone() []string {
+	if x != nil {
+		return x.Done
+	}
+	return nil
+}
+
+type MoveRecord struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is unique per move: the executor's node id and a sequence number.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Bucket        uint32 `protobuf:"varint,2,opt,name=bucket,proto3" json:"bucket,omitempty"`
+	Kind          string `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
+	From          uint64 `protobuf:"varint,4,opt,name=from,proto3" json:"from,omitempty"`
+	To            uint64 `protobuf:"varint,5,opt,name=to,proto3" json:"to,omitempty"`
+	Reason        string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	Executor      uint64 `protobuf:"varint,7,opt,name=executor,proto3" json:"executor,omitempty"`
+	StartedUnixMs int64  `protobuf:"varint,8,opt,name=started_unix_ms,json=startedUnixMs,proto3" json:"started_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MoveRecord) Reset() {
+	*x = MoveRecord{}
+	mi := &file_cmd_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MoveRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MoveRecord) ProtoMessage() {}
+
+func (x *MoveRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_cmd_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MoveRecord.ProtoReflect.Descriptor instead.
+func (*MoveRecord) Descriptor() ([]byte, []int) {
+	return file_cmd_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *MoveRecord) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *MoveRecord) GetBucket() uint32 {
+	if x != nil {
+		return x.Bucket
+	}
+	return 0
+}
+
+func (x *MoveRecord) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *MoveRecord) GetFrom() uint64 {
+	if x != nil {
+		return x.From
+	}
+	return 0
+}
+
+func (x *MoveRecord) GetTo() uint64 {
+	if x != nil {
+		return x.To
+	}
+	return 0
+}
+
+func (x *MoveRecord) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *MoveRecord) GetExecutor() uint64 {
+	if x != nil {
+		return x.Executor
+	}
+	return 0
+}
+
+func (x *MoveRecord) GetStartedUnixMs() int64 {
+	if x != nil {
+		return x.StartedUnixMs
+	}
+	return 0
+}
+
 // Put writes (or, with tombstone, deletes) key at version ts. A write to a
 // key held by a restrictive lock is never proposed; the leader waits first.
 type Put struct {
@@ -783,7 +1033,7 @@ type Put struct {
 
 func (x *Put) Reset() {
 	*x = Put{}
-	mi := &file_cmd_proto_msgTypes[5]
+	mi := &file_cmd_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -795,7 +1045,7 @@ func (x *Put) String() string {
 func (*Put) ProtoMessage() {}
 
 func (x *Put) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[5]
+	mi := &file_cmd_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -808,7 +1058,7 @@ func (x *Put) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Put.ProtoReflect.Descriptor instead.
 func (*Put) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{5}
+	return file_cmd_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Put) GetKey() []byte {
@@ -885,7 +1135,7 @@ type CompareAndSwap struct {
 
 func (x *CompareAndSwap) Reset() {
 	*x = CompareAndSwap{}
-	mi := &file_cmd_proto_msgTypes[6]
+	mi := &file_cmd_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -897,7 +1147,7 @@ func (x *CompareAndSwap) String() string {
 func (*CompareAndSwap) ProtoMessage() {}
 
 func (x *CompareAndSwap) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[6]
+	mi := &file_cmd_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -910,7 +1160,7 @@ func (x *CompareAndSwap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompareAndSwap.ProtoReflect.Descriptor instead.
 func (*CompareAndSwap) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{6}
+	return file_cmd_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CompareAndSwap) GetKey() []byte {
@@ -974,7 +1224,7 @@ type AppliedRequest struct {
 
 func (x *AppliedRequest) Reset() {
 	*x = AppliedRequest{}
-	mi := &file_cmd_proto_msgTypes[7]
+	mi := &file_cmd_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -986,7 +1236,7 @@ func (x *AppliedRequest) String() string {
 func (*AppliedRequest) ProtoMessage() {}
 
 func (x *AppliedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[7]
+	mi := &file_cmd_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -999,7 +1249,7 @@ func (x *AppliedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedRequest.ProtoReflect.Descriptor instead.
 func (*AppliedRequest) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{7}
+	return file_cmd_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *AppliedRequest) GetResult() *Result {
@@ -1032,7 +1282,7 @@ type NamedAcquire struct {
 
 func (x *NamedAcquire) Reset() {
 	*x = NamedAcquire{}
-	mi := &file_cmd_proto_msgTypes[8]
+	mi := &file_cmd_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1044,7 +1294,7 @@ func (x *NamedAcquire) String() string {
 func (*NamedAcquire) ProtoMessage() {}
 
 func (x *NamedAcquire) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[8]
+	mi := &file_cmd_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1057,7 +1307,7 @@ func (x *NamedAcquire) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NamedAcquire.ProtoReflect.Descriptor instead.
 func (*NamedAcquire) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{8}
+	return file_cmd_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *NamedAcquire) GetName() string {
@@ -1123,7 +1373,7 @@ type NamedRelease struct {
 
 func (x *NamedRelease) Reset() {
 	*x = NamedRelease{}
-	mi := &file_cmd_proto_msgTypes[9]
+	mi := &file_cmd_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1135,7 +1385,7 @@ func (x *NamedRelease) String() string {
 func (*NamedRelease) ProtoMessage() {}
 
 func (x *NamedRelease) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[9]
+	mi := &file_cmd_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1148,7 +1398,7 @@ func (x *NamedRelease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NamedRelease.ProtoReflect.Descriptor instead.
 func (*NamedRelease) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{9}
+	return file_cmd_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *NamedRelease) GetName() string {
@@ -1211,7 +1461,7 @@ type TxnBegin struct {
 
 func (x *TxnBegin) Reset() {
 	*x = TxnBegin{}
-	mi := &file_cmd_proto_msgTypes[10]
+	mi := &file_cmd_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1223,7 +1473,7 @@ func (x *TxnBegin) String() string {
 func (*TxnBegin) ProtoMessage() {}
 
 func (x *TxnBegin) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[10]
+	mi := &file_cmd_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1236,7 +1486,7 @@ func (x *TxnBegin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnBegin.ProtoReflect.Descriptor instead.
 func (*TxnBegin) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{10}
+	return file_cmd_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *TxnBegin) GetName() string {
@@ -1310,7 +1560,7 @@ type LockKeys struct {
 
 func (x *LockKeys) Reset() {
 	*x = LockKeys{}
-	mi := &file_cmd_proto_msgTypes[11]
+	mi := &file_cmd_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1322,7 +1572,7 @@ func (x *LockKeys) String() string {
 func (*LockKeys) ProtoMessage() {}
 
 func (x *LockKeys) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[11]
+	mi := &file_cmd_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1335,7 +1585,7 @@ func (x *LockKeys) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockKeys.ProtoReflect.Descriptor instead.
 func (*LockKeys) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{11}
+	return file_cmd_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *LockKeys) GetName() string {
@@ -1380,7 +1630,7 @@ type TxnWrite struct {
 
 func (x *TxnWrite) Reset() {
 	*x = TxnWrite{}
-	mi := &file_cmd_proto_msgTypes[12]
+	mi := &file_cmd_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1392,7 +1642,7 @@ func (x *TxnWrite) String() string {
 func (*TxnWrite) ProtoMessage() {}
 
 func (x *TxnWrite) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[12]
+	mi := &file_cmd_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1405,7 +1655,7 @@ func (x *TxnWrite) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnWrite.ProtoReflect.Descriptor instead.
 func (*TxnWrite) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{12}
+	return file_cmd_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *TxnWrite) GetName() string {
@@ -1457,7 +1707,7 @@ type TxnPrepare struct {
 
 func (x *TxnPrepare) Reset() {
 	*x = TxnPrepare{}
-	mi := &file_cmd_proto_msgTypes[13]
+	mi := &file_cmd_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1469,7 +1719,7 @@ func (x *TxnPrepare) String() string {
 func (*TxnPrepare) ProtoMessage() {}
 
 func (x *TxnPrepare) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[13]
+	mi := &file_cmd_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1482,7 +1732,7 @@ func (x *TxnPrepare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnPrepare.ProtoReflect.Descriptor instead.
 func (*TxnPrepare) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{13}
+	return file_cmd_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *TxnPrepare) GetName() string {
@@ -1529,7 +1779,7 @@ type TxnFinish struct {
 
 func (x *TxnFinish) Reset() {
 	*x = TxnFinish{}
-	mi := &file_cmd_proto_msgTypes[14]
+	mi := &file_cmd_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1541,7 +1791,7 @@ func (x *TxnFinish) String() string {
 func (*TxnFinish) ProtoMessage() {}
 
 func (x *TxnFinish) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[14]
+	mi := &file_cmd_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1554,7 +1804,7 @@ func (x *TxnFinish) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnFinish.ProtoReflect.Descriptor instead.
 func (*TxnFinish) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{14}
+	return file_cmd_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *TxnFinish) GetName() string {
@@ -1607,7 +1857,7 @@ type ResolveKeys struct {
 
 func (x *ResolveKeys) Reset() {
 	*x = ResolveKeys{}
-	mi := &file_cmd_proto_msgTypes[15]
+	mi := &file_cmd_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1619,7 +1869,7 @@ func (x *ResolveKeys) String() string {
 func (*ResolveKeys) ProtoMessage() {}
 
 func (x *ResolveKeys) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[15]
+	mi := &file_cmd_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1632,7 +1882,7 @@ func (x *ResolveKeys) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveKeys.ProtoReflect.Descriptor instead.
 func (*ResolveKeys) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{15}
+	return file_cmd_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ResolveKeys) GetName() string {
@@ -1682,7 +1932,7 @@ type TxnResolved struct {
 
 func (x *TxnResolved) Reset() {
 	*x = TxnResolved{}
-	mi := &file_cmd_proto_msgTypes[16]
+	mi := &file_cmd_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1694,7 +1944,7 @@ func (x *TxnResolved) String() string {
 func (*TxnResolved) ProtoMessage() {}
 
 func (x *TxnResolved) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[16]
+	mi := &file_cmd_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1707,7 +1957,7 @@ func (x *TxnResolved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnResolved.ProtoReflect.Descriptor instead.
 func (*TxnResolved) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{16}
+	return file_cmd_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *TxnResolved) GetName() string {
@@ -1735,7 +1985,7 @@ type GC struct {
 
 func (x *GC) Reset() {
 	*x = GC{}
-	mi := &file_cmd_proto_msgTypes[17]
+	mi := &file_cmd_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1747,7 +1997,7 @@ func (x *GC) String() string {
 func (*GC) ProtoMessage() {}
 
 func (x *GC) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[17]
+	mi := &file_cmd_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1760,7 +2010,7 @@ func (x *GC) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GC.ProtoReflect.Descriptor instead.
 func (*GC) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{17}
+	return file_cmd_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GC) GetTs() uint64 {
@@ -1781,7 +2031,7 @@ type TSOBound struct {
 
 func (x *TSOBound) Reset() {
 	*x = TSOBound{}
-	mi := &file_cmd_proto_msgTypes[18]
+	mi := &file_cmd_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1793,7 +2043,7 @@ func (x *TSOBound) String() string {
 func (*TSOBound) ProtoMessage() {}
 
 func (x *TSOBound) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[18]
+	mi := &file_cmd_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1806,7 +2056,7 @@ func (x *TSOBound) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TSOBound.ProtoReflect.Descriptor instead.
 func (*TSOBound) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{18}
+	return file_cmd_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *TSOBound) GetBound() uint64 {
@@ -1838,7 +2088,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_cmd_proto_msgTypes[19]
+	mi := &file_cmd_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1850,7 +2100,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[19]
+	mi := &file_cmd_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1863,7 +2113,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{19}
+	return file_cmd_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Result) GetError() ErrorCode {
@@ -1958,7 +2208,7 @@ type NamedLockRecord struct {
 
 func (x *NamedLockRecord) Reset() {
 	*x = NamedLockRecord{}
-	mi := &file_cmd_proto_msgTypes[20]
+	mi := &file_cmd_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1970,7 +2220,7 @@ func (x *NamedLockRecord) String() string {
 func (*NamedLockRecord) ProtoMessage() {}
 
 func (x *NamedLockRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[20]
+	mi := &file_cmd_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1983,7 +2233,7 @@ func (x *NamedLockRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NamedLockRecord.ProtoReflect.Descriptor instead.
 func (*NamedLockRecord) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{20}
+	return file_cmd_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *NamedLockRecord) GetHeld() bool {
@@ -2072,7 +2322,7 @@ type TxnRecord struct {
 
 func (x *TxnRecord) Reset() {
 	*x = TxnRecord{}
-	mi := &file_cmd_proto_msgTypes[21]
+	mi := &file_cmd_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2084,7 +2334,7 @@ func (x *TxnRecord) String() string {
 func (*TxnRecord) ProtoMessage() {}
 
 func (x *TxnRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[21]
+	mi := &file_cmd_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2097,7 +2347,7 @@ func (x *TxnRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnRecord.ProtoReflect.Descriptor instead.
 func (*TxnRecord) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{21}
+	return file_cmd_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *TxnRecord) GetStatus() TxnStatus {
@@ -2201,7 +2451,7 @@ type KeyLock struct {
 
 func (x *KeyLock) Reset() {
 	*x = KeyLock{}
-	mi := &file_cmd_proto_msgTypes[22]
+	mi := &file_cmd_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2213,7 +2463,7 @@ func (x *KeyLock) String() string {
 func (*KeyLock) ProtoMessage() {}
 
 func (x *KeyLock) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[22]
+	mi := &file_cmd_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2226,7 +2476,7 @@ func (x *KeyLock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyLock.ProtoReflect.Descriptor instead.
 func (*KeyLock) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{22}
+	return file_cmd_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *KeyLock) GetHolders() []*KeyLockHolder {
@@ -2276,7 +2526,7 @@ type KeyLockHolder struct {
 
 func (x *KeyLockHolder) Reset() {
 	*x = KeyLockHolder{}
-	mi := &file_cmd_proto_msgTypes[23]
+	mi := &file_cmd_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2288,7 +2538,7 @@ func (x *KeyLockHolder) String() string {
 func (*KeyLockHolder) ProtoMessage() {}
 
 func (x *KeyLockHolder) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[23]
+	mi := &file_cmd_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2301,7 +2551,7 @@ func (x *KeyLockHolder) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyLockHolder.ProtoReflect.Descriptor instead.
 func (*KeyLockHolder) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{23}
+	return file_cmd_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *KeyLockHolder) GetName() string {
@@ -2342,7 +2592,7 @@ type KeyFences struct {
 
 func (x *KeyFences) Reset() {
 	*x = KeyFences{}
-	mi := &file_cmd_proto_msgTypes[24]
+	mi := &file_cmd_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2354,7 +2604,7 @@ func (x *KeyFences) String() string {
 func (*KeyFences) ProtoMessage() {}
 
 func (x *KeyFences) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[24]
+	mi := &file_cmd_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2367,7 +2617,7 @@ func (x *KeyFences) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyFences.ProtoReflect.Descriptor instead.
 func (*KeyFences) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{24}
+	return file_cmd_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *KeyFences) GetFences() []*FenceEntry {
@@ -2387,7 +2637,7 @@ type FenceEntry struct {
 
 func (x *FenceEntry) Reset() {
 	*x = FenceEntry{}
-	mi := &file_cmd_proto_msgTypes[25]
+	mi := &file_cmd_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2399,7 +2649,7 @@ func (x *FenceEntry) String() string {
 func (*FenceEntry) ProtoMessage() {}
 
 func (x *FenceEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[25]
+	mi := &file_cmd_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2412,7 +2662,7 @@ func (x *FenceEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FenceEntry.ProtoReflect.Descriptor instead.
 func (*FenceEntry) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{25}
+	return file_cmd_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *FenceEntry) GetName() string {
@@ -2437,14 +2687,16 @@ type MetaState struct {
 	Nodes []*NodeRecord `protobuf:"bytes,2,rep,name=nodes,proto3" json:"nodes,omitempty"`
 	// placement is the placement table, by bucket (absent until a bucket's
 	// leader reported it).
-	Placement     []*BucketPlacement `protobuf:"bytes,3,rep,name=placement,proto3" json:"placement,omitempty"`
+	Placement []*BucketPlacement `protobuf:"bytes,3,rep,name=placement,proto3" json:"placement,omitempty"`
+	// moves are the replica moves in progress.
+	Moves         []*MoveRecord `protobuf:"bytes,4,rep,name=moves,proto3" json:"moves,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *MetaState) Reset() {
 	*x = MetaState{}
-	mi := &file_cmd_proto_msgTypes[26]
+	mi := &file_cmd_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2456,7 +2708,7 @@ func (x *MetaState) String() string {
 func (*MetaState) ProtoMessage() {}
 
 func (x *MetaState) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[26]
+	mi := &file_cmd_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2469,7 +2721,7 @@ func (x *MetaState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetaState.ProtoReflect.Descriptor instead.
 func (*MetaState) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{26}
+	return file_cmd_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *MetaState) GetTsoBound() uint64 {
@@ -2493,6 +2745,13 @@ func (x *MetaState) GetPlacement() []*BucketPlacement {
 	return nil
 }
 
+func (x *MetaState) GetMoves() []*MoveRecord {
+	if x != nil {
+		return x.Moves
+	}
+	return nil
+}
+
 type BucketPlacement struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Bucket   uint32                 `protobuf:"varint,1,opt,name=bucket,proto3" json:"bucket,omitempty"`
@@ -2510,7 +2769,7 @@ type BucketPlacement struct {
 
 func (x *BucketPlacement) Reset() {
 	*x = BucketPlacement{}
-	mi := &file_cmd_proto_msgTypes[27]
+	mi := &file_cmd_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2522,7 +2781,7 @@ func (x *BucketPlacement) String() string {
 func (*BucketPlacement) ProtoMessage() {}
 
 func (x *BucketPlacement) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[27]
+	mi := &file_cmd_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2535,7 +2794,7 @@ func (x *BucketPlacement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BucketPlacement.ProtoReflect.Descriptor instead.
 func (*BucketPlacement) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{27}
+	return file_cmd_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *BucketPlacement) GetBucket() uint32 {
@@ -2584,14 +2843,18 @@ type NodeRecord struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	NodeId uint64                 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
 	// addr is the node's gRPC address.
-	Addr          string `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
+	Addr string `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
+	// draining: the node receives no replicas, and its replicas move away.
+	Draining bool `protobuf:"varint,3,opt,name=draining,proto3" json:"draining,omitempty"`
+	// removed: the node left the cluster for good; it may not rejoin.
+	Removed       bool `protobuf:"varint,4,opt,name=removed,proto3" json:"removed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *NodeRecord) Reset() {
 	*x = NodeRecord{}
-	mi := &file_cmd_proto_msgTypes[28]
+	mi := &file_cmd_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2603,7 +2866,7 @@ func (x *NodeRecord) String() string {
 func (*NodeRecord) ProtoMessage() {}
 
 func (x *NodeRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[28]
+	mi := &file_cmd_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2616,7 +2879,7 @@ func (x *NodeRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeRecord.ProtoReflect.Descriptor instead.
 func (*NodeRecord) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{28}
+	return file_cmd_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *NodeRecord) GetNodeId() uint64 {
@@ -2633,6 +2896,20 @@ func (x *NodeRecord) GetAddr() string {
 	return ""
 }
 
+func (x *NodeRecord) GetDraining() bool {
+	if x != nil {
+		return x.Draining
+	}
+	return false
+}
+
+func (x *NodeRecord) GetRemoved() bool {
+	if x != nil {
+		return x.Removed
+	}
+	return false
+}
+
 // SnapshotData is the state of one group at a snapshot's index: every
 // engine key of its span with its value, in key order.
 type SnapshotData struct {
@@ -2644,7 +2921,7 @@ type SnapshotData struct {
 
 func (x *SnapshotData) Reset() {
 	*x = SnapshotData{}
-	mi := &file_cmd_proto_msgTypes[29]
+	mi := &file_cmd_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2656,7 +2933,7 @@ func (x *SnapshotData) String() string {
 func (*SnapshotData) ProtoMessage() {}
 
 func (x *SnapshotData) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[29]
+	mi := &file_cmd_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2669,7 +2946,7 @@ func (x *SnapshotData) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotData.ProtoReflect.Descriptor instead.
 func (*SnapshotData) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{29}
+	return file_cmd_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *SnapshotData) GetKvs() []*SnapshotKV {
@@ -2689,7 +2966,7 @@ type SnapshotKV struct {
 
 func (x *SnapshotKV) Reset() {
 	*x = SnapshotKV{}
-	mi := &file_cmd_proto_msgTypes[30]
+	mi := &file_cmd_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2701,7 +2978,7 @@ func (x *SnapshotKV) String() string {
 func (*SnapshotKV) ProtoMessage() {}
 
 func (x *SnapshotKV) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[30]
+	mi := &file_cmd_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2714,7 +2991,7 @@ func (x *SnapshotKV) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotKV.ProtoReflect.Descriptor instead.
 func (*SnapshotKV) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{30}
+	return file_cmd_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *SnapshotKV) GetKey() []byte {
@@ -2744,7 +3021,7 @@ type NodeIdent struct {
 
 func (x *NodeIdent) Reset() {
 	*x = NodeIdent{}
-	mi := &file_cmd_proto_msgTypes[31]
+	mi := &file_cmd_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2756,7 +3033,7 @@ func (x *NodeIdent) String() string {
 func (*NodeIdent) ProtoMessage() {}
 
 func (x *NodeIdent) ProtoReflect() protoreflect.Message {
-	mi := &file_cmd_proto_msgTypes[31]
+	mi := &file_cmd_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2769,7 +3046,7 @@ func (x *NodeIdent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeIdent.ProtoReflect.Descriptor instead.
 func (*NodeIdent) Descriptor() ([]byte, []int) {
-	return file_cmd_proto_rawDescGZIP(), []int{31}
+	return file_cmd_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *NodeIdent) GetNodeId() uint64 {
@@ -2800,7 +3077,7 @@ const file_cmd_proto_rawDesc = "" +
 	"\tcmd.proto\x12\x12opencluster.cmd.v1\"L\n" +
 	"\aKeySpec\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12/\n" +
-	"\x04mode\x18\x02 \x01(\x0e2\x1b.opencluster.cmd.v1.KeyModeR\x04mode\"\xa1\b\n" +
+	"\x04mode\x18\x02 \x01(\x0e2\x1b.opencluster.cmd.v1.KeyModeR\x04mode\"\xae\t\n" +
 	"\aCommand\x12\x1f\n" +
 	"\vproposal_id\x18\x01 \x01(\x04R\n" +
 	"proposalId\x12+\n" +
@@ -2822,14 +3099,35 @@ const file_cmd_proto_rawDesc = "" +
 	"\ttso_bound\x18( \x01(\v2\x1c.opencluster.cmd.v1.TSOBoundH\x00R\btsoBound\x12.\n" +
 	"\x04noop\x18) \x01(\v2\x18.opencluster.cmd.v1.NoopH\x00R\x04noop\x12G\n" +
 	"\rregister_node\x18* \x01(\v2 .opencluster.cmd.v1.RegisterNodeH\x00R\fregisterNode\x12P\n" +
-	"\x10update_placement\x18+ \x01(\v2#.opencluster.cmd.v1.UpdatePlacementH\x00R\x0fupdatePlacementB\x06\n" +
+	"\x10update_placement\x18+ \x01(\v2#.opencluster.cmd.v1.UpdatePlacementH\x00R\x0fupdatePlacement\x12H\n" +
+	"\x0eset_node_state\x18, \x01(\v2 .opencluster.cmd.v1.SetNodeStateH\x00R\fsetNodeState\x12A\n" +
+	"\vrecord_move\x18- \x01(\v2\x1e.opencluster.cmd.v1.RecordMoveH\x00R\n" +
+	"recordMoveB\x06\n" +
 	"\x04body\"T\n" +
 	"\x0fUpdatePlacement\x12A\n" +
 	"\tplacement\x18\x01 \x01(\v2#.opencluster.cmd.v1.BucketPlacementR\tplacement\";\n" +
 	"\fRegisterNode\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\"\x06\n" +
-	"\x04Noop\"\xdf\x01\n" +
+	"\x04Noop\"]\n" +
+	"\fSetNodeState\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x1a\n" +
+	"\bdraining\x18\x02 \x01(\bR\bdraining\x12\x18\n" +
+	"\aremoved\x18\x03 \x01(\bR\aremoved\"V\n" +
+	"\n" +
+	"RecordMove\x124\n" +
+	"\x05start\x18\x01 \x01(\v2\x1e.opencluster.cmd.v1.MoveRecordR\x05start\x12\x12\n" +
+	"\x04done\x18\x02 \x03(\tR\x04done\"\xc8\x01\n" +
+	"\n" +
+	"MoveRecord\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06bucket\x18\x02 \x01(\rR\x06bucket\x12\x12\n" +
+	"\x04kind\x18\x03 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04from\x18\x04 \x01(\x04R\x04from\x12\x0e\n" +
+	"\x02to\x18\x05 \x01(\x04R\x02to\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\x12\x1a\n" +
+	"\bexecutor\x18\a \x01(\x04R\bexecutor\x12&\n" +
+	"\x0fstarted_unix_ms\x18\b \x01(\x03R\rstartedUnixMs\"\xdf\x01\n" +
 	"\x03Put\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12\x1c\n" +
@@ -2970,22 +3268,25 @@ const file_cmd_proto_rawDesc = "" +
 	"\n" +
 	"FenceEntry\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
-	"\x05token\x18\x02 \x01(\x04R\x05token\"\xa1\x01\n" +
+	"\x05token\x18\x02 \x01(\x04R\x05token\"\xd7\x01\n" +
 	"\tMetaState\x12\x1b\n" +
 	"\ttso_bound\x18\x01 \x01(\x04R\btsoBound\x124\n" +
 	"\x05nodes\x18\x02 \x03(\v2\x1e.opencluster.cmd.v1.NodeRecordR\x05nodes\x12A\n" +
-	"\tplacement\x18\x03 \x03(\v2#.opencluster.cmd.v1.BucketPlacementR\tplacement\"\x9f\x01\n" +
+	"\tplacement\x18\x03 \x03(\v2#.opencluster.cmd.v1.BucketPlacementR\tplacement\x124\n" +
+	"\x05moves\x18\x04 \x03(\v2\x1e.opencluster.cmd.v1.MoveRecordR\x05moves\"\x9f\x01\n" +
 	"\x0fBucketPlacement\x12\x16\n" +
 	"\x06bucket\x18\x01 \x01(\rR\x06bucket\x12\x16\n" +
 	"\x06voters\x18\x02 \x03(\x04R\x06voters\x12\x1a\n" +
 	"\blearners\x18\x03 \x03(\x04R\blearners\x12\x14\n" +
 	"\x05epoch\x18\x04 \x01(\x04R\x05epoch\x12\x16\n" +
 	"\x06leader\x18\x05 \x01(\x04R\x06leader\x12\x12\n" +
-	"\x04term\x18\x06 \x01(\x04R\x04term\"9\n" +
+	"\x04term\x18\x06 \x01(\x04R\x04term\"o\n" +
 	"\n" +
 	"NodeRecord\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x12\n" +
-	"\x04addr\x18\x02 \x01(\tR\x04addr\"@\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x1a\n" +
+	"\bdraining\x18\x03 \x01(\bR\bdraining\x12\x18\n" +
+	"\aremoved\x18\x04 \x01(\bR\aremoved\"@\n" +
 	"\fSnapshotData\x120\n" +
 	"\x03kvs\x18\x01 \x03(\v2\x1e.opencluster.cmd.v1.SnapshotKVR\x03kvs\"4\n" +
 	"\n" +
@@ -3036,7 +3337,7 @@ func file_cmd_proto_rawDescGZIP() []byte {
 }
 
 var file_cmd_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_cmd_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_cmd_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_cmd_proto_goTypes = []any{
 	(KeyMode)(0),            // 0: opencluster.cmd.v1.KeyMode
 	(Isolation)(0),          // 1: opencluster.cmd.v1.Isolation
@@ -3047,75 +3348,82 @@ var file_cmd_proto_goTypes = []any{
 	(*UpdatePlacement)(nil), // 6: opencluster.cmd.v1.UpdatePlacement
 	(*RegisterNode)(nil),    // 7: opencluster.cmd.v1.RegisterNode
 	(*Noop)(nil),            // 8: opencluster.cmd.v1.Noop
-	(*Put)(nil),             // 9: opencluster.cmd.v1.Put
-	(*CompareAndSwap)(nil),  // 10: opencluster.cmd.v1.CompareAndSwap
-	(*AppliedRequest)(nil),  // 11: opencluster.cmd.v1.AppliedRequest
-	(*NamedAcquire)(nil),    // 12: opencluster.cmd.v1.NamedAcquire
-	(*NamedRelease)(nil),    // 13: opencluster.cmd.v1.NamedRelease
-	(*TxnBegin)(nil),        // 14: opencluster.cmd.v1.TxnBegin
-	(*LockKeys)(nil),        // 15: opencluster.cmd.v1.LockKeys
-	(*TxnWrite)(nil),        // 16: opencluster.cmd.v1.TxnWrite
-	(*TxnPrepare)(nil),      // 17: opencluster.cmd.v1.TxnPrepare
-	(*TxnFinish)(nil),       // 18: opencluster.cmd.v1.TxnFinish
-	(*ResolveKeys)(nil),     // 19: opencluster.cmd.v1.ResolveKeys
-	(*TxnResolved)(nil),     // 20: opencluster.cmd.v1.TxnResolved
-	(*GC)(nil),              // 21: opencluster.cmd.v1.GC
-	(*TSOBound)(nil),        // 22: opencluster.cmd.v1.TSOBound
-	(*Result)(nil),          // 23: opencluster.cmd.v1.Result
-	(*NamedLockRecord)(nil), // 24: opencluster.cmd.v1.NamedLockRecord
-	(*TxnRecord)(nil),       // 25: opencluster.cmd.v1.TxnRecord
-	(*KeyLock)(nil),         // 26: opencluster.cmd.v1.KeyLock
-	(*KeyLockHolder)(nil),   // 27: opencluster.cmd.v1.KeyLockHolder
-	(*KeyFences)(nil),       // 28: opencluster.cmd.v1.KeyFences
-	(*FenceEntry)(nil),      // 29: opencluster.cmd.v1.FenceEntry
-	(*MetaState)(nil),       // 30: opencluster.cmd.v1.MetaState
-	(*BucketPlacement)(nil), // 31: opencluster.cmd.v1.BucketPlacement
-	(*NodeRecord)(nil),      // 32: opencluster.cmd.v1.NodeRecord
-	(*SnapshotData)(nil),    // 33: opencluster.cmd.v1.SnapshotData
-	(*SnapshotKV)(nil),      // 34: opencluster.cmd.v1.SnapshotKV
-	(*NodeIdent)(nil),       // 35: opencluster.cmd.v1.NodeIdent
+	(*SetNodeState)(nil),    // 9: opencluster.cmd.v1.SetNodeState
+	(*RecordMove)(nil),      // 10: opencluster.cmd.v1.RecordMove
+	(*MoveRecord)(nil),      // 11: opencluster.cmd.v1.MoveRecord
+	(*Put)(nil),             // 12: opencluster.cmd.v1.Put
+	(*CompareAndSwap)(nil),  // 13: opencluster.cmd.v1.CompareAndSwap
+	(*AppliedRequest)(nil),  // 14: opencluster.cmd.v1.AppliedRequest
+	(*NamedAcquire)(nil),    // 15: opencluster.cmd.v1.NamedAcquire
+	(*NamedRelease)(nil),    // 16: opencluster.cmd.v1.NamedRelease
+	(*TxnBegin)(nil),        // 17: opencluster.cmd.v1.TxnBegin
+	(*LockKeys)(nil),        // 18: opencluster.cmd.v1.LockKeys
+	(*TxnWrite)(nil),        // 19: opencluster.cmd.v1.TxnWrite
+	(*TxnPrepare)(nil),      // 20: opencluster.cmd.v1.TxnPrepare
+	(*TxnFinish)(nil),       // 21: opencluster.cmd.v1.TxnFinish
+	(*ResolveKeys)(nil),     // 22: opencluster.cmd.v1.ResolveKeys
+	(*TxnResolved)(nil),     // 23: opencluster.cmd.v1.TxnResolved
+	(*GC)(nil),              // 24: opencluster.cmd.v1.GC
+	(*TSOBound)(nil),        // 25: opencluster.cmd.v1.TSOBound
+	(*Result)(nil),          // 26: opencluster.cmd.v1.Result
+	(*NamedLockRecord)(nil), // 27: opencluster.cmd.v1.NamedLockRecord
+	(*TxnRecord)(nil),       // 28: opencluster.cmd.v1.TxnRecord
+	(*KeyLock)(nil),         // 29: opencluster.cmd.v1.KeyLock
+	(*KeyLockHolder)(nil),   // 30: opencluster.cmd.v1.KeyLockHolder
+	(*KeyFences)(nil),       // 31: opencluster.cmd.v1.KeyFences
+	(*FenceEntry)(nil),      // 32: opencluster.cmd.v1.FenceEntry
+	(*MetaState)(nil),       // 33: opencluster.cmd.v1.MetaState
+	(*BucketPlacement)(nil), // 34: opencluster.cmd.v1.BucketPlacement
+	(*NodeRecord)(nil),      // 35: opencluster.cmd.v1.NodeRecord
+	(*SnapshotData)(nil),    // 36: opencluster.cmd.v1.SnapshotData
+	(*SnapshotKV)(nil),      // 37: opencluster.cmd.v1.SnapshotKV
+	(*NodeIdent)(nil),       // 38: opencluster.cmd.v1.NodeIdent
 }
 var file_cmd_proto_depIdxs = []int32{
 	0,  // 0: opencluster.cmd.v1.KeySpec.mode:type_name -> opencluster.cmd.v1.KeyMode
-	9,  // 1: opencluster.cmd.v1.Command.put:type_name -> opencluster.cmd.v1.Put
-	10, // 2: opencluster.cmd.v1.Command.cas:type_name -> opencluster.cmd.v1.CompareAndSwap
-	12, // 3: opencluster.cmd.v1.Command.named_acquire:type_name -> opencluster.cmd.v1.NamedAcquire
-	13, // 4: opencluster.cmd.v1.Command.named_release:type_name -> opencluster.cmd.v1.NamedRelease
-	14, // 5: opencluster.cmd.v1.Command.txn_begin:type_name -> opencluster.cmd.v1.TxnBegin
-	15, // 6: opencluster.cmd.v1.Command.lock_keys:type_name -> opencluster.cmd.v1.LockKeys
-	16, // 7: opencluster.cmd.v1.Command.txn_write:type_name -> opencluster.cmd.v1.TxnWrite
-	17, // 8: opencluster.cmd.v1.Command.txn_prepare:type_name -> opencluster.cmd.v1.TxnPrepare
-	18, // 9: opencluster.cmd.v1.Command.txn_finish:type_name -> opencluster.cmd.v1.TxnFinish
-	19, // 10: opencluster.cmd.v1.Command.resolve_keys:type_name -> opencluster.cmd.v1.ResolveKeys
-	20, // 11: opencluster.cmd.v1.Command.txn_resolved:type_name -> opencluster.cmd.v1.TxnResolved
-	21, // 12: opencluster.cmd.v1.Command.gc:type_name -> opencluster.cmd.v1.GC
-	22, // 13: opencluster.cmd.v1.Command.tso_bound:type_name -> opencluster.cmd.v1.TSOBound
+	12, // 1: opencluster.cmd.v1.Command.put:type_name -> opencluster.cmd.v1.Put
+	13, // 2: opencluster.cmd.v1.Command.cas:type_name -> opencluster.cmd.v1.CompareAndSwap
+	15, // 3: opencluster.cmd.v1.Command.named_acquire:type_name -> opencluster.cmd.v1.NamedAcquire
+	16, // 4: opencluster.cmd.v1.Command.named_release:type_name -> opencluster.cmd.v1.NamedRelease
+	17, // 5: opencluster.cmd.v1.Command.txn_begin:type_name -> opencluster.cmd.v1.TxnBegin
+	18, // 6: opencluster.cmd.v1.Command.lock_keys:type_name -> opencluster.cmd.v1.LockKeys
+	19, // 7: opencluster.cmd.v1.Command.txn_write:type_name -> opencluster.cmd.v1.TxnWrite
+	20, // 8: opencluster.cmd.v1.Command.txn_prepare:type_name -> opencluster.cmd.v1.TxnPrepare
+	21, // 9: opencluster.cmd.v1.Command.txn_finish:type_name -> opencluster.cmd.v1.TxnFinish
+	22, // 10: opencluster.cmd.v1.Command.resolve_keys:type_name -> opencluster.cmd.v1.ResolveKeys
+	23, // 11: opencluster.cmd.v1.Command.txn_resolved:type_name -> opencluster.cmd.v1.TxnResolved
+	24, // 12: opencluster.cmd.v1.Command.gc:type_name -> opencluster.cmd.v1.GC
+	25, // 13: opencluster.cmd.v1.Command.tso_bound:type_name -> opencluster.cmd.v1.TSOBound
 	8,  // 14: opencluster.cmd.v1.Command.noop:type_name -> opencluster.cmd.v1.Noop
 	7,  // 15: opencluster.cmd.v1.Command.register_node:type_name -> opencluster.cmd.v1.RegisterNode
 	6,  // 16: opencluster.cmd.v1.Command.update_placement:type_name -> opencluster.cmd.v1.UpdatePlacement
-	31, // 17: opencluster.cmd.v1.UpdatePlacement.placement:type_name -> opencluster.cmd.v1.BucketPlacement
-	23, // 18: opencluster.cmd.v1.AppliedRequest.result:type_name -> opencluster.cmd.v1.Result
-	1,  // 19: opencluster.cmd.v1.TxnBegin.isolation:type_name -> opencluster.cmd.v1.Isolation
-	4,  // 20: opencluster.cmd.v1.TxnBegin.keys:type_name -> opencluster.cmd.v1.KeySpec
-	1,  // 21: opencluster.cmd.v1.LockKeys.isolation:type_name -> opencluster.cmd.v1.Isolation
-	4,  // 22: opencluster.cmd.v1.LockKeys.keys:type_name -> opencluster.cmd.v1.KeySpec
-	2,  // 23: opencluster.cmd.v1.TxnFinish.status:type_name -> opencluster.cmd.v1.TxnStatus
-	3,  // 24: opencluster.cmd.v1.Result.error:type_name -> opencluster.cmd.v1.ErrorCode
-	2,  // 25: opencluster.cmd.v1.TxnRecord.status:type_name -> opencluster.cmd.v1.TxnStatus
-	1,  // 26: opencluster.cmd.v1.TxnRecord.isolation:type_name -> opencluster.cmd.v1.Isolation
-	4,  // 27: opencluster.cmd.v1.TxnRecord.keys:type_name -> opencluster.cmd.v1.KeySpec
-	27, // 28: opencluster.cmd.v1.KeyLock.holders:type_name -> opencluster.cmd.v1.KeyLockHolder
-	0,  // 29: opencluster.cmd.v1.KeyLockHolder.mode:type_name -> opencluster.cmd.v1.KeyMode
-	1,  // 30: opencluster.cmd.v1.KeyLockHolder.isolation:type_name -> opencluster.cmd.v1.Isolation
-	29, // 31: opencluster.cmd.v1.KeyFences.fences:type_name -> opencluster.cmd.v1.FenceEntry
-	32, // 32: opencluster.cmd.v1.MetaState.nodes:type_name -> opencluster.cmd.v1.NodeRecord
-	31, // 33: opencluster.cmd.v1.MetaState.placement:type_name -> opencluster.cmd.v1.BucketPlacement
-	34, // 34: opencluster.cmd.v1.SnapshotData.kvs:type_name -> opencluster.cmd.v1.SnapshotKV
-	35, // [35:35] is the sub-list for method output_type
-	35, // [35:35] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	9,  // 17: opencluster.cmd.v1.Command.set_node_state:type_name -> opencluster.cmd.v1.SetNodeState
+	10, // 18: opencluster.cmd.v1.Command.record_move:type_name -> opencluster.cmd.v1.RecordMove
+	34, // 19: opencluster.cmd.v1.UpdatePlacement.placement:type_name -> opencluster.cmd.v1.BucketPlacement
+	11, // 20: opencluster.cmd.v1.RecordMove.start:type_name -> opencluster.cmd.v1.MoveRecord
+	26, // 21: opencluster.cmd.v1.AppliedRequest.result:type_name -> opencluster.cmd.v1.Result
+	1,  // 22: opencluster.cmd.v1.TxnBegin.isolation:type_name -> opencluster.cmd.v1.Isolation
+	4,  // 23: opencluster.cmd.v1.TxnBegin.keys:type_name -> opencluster.cmd.v1.KeySpec
+	1,  // 24: opencluster.cmd.v1.LockKeys.isolation:type_name -> opencluster.cmd.v1.Isolation
+	4,  // 25: opencluster.cmd.v1.LockKeys.keys:type_name -> opencluster.cmd.v1.KeySpec
+	2,  // 26: opencluster.cmd.v1.TxnFinish.status:type_name -> opencluster.cmd.v1.TxnStatus
+	3,  // 27: opencluster.cmd.v1.Result.error:type_name -> opencluster.cmd.v1.ErrorCode
+	2,  // 28: opencluster.cmd.v1.TxnRecord.status:type_name -> opencluster.cmd.v1.TxnStatus
+	1,  // 29: opencluster.cmd.v1.TxnRecord.isolation:type_name -> opencluster.cmd.v1.Isolation
+	4,  // 30: opencluster.cmd.v1.TxnRecord.keys:type_name -> opencluster.cmd.v1.KeySpec
+	30, // 31: opencluster.cmd.v1.KeyLock.holders:type_name -> opencluster.cmd.v1.KeyLockHolder
+	0,  // 32: opencluster.cmd.v1.KeyLockHolder.mode:type_name -> opencluster.cmd.v1.KeyMode
+	1,  // 33: opencluster.cmd.v1.KeyLockHolder.isolation:type_name -> opencluster.cmd.v1.Isolation
+	32, // 34: opencluster.cmd.v1.KeyFences.fences:type_name -> opencluster.cmd.v1.FenceEntry
+	35, // 35: opencluster.cmd.v1.MetaState.nodes:type_name -> opencluster.cmd.v1.NodeRecord
+	34, // 36: opencluster.cmd.v1.MetaState.placement:type_name -> opencluster.cmd.v1.BucketPlacement
+	11, // 37: opencluster.cmd.v1.MetaState.moves:type_name -> opencluster.cmd.v1.MoveRecord
+	37, // 38: opencluster.cmd.v1.SnapshotData.kvs:type_name -> opencluster.cmd.v1.SnapshotKV
+	39, // [39:39] is the sub-list for method output_type
+	39, // [39:39] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_cmd_proto_init() }
@@ -3140,6 +3448,8 @@ func file_cmd_proto_init() {
 		(*Command_Noop)(nil),
 		(*Command_RegisterNode)(nil),
 		(*Command_UpdatePlacement)(nil),
+		(*Command_SetNodeState)(nil),
+		(*Command_RecordMove)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3147,7 +3457,7 @@ func file_cmd_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cmd_proto_rawDesc), len(file_cmd_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   32,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -186,6 +186,273 @@ func (Isolation) EnumDescriptor() ([]byte, []int) {
 	return file_opencluster_proto_rawDescGZIP(), []int{2}
 }
 
+type TransferLeaderRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Bucket uint32                 `protobuf:"varint,1,opt,name=bucket,proto3" json:"bucket,omitempty"`
+	// to is a node id, as Status prints it.
+	To            string `protobuf:"bytes,2,opt,name=to,proto3" json:"to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeaderRequest) Reset() {
+	*x = TransferLeaderRequest{}
+	mi := &file_opencluster_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeaderRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeaderRequest) ProtoMessage() {}
+
+func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_opencluster_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeaderRequest.ProtoReflect.Descriptor instead.
+func (*TransferLeaderRequest) Descriptor() ([]byte, []int) {
+	return file_opencluster_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *TransferLeaderRequest) GetBucket() uint32 {
+	if x != nil {
+		return x.Bucket
+	}
+	return 0
+}
+
+func (x *TransferLeaderRequest) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+type TransferLeaderResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// leader is the node that leads the bucket now.
+	Leader        string `protobuf:"bytes,1,opt,name=leader,proto3" json:"leader,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeaderResponse) Reset() {
+	*x = TransferLeaderResponse{}
+	mi := &file_opencluster_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeaderResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeaderResponse) ProtoMessage() {}
+
+func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_opencluster_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeaderResponse.ProtoReflect.Descriptor instead.
+func (*TransferLeaderResponse) Descriptor() ([]byte, []int) {
+	return file_opencluster_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *TransferLeaderResponse) GetLeader() string {
+	if x != nil {
+		return x.Leader
+	}
+	return ""
+}
+
+type DrainNodeRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	NodeId string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// undo marks the node active again.
+	Undo          bool `protobuf:"varint,2,opt,name=undo,proto3" json:"undo,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrainNodeRequest) Reset() {
+	*x = DrainNodeRequest{}
+	mi := &file_opencluster_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainNodeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainNodeRequest) ProtoMessage() {}
+
+func (x *DrainNodeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_opencluster_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainNodeRequest.ProtoReflect.Descriptor instead.
+func (*DrainNodeRequest) Descriptor() ([]byte, []int) {
+	return file_opencluster_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *DrainNodeRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *DrainNodeRequest) GetUndo() bool {
+	if x != nil {
+		return x.Undo
+	}
+	return false
+}
+
+type DrainNodeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrainNodeResponse) Reset() {
+	*x = DrainNodeResponse{}
+	mi := &file_opencluster_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainNodeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainNodeResponse) ProtoMessage() {}
+
+func (x *DrainNodeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_opencluster_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainNodeResponse.ProtoReflect.Descriptor instead.
+func (*DrainNodeResponse) Descriptor() ([]byte, []int) {
+	return file_opencluster_proto_rawDescGZIP(), []int{3}
+}
+
+type RemoveNodeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveNodeRequest) Reset() {
+	*x = RemoveNodeRequest{}
+	mi := &file_opencluster_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveNodeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveNodeRequest) ProtoMessage() {}
+
+func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_opencluster_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
+func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
+	return file_opencluster_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *RemoveNodeRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+type RemoveNodeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveNodeResponse) Reset() {
+	*x = RemoveNodeResponse{}
+	mi := &file_opencluster_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveNodeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveNodeResponse) ProtoMessage() {}
+
+func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_opencluster_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
+func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
+	return file_opencluster_proto_rawDescGZIP(), []int{5}
+}
+
 type MoveReplicaRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Bucket uint32                 `protobuf:"varint,1,opt,name=bucket,proto3" json:"bucket,omitempty"`
@@ -198,7 +465,7 @@ type MoveReplicaRequest struct {
 
 func (x *MoveReplicaRequest) Reset() {
 	*x = MoveReplicaRequest{}
-	mi := &file_opencluster_proto_msgTypes[0]
+	mi := &file_opencluster_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -210,7 +477,7 @@ func (x *MoveReplicaRequest) String() string {
 func (*MoveReplicaRequest) ProtoMessage() {}
 
 func (x *MoveReplicaRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[0]
+	mi := &file_opencluster_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -223,7 +490,7 @@ func (x *MoveReplicaRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveReplicaRequest.ProtoReflect.Descriptor instead.
 func (*MoveReplicaRequest) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{0}
+	return file_opencluster_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *MoveReplicaRequest) GetBucket() uint32 {
@@ -257,7 +524,7 @@ type MoveReplicaResponse struct {
 
 func (x *MoveReplicaResponse) Reset() {
 	*x = MoveReplicaResponse{}
-	mi := &file_opencluster_proto_msgTypes[1]
+	mi := &file_opencluster_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -269,7 +536,7 @@ func (x *MoveReplicaResponse) String() string {
 func (*MoveReplicaResponse) ProtoMessage() {}
 
 func (x *MoveReplicaResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[1]
+	mi := &file_opencluster_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -282,7 +549,7 @@ func (x *MoveReplicaResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveReplicaResponse.ProtoReflect.Descriptor instead.
 func (*MoveReplicaResponse) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{1}
+	return file_opencluster_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *MoveReplicaResponse) GetEpoch() uint64 {
@@ -304,7 +571,7 @@ type KeyValue struct {
 
 func (x *KeyValue) Reset() {
 	*x = KeyValue{}
-	mi := &file_opencluster_proto_msgTypes[2]
+	mi := &file_opencluster_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -316,7 +583,7 @@ func (x *KeyValue) String() string {
 func (*KeyValue) ProtoMessage() {}
 
 func (x *KeyValue) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[2]
+	mi := &file_opencluster_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -329,7 +596,7 @@ func (x *KeyValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyValue.ProtoReflect.Descriptor instead.
 func (*KeyValue) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{2}
+	return file_opencluster_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *KeyValue) GetKey() []byte {
@@ -365,7 +632,7 @@ type Fence struct {
 
 func (x *Fence) Reset() {
 	*x = Fence{}
-	mi := &file_opencluster_proto_msgTypes[3]
+	mi := &file_opencluster_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -377,7 +644,7 @@ func (x *Fence) String() string {
 func (*Fence) ProtoMessage() {}
 
 func (x *Fence) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[3]
+	mi := &file_opencluster_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -390,7 +657,7 @@ func (x *Fence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fence.ProtoReflect.Descriptor instead.
 func (*Fence) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{3}
+	return file_opencluster_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Fence) GetName() string {
@@ -423,7 +690,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_opencluster_proto_msgTypes[4]
+	mi := &file_opencluster_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -435,7 +702,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[4]
+	mi := &file_opencluster_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -448,7 +715,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{4}
+	return file_opencluster_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetRequest) GetKey() []byte {
@@ -488,7 +755,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_opencluster_proto_msgTypes[5]
+	mi := &file_opencluster_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -500,7 +767,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[5]
+	mi := &file_opencluster_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -513,7 +780,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{5}
+	return file_opencluster_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetResponse) GetKv() *KeyValue {
@@ -542,7 +809,7 @@ type PutRequest struct {
 
 func (x *PutRequest) Reset() {
 	*x = PutRequest{}
-	mi := &file_opencluster_proto_msgTypes[6]
+	mi := &file_opencluster_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -554,7 +821,7 @@ func (x *PutRequest) String() string {
 func (*PutRequest) ProtoMessage() {}
 
 func (x *PutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[6]
+	mi := &file_opencluster_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -567,7 +834,7 @@ func (x *PutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutRequest.ProtoReflect.Descriptor instead.
 func (*PutRequest) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{6}
+	return file_opencluster_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PutRequest) GetKey() []byte {
@@ -629,7 +896,7 @@ type PutResponse struct {
 
 func (x *PutResponse) Reset() {
 	*x = PutResponse{}
-	mi := &file_opencluster_proto_msgTypes[7]
+	mi := &file_opencluster_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -641,7 +908,7 @@ func (x *PutResponse) String() string {
 func (*PutResponse) ProtoMessage() {}
 
 func (x *PutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[7]
+	mi := &file_opencluster_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -654,7 +921,7 @@ func (x *PutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutResponse.ProtoReflect.Descriptor instead.
 func (*PutResponse) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{7}
+	return file_opencluster_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PutResponse) GetVersion() uint64 {
@@ -681,7 +948,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_opencluster_proto_msgTypes[8]
+	mi := &file_opencluster_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -693,7 +960,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[8]
+	mi := &file_opencluster_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -706,7 +973,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{8}
+	return file_opencluster_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DeleteRequest) GetKey() []byte {
@@ -760,7 +1027,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_opencluster_proto_msgTypes[9]
+	mi := &file_opencluster_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -772,7 +1039,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[9]
+	mi := &file_opencluster_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -785,7 +1052,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{9}
+	return file_opencluster_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DeleteResponse) GetVersion() uint64 {
@@ -815,7 +1082,7 @@ type CompareAndSwapRequest struct {
 
 func (x *CompareAndSwapRequest) Reset() {
 	*x = CompareAndSwapRequest{}
-	mi := &file_opencluster_proto_msgTypes[10]
+	mi := &file_opencluster_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -827,7 +1094,7 @@ func (x *CompareAndSwapRequest) String() string {
 func (*CompareAndSwapRequest) ProtoMessage() {}
 
 func (x *CompareAndSwapRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[10]
+	mi := &file_opencluster_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -840,7 +1107,7 @@ func (x *CompareAndSwapRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompareAndSwapRequest.ProtoReflect.Descriptor instead.
 func (*CompareAndSwapRequest) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{10}
+	return file_opencluster_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CompareAndSwapRequest) GetKey() []byte {
@@ -906,7 +1173,7 @@ type CompareAndSwapResponse struct {
 
 func (x *CompareAndSwapResponse) Reset() {
 	*x = CompareAndSwapResponse{}
-	mi := &file_opencluster_proto_msgTypes[11]
+	mi := &file_opencluster_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -918,7 +1185,7 @@ func (x *CompareAndSwapResponse) String() string {
 func (*CompareAndSwapResponse) ProtoMessage() {}
 
 func (x *CompareAndSwapResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[11]
+	mi := &file_opencluster_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -931,7 +1198,7 @@ func (x *CompareAndSwapResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompareAndSwapResponse.ProtoReflect.Descriptor instead.
 func (*CompareAndSwapResponse) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{11}
+	return file_opencluster_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CompareAndSwapResponse) GetSucceeded() bool {
@@ -967,7 +1234,7 @@ type BatchGetRequest struct {
 
 func (x *BatchGetRequest) Reset() {
 	*x = BatchGetRequest{}
-	mi := &file_opencluster_proto_msgTypes[12]
+	mi := &file_opencluster_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -979,7 +1246,7 @@ func (x *BatchGetRequest) String() string {
 func (*BatchGetRequest) ProtoMessage() {}
 
 func (x *BatchGetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[12]
+	mi := &file_opencluster_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -992,7 +1259,7 @@ func (x *BatchGetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchGetRequest.ProtoReflect.Descriptor instead.
 func (*BatchGetRequest) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{12}
+	return file_opencluster_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *BatchGetRequest) GetKeys() [][]byte {
@@ -1028,7 +1295,7 @@ type BatchGetResult struct {
 
 func (x *BatchGetResult) Reset() {
 	*x = BatchGetResult{}
-	mi := &file_opencluster_proto_msgTypes[13]
+	mi := &file_opencluster_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1040,7 +1307,7 @@ func (x *BatchGetResult) String() string {
 func (*BatchGetResult) ProtoMessage() {}
 
 func (x *BatchGetResult) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[13]
+	mi := &file_opencluster_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1053,7 +1320,7 @@ func (x *BatchGetResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchGetResult.ProtoReflect.Descriptor instead.
 func (*BatchGetResult) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{13}
+	return file_opencluster_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *BatchGetResult) GetKey() []byte {
@@ -1095,7 +1362,7 @@ type BatchGetResponse struct {
 
 func (x *BatchGetResponse) Reset() {
 	*x = BatchGetResponse{}
-	mi := &file_opencluster_proto_msgTypes[14]
+	mi := &file_opencluster_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1107,7 +1374,7 @@ func (x *BatchGetResponse) String() string {
 func (*BatchGetResponse) ProtoMessage() {}
 
 func (x *BatchGetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[14]
+	mi := &file_opencluster_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1120,7 +1387,7 @@ func (x *BatchGetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchGetResponse.ProtoReflect.Descriptor instead.
 func (*BatchGetResponse) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{14}
+	return file_opencluster_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *BatchGetResponse) GetVersion() uint64 {
@@ -1152,7 +1419,7 @@ type ScanRequest struct {
 
 func (x *ScanRequest) Reset() {
 	*x = ScanRequest{}
-	mi := &file_opencluster_proto_msgTypes[15]
+	mi := &file_opencluster_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1164,7 +1431,7 @@ func (x *ScanRequest) String() string {
 func (*ScanRequest) ProtoMessage() {}
 
 func (x *ScanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[15]
+	mi := &file_opencluster_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1177,7 +1444,7 @@ func (x *ScanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScanRequest.ProtoReflect.Descriptor instead.
 func (*ScanRequest) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{15}
+	return file_opencluster_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ScanRequest) GetPrefix() []byte {
@@ -1227,7 +1494,7 @@ type ScanResponse struct {
 
 func (x *ScanResponse) Reset() {
 	*x = ScanResponse{}
-	mi := &file_opencluster_proto_msgTypes[16]
+	mi := &file_opencluster_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1239,7 +1506,7 @@ func (x *ScanResponse) String() string {
 func (*ScanResponse) ProtoMessage() {}
 
 func (x *ScanResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[16]
+	mi := &file_opencluster_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1252,7 +1519,7 @@ func (x *ScanResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScanResponse.ProtoReflect.Descriptor instead.
 func (*ScanResponse) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{16}
+	return file_opencluster_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ScanResponse) GetKvs() []*KeyValue {
@@ -1294,7 +1561,7 @@ type AcquireRequest struct {
 
 func (x *AcquireRequest) Reset() {
 	*x = AcquireRequest{}
-	mi := &file_opencluster_proto_msgTypes[17]
+	mi := &file_opencluster_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1306,7 +1573,7 @@ func (x *AcquireRequest) String() string {
 func (*AcquireRequest) ProtoMessage() {}
 
 func (x *AcquireRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[17]
+	mi := &file_opencluster_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1319,7 +1586,7 @@ func (x *AcquireRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcquireRequest.ProtoReflect.Descriptor instead.
 func (*AcquireRequest) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{17}
+	return file_opencluster_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *AcquireRequest) GetName() string {
@@ -1370,7 +1637,7 @@ type AcquireResponse struct {
 
 func (x *AcquireResponse) Reset() {
 	*x = AcquireResponse{}
-	mi := &file_opencluster_proto_msgTypes[18]
+	mi := &file_opencluster_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1382,7 +1649,7 @@ func (x *AcquireResponse) String() string {
 func (*AcquireResponse) ProtoMessage() {}
 
 func (x *AcquireResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[18]
+	mi := &file_opencluster_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1395,7 +1662,7 @@ func (x *AcquireResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcquireResponse.ProtoReflect.Descriptor instead.
 func (*AcquireResponse) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{18}
+	return file_opencluster_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *AcquireResponse) GetName() string {
@@ -1441,7 +1708,7 @@ type ReleaseRequest struct {
 
 func (x *ReleaseRequest) Reset() {
 	*x = ReleaseRequest{}
-	mi := &file_opencluster_proto_msgTypes[19]
+	mi := &file_opencluster_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1453,7 +1720,7 @@ func (x *ReleaseRequest) String() string {
 func (*ReleaseRequest) ProtoMessage() {}
 
 func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[19]
+	mi := &file_opencluster_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1466,7 +1733,7 @@ func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseRequest) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{19}
+	return file_opencluster_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ReleaseRequest) GetName() string {
@@ -1505,7 +1772,7 @@ type ReleaseResponse struct {
 
 func (x *ReleaseResponse) Reset() {
 	*x = ReleaseResponse{}
-	mi := &file_opencluster_proto_msgTypes[20]
+	mi := &file_opencluster_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1517,7 +1784,7 @@ func (x *ReleaseResponse) String() string {
 func (*ReleaseResponse) ProtoMessage() {}
 
 func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[20]
+	mi := &file_opencluster_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1530,7 +1797,7 @@ func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseResponse.ProtoReflect.Descriptor instead.
 func (*ReleaseResponse) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{20}
+	return file_opencluster_proto_rawDescGZIP(), []int{26}
 }
 
 type KeepAliveRequest struct {
@@ -1544,7 +1811,7 @@ type KeepAliveRequest struct {
 
 func (x *KeepAliveRequest) Reset() {
 	*x = KeepAliveRequest{}
-	mi := &file_opencluster_proto_msgTypes[21]
+	mi := &file_opencluster_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1556,7 +1823,7 @@ func (x *KeepAliveRequest) String() string {
 func (*KeepAliveRequest) ProtoMessage() {}
 
 func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[21]
+	mi := &file_opencluster_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1569,7 +1836,7 @@ func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveRequest.ProtoReflect.Descriptor instead.
 func (*KeepAliveRequest) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{21}
+	return file_opencluster_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *KeepAliveRequest) GetName() string {
@@ -1608,7 +1875,7 @@ type KeepAliveResponse struct {
 
 func (x *KeepAliveResponse) Reset() {
 	*x = KeepAliveResponse{}
-	mi := &file_opencluster_proto_msgTypes[22]
+	mi := &file_opencluster_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1620,7 +1887,7 @@ func (x *KeepAliveResponse) String() string {
 func (*KeepAliveResponse) ProtoMessage() {}
 
 func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[22]
+	mi := &file_opencluster_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1633,7 +1900,7 @@ func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveResponse.ProtoReflect.Descriptor instead.
 func (*KeepAliveResponse) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{22}
+	return file_opencluster_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *KeepAliveResponse) GetName() string {
@@ -1681,7 +1948,7 @@ type KeyLockRequest struct {
 
 func (x *KeyLockRequest) Reset() {
 	*x = KeyLockRequest{}
-	mi := &file_opencluster_proto_msgTypes[23]
+	mi := &file_opencluster_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1693,7 +1960,7 @@ func (x *KeyLockRequest) String() string {
 func (*KeyLockRequest) ProtoMessage() {}
 
 func (x *KeyLockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[23]
+	mi := &file_opencluster_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1706,7 +1973,7 @@ func (x *KeyLockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyLockRequest.ProtoReflect.Descriptor instead.
 func (*KeyLockRequest) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{23}
+	return file_opencluster_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *KeyLockRequest) GetKey() []byte {
@@ -1738,7 +2005,7 @@ type RestrictRequest struct {
 
 func (x *RestrictRequest) Reset() {
 	*x = RestrictRequest{}
-	mi := &file_opencluster_proto_msgTypes[24]
+	mi := &file_opencluster_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1750,7 +2017,7 @@ func (x *RestrictRequest) String() string {
 func (*RestrictRequest) ProtoMessage() {}
 
 func (x *RestrictRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[24]
+	mi := &file_opencluster_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1763,7 +2030,7 @@ func (x *RestrictRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestrictRequest.ProtoReflect.Descriptor instead.
 func (*RestrictRequest) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{24}
+	return file_opencluster_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RestrictRequest) GetName() string {
@@ -1830,7 +2097,7 @@ type RestrictResponse struct {
 
 func (x *RestrictResponse) Reset() {
 	*x = RestrictResponse{}
-	mi := &file_opencluster_proto_msgTypes[25]
+	mi := &file_opencluster_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1842,7 +2109,7 @@ func (x *RestrictResponse) String() string {
 func (*RestrictResponse) ProtoMessage() {}
 
 func (x *RestrictResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[25]
+	mi := &file_opencluster_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1855,7 +2122,7 @@ func (x *RestrictResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestrictResponse.ProtoReflect.Descriptor instead.
 func (*RestrictResponse) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{25}
+	return file_opencluster_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RestrictResponse) GetName() string {
@@ -1904,7 +2171,7 @@ type CommitRequest struct {
 
 func (x *CommitRequest) Reset() {
 	*x = CommitRequest{}
-	mi := &file_opencluster_proto_msgTypes[26]
+	mi := &file_opencluster_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1916,7 +2183,7 @@ func (x *CommitRequest) String() string {
 func (*CommitRequest) ProtoMessage() {}
 
 func (x *CommitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[26]
+	mi := &file_opencluster_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1929,7 +2196,7 @@ func (x *CommitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitRequest.ProtoReflect.Descriptor instead.
 func (*CommitRequest) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{26}
+	return file_opencluster_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *CommitRequest) GetName() string {
@@ -1963,7 +2230,7 @@ type CommitResponse struct {
 
 func (x *CommitResponse) Reset() {
 	*x = CommitResponse{}
-	mi := &file_opencluster_proto_msgTypes[27]
+	mi := &file_opencluster_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1975,7 +2242,7 @@ func (x *CommitResponse) String() string {
 func (*CommitResponse) ProtoMessage() {}
 
 func (x *CommitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[27]
+	mi := &file_opencluster_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1988,7 +2255,7 @@ func (x *CommitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitResponse.ProtoReflect.Descriptor instead.
 func (*CommitResponse) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{27}
+	return file_opencluster_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *CommitResponse) GetCommitVersion() uint64 {
@@ -2009,7 +2276,7 @@ type AbortRequest struct {
 
 func (x *AbortRequest) Reset() {
 	*x = AbortRequest{}
-	mi := &file_opencluster_proto_msgTypes[28]
+	mi := &file_opencluster_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2021,7 +2288,7 @@ func (x *AbortRequest) String() string {
 func (*AbortRequest) ProtoMessage() {}
 
 func (x *AbortRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[28]
+	mi := &file_opencluster_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2034,7 +2301,7 @@ func (x *AbortRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortRequest.ProtoReflect.Descriptor instead.
 func (*AbortRequest) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{28}
+	return file_opencluster_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *AbortRequest) GetName() string {
@@ -2066,7 +2333,7 @@ type AbortResponse struct {
 
 func (x *AbortResponse) Reset() {
 	*x = AbortResponse{}
-	mi := &file_opencluster_proto_msgTypes[29]
+	mi := &file_opencluster_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2078,7 +2345,7 @@ func (x *AbortResponse) String() string {
 func (*AbortResponse) ProtoMessage() {}
 
 func (x *AbortResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[29]
+	mi := &file_opencluster_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2091,7 +2358,7 @@ func (x *AbortResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortResponse.ProtoReflect.Descriptor instead.
 func (*AbortResponse) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{29}
+	return file_opencluster_proto_rawDescGZIP(), []int{35}
 }
 
 type DescribeRequest struct {
@@ -2104,7 +2371,7 @@ type DescribeRequest struct {
 
 func (x *DescribeRequest) Reset() {
 	*x = DescribeRequest{}
-	mi := &file_opencluster_proto_msgTypes[30]
+	mi := &file_opencluster_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2116,7 +2383,7 @@ func (x *DescribeRequest) String() string {
 func (*DescribeRequest) ProtoMessage() {}
 
 func (x *DescribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[30]
+	mi := &file_opencluster_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2129,7 +2396,7 @@ func (x *DescribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeRequest.ProtoReflect.Descriptor instead.
 func (*DescribeRequest) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{30}
+	return file_opencluster_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *DescribeRequest) GetName() string {
@@ -2156,7 +2423,7 @@ type KeyLockInfo struct {
 
 func (x *KeyLockInfo) Reset() {
 	*x = KeyLockInfo{}
-	mi := &file_opencluster_proto_msgTypes[31]
+	mi := &file_opencluster_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2168,7 +2435,7 @@ func (x *KeyLockInfo) String() string {
 func (*KeyLockInfo) ProtoMessage() {}
 
 func (x *KeyLockInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[31]
+	mi := &file_opencluster_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2181,7 +2448,7 @@ func (x *KeyLockInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyLockInfo.ProtoReflect.Descriptor instead.
 func (*KeyLockInfo) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{31}
+	return file_opencluster_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *KeyLockInfo) GetKey() []byte {
@@ -2222,7 +2489,7 @@ type LockInfo struct {
 
 func (x *LockInfo) Reset() {
 	*x = LockInfo{}
-	mi := &file_opencluster_proto_msgTypes[32]
+	mi := &file_opencluster_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2234,7 +2501,7 @@ func (x *LockInfo) String() string {
 func (*LockInfo) ProtoMessage() {}
 
 func (x *LockInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[32]
+	mi := &file_opencluster_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2247,7 +2514,7 @@ func (x *LockInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockInfo.ProtoReflect.Descriptor instead.
 func (*LockInfo) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{32}
+	return file_opencluster_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *LockInfo) GetName() string {
@@ -2350,7 +2617,7 @@ type DescribeResponse struct {
 
 func (x *DescribeResponse) Reset() {
 	*x = DescribeResponse{}
-	mi := &file_opencluster_proto_msgTypes[33]
+	mi := &file_opencluster_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2362,7 +2629,7 @@ func (x *DescribeResponse) String() string {
 func (*DescribeResponse) ProtoMessage() {}
 
 func (x *DescribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[33]
+	mi := &file_opencluster_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2375,7 +2642,7 @@ func (x *DescribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeResponse.ProtoReflect.Descriptor instead.
 func (*DescribeResponse) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{33}
+	return file_opencluster_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *DescribeResponse) GetLocks() []*LockInfo {
@@ -2397,7 +2664,7 @@ type ListRequest struct {
 
 func (x *ListRequest) Reset() {
 	*x = ListRequest{}
-	mi := &file_opencluster_proto_msgTypes[34]
+	mi := &file_opencluster_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2409,7 +2676,7 @@ func (x *ListRequest) String() string {
 func (*ListRequest) ProtoMessage() {}
 
 func (x *ListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[34]
+	mi := &file_opencluster_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2422,7 +2689,7 @@ func (x *ListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
 func (*ListRequest) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{34}
+	return file_opencluster_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListRequest) GetPrefix() string {
@@ -2455,7 +2722,7 @@ type ListResponse struct {
 
 func (x *ListResponse) Reset() {
 	*x = ListResponse{}
-	mi := &file_opencluster_proto_msgTypes[35]
+	mi := &file_opencluster_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2467,7 +2734,7 @@ func (x *ListResponse) String() string {
 func (*ListResponse) ProtoMessage() {}
 
 func (x *ListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[35]
+	mi := &file_opencluster_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2480,7 +2747,7 @@ func (x *ListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
 func (*ListResponse) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{35}
+	return file_opencluster_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListResponse) GetLocks() []*LockInfo {
@@ -2498,7 +2765,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_opencluster_proto_msgTypes[36]
+	mi := &file_opencluster_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2510,7 +2777,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[36]
+	mi := &file_opencluster_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2523,22 +2790,24 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{36}
+	return file_opencluster_proto_rawDescGZIP(), []int{42}
 }
 
 type Member struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Addr          string                 `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
-	GossipAddr    string                 `protobuf:"bytes,3,opt,name=gossip_addr,json=gossipAddr,proto3" json:"gossip_addr,omitempty"`
-	Alive         bool                   `protobuf:"varint,4,opt,name=alive,proto3" json:"alive,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Id         string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Addr       string                 `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
+	GossipAddr string                 `protobuf:"bytes,3,opt,name=gossip_addr,json=gossipAddr,proto3" json:"gossip_addr,omitempty"`
+	Alive      bool                   `protobuf:"varint,4,opt,name=alive,proto3" json:"alive,omitempty"`
+	// state is "active", "draining" or "removed".
+	State         string `protobuf:"bytes,5,opt,name=state,proto3" json:"state,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_opencluster_proto_msgTypes[37]
+	mi := &file_opencluster_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2550,7 +2819,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[37]
+	mi := &file_opencluster_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2563,7 +2832,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{37}
+	return file_opencluster_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *Member) GetId() string {
@@ -2594,6 +2863,111 @@ func (x *Member) GetAlive() bool {
 	return false
 }
 
+func (x *Member) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+// MoveStatus is a replica move in progress.
+type MoveStatus struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Bucket uint32                 `protobuf:"varint,1,opt,name=bucket,proto3" json:"bucket,omitempty"`
+	// kind is "move", "add", "remove" or "transfer-leader".
+	Kind string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	// from and to are node ids ("" where the kind has none).
+	From string `protobuf:"bytes,3,opt,name=from,proto3" json:"from,omitempty"`
+	To   string `protobuf:"bytes,4,opt,name=to,proto3" json:"to,omitempty"`
+	// reason says why the move was planned ("manual" for MoveReplica).
+	Reason string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	// executor is the node carrying the move out.
+	Executor string `protobuf:"bytes,6,opt,name=executor,proto3" json:"executor,omitempty"`
+	// started_unix_ms is when it started, by the executor's clock.
+	StartedUnixMs int64 `protobuf:"varint,7,opt,name=started_unix_ms,json=startedUnixMs,proto3" json:"started_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MoveStatus) Reset() {
+	*x = MoveStatus{}
+	mi := &file_opencluster_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MoveStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MoveStatus) ProtoMessage() {}
+
+func (x *MoveStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_opencluster_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MoveStatus.ProtoReflect.Descriptor instead.
+func (*MoveStatus) Descriptor() ([]byte, []int) {
+	return file_opencluster_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *MoveStatus) GetBucket() uint32 {
+	if x != nil {
+		return x.Bucket
+	}
+	return 0
+}
+
+func (x *MoveStatus) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *MoveStatus) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *MoveStatus) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+func (x *MoveStatus) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *MoveStatus) GetExecutor() string {
+	if x != nil {
+		return x.Executor
+	}
+	return ""
+}
+
+func (x *MoveStatus) GetStartedUnixMs() int64 {
+	if x != nil {
+		return x.StartedUnixMs
+	}
+	return 0
+}
+
 type BucketStatus struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Bucket        uint32                 `protobuf:"varint,1,opt,name=bucket,proto3" json:"bucket,omitempty"`
@@ -2607,7 +2981,7 @@ type BucketStatus struct {
 
 func (x *BucketStatus) Reset() {
 	*x = BucketStatus{}
-	mi := &file_opencluster_proto_msgTypes[38]
+	mi := &file_opencluster_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2619,7 +2993,7 @@ func (x *BucketStatus) String() string {
 func (*BucketStatus) ProtoMessage() {}
 
 func (x *BucketStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[38]
+	mi := &file_opencluster_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2632,7 +3006,7 @@ func (x *BucketStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BucketStatus.ProtoReflect.Descriptor instead.
 func (*BucketStatus) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{38}
+	return file_opencluster_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *BucketStatus) GetBucket() uint32 {
@@ -2678,14 +3052,17 @@ type StatusResponse struct {
 	Members     []*Member              `protobuf:"bytes,4,rep,name=members,proto3" json:"members,omitempty"`
 	Buckets     []*BucketStatus        `protobuf:"bytes,5,rep,name=buckets,proto3" json:"buckets,omitempty"`
 	// now is a fresh cluster timestamp.
-	Now           uint64 `protobuf:"varint,6,opt,name=now,proto3" json:"now,omitempty"`
+	Now uint64 `protobuf:"varint,6,opt,name=now,proto3" json:"now,omitempty"`
+	// moves are the replica moves in progress, as the meta group records
+	// them.
+	Moves         []*MoveStatus `protobuf:"bytes,7,rep,name=moves,proto3" json:"moves,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_opencluster_proto_msgTypes[39]
+	mi := &file_opencluster_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2697,7 +3074,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[39]
+	mi := &file_opencluster_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2710,7 +3087,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{39}
+	return file_opencluster_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *StatusResponse) GetNodeId() string {
@@ -2755,11 +3132,30 @@ func (x *StatusResponse) GetNow() uint64 {
 	return 0
 }
 
+func (x *StatusResponse) GetMoves() []*MoveStatus {
+	if x != nil {
+		return x.Moves
+	}
+	return nil
+}
+
 var File_opencluster_proto protoreflect.FileDescriptor
 
 const file_opencluster_proto_rawDesc = "" +
 	"\n" +
-	"\x11opencluster.proto\x12\x0eopencluster.v1\x1a\x1egoogle/protobuf/duration.proto\"P\n" +
+	"\x11opencluster.proto\x12\x0eopencluster.v1\x1a\x1egoogle/protobuf/duration.proto\"?\n" +
+	"\x15TransferLeaderRequest\x12\x16\n" +
+	"\x06bucket\x18\x01 \x01(\rR\x06bucket\x12\x0e\n" +
+	"\x02to\x18\x02 \x01(\tR\x02to\"0\n" +
+	"\x16TransferLeaderResponse\x12\x16\n" +
+	"\x06leader\x18\x01 \x01(\tR\x06leader\"?\n" +
+	"\x10DrainNodeRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
+	"\x04undo\x18\x02 \x01(\bR\x04undo\"\x13\n" +
+	"\x11DrainNodeResponse\",\n" +
+	"\x11RemoveNodeRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"\x14\n" +
+	"\x12RemoveNodeResponse\"P\n" +
 	"\x12MoveReplicaRequest\x12\x16\n" +
 	"\x06bucket\x18\x01 \x01(\rR\x06bucket\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\tR\x04from\x12\x0e\n" +
@@ -2929,19 +3325,29 @@ const file_opencluster_proto_rawDesc = "" +
 	"\theld_only\x18\x03 \x01(\bR\bheldOnly\">\n" +
 	"\fListResponse\x12.\n" +
 	"\x05locks\x18\x01 \x03(\v2\x18.opencluster.v1.LockInfoR\x05locks\"\x0f\n" +
-	"\rStatusRequest\"c\n" +
+	"\rStatusRequest\"y\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x1f\n" +
 	"\vgossip_addr\x18\x03 \x01(\tR\n" +
 	"gossipAddr\x12\x14\n" +
-	"\x05alive\x18\x04 \x01(\bR\x05alive\"\x8a\x01\n" +
+	"\x05alive\x18\x04 \x01(\bR\x05alive\x12\x14\n" +
+	"\x05state\x18\x05 \x01(\tR\x05state\"\xb8\x01\n" +
+	"\n" +
+	"MoveStatus\x12\x16\n" +
+	"\x06bucket\x18\x01 \x01(\rR\x06bucket\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04from\x18\x03 \x01(\tR\x04from\x12\x0e\n" +
+	"\x02to\x18\x04 \x01(\tR\x02to\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x12\x1a\n" +
+	"\bexecutor\x18\x06 \x01(\tR\bexecutor\x12&\n" +
+	"\x0fstarted_unix_ms\x18\a \x01(\x03R\rstartedUnixMs\"\x8a\x01\n" +
 	"\fBucketStatus\x12\x16\n" +
 	"\x06bucket\x18\x01 \x01(\rR\x06bucket\x12\x1a\n" +
 	"\breplicas\x18\x02 \x03(\tR\breplicas\x12\x16\n" +
 	"\x06leader\x18\x03 \x01(\tR\x06leader\x12\x14\n" +
 	"\x05epoch\x18\x04 \x01(\x04R\x05epoch\x12\x18\n" +
-	"\aapplied\x18\x05 \x01(\x04R\aapplied\"\xe7\x01\n" +
+	"\aapplied\x18\x05 \x01(\x04R\aapplied\"\x99\x02\n" +
 	"\x0eStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1d\n" +
 	"\n" +
@@ -2949,7 +3355,8 @@ const file_opencluster_proto_rawDesc = "" +
 	"\fbucket_count\x18\x03 \x01(\rR\vbucketCount\x120\n" +
 	"\amembers\x18\x04 \x03(\v2\x16.opencluster.v1.MemberR\amembers\x126\n" +
 	"\abuckets\x18\x05 \x03(\v2\x1c.opencluster.v1.BucketStatusR\abuckets\x12\x10\n" +
-	"\x03now\x18\x06 \x01(\x04R\x03now*A\n" +
+	"\x03now\x18\x06 \x01(\x04R\x03now\x120\n" +
+	"\x05moves\x18\a \x03(\v2\x1a.opencluster.v1.MoveStatusR\x05moves*A\n" +
 	"\bLockKind\x12\x19\n" +
 	"\x15LOCK_KIND_UNSPECIFIED\x10\x00\x12\t\n" +
 	"\x05NAMED\x10\x01\x12\x0f\n" +
@@ -2977,10 +3384,14 @@ const file_opencluster_proto_rawDesc = "" +
 	"\x06Commit\x12\x1d.opencluster.v1.CommitRequest\x1a\x1e.opencluster.v1.CommitResponse\x12D\n" +
 	"\x05Abort\x12\x1c.opencluster.v1.AbortRequest\x1a\x1d.opencluster.v1.AbortResponse\x12M\n" +
 	"\bDescribe\x12\x1f.opencluster.v1.DescribeRequest\x1a .opencluster.v1.DescribeResponse\x12A\n" +
-	"\x04List\x12\x1b.opencluster.v1.ListRequest\x1a\x1c.opencluster.v1.ListResponse2\xaa\x01\n" +
+	"\x04List\x12\x1b.opencluster.v1.ListRequest\x1a\x1c.opencluster.v1.ListResponse2\xb2\x03\n" +
 	"\aCluster\x12G\n" +
 	"\x06Status\x12\x1d.opencluster.v1.StatusRequest\x1a\x1e.opencluster.v1.StatusResponse\x12V\n" +
-	"\vMoveReplica\x12\".opencluster.v1.MoveReplicaRequest\x1a#.opencluster.v1.MoveReplicaResponseB-Z+github.com/opencluster/opencluster/rpc/ocpbb\x06proto3"
+	"\vMoveReplica\x12\".opencluster.v1.MoveReplicaRequest\x1a#.opencluster.v1.MoveReplicaResponse\x12_\n" +
+	"\x0eTransferLeader\x12%.opencluster.v1.TransferLeaderRequest\x1a&.opencluster.v1.TransferLeaderResponse\x12P\n" +
+	"\tDrainNode\x12 .opencluster.v1.DrainNodeRequest\x1a!.opencluster.v1.DrainNodeResponse\x12S\n" +
+	"\n" +
+	"RemoveNode\x12!.opencluster.v1.RemoveNodeRequest\x1a\".opencluster.v1.RemoveNodeResponseB-Z+github.com/opencluster/opencluster/rpc/ocpbb\x06proto3"
 
 var (
 	file_opencluster_proto_rawDescOnce sync.Once
@@ -2995,126 +3406,140 @@ func file_opencluster_proto_rawDescGZIP() []byte {
 }
 
 var file_opencluster_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_opencluster_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_opencluster_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_opencluster_proto_goTypes = []any{
 	(LockKind)(0),                  // 0: opencluster.v1.LockKind
 	(KeyMode)(0),                   // 1: opencluster.v1.KeyMode
 	(Isolation)(0),                 // 2: opencluster.v1.Isolation
-	(*MoveReplicaRequest)(nil),     // 3: opencluster.v1.MoveReplicaRequest
-	(*MoveReplicaResponse)(nil),    // 4: opencluster.v1.MoveReplicaResponse
-	(*KeyValue)(nil),               // 5: opencluster.v1.KeyValue
-	(*Fence)(nil),                  // 6: opencluster.v1.Fence
-	(*GetRequest)(nil),             // 7: opencluster.v1.GetRequest
-	(*GetResponse)(nil),            // 8: opencluster.v1.GetResponse
-	(*PutRequest)(nil),             // 9: opencluster.v1.PutRequest
-	(*PutResponse)(nil),            // 10: opencluster.v1.PutResponse
-	(*DeleteRequest)(nil),          // 11: opencluster.v1.DeleteRequest
-	(*DeleteResponse)(nil),         // 12: opencluster.v1.DeleteResponse
-	(*CompareAndSwapRequest)(nil),  // 13: opencluster.v1.CompareAndSwapRequest
-	(*CompareAndSwapResponse)(nil), // 14: opencluster.v1.CompareAndSwapResponse
-	(*BatchGetRequest)(nil),        // 15: opencluster.v1.BatchGetRequest
-	(*BatchGetResult)(nil),         // 16: opencluster.v1.BatchGetResult
-	(*BatchGetResponse)(nil),       // 17: opencluster.v1.BatchGetResponse
-	(*ScanRequest)(nil),            // 18: opencluster.v1.ScanRequest
-	(*ScanResponse)(nil),           // 19: opencluster.v1.ScanResponse
-	(*AcquireRequest)(nil),         // 20: opencluster.v1.AcquireRequest
-	(*AcquireResponse)(nil),        // 21: opencluster.v1.AcquireResponse
-	(*ReleaseRequest)(nil),         // 22: opencluster.v1.ReleaseRequest
-	(*ReleaseResponse)(nil),        // 23: opencluster.v1.ReleaseResponse
-	(*KeepAliveRequest)(nil),       // 24: opencluster.v1.KeepAliveRequest
-	(*KeepAliveResponse)(nil),      // 25: opencluster.v1.KeepAliveResponse
-	(*KeyLockRequest)(nil),         // 26: opencluster.v1.KeyLockRequest
-	(*RestrictRequest)(nil),        // 27: opencluster.v1.RestrictRequest
-	(*RestrictResponse)(nil),       // 28: opencluster.v1.RestrictResponse
-	(*CommitRequest)(nil),          // 29: opencluster.v1.CommitRequest
-	(*CommitResponse)(nil),         // 30: opencluster.v1.CommitResponse
-	(*AbortRequest)(nil),           // 31: opencluster.v1.AbortRequest
-	(*AbortResponse)(nil),          // 32: opencluster.v1.AbortResponse
-	(*DescribeRequest)(nil),        // 33: opencluster.v1.DescribeRequest
-	(*KeyLockInfo)(nil),            // 34: opencluster.v1.KeyLockInfo
-	(*LockInfo)(nil),               // 35: opencluster.v1.LockInfo
-	(*DescribeResponse)(nil),       // 36: opencluster.v1.DescribeResponse
-	(*ListRequest)(nil),            // 37: opencluster.v1.ListRequest
-	(*ListResponse)(nil),           // 38: opencluster.v1.ListResponse
-	(*StatusRequest)(nil),          // 39: opencluster.v1.StatusRequest
-	(*Member)(nil),                 // 40: opencluster.v1.Member
-	(*BucketStatus)(nil),           // 41: opencluster.v1.BucketStatus
-	(*StatusResponse)(nil),         // 42: opencluster.v1.StatusResponse
-	(*durationpb.Duration)(nil),    // 43: google.protobuf.Duration
+	(*TransferLeaderRequest)(nil),  // 3: opencluster.v1.TransferLeaderRequest
+	(*TransferLeaderResponse)(nil), // 4: opencluster.v1.TransferLeaderResponse
+	(*DrainNodeRequest)(nil),       // 5: opencluster.v1.DrainNodeRequest
+	(*DrainNodeResponse)(nil),      // 6: opencluster.v1.DrainNodeResponse
+	(*RemoveNodeRequest)(nil),      // 7: opencluster.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),     // 8: opencluster.v1.RemoveNodeResponse
+	(*MoveReplicaRequest)(nil),     // 9: opencluster.v1.MoveReplicaRequest
+	(*MoveReplicaResponse)(nil),    // 10: opencluster.v1.MoveReplicaResponse
+	(*KeyValue)(nil),               // 11: opencluster.v1.KeyValue
+	(*Fence)(nil),                  // 12: opencluster.v1.Fence
+	(*GetRequest)(nil),             // 13: opencluster.v1.GetRequest
+	(*GetResponse)(nil),            // 14: opencluster.v1.GetResponse
+	(*PutRequest)(nil),             // 15: opencluster.v1.PutRequest
+	(*PutResponse)(nil),            // 16: opencluster.v1.PutResponse
+	(*DeleteRequest)(nil),          // 17: opencluster.v1.DeleteRequest
+	(*DeleteResponse)(nil),         // 18: opencluster.v1.DeleteResponse
+	(*CompareAndSwapRequest)(nil),  // 19: opencluster.v1.CompareAndSwapRequest
+	(*CompareAndSwapResponse)(nil), // 20: opencluster.v1.CompareAndSwapResponse
+	(*BatchGetRequest)(nil),        // 21: opencluster.v1.BatchGetRequest
+	(*BatchGetResult)(nil),         // 22: opencluster.v1.BatchGetResult
+	(*BatchGetResponse)(nil),       // 23: opencluster.v1.BatchGetResponse
+	(*ScanRequest)(nil),            // 24: opencluster.v1.ScanRequest
+	(*ScanResponse)(nil),           // 25: opencluster.v1.ScanResponse
+	(*AcquireRequest)(nil),         // 26: opencluster.v1.AcquireRequest
+	(*AcquireResponse)(nil),        // 27: opencluster.v1.AcquireResponse
+	(*ReleaseRequest)(nil),         // 28: opencluster.v1.ReleaseRequest
+	(*ReleaseResponse)(nil),        // 29: opencluster.v1.ReleaseResponse
+	(*KeepAliveRequest)(nil),       // 30: opencluster.v1.KeepAliveRequest
+	(*KeepAliveResponse)(nil),      // 31: opencluster.v1.KeepAliveResponse
+	(*KeyLockRequest)(nil),         // 32: opencluster.v1.KeyLockRequest
+	(*RestrictRequest)(nil),        // 33: opencluster.v1.RestrictRequest
+	(*RestrictResponse)(nil),       // 34: opencluster.v1.RestrictResponse
+	(*CommitRequest)(nil),          // 35: opencluster.v1.CommitRequest
+	(*CommitResponse)(nil),         // 36: opencluster.v1.CommitResponse
+	(*AbortRequest)(nil),           // 37: opencluster.v1.AbortRequest
+	(*AbortResponse)(nil),          // 38: opencluster.v1.AbortResponse
+	(*DescribeRequest)(nil),        // 39: opencluster.v1.DescribeRequest
+	(*KeyLockInfo)(nil),            // 40: opencluster.v1.KeyLockInfo
+	(*LockInfo)(nil),               // 41: opencluster.v1.LockInfo
+	(*DescribeResponse)(nil),       // 42: opencluster.v1.DescribeResponse
+	(*ListRequest)(nil),            // 43: opencluster.v1.ListRequest
+	(*ListResponse)(nil),           // 44: opencluster.v1.ListResponse
+	(*StatusRequest)(nil),          // 45: opencluster.v1.StatusRequest
+	(*Member)(nil),                 // 46: opencluster.v1.Member
+	(*MoveStatus)(nil),             // 47: opencluster.v1.MoveStatus
+	(*BucketStatus)(nil),           // 48: opencluster.v1.BucketStatus
+	(*StatusResponse)(nil),         // 49: opencluster.v1.StatusResponse
+	(*durationpb.Duration)(nil),    // 50: google.protobuf.Duration
 }
 var file_opencluster_proto_depIdxs = []int32{
-	43, // 0: opencluster.v1.GetRequest.wait:type_name -> google.protobuf.Duration
-	5,  // 1: opencluster.v1.GetResponse.kv:type_name -> opencluster.v1.KeyValue
-	6,  // 2: opencluster.v1.PutRequest.fence:type_name -> opencluster.v1.Fence
-	43, // 3: opencluster.v1.PutRequest.wait:type_name -> google.protobuf.Duration
-	6,  // 4: opencluster.v1.DeleteRequest.fence:type_name -> opencluster.v1.Fence
-	43, // 5: opencluster.v1.DeleteRequest.wait:type_name -> google.protobuf.Duration
-	43, // 6: opencluster.v1.CompareAndSwapRequest.wait:type_name -> google.protobuf.Duration
-	5,  // 7: opencluster.v1.CompareAndSwapResponse.current:type_name -> opencluster.v1.KeyValue
-	43, // 8: opencluster.v1.BatchGetRequest.wait:type_name -> google.protobuf.Duration
-	16, // 9: opencluster.v1.BatchGetResponse.results:type_name -> opencluster.v1.BatchGetResult
-	43, // 10: opencluster.v1.ScanRequest.wait:type_name -> google.protobuf.Duration
-	5,  // 11: opencluster.v1.ScanResponse.kvs:type_name -> opencluster.v1.KeyValue
-	43, // 12: opencluster.v1.AcquireRequest.ttl:type_name -> google.protobuf.Duration
-	43, // 13: opencluster.v1.AcquireRequest.wait:type_name -> google.protobuf.Duration
-	43, // 14: opencluster.v1.AcquireResponse.ttl:type_name -> google.protobuf.Duration
+	50, // 0: opencluster.v1.GetRequest.wait:type_name -> google.protobuf.Duration
+	11, // 1: opencluster.v1.GetResponse.kv:type_name -> opencluster.v1.KeyValue
+	12, // 2: opencluster.v1.PutRequest.fence:type_name -> opencluster.v1.Fence
+	50, // 3: opencluster.v1.PutRequest.wait:type_name -> google.protobuf.Duration
+	12, // 4: opencluster.v1.DeleteRequest.fence:type_name -> opencluster.v1.Fence
+	50, // 5: opencluster.v1.DeleteRequest.wait:type_name -> google.protobuf.Duration
+	50, // 6: opencluster.v1.CompareAndSwapRequest.wait:type_name -> google.protobuf.Duration
+	11, // 7: opencluster.v1.CompareAndSwapResponse.current:type_name -> opencluster.v1.KeyValue
+	50, // 8: opencluster.v1.BatchGetRequest.wait:type_name -> google.protobuf.Duration
+	22, // 9: opencluster.v1.BatchGetResponse.results:type_name -> opencluster.v1.BatchGetResult
+	50, // 10: opencluster.v1.ScanRequest.wait:type_name -> google.protobuf.Duration
+	11, // 11: opencluster.v1.ScanResponse.kvs:type_name -> opencluster.v1.KeyValue
+	50, // 12: opencluster.v1.AcquireRequest.ttl:type_name -> google.protobuf.Duration
+	50, // 13: opencluster.v1.AcquireRequest.wait:type_name -> google.protobuf.Duration
+	50, // 14: opencluster.v1.AcquireResponse.ttl:type_name -> google.protobuf.Duration
 	0,  // 15: opencluster.v1.KeepAliveRequest.kind:type_name -> opencluster.v1.LockKind
-	43, // 16: opencluster.v1.KeepAliveResponse.ttl:type_name -> google.protobuf.Duration
+	50, // 16: opencluster.v1.KeepAliveResponse.ttl:type_name -> google.protobuf.Duration
 	1,  // 17: opencluster.v1.KeyLockRequest.mode:type_name -> opencluster.v1.KeyMode
-	26, // 18: opencluster.v1.RestrictRequest.keys:type_name -> opencluster.v1.KeyLockRequest
-	43, // 19: opencluster.v1.RestrictRequest.ttl:type_name -> google.protobuf.Duration
+	32, // 18: opencluster.v1.RestrictRequest.keys:type_name -> opencluster.v1.KeyLockRequest
+	50, // 19: opencluster.v1.RestrictRequest.ttl:type_name -> google.protobuf.Duration
 	2,  // 20: opencluster.v1.RestrictRequest.isolation:type_name -> opencluster.v1.Isolation
-	43, // 21: opencluster.v1.RestrictRequest.wait:type_name -> google.protobuf.Duration
-	43, // 22: opencluster.v1.RestrictResponse.ttl:type_name -> google.protobuf.Duration
+	50, // 21: opencluster.v1.RestrictRequest.wait:type_name -> google.protobuf.Duration
+	50, // 22: opencluster.v1.RestrictResponse.ttl:type_name -> google.protobuf.Duration
 	0,  // 23: opencluster.v1.DescribeRequest.kind:type_name -> opencluster.v1.LockKind
 	1,  // 24: opencluster.v1.KeyLockInfo.mode:type_name -> opencluster.v1.KeyMode
 	0,  // 25: opencluster.v1.LockInfo.kind:type_name -> opencluster.v1.LockKind
-	43, // 26: opencluster.v1.LockInfo.ttl:type_name -> google.protobuf.Duration
-	43, // 27: opencluster.v1.LockInfo.expires_in:type_name -> google.protobuf.Duration
+	50, // 26: opencluster.v1.LockInfo.ttl:type_name -> google.protobuf.Duration
+	50, // 27: opencluster.v1.LockInfo.expires_in:type_name -> google.protobuf.Duration
 	2,  // 28: opencluster.v1.LockInfo.isolation:type_name -> opencluster.v1.Isolation
-	34, // 29: opencluster.v1.LockInfo.keys:type_name -> opencluster.v1.KeyLockInfo
-	35, // 30: opencluster.v1.DescribeResponse.locks:type_name -> opencluster.v1.LockInfo
+	40, // 29: opencluster.v1.LockInfo.keys:type_name -> opencluster.v1.KeyLockInfo
+	41, // 30: opencluster.v1.DescribeResponse.locks:type_name -> opencluster.v1.LockInfo
 	0,  // 31: opencluster.v1.ListRequest.kind:type_name -> opencluster.v1.LockKind
-	35, // 32: opencluster.v1.ListResponse.locks:type_name -> opencluster.v1.LockInfo
-	40, // 33: opencluster.v1.StatusResponse.members:type_name -> opencluster.v1.Member
-	41, // 34: opencluster.v1.StatusResponse.buckets:type_name -> opencluster.v1.BucketStatus
-	7,  // 35: opencluster.v1.KV.Get:input_type -> opencluster.v1.GetRequest
-	9,  // 36: opencluster.v1.KV.Put:input_type -> opencluster.v1.PutRequest
-	11, // 37: opencluster.v1.KV.Delete:input_type -> opencluster.v1.DeleteRequest
-	13, // 38: opencluster.v1.KV.CompareAndSwap:input_type -> opencluster.v1.CompareAndSwapRequest
-	15, // 39: opencluster.v1.KV.BatchGet:input_type -> opencluster.v1.BatchGetRequest
-	18, // 40: opencluster.v1.KV.Scan:input_type -> opencluster.v1.ScanRequest
-	20, // 41: opencluster.v1.Locks.Acquire:input_type -> opencluster.v1.AcquireRequest
-	22, // 42: opencluster.v1.Locks.Release:input_type -> opencluster.v1.ReleaseRequest
-	24, // 43: opencluster.v1.Locks.KeepAlive:input_type -> opencluster.v1.KeepAliveRequest
-	27, // 44: opencluster.v1.Locks.Restrict:input_type -> opencluster.v1.RestrictRequest
-	29, // 45: opencluster.v1.Locks.Commit:input_type -> opencluster.v1.CommitRequest
-	31, // 46: opencluster.v1.Locks.Abort:input_type -> opencluster.v1.AbortRequest
-	33, // 47: opencluster.v1.Locks.Describe:input_type -> opencluster.v1.DescribeRequest
-	37, // 48: opencluster.v1.Locks.List:input_type -> opencluster.v1.ListRequest
-	39, // 49: opencluster.v1.Cluster.Status:input_type -> opencluster.v1.StatusRequest
-	3,  // 50: opencluster.v1.Cluster.MoveReplica:input_type -> opencluster.v1.MoveReplicaRequest
-	8,  // 51: opencluster.v1.KV.Get:output_type -> opencluster.v1.GetResponse
-	10, // 52: opencluster.v1.KV.Put:output_type -> opencluster.v1.PutResponse
-	12, // 53: opencluster.v1.KV.Delete:output_type -> opencluster.v1.DeleteResponse
-	14, // 54: opencluster.v1.KV.CompareAndSwap:output_type -> opencluster.v1.CompareAndSwapResponse
-	17, // 55: opencluster.v1.KV.BatchGet:output_type -> opencluster.v1.BatchGetResponse
-	19, // 56: opencluster.v1.KV.Scan:output_type -> opencluster.v1.ScanResponse
-	21, // 57: opencluster.v1.Locks.Acquire:output_type -> opencluster.v1.AcquireResponse
-	23, // 58: opencluster.v1.Locks.Release:output_type -> opencluster.v1.ReleaseResponse
-	25, // 59: opencluster.v1.Locks.KeepAlive:output_type -> opencluster.v1.KeepAliveResponse
-	28, // 60: opencluster.v1.Locks.Restrict:output_type -> opencluster.v1.RestrictResponse
-	30, // 61: opencluster.v1.Locks.Commit:output_type -> opencluster.v1.CommitResponse
-	32, // 62: opencluster.v1.Locks.Abort:output_type -> opencluster.v1.AbortResponse
-	36, // 63: opencluster.v1.Locks.Describe:output_type -> opencluster.v1.DescribeResponse
-	38, // 64: opencluster.v1.Locks.List:output_type -> opencluster.v1.ListResponse
-	42, // 65: opencluster.v1.Cluster.Status:output_type -> opencluster.v1.StatusResponse
-	4,  // 66: opencluster.v1.Cluster.MoveReplica:output_type -> opencluster.v1.MoveReplicaResponse
-	51, // [51:67] is the sub-list for method output_type
-	35, // [35:51] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	41, // 32: opencluster.v1.ListResponse.locks:type_name -> opencluster.v1.LockInfo
+	46, // 33: opencluster.v1.StatusResponse.members:type_name -> opencluster.v1.Member
+	48, // 34: opencluster.v1.StatusResponse.buckets:type_name -> opencluster.v1.BucketStatus
+	47, // 35: opencluster.v1.StatusResponse.moves:type_name -> opencluster.v1.MoveStatus
+	13, // 36: opencluster.v1.KV.Get:input_type -> opencluster.v1.GetRequest
+	15, // 37: opencluster.v1.KV.Put:input_type -> opencluster.v1.PutRequest
+	17, // 38: opencluster.v1.KV.Delete:input_type -> opencluster.v1.DeleteRequest
+	19, // 39: opencluster.v1.KV.CompareAndSwap:input_type -> opencluster.v1.CompareAndSwapRequest
+	21, // 40: opencluster.v1.KV.BatchGet:input_type -> opencluster.v1.BatchGetRequest
+	24, // 41: opencluster.v1.KV.Scan:input_type -> opencluster.v1.ScanRequest
+	26, // 42: opencluster.v1.Locks.Acquire:input_type -> opencluster.v1.AcquireRequest
+	28, // 43: opencluster.v1.Locks.Release:input_type -> opencluster.v1.ReleaseRequest
+	30, // 44: opencluster.v1.Locks.KeepAlive:input_type -> opencluster.v1.KeepAliveRequest
+	33, // 45: opencluster.v1.Locks.Restrict:input_type -> opencluster.v1.RestrictRequest
+	35, // 46: opencluster.v1.Locks.Commit:input_type -> opencluster.v1.CommitRequest
+	37, // 47: opencluster.v1.Locks.Abort:input_type -> opencluster.v1.AbortRequest
+	39, // 48: opencluster.v1.Locks.Describe:input_type -> opencluster.v1.DescribeRequest
+	43, // 49: opencluster.v1.Locks.List:input_type -> opencluster.v1.ListRequest
+	45, // 50: opencluster.v1.Cluster.Status:input_type -> opencluster.v1.StatusRequest
+	9,  // 51: opencluster.v1.Cluster.MoveReplica:input_type -> opencluster.v1.MoveReplicaRequest
+	3,  // 52: opencluster.v1.Cluster.TransferLeader:input_type -> opencluster.v1.TransferLeaderRequest
+	5,  // 53: opencluster.v1.Cluster.DrainNode:input_type -> opencluster.v1.DrainNodeRequest
+	7,  // 54: opencluster.v1.Cluster.RemoveNode:input_type -> opencluster.v1.RemoveNodeRequest
+	14, // 55: opencluster.v1.KV.Get:output_type -> opencluster.v1.GetResponse
+	16, // 56: opencluster.v1.KV.Put:output_type -> opencluster.v1.PutResponse
+	18, // 57: opencluster.v1.KV.Delete:output_type -> opencluster.v1.DeleteResponse
+	20, // 58: opencluster.v1.KV.CompareAndSwap:output_type -> opencluster.v1.CompareAndSwapResponse
+	23, // 59: opencluster.v1.KV.BatchGet:output_type -> opencluster.v1.BatchGetResponse
+	25, // 60: opencluster.v1.KV.Scan:output_type -> opencluster.v1.ScanResponse
+	27, // 61: opencluster.v1.Locks.Acquire:output_type -> opencluster.v1.AcquireResponse
+	29, // 62: opencluster.v1.Locks.Release:output_type -> opencluster.v1.ReleaseResponse
+	31, // 63: opencluster.v1.Locks.KeepAlive:output_type -> opencluster.v1.KeepAliveResponse
+	34, // 64: opencluster.v1.Locks.Restrict:output_type -> opencluster.v1.RestrictResponse
+	36, // 65: opencluster.v1.Locks.Commit:output_type -> opencluster.v1.CommitResponse
+	38, // 66: opencluster.v1.Locks.Abort:output_type -> opencluster.v1.AbortResponse
+	42, // 67: opencluster.v1.Locks.Describe:output_type -> opencluster.v1.DescribeResponse
+	44, // 68: opencluster.v1.Locks.List:output_type -> opencluster.v1.ListResponse
+	49, // 69: opencluster.v1.Cluster.Status:output_type -> opencluster.v1.StatusResponse
+	10, // 70: opencluster.v1.Cluster.MoveReplica:output_type -> opencluster.v1.MoveReplicaResponse
+	4,  // 71: opencluster.v1.Cluster.TransferLeader:output_type -> opencluster.v1.TransferLeaderResponse
+	6,  // 72: opencluster.v1.Cluster.DrainNode:output_type -> opencluster.v1.DrainNodeResponse
+	8,  // 73: opencluster.v1.Cluster.RemoveNode:output_type -> opencluster.v1.RemoveNodeResponse
+	55, // [55:74] is the sub-list for method output_type
+	36, // [36:55] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_opencluster_proto_init() }
@@ -3128,7 +3553,7 @@ func file_opencluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_opencluster_proto_rawDesc), len(file_opencluster_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   40,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -723,8 +723,11 @@ var Locks_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Cluster_Status_FullMethodName      = "/opencluster.v1.Cluster/Status"
-	Cluster_MoveReplica_FullMethodName = "/opencluster.v1.Cluster/MoveReplica"
+	Cluster_Status_FullMethodName         = "/opencluster.v1.Cluster/Status"
+	Cluster_MoveReplica_FullMethodName    = "/opencluster.v1.Cluster/MoveReplica"
+	Cluster_TransferLeader_FullMethodName = "/opencluster.v1.Cluster/TransferLeader"
+	Cluster_DrainNode_FullMethodName      = "/opencluster.v1.Cluster/DrainNode"
+	Cluster_RemoveNode_FullMethodName     = "/opencluster.v1.Cluster/RemoveNode"
 )
 
 // ClusterClient is the client API for Cluster service.
@@ -740,6 +743,20 @@ type ClusterClient interface {
 	// bucket's data, locks and provisional writes move with it. It returns
 	// once the move is done.
 	MoveReplica(ctx context.Context, in *MoveReplicaRequest, opts ...grpc.CallOption) (*MoveReplicaResponse, error)
+	// TransferLeader hands a bucket's leadership to one of its voters and
+	// returns once that voter leads. The rebalancer may move it again later
+	// if the cluster's leaders are out of balance.
+	TransferLeader(ctx context.Context, in *TransferLeaderRequest, opts ...grpc.CallOption) (*TransferLeaderResponse, error)
+	// DrainNode marks a node draining (or, with undo, active again): it
+	// receives no new replicas, and the rebalancer moves its replicas and
+	// leaderships to other nodes as far as the replication factor allows.
+	// It returns at once; Status shows the node emptying.
+	DrainNode(ctx context.Context, in *DrainNodeRequest, opts ...grpc.CallOption) (*DrainNodeResponse, error)
+	// RemoveNode takes a node out of the cluster for good: its replicas are
+	// re-created elsewhere at once (without waiting for dead-after) and it
+	// may not rejoin with its data. A live node must be drained first
+	// (FAILED_PRECONDITION otherwise).
+	RemoveNode(ctx context.Context, in *RemoveNodeRequest, opts ...grpc.CallOption) (*RemoveNodeResponse, error)
 }
 
 type clusterClient struct {
@@ -770,6 +787,36 @@ func (c *clusterClient) MoveReplica(ctx context.Context, in *MoveReplicaRequest,
 	return out, nil
 }
 
+func (c *clusterClient) TransferLeader(ctx context.Context, in *TransferLeaderRequest, opts ...grpc.CallOption) (*TransferLeaderResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TransferLeaderResponse)
+	err := c.cc.Invoke(ctx, Cluster_TransferLeader_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clusterClient) DrainNode(ctx context.Context, in *DrainNodeRequest, opts ...grpc.CallOption) (*DrainNodeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DrainNodeResponse)
+	err := c.cc.Invoke(ctx, Cluster_DrainNode_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clusterClient) RemoveNode(ctx context.Context, in *RemoveNodeRequest, opts ...grpc.CallOption) (*RemoveNodeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemoveNodeResponse)
+	err := c.cc.Invoke(ctx, Cluster_RemoveNode_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClusterServer is the server API for Cluster service.
 // All implementations must embed UnimplementedClusterServer
 // for forward compatibility.
@@ -783,6 +830,20 @@ type ClusterServer interface {
 	// bucket's data, locks and provisional writes move with it. It returns
 	// once the move is done.
 	MoveReplica(context.Context, *MoveReplicaRequest) (*MoveReplicaResponse, error)
+	// TransferLeader hands a bucket's leadership to one of its voters and
+	// returns once that voter leads. The rebalancer may move it again later
+	// if the cluster's leaders are out of balance.
+	TransferLeader(context.Context, *TransferLeaderRequest) (*TransferLeaderResponse, error)
+	// DrainNode marks a node draining (or, with undo, active again): it
+	// receives no new replicas, and the rebalancer moves its replicas and
+	// leaderships to other nodes as far as the replication factor allows.
+	// It returns at once; Status shows the node emptying.
+	DrainNode(context.Context, *DrainNodeRequest) (*DrainNodeResponse, error)
+	// RemoveNode takes a node out of the cluster for good: its replicas are
+	// re-created elsewhere at once (without waiting for dead-after) and it
+	// may not rejoin with its data. A live node must be drained first
+	// (FAILED_PRECONDITION otherwise).
+	RemoveNode(context.Context, *RemoveNodeRequest) (*RemoveNodeResponse, error)
 	mustEmbedUnimplementedClusterServer()
 }
 
@@ -798,6 +859,15 @@ func (UnimplementedClusterServer) Status(context.Context, *StatusRequest) (*Stat
 }
 func (UnimplementedClusterServer) MoveReplica(context.Context, *MoveReplicaRequest) (*MoveReplicaResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method MoveReplica not implemented")
+}
+func (UnimplementedClusterServer) TransferLeader(context.Context, *TransferLeaderRequest) (*TransferLeaderResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method TransferLeader not implemented")
+}
+func (UnimplementedClusterServer) DrainNode(context.Context, *DrainNodeRequest) (*DrainNodeResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method DrainNode not implemented")
+}
+func (UnimplementedClusterServer) RemoveNode(context.Context, *RemoveNodeRequest) (*RemoveNodeResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RemoveNode not implemented")
 }
 func (UnimplementedClusterServer) mustEmbedUnimplementedClusterServer() {}
 func (UnimplementedClusterServer) testEmbeddedByValue()                 {}
@@ -856,6 +926,60 @@ func _Cluster_MoveReplica_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Cluster_TransferLeader_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TransferLeaderRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServer).TransferLeader(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Cluster_TransferLeader_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServer).TransferLeader(ctx, req.(*TransferLeaderRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Cluster_DrainNode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DrainNodeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServer).DrainNode(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Cluster_DrainNode_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServer).DrainNode(ctx, req.(*DrainNodeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Cluster_RemoveNode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveNodeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServer).RemoveNode(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Cluster_RemoveNode_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServer).RemoveNode(ctx, req.(*RemoveNodeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Cluster_ServiceDesc is the grpc.ServiceDesc for Cluster service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -870,6 +994,18 @@ var Cluster_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "MoveReplica",
 			Handler:    _Cluster_MoveReplica_Handler,
+		},
+		{
+			MethodName: "TransferLeader",
+			Handler:    _Cluster_TransferLeader_Handler,
+		},
+		{
+			MethodName: "DrainNode",
+			Handler:    _Cluster_DrainNode_Handler,
+		},
+		{
+			MethodName: "RemoveNode",
+			Handler:    _Cluster_RemoveNode_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -38,4 +38,7 @@ type Backend interface {
 	List(ctx context.Context, req *ocpb.ListRequest) (*ocpb.ListResponse, error)
 	Status(ctx context.Context, req *ocpb.StatusRequest) (*ocpb.StatusResponse, error)
 	MoveReplica(ctx context.Context, req *ocpb.MoveReplicaRequest) (*ocpb.MoveReplicaResponse, error)
+	TransferLeader(ctx context.Context, req *ocpb.TransferLeaderRequest) (*ocpb.TransferLeaderResponse, error)
+	DrainNode(ctx context.Context, req *ocpb.DrainNodeRequest) (*ocpb.DrainNodeResponse, error)
+	RemoveNode(ctx context.Context, req *ocpb.RemoveNodeRequest) (*ocpb.RemoveNodeResponse, error)
 }

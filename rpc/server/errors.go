@@ -34,6 +34,7 @@ var codeTable = []struct {
 	{kv.ErrWaitTimeout, codes.DeadlineExceeded},
 	{kv.ErrUnavailable, codes.Unavailable},
 	{kv.ErrTooLarge, codes.ResourceExhausted},
+	{kv.ErrPrecondition, codes.FailedPrecondition},
 	{context.DeadlineExceeded, codes.DeadlineExceeded},
 	{context.Canceled, codes.Canceled},
 }

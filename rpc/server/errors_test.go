@@ -31,6 +31,7 @@ var errorCases = []struct {
 	{kv.ErrWaitTimeout, codes.DeadlineExceeded},
 	{kv.ErrUnavailable, codes.Unavailable},
 	{kv.ErrTooLarge, codes.ResourceExhausted},
+	{kv.ErrPrecondition, codes.FailedPrecondition},
 	{context.DeadlineExceeded, codes.DeadlineExceeded},
 	{context.Canceled, codes.Canceled},
 	{errors.New("disk on fire"), codes.Internal},

@@ -133,6 +133,18 @@ func (f *fakeBackend) MoveReplica(ctx context.Context, r *ocpb.MoveReplicaReques
 	return fakeDo[*ocpb.MoveReplicaResponse](f, ctx, "MoveReplica", r)
 }
 
+func (f *fakeBackend) TransferLeader(ctx context.Context, r *ocpb.TransferLeaderRequest) (*ocpb.TransferLeaderResponse, error) {
+	return fakeDo[*ocpb.TransferLeaderResponse](f, ctx, "TransferLeader", r)
+}
+
+func (f *fakeBackend) DrainNode(ctx context.Context, r *ocpb.DrainNodeRequest) (*ocpb.DrainNodeResponse, error) {
+	return fakeDo[*ocpb.DrainNodeResponse](f, ctx, "DrainNode", r)
+}
+
+func (f *fakeBackend) RemoveNode(ctx context.Context, r *ocpb.RemoveNodeRequest) (*ocpb.RemoveNodeResponse, error) {
+	return fakeDo[*ocpb.RemoveNodeResponse](f, ctx, "RemoveNode", r)
+}
+
 // syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
 type syncBuffer struct {
 	mu  sync.Mutex

@@ -240,3 +240,15 @@ func (c clusterService) Status(ctx context.Context, req *ocpb.StatusRequest) (*o
 func (c clusterService) MoveReplica(ctx context.Context, req *ocpb.MoveReplicaRequest) (*ocpb.MoveReplicaResponse, error) {
 	return handle(ctx, c.s, ocpb.Cluster_MoveReplica_FullMethodName, req, c.s.v.moveReplica, c.s.backend.MoveReplica)
 }
+
+func (c clusterService) TransferLeader(ctx context.Context, req *ocpb.TransferLeaderRequest) (*ocpb.TransferLeaderResponse, error) {
+	return handle(ctx, c.s, ocpb.Cluster_TransferLeader_FullMethodName, req, c.s.v.transferLeader, c.s.backend.TransferLeader)
+}
+
+func (c clusterService) DrainNode(ctx context.Context, req *ocpb.DrainNodeRequest) (*ocpb.DrainNodeResponse, error) {
+	return handle(ctx, c.s, ocpb.Cluster_DrainNode_FullMethodName, req, c.s.v.drainNode, c.s.backend.DrainNode)
+}
+
+func (c clusterService) RemoveNode(ctx context.Context, req *ocpb.RemoveNodeRequest) (*ocpb.RemoveNodeResponse, error) {
+	return handle(ctx, c.s, ocpb.Cluster_RemoveNode_FullMethodName, req, c.s.v.removeNode, c.s.backend.RemoveNode)
+}

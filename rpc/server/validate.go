@@ -477,12 +477,41 @@ func (validator) moveReplica(r *ocpb.MoveReplicaRequest) error {
 		return nilRequest()
 	}
 	for field, id := range map[string]string{"from": r.From, "to": r.To} {
-		if _, err := strconv.ParseUint(id, 10, 64); err != nil || id == "" || id == "0" {
-			return invalid(field, "%q is not a node id", id)
+		if err := checkNodeID(field, id); err != nil {
+			return err
 		}
 	}
 	if r.From == r.To {
 		return invalid("to", "the same node as from")
+	}
+	return nil
+}
+
+func (validator) transferLeader(r *ocpb.TransferLeaderRequest) error {
+	if r == nil {
+		return nilRequest()
+	}
+	return checkNodeID("to", r.To)
+}
+
+func (validator) drainNode(r *ocpb.DrainNodeRequest) error {
+	if r == nil {
+		return nilRequest()
+	}
+	return checkNodeID("node_id", r.NodeId)
+}
+
+func (validator) removeNode(r *ocpb.RemoveNodeRequest) error {
+	if r == nil {
+		return nilRequest()
+	}
+	return checkNodeID("node_id", r.NodeId)
+}
+
+// checkNodeID checks a node id as Status prints it: a non-zero decimal.
+func checkNodeID(field, id string) error {
+	if v, err := strconv.ParseUint(id, 10, 64); err != nil || v == 0 {
+		return invalid(field, "%q is not a node id", id)
 	}
 	return nil
 }
