@@ -56,13 +56,15 @@ func (n *Node) Restrict(ctx context.Context, req *ocpb.RestrictRequest) (*ocpb.R
 	code = rec.Code // a retried request gets its first grant back
 	id := locks.LeaseID{Kind: locks.Restrictive, Name: req.Name, Code: string(code)}
 	n.deadlines.Pause(id, n.leaseTTL(ttl))
+	// However this ends, the deadline runs again: a grant that fails half
+	// way (a timeout, the oracle unreachable) must still expire, or its
+	// key locks would outlive every client (found by the append workload).
+	defer func() { n.deadlines.Resume(id, n.cfg.Clock.Now()) }()
 
 	// 2. Key locks, in (bucket, key) order.
 	if err := n.lockKeys(ctx, wctx, req.Name, code, cmdpb.Isolation(req.Isolation), specs); err != nil {
 		if aerr := n.abortTxn(n.bg, req.Name, code, false); aerr != nil {
-			// Let its deadline run again, so that the lock expires (and
-			// its keys are released) even though this abort failed.
-			n.deadlines.Resume(id, n.cfg.Clock.Now())
+			// The deadline (resumed on return) releases it later.
 			n.log.Warn("releasing a restrictive lock that timed out", "lock", req.Name, "err", aerr)
 		}
 		return nil, err
@@ -71,7 +73,6 @@ func (n *Node) Restrict(ctx context.Context, req *ocpb.RestrictRequest) (*ocpb.R
 	if err != nil {
 		return nil, err
 	}
-	n.deadlines.Resume(id, n.cfg.Clock.Now())
 	return &ocpb.RestrictResponse{Name: req.Name, Code: encodeCode(code), Fence: rec.Fence, StartVersion: uint64(start), Ttl: durationpb.New(ttl)}, nil
 }
 
@@ -134,11 +135,12 @@ func (n *Node) Commit(ctx context.Context, req *ocpb.CommitRequest) (*ocpb.Commi
 	}
 	id := locks.LeaseID{Kind: locks.Restrictive, Name: req.Name, Code: string(code)}
 	n.deadlines.Pause(id, n.leaseTTL(millis(rec.TtlMs)))
+	// Unless the commit removes it, the deadline runs again on return: a
+	// lock still PENDING lives on and may be committed again, or expires.
+	defer func() { n.deadlines.Resume(id, n.cfg.Clock.Now()) }()
 
 	res, err := n.prepareAndFinish(ctx, req.Name, code, rec)
 	if err != nil {
-		// Still PENDING: the lock lives on and may be committed again.
-		n.deadlines.Resume(id, n.cfg.Clock.Now())
 		return nil, err
 	}
 	if res.Error != cmdpb.ErrorCode_OK {
