@@ -4,8 +4,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -75,18 +80,30 @@ func startPeers(cfg serverConfig, kcfg *kv.Config) (*peers, error) {
 			return p.join(ctx, cfg.Join, id, kcfg.AdvertiseAddr, host)
 		}
 	}
-	// Keep contacting the seeds: a restarted node rejoins gossip, and
-	// memberlist forgets dead members after a while (it never re-dials them
-	// by itself).
+	// Keep contacting the seeds while gossip sees no other member: a
+	// restarted node rejoins gossip, and memberlist forgets dead members
+	// after a while (it never re-dials them by itself). The seeds are
+	// --join and the peers this node last saw alive, saved in its data
+	// directory, so that a node started without --join (the first one)
+	// finds its cluster again after a restart.
+	peersFile := filepath.Join(cfg.DataDir, gossipPeersFile)
 	ctx, cancel := context.WithCancel(context.Background())
 	p.cancel = cancel
 	go func() {
 		defer close(p.done)
+		saved := loadGossipPeers(peersFile)
 		for {
-			if len(cfg.Join) > 0 && len(g.Members()) <= 1 {
+			if seeds := slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(cfg.Join), saved...)))); len(seeds) > 0 && !seesOthers(g, id) {
 				jctx, jcancel := context.WithTimeout(ctx, 2*time.Second)
-				_ = g.Join(jctx, cfg.Join)
+				_ = g.Join(jctx, seeds)
 				jcancel()
+			}
+			if alive := alivePeers(g, id); len(alive) > 0 && !slices.Equal(alive, saved) {
+				if err := saveGossipPeers(peersFile, alive); err != nil {
+					cfg.Logger.Warn("saving the gossip peers", "err", err)
+				} else {
+					saved = alive
+				}
 			}
 			select {
 			case <-ctx.Done():
@@ -96,6 +113,52 @@ func startPeers(cfg serverConfig, kcfg *kv.Config) (*peers, error) {
 		}
 	}()
 	return p, nil
+}
+
+// gossipPeersFile holds, in the data directory, the gossip addresses of
+// the peers a node last saw alive, one per line.
+const gossipPeersFile = "gossip-peers"
+
+// seesOthers reports whether gossip sees any member other than self alive.
+func seesOthers(g *peer.Gossip, self uint64) bool { return len(alivePeers(g, self)) > 0 }
+
+// alivePeers returns the gossip addresses of the live members other than
+// self, sorted.
+func alivePeers(g *peer.Gossip, self uint64) []string {
+	var out []string
+	for _, m := range g.Members() {
+		if m.ID != self && m.Alive && m.GossipAddr != "" {
+			out = append(out, m.GossipAddr)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func loadGossipPeers(path string) []string {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	return strings.Fields(string(raw))
+}
+
+// saveGossipPeers replaces the file atomically (write, sync, rename).
+func saveGossipPeers(path string, addrs []string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	_, werr := f.WriteString(strings.Join(addrs, "\n") + "\n")
+	serr := f.Sync()
+	if err := errors.Join(werr, serr, f.Close()); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 // addrOf resolves a node's gRPC address: gossip first, then the registry.
