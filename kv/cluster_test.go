@@ -3,6 +3,11 @@ package kv
 import (
 	"testing"
 
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/quorum"
+	"go.etcd.io/raft/v3/raftpb"
+	"go.etcd.io/raft/v3/tracker"
+
 	"github.com/opencluster/opencluster/rpc/cmdpb"
 )
 
@@ -38,5 +43,75 @@ func TestApplyPlacementFollowsLeaders(t *testing.T) {
 	applyPlacement(state, &cmdpb.BucketPlacement{Bucket: 0, Voters: []uint64{1, 2, 3}, Epoch: 30, Leader: 1, Term: 5})
 	if got := state.Placement[0]; got.GetLeader() != 2 {
 		t.Fatalf("a deposed leader's late report won: %v", got)
+	}
+}
+
+// groupStatus builds the raft.Status nextConfChange reads: voters and
+// learners with their match indexes, at commit index commit.
+func groupStatus(commit uint64, voters, learners map[uint64]uint64) raft.Status {
+	st := raft.Status{Progress: map[uint64]tracker.Progress{}}
+	st.HardState = &raftpb.HardState{Commit: &commit}
+	st.Config.Voters[0] = quorum.MajorityConfig{}
+	st.Config.Learners = map[uint64]struct{}{}
+	for id, match := range voters {
+		st.Config.Voters[0][id] = struct{}{}
+		st.Progress[id] = tracker.Progress{Match: match}
+	}
+	for id, match := range learners {
+		st.Config.Learners[id] = struct{}{}
+		st.Progress[id] = tracker.Progress{Match: match, IsLearner: true}
+	}
+	return st
+}
+
+// TestNextConfChangeLeavingNodes checks how a group steps off draining and
+// removed nodes: it grows onto a candidate first, drops a draining voter
+// only while more than three voters stay, drops a removed one at once,
+// never removes the leader itself, and ignores learners on leaving nodes.
+func TestNextConfChangeLeavingNodes(t *testing.T) {
+	type change struct {
+		typ  raftpb.ConfChangeType
+		node uint64
+	}
+	for _, tc := range []struct {
+		name       string
+		st         raft.Status
+		want       int
+		candidates []uint64
+		leaving    map[uint64]bool
+		expect     *change
+	}{
+		{"grow onto a candidate before dropping a draining voter",
+			groupStatus(9, map[uint64]uint64{1: 9, 2: 9, 3: 9}, nil), 3, []uint64{1, 2, 4}, map[uint64]bool{3: false},
+			&change{raftpb.ConfChangeAddLearnerNode, 4}},
+		{"promote the caught-up learner",
+			groupStatus(9, map[uint64]uint64{1: 9, 2: 9, 3: 9}, map[uint64]uint64{4: 9}), 3, []uint64{1, 2, 4}, map[uint64]bool{3: false},
+			&change{raftpb.ConfChangeAddNode, 4}},
+		{"drop the draining voter once four stay",
+			groupStatus(9, map[uint64]uint64{1: 9, 2: 9, 3: 9, 4: 9}, nil), 3, []uint64{1, 2, 4}, map[uint64]bool{3: false},
+			&change{raftpb.ConfChangeRemoveNode, 3}},
+		{"keep a draining voter when only three would be left",
+			groupStatus(9, map[uint64]uint64{1: 9, 2: 9, 3: 9}, nil), 2, []uint64{1, 2}, map[uint64]bool{3: false},
+			nil},
+		{"drop a removed voter at once",
+			groupStatus(9, map[uint64]uint64{1: 9, 2: 9, 3: 9}, nil), 2, []uint64{1, 2}, map[uint64]bool{3: true},
+			&change{raftpb.ConfChangeRemoveNode, 3}},
+		{"never remove the leader itself",
+			groupStatus(9, map[uint64]uint64{1: 9, 2: 9, 3: 9, 4: 9}, nil), 3, []uint64{2, 3, 4}, map[uint64]bool{1: true},
+			nil},
+		{"no promotion of a learner on a leaving node",
+			groupStatus(9, map[uint64]uint64{1: 9, 2: 9}, map[uint64]uint64{3: 9}), 3, []uint64{1, 2}, map[uint64]bool{3: false},
+			nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cc := nextConfChange(tc.st, 1, tc.want, tc.candidates, tc.leaving)
+			switch {
+			case tc.expect == nil && cc != nil:
+				t.Fatalf("got %v, want no change", cc)
+			case tc.expect == nil:
+			case cc == nil || len(cc.Changes) != 1 || cc.Changes[0].GetType() != tc.expect.typ || cc.Changes[0].GetNodeId() != tc.expect.node:
+				t.Fatalf("got %v, want %v of node %d", cc, tc.expect.typ, tc.expect.node)
+			}
+		})
 	}
 }
