@@ -285,14 +285,11 @@ func patchUnknownWrites(ops []porcupine.Operation, stats map[string]int64) []por
 	return kept
 }
 
-// maxVisualized bounds the HTML visualisations written for illegal keys.
-const maxVisualized = 3
-
 // checkRegister checks every key's operations for linearizability with
 // porcupine, within opts.CheckTimeout in all. A key porcupine cannot
 // decide in time makes the result Inconclusive (unless another key is
-// Illegal). Each illegal key (up to maxVisualized) gets a porcupine HTML
-// page in opts.Dir.
+// Illegal). Every illegal key gets porcupine's HTML visualisation in
+// opts.Dir (registerVisualization), listed in the result's Files.
 func checkRegister(ctx context.Context, pairs []Pair, opts CheckOptions) (res Result) {
 	start := time.Now()
 	res = Result{Checker: "linearizable register (porcupine)", Verdict: Valid}
@@ -309,7 +306,7 @@ func checkRegister(ctx context.Context, pairs []Pair, opts CheckOptions) (res Re
 	}
 	sort.Strings(keys)
 	deadline := start.Add(opts.CheckTimeout)
-	var undecided, visualized int
+	var undecided int
 	for _, key := range keys {
 		ops := rh.byKey[key]
 		left := time.Until(deadline)
@@ -322,14 +319,11 @@ func checkRegister(ctx context.Context, pairs []Pair, opts CheckOptions) (res Re
 		case porcupine.Unknown:
 			undecided++
 		case porcupine.Illegal:
-			msg := fmt.Sprintf("key %s: %d operations are not linearizable", key, len(ops))
-			if visualized < maxVisualized {
-				detail, file := explainRegister(key, ops, opts)
-				msg += detail
-				if file != "" {
-					res.Files = append(res.Files, file)
-				}
-				visualized++
+			detail, file := explainRegister(key, ops, opts)
+			msg := fmt.Sprintf("key %s: %d operations are not linearizable%s", key, len(ops), detail)
+			if file != "" {
+				res.Files = append(res.Files, file)
+				msg += " (see " + file + ")"
 			}
 			res.anomaly("%s", msg)
 		}
@@ -345,7 +339,9 @@ func checkRegister(ctx context.Context, pairs []Pair, opts CheckOptions) (res Re
 
 // explainRegister re-checks an illegal key verbosely: it names the first
 // operation (by call time) outside porcupine's longest linearizable
-// prefix and writes the HTML visualisation when opts.Dir is set.
+// prefix and, when opts.Dir is set, writes porcupine's HTML
+// visualisation of the key there, with the faults that overlap the key's
+// operations as annotations, and returns its name.
 func explainRegister(key string, ops []porcupine.Operation, opts CheckOptions) (detail, file string) {
 	_, info := porcupine.CheckOperationsVerbose(registerModel, ops, opts.CheckTimeout)
 	if lins := info.PartialLinearizations(); len(lins) == 1 {
@@ -377,11 +373,53 @@ func explainRegister(key string, ops []porcupine.Operation, opts CheckOptions) (
 	if opts.Dir == "" {
 		return detail, ""
 	}
-	name := "linearizable-" + unsafeFileChars.ReplaceAllString(key, "_") + ".html"
+	info.AddAnnotations(faultAnnotations(ops, opts.faults))
+	name := registerVisualization(key)
 	if err := porcupine.VisualizePath(registerModel, info, filepath.Join(opts.Dir, name)); err != nil {
 		return detail + " (visualisation failed: " + err.Error() + ")", ""
 	}
 	return detail, name
 }
 
+// registerVisualization names the HTML visualisation of a key:
+// register-<key>.html, with characters unsafe in a file name (the keys'
+// slashes) replaced by underscores.
+func registerVisualization(key string) string {
+	return "register-" + unsafeFileChars.ReplaceAllString(key, "_") + ".html"
+}
+
 var unsafeFileChars = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
+
+// faultAnnotations returns the fault windows that overlap ops as
+// porcupine annotations (tag "nemesis"), cut to the span of ops so that
+// the timeline keeps its scale.
+func faultAnnotations(ops []porcupine.Operation, faults []faultWindow) []porcupine.Annotation {
+	if len(ops) == 0 {
+		return nil
+	}
+	from, to := ops[0].Call, ops[0].Return
+	for _, op := range ops {
+		from, to = min(from, op.Call), max(to, op.Return)
+	}
+	var out []porcupine.Annotation
+	for _, w := range faults {
+		if w.to < from || w.from > to {
+			continue
+		}
+		details := fmt.Sprintf("%s from %s to ", w.what, time.Duration(w.from))
+		if w.to == Never {
+			details += "the end"
+		} else {
+			details += time.Duration(w.to).String()
+		}
+		out = append(out, porcupine.Annotation{
+			Tag:             "nemesis",
+			Start:           max(w.from, from),
+			End:             min(w.to, to),
+			Description:     w.what,
+			Details:         details,
+			BackgroundColor: "#f4cccc",
+		})
+	}
+	return out
+}

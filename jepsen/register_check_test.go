@@ -3,6 +3,8 @@ package jepsen
 import (
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -48,12 +50,55 @@ func TestRegisterStaleRead(t *testing.T) {
 	write(h, 0, "k", "2", 20, 30, OK, 200)
 	read(h, 1, "k", "1", 40, 50, 100)
 	res := h.check(t, "register", CheckOptions{Dir: dir})
-	wantVerdict(t, res, Invalid, "key k", "not linearizable", "read → 1@100")
-	if len(res.Files) != 1 {
-		t.Fatalf("files %v, want one visualisation", res.Files)
+	wantVerdict(t, res, Invalid, "key k", "not linearizable", "read → 1@100", "(see register-k.html)")
+	if len(res.Files) != 1 || res.Files[0] != "register-k.html" {
+		t.Fatalf("files %v, want register-k.html", res.Files)
 	}
 	if _, err := os.Stat(filepath.Join(dir, res.Files[0])); err != nil {
 		t.Errorf("visualisation: %v", err)
+	}
+}
+
+// Every non-linearizable key gets porcupine's visualisation,
+// register-<key>.html (slashes made safe), with the faults during its
+// operations as annotations; a linearizable key gets none.
+func TestRegisterVisualization(t *testing.T) {
+	dir := t.TempDir()
+	h := &history{}
+	for i, key := range []string{"jepsen/register/0/1", "jepsen/register/1/1"} {
+		p := 2 * i
+		write(h, p, key, "1"+key, 0, 10, OK, 100)
+		write(h, p, key, "2"+key, 20, 30, OK, 200)
+		read(h, p+1, key, "1"+key, 40, 50, 100)
+	}
+	write(h, 4, "fine", "x", 0, 10, OK, 100)
+	read(h, 4, "fine", "x", 20, 30, 100)
+	kill := Fault{Nemesis: "kill", Nodes: []int{2}}
+	h.ops = append(h.ops,
+		Op{Process: NemesisProcess, Type: Info, F: "kill", Time: 15, Value: mustJSON(nemesisEvent{Phase: "start", Fault: kill})},
+		Op{Process: NemesisProcess, Type: Info, F: "kill", Time: 35, Value: mustJSON(nemesisEvent{Phase: "stop", Fault: kill})},
+		Op{Process: NemesisProcess, Type: Info, F: "kill", Time: 60, Value: mustJSON(nemesisEvent{Phase: "start", Fault: kill})},
+	)
+	res := h.check(t, "register", CheckOptions{Dir: dir})
+	wantVerdict(t, res, Invalid, "see register-jepsen_register_0_1.html", "see register-jepsen_register_1_1.html")
+	want := []string{"register-jepsen_register_0_1.html", "register-jepsen_register_1_1.html"}
+	if !slices.Equal(res.Files, want) {
+		t.Fatalf("files %v, want %v", res.Files, want)
+	}
+	for _, f := range want {
+		b, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The fault inside the key's span is annotated; the one after it
+		// is not.
+		html := string(b)
+		if !strings.Contains(html, "<html") || strings.Count(html, `"Tag":"nemesis"`) != 1 || !strings.Contains(html, "kill n2 from 15ns to 35ns") {
+			t.Errorf("%s does not hold porcupine's visualisation with the kill annotated", f)
+		}
+	}
+	if files, _ := filepath.Glob(filepath.Join(dir, "*")); len(files) != 2 {
+		t.Errorf("files in the run directory: %v", files)
 	}
 }
 

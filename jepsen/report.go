@@ -49,6 +49,8 @@ type Report struct {
 	DroppedPackets uint64 `json:"dropped_packets,omitempty"`
 	// Warnings are the run's caveats (a nemesis left out, and why).
 	Warnings []string `json:"warnings,omitempty"`
+	// Plots are the run directory's plots (WritePlots), relative to Dir.
+	Plots []string `json:"plots,omitempty"`
 	// PlantedBugs are the server bugs the run switched on (a negative
 	// control, expected INVALID).
 	PlantedBugs *PlantedBugs `json:"planted_bugs,omitempty"`
@@ -89,10 +91,11 @@ func (r *runner) newReport() *Report {
 	}
 }
 
-// writeArtefacts fills in the counts and writes history.jsonl,
+// writeArtefacts fills in the counts and writes history.jsonl, the plots,
 // results.json and summary.txt; a VALID run's data directories go unless
-// KeepData.
+// KeepData. Plots that cannot be drawn are a warning, not an error.
 func (r *runner) writeArtefacts(rep *Report) error {
+	ops := r.rec.Ops()
 	rep.OK, rep.Fail, rep.Info = r.rec.Counts()
 	if s := r.sched.Load(); s != nil {
 		rep.Faults = s.Counts()
@@ -114,7 +117,12 @@ func (r *runner) writeArtefacts(rep *Report) error {
 		}
 		errs = append(errs, fill(f), f.Close())
 	}
-	write("history.jsonl", func(f *os.File) error { return WriteHistory(f, r.rec.Ops()) })
+	write("history.jsonl", func(f *os.File) error { return WriteHistory(f, ops) })
+	var err error
+	if rep.Plots, err = WritePlots(r.dir, ops); err != nil {
+		r.cfg.Logger.Warn("jepsen: plots", "err", err)
+		rep.Warnings = append(slices.Clone(rep.Warnings), err.Error())
+	}
 	write("results.json", func(f *os.File) error {
 		enc := json.NewEncoder(f)
 		enc.SetIndent("", "  ")
@@ -132,6 +140,9 @@ func (r *runner) writeArtefacts(rep *Report) error {
 	}
 	return nil
 }
+
+// maxFilesShown bounds the files of one checker a summary lists.
+const maxFilesShown = 5
 
 // Summary renders the report for people: the test, the counts, one line
 // per checker with its anomalies, and the verdict.
@@ -176,9 +187,20 @@ func (rep *Report) Summary() string {
 		if res.MoreAnomalies > 0 {
 			fmt.Fprintf(&b, "    ! … and %d more (results.json lists the first %d)\n", res.MoreAnomalies, maxAnomalies)
 		}
-		for _, f := range res.Files {
+		for i, f := range res.Files {
+			if i == maxFilesShown {
+				fmt.Fprintf(&b, "    … and %d more files (results.json lists them)\n", len(res.Files)-i)
+				break
+			}
 			fmt.Fprintf(&b, "    see %s\n", filepath.Join(rep.Dir, f))
 		}
+	}
+	if len(rep.Plots) > 0 {
+		paths := make([]string, len(rep.Plots))
+		for i, f := range rep.Plots {
+			paths[i] = filepath.Join(rep.Dir, f)
+		}
+		fmt.Fprintf(&b, "plots %s\n", strings.Join(paths, "  "))
 	}
 	if rep.Error != "" {
 		fmt.Fprintf(&b, "harness error: %s\n", rep.Error)

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/opencluster/opencluster/jepsen"
 )
 
 // TestJepsenSmoke runs `opencluster jepsen run` for real: one server
@@ -249,6 +251,132 @@ func TestJepsenNemesisRefusals(t *testing.T) {
 		code := run(context.Background(), args, strings.NewReader(""), &stdout, &stderr, func(string) string { return "" })
 		if code != exitJepsenHarnessError || !strings.Contains(stderr.String(), "InvalidArgument") {
 			t.Errorf("%v: exit %d, stderr %q", args, code, stderr.String())
+		}
+	}
+}
+
+// TestJepsenProfileCI: `jepsen run --profile ci` expands to register,
+// lock and bank (and append, once it is a workload) for 20s each on 3
+// nodes under kill, pause and partition with fixed, distinct seeds, then
+// the selftest of every planted bug: about 2.5 minutes on 2 cores. Flags
+// given with the profile apply to every run. Nothing is run.
+func TestJepsenProfileCI(t *testing.T) {
+	plan, err := jepsenProfilePlan("ci", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"register", "lock", "bank"}
+	if slices.Contains(jepsen.WorkloadNames(), "append") {
+		want = append(want, "append")
+	}
+	var got []string
+	seeds := map[uint64]bool{}
+	var budget time.Duration
+	for _, c := range plan.runs {
+		got = append(got, c.Workload)
+		if c.Nodes != 3 || !slices.Equal(c.Nemeses, []string{"kill", "pause", "partition"}) || c.NemesisTargets != jepsen.TargetOne ||
+			c.TimeLimit != 20*time.Second || c.NemesisInterval != 1500*time.Millisecond || c.FaultDuration != 1500*time.Millisecond ||
+			c.OutDir != "jepsen-runs" || c.MinOK != jepsen.DefaultConfig().MinOK {
+			t.Errorf("%s: nodes %d nemeses %v[%s] time-limit %s interval %s fault %s out %q min-ok %d",
+				c.Workload, c.Nodes, c.Nemeses, c.NemesisTargets, c.TimeLimit, c.NemesisInterval, c.FaultDuration, c.OutDir, c.MinOK)
+		}
+		if c.Seed == 0 || seeds[c.Seed] {
+			t.Errorf("%s: seed %d: want a fixed seed of its own", c.Workload, c.Seed)
+		}
+		seeds[c.Seed] = true
+		budget += c.TimeLimit
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("workloads %v, want %v", got, want)
+	}
+	if len(plan.runArgs) != len(plan.runs) || !slices.Contains(plan.runArgs[0], "--seed=11") {
+		t.Errorf("run flags %q", plan.runArgs)
+	}
+	st := plan.selftest
+	if st == nil {
+		t.Fatal("no selftest")
+	}
+	cases, err := st.cases()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(cases, jepsen.SelftestCases()) || st.cfg.TimeLimit != 6*time.Second || st.cfg.Seed != 5 || st.cfg.OutDir != "jepsen-runs" {
+		t.Errorf("selftest: cases %v time-limit %s seed %d out %q", cases, st.cfg.TimeLimit, st.cfg.Seed, st.cfg.OutDir)
+	}
+	budget += time.Duration(len(cases)) * st.cfg.TimeLimit
+	// Start-up, healing, final reads and checks add about 5s a run.
+	if budget > 2*time.Minute {
+		t.Errorf("the ci profile issues operations for %s: too long for a few minutes in all", budget)
+	}
+
+	// Flags given with --profile (as jepsenUserArgs passes them) apply to
+	// every run, and --out to the selftest too.
+	a := &app{stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard, getenv: func(string) string { return "" }}
+	c, rest, err := newRootCmd(a).Find([]string{"jepsen", "run", "--profile", "ci", "-o", "json", "--out", "/x", "--nemesis", "kill,pause"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ParseFlags(rest); err != nil {
+		t.Fatal(err)
+	}
+	user, err := jepsenUserArgs(c)
+	if err != nil || !slices.Equal(user, []string{"--nemesis=kill,pause", "--out=/x"}) {
+		t.Fatalf("user flags %q, %v", user, err)
+	}
+	plan, err = jepsenProfilePlan("ci", user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range plan.runs {
+		if c.OutDir != "/x" || !slices.Equal(c.Nemeses, []string{"kill", "pause"}) || c.Seed == 0 {
+			t.Errorf("%s: out %q nemeses %v seed %d", c.Workload, c.OutDir, c.Nemeses, c.Seed)
+		}
+	}
+	if plan.selftest.cfg.OutDir != "/x" {
+		t.Errorf("selftest out %q", plan.selftest.cfg.OutDir)
+	}
+}
+
+// TestJepsenProfileSoak: the soak profile runs every workload but the
+// unfenced control under four nemesis mixes on 5 nodes, minutes each,
+// with seeds from the clock, then the selftest.
+func TestJepsenProfileSoak(t *testing.T) {
+	plan, err := jepsenProfilePlan("soak", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mixes := map[string][]string{}
+	for _, c := range plan.runs {
+		if c.Nodes != 5 || c.TimeLimit < time.Minute || c.Seed != 0 || c.Workload == "unfenced" {
+			t.Errorf("%s %v: nodes %d time-limit %s seed %d", c.Workload, c.Nemeses, c.Nodes, c.TimeLimit, c.Seed)
+		}
+		mixes[c.Workload] = append(mixes[c.Workload], strings.Join(c.Nemeses, ","))
+	}
+	for _, w := range jepsen.WorkloadNames() {
+		if w == "unfenced" {
+			continue
+		}
+		if want := []string{"kill,pause", "partition", "clock,move", "kill,pause,partition,clock,move"}; !slices.Equal(mixes[w], want) {
+			t.Errorf("%s: nemeses %v, want %v", w, mixes[w], want)
+		}
+	}
+	if plan.selftest == nil {
+		t.Error("no selftest")
+	}
+}
+
+// An unknown profile, and --workload with a profile, are refused before
+// anything runs.
+func TestJepsenProfileRefusals(t *testing.T) {
+	for _, args := range [][]string{
+		{"jepsen", "run", "--profile", "nightly", "--out", t.TempDir()},
+		{"jepsen", "run", "--profile", "ci", "--workload", "register", "--out", t.TempDir()},
+		{"jepsen", "run", "--profile", "ci", "--nodes", "many", "--out", t.TempDir()},
+	} {
+		var stdout, stderr strings.Builder
+		code := run(context.Background(), args, strings.NewReader(""), &stdout, &stderr, func(string) string { return "" })
+		if code == exitJepsenValid || stdout.Len() > 0 {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, stdout.String(), stderr.String())
 		}
 	}
 }
