@@ -16,14 +16,14 @@ import (
 	"github.com/opencluster/opencluster/rpc/cmdpb"
 )
 
-// Membership and placement. Until the rebalancer lands, placement is
-// simple: a group with fewer than Replicas voters (five for the meta
-// group) grows onto live nodes in the order they joined; MoveReplica moves
-// replicas by hand. Bucket
-// leaderships spread over those voters by a fixed preference (see
-// preferredLeader); requests reach their bucket's leader by forwarding
-// (forward.go). The meta group's leader, the primary, serves timestamps
-// and admits joining nodes.
+// Membership and placement. A group with fewer than Replicas voters (five
+// for the meta group) grows onto live, active nodes in the order they
+// joined, and steps off draining and removed ones (nextConfChange); with
+// the rebalancer on (rebalancer.go) this is left to the meta group only.
+// Without it, bucket leaderships spread over the voters by a fixed
+// preference (preferredLeader). Requests reach their bucket's leader by
+// forwarding (forward.go). The meta group's leader, the primary, serves
+// timestamps and admits joining nodes.
 
 const (
 	// maxReplicas bounds Config.Replicas (the meta group never exceeds it).

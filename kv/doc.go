@@ -21,10 +21,13 @@
 // placement table {bucket -> voters, learners, leader, term, epoch}; each
 // bucket's leader reports its configuration there. A group grows onto live
 // nodes in the order they joined (buckets to Replicas voters, the meta
-// group to five); MoveReplica moves a replica (learner, catch-up, joint
-// swap), and the experimental rebalancer (Config.Rebalance) plans moves
-// with package rebalance. Bucket leaderships spread by a fixed preference
-// (cluster.go). A request about one key or lock name runs on its bucket's
+// group to five, both off draining and removed nodes); MoveReplica moves a
+// replica (learner, catch-up, joint swap), and the rebalancer
+// (Config.Rebalance, rebalancer.go) plans moves with package rebalance and
+// then owns bucket placement and leader balance; without it bucket
+// leaderships spread by a fixed preference (cluster.go). Operator commands
+// (drain, remove, transfer-leader) and the record of moves in progress are
+// in nodes.go. A request about one key or lock name runs on its bucket's
 // leader: another node forwards it there once (forward.go). Multi-bucket
 // work is coordinated where it arrives and each per-bucket step runs on
 // that bucket's leader, here or through Remote (buckets.go); a node with no
