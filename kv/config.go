@@ -99,6 +99,10 @@ type Config struct {
 	// one batch through the WAL and memtable (default 4 MiB; 1 ingests
 	// every non-empty snapshot). See snapshotSSTBytes for the trade-off.
 	SnapshotSSTBytes int
+	// SnapshotRate bounds the bytes per second this node streams in
+	// snapshots, over all of them at once (default 64 MiB/s; negative:
+	// unbounded), so that moving replicas leaves room for requests.
+	SnapshotRate int64
 }
 
 // DefaultConfig returns the production defaults.
@@ -108,6 +112,7 @@ func DefaultConfig() Config {
 		Replicas:          3,
 		RaftLogKeep:       1000,
 		SnapshotSSTBytes:  snapshotSSTBytes,
+		SnapshotRate:      64 << 20,
 		RebalanceInterval: 2 * time.Second,
 		DeadAfter:         time.Minute,
 		Clock:             ts.RealClock{},
@@ -145,6 +150,9 @@ func (c *Config) fillDefaults() {
 	}
 	if c.SnapshotSSTBytes == 0 {
 		c.SnapshotSSTBytes = d.SnapshotSSTBytes
+	}
+	if c.SnapshotRate == 0 {
+		c.SnapshotRate = d.SnapshotRate
 	}
 	if c.RebalanceInterval == 0 {
 		c.RebalanceInterval = d.RebalanceInterval

@@ -16,6 +16,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"go.etcd.io/raft/v3/raftpb"
+	"golang.org/x/time/rate"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/opencluster/opencluster/kv/raftlog"
@@ -63,6 +64,8 @@ type Node struct {
 		sync.Mutex
 		view *metaView
 	}
+	// snapshotRate paces outgoing snapshot chunks (Config.SnapshotRate).
+	snapshotRate *rate.Limiter
 	// runningMoves are the ids of the move records this node is carrying
 	// out (see trackMove).
 	runningMoves struct {
@@ -99,6 +102,10 @@ func Open(cfg Config) (*Node, error) {
 		stopper:   make(chan struct{}),
 	}
 	n.bg, n.bgCancel = context.WithCancel(context.Background())
+	n.snapshotRate = rate.NewLimiter(rate.Inf, 0)
+	if cfg.SnapshotRate > 0 {
+		n.snapshotRate = rate.NewLimiter(rate.Limit(cfg.SnapshotRate), snapshotRateBurst)
+	}
 	n.sched = &scheduler{n: n, wakeCh: make(chan struct{}, 1), compactEvery: uint64(cfg.RaftLogKeep)}
 	n.tso = newTSOService(n)
 	n.metrics = newMetrics(cfg.Registerer)

@@ -30,6 +30,11 @@ type Transport interface {
 // snapshotChunkBytes is about how much of a snapshot one chunk carries.
 const snapshotChunkBytes = 1 << 20
 
+// snapshotRateBurst is the most snapshot bytes sent at once beyond
+// Config.SnapshotRate: a chunk holds at most snapshotChunkBytes plus one
+// value (at most 1 MiB).
+const snapshotRateBurst = 2*snapshotChunkBytes + 1<<20
+
 // AssembleSnapshot rebuilds the MsgSnap of a streamed snapshot: the header
 // with its data set to kvs.
 func AssembleSnapshot(header *cmdpb.GroupMessage, kvs []*cmdpb.SnapshotKV) (*cmdpb.GroupMessage, error) {
@@ -199,7 +204,15 @@ func (n *Node) streamSnapshot(ctx context.Context, it *pebble.Iterator, to uint6
 			chunk = append(chunk, &cmdpb.SnapshotKV{Key: append([]byte(nil), it.Key()...), Value: append([]byte(nil), v...)})
 			size += len(it.Key()) + len(v)
 		}
-		return chunk, it.Error()
+		if err := it.Error(); err != nil {
+			return nil, err
+		}
+		// Pace the stream (Config.SnapshotRate), shared by every snapshot
+		// this node sends.
+		if err := n.snapshotRate.WaitN(ctx, min(size, snapshotRateBurst)); err != nil {
+			return nil, err
+		}
+		return chunk, nil
 	}
 	return n.cfg.Transport.SendSnapshot(ctx, to, header, next)
 }

@@ -43,6 +43,9 @@ type serverConfig struct {
 	// Rebalance runs the rebalancer, with DeadAfter.
 	Rebalance bool
 	DeadAfter time.Duration
+	// SnapshotMiBps bounds outgoing snapshots (0: kv's default; negative:
+	// unbounded).
+	SnapshotMiBps int
 	// TestAdmin registers the fault-injection service (cmdpb.TestAdmin):
 	// a skewable oracle clock and planted bugs, for the consistency
 	// harness only.
@@ -79,6 +82,7 @@ func startServer(cfg serverConfig) (*runningServer, error) {
 		kcfg.Replicas = cfg.Replicas
 	}
 	kcfg.Rebalance, kcfg.DeadAfter = cfg.Rebalance, cfg.DeadAfter
+	kcfg.SnapshotRate = int64(cfg.SnapshotMiBps) << 20
 	var admin *peer.TestAdmin
 	if cfg.TestAdmin {
 		clock := ts.NewSkewedClock(ts.RealClock{})
