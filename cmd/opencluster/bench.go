@@ -77,6 +77,7 @@ Workloads: ` + bench.WorkloadNames() + `.`,
 	fl.Uint64Var(&f.seed, "seed", 0, "seed of the clients' random choices (0: from the clock; printed)")
 	fl.StringVar(&f.cacheDir, "cache-dir", "", "where etcd and its driver are built (default: $XDG_CACHE_HOME/opencluster)")
 	fl.StringVar(&f.source, "source", "", "OpenCluster source tree, to build the etcd driver from (default: found from the working directory)")
+	cmd.AddCommand(newBenchMovesCmd(a))
 	return cmd
 }
 
