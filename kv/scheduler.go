@@ -88,6 +88,7 @@ func (s *scheduler) cycle() error {
 		r.handOff()
 	}
 	var work []readyWork
+	var early map[uint64][]*cmdpb.GroupMessage
 	logBatch := n.eng.DB().NewBatch()
 	defer logBatch.Close()
 	for _, r := range n.replicas {
@@ -95,6 +96,18 @@ func (s *scheduler) cycle() error {
 			continue
 		}
 		rd := r.rn.Ready()
+		// A leader that was leader already at its last Ready (same term,
+		// same vote) sends its appends and heartbeats before its own log
+		// write is durable, so that the followers' fsyncs overlap its own
+		// (Raft thesis §10.2.1; etcd's server does the same). Its own
+		// acknowledgement still waits for the write (Advance, below), so
+		// nothing commits on a copy that is not durable. Snapshots wait.
+		if rd.SoftState == nil && r.rn.BasicStatus().RaftState == raft.StateLeader {
+			var err error
+			if early, rd.Messages, err = n.outgoing(early, r, rd.Messages, false); err != nil {
+				return err
+			}
+		}
 		if !raft.IsEmptySnap(rd.Snapshot) {
 			if err := n.applySnapshot(logBatch, r, rd.Snapshot); err != nil {
 				return err
@@ -104,6 +117,9 @@ func (s *scheduler) cycle() error {
 			return err
 		}
 		work = append(work, readyWork{r: r, rd: rd})
+	}
+	for to, msgs := range early {
+		n.cfg.Transport.Send(to, msgs)
 	}
 	if len(work) == 0 {
 		return nil

@@ -107,32 +107,47 @@ func (n *Node) groupReplica(group uint32) *replica {
 // destination (scheduler goroutine, after the round's log is durable). A
 // MsgSnap's placeholder is replaced by the group's real state.
 func (n *Node) send(work []readyWork) error {
-	if n.cfg.Transport == nil {
-		return nil // a node without a transport has no peers
-	}
 	var out map[uint64][]*cmdpb.GroupMessage
 	for _, w := range work {
-		for _, m := range w.rd.Messages {
-			if m.GetType() == raftpb.MsgSnap {
-				if err := n.sendSnapshot(w.r, m); err != nil {
-					return err
-				}
-				continue
-			}
-			data, err := proto.Marshal(m)
-			if err != nil {
-				return fmt.Errorf("marshal raft message: %w", err)
-			}
-			if out == nil {
-				out = make(map[uint64][]*cmdpb.GroupMessage)
-			}
-			out[m.GetTo()] = append(out[m.GetTo()], &cmdpb.GroupMessage{Group: w.r.group, Message: data})
+		var err error
+		if out, _, err = n.outgoing(out, w.r, w.rd.Messages, true); err != nil {
+			return err
 		}
 	}
 	for to, msgs := range out {
 		n.cfg.Transport.Send(to, msgs)
 	}
 	return nil
+}
+
+// outgoing adds r's messages to out, by destination, and returns the
+// messages it left: snapshots, unless snapshots is set, in which case it
+// starts streaming them (sendSnapshot). Without a transport there are no
+// peers and every message is dropped.
+func (n *Node) outgoing(out map[uint64][]*cmdpb.GroupMessage, r *replica, msgs []*raftpb.Message, snapshots bool) (map[uint64][]*cmdpb.GroupMessage, []*raftpb.Message, error) {
+	if n.cfg.Transport == nil {
+		return out, nil, nil
+	}
+	var left []*raftpb.Message
+	for _, m := range msgs {
+		if m.GetType() == raftpb.MsgSnap {
+			if !snapshots {
+				left = append(left, m)
+			} else if err := n.sendSnapshot(r, m); err != nil {
+				return out, nil, err
+			}
+			continue
+		}
+		data, err := proto.Marshal(m)
+		if err != nil {
+			return out, nil, fmt.Errorf("marshal raft message: %w", err)
+		}
+		if out == nil {
+			out = make(map[uint64][]*cmdpb.GroupMessage)
+		}
+		out[m.GetTo()] = append(out[m.GetTo()], &cmdpb.GroupMessage{Group: r.group, Message: data})
+	}
+	return out, left, nil
 }
 
 // groupSpan returns the engine span holding a group's replicated state.
