@@ -274,10 +274,10 @@ func (n *Node) placeableNodes() (candidates []uint64, leaving map[uint64]bool) {
 }
 
 // nextConfChange returns the next step toward want voters off leaving
-// nodes for a group that node self leads: promote a learner that has
-// caught up, or add the first candidate (registry order) that holds no
-// replica as a learner; once there are enough, remove a voter on a
-// leaving node: a removed node's at once, a draining node's only while
+// nodes for a group that node self leads: drop a learner on a leaving
+// node, promote a learner that has caught up, or add the first candidate
+// (registry order) that holds no replica as a learner; once there are
+// enough, remove a voter on a leaving node: a removed node's at once, a draining node's only while
 // the group keeps more than three voters (a drain must not cost a small
 // group its fault tolerance). One step at a time; nil when nothing is due.
 // A group that has its voters is left alone otherwise, learner or not:
@@ -288,6 +288,12 @@ func nextConfChange(st raft.Status, self uint64, want int, candidates []uint64, 
 		return nil // joint configuration: raft leaves it by itself (auto)
 	}
 	voters := st.Config.Voters[0]
+	learners := slices.Sorted(maps.Keys(st.Config.Learners))
+	for _, id := range learners {
+		if _, ok := leaving[id]; ok { // a learner holds no vote: always safe to drop
+			return &raftpb.ConfChangeV2{Changes: []*raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeRemoveNode.Enum(), NodeId: new(id)}}}
+		}
+	}
 	staying := 0
 	for id := range voters {
 		if _, ok := leaving[id]; !ok {
@@ -303,11 +309,7 @@ func nextConfChange(st raft.Status, self uint64, want int, candidates []uint64, 
 		}
 		return nil
 	}
-	learners := slices.Sorted(maps.Keys(st.Config.Learners))
 	for _, id := range learners {
-		if _, ok := leaving[id]; ok {
-			continue
-		}
 		if pr, ok := st.Progress[id]; ok && pr.Match >= st.GetCommit() {
 			return &raftpb.ConfChangeV2{Changes: []*raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeAddNode.Enum(), NodeId: new(id)}}}
 		}

@@ -67,7 +67,7 @@ func groupStatus(commit uint64, voters, learners map[uint64]uint64) raft.Status 
 // TestNextConfChangeLeavingNodes checks how a group steps off draining and
 // removed nodes: it grows onto a candidate first, drops a draining voter
 // only while more than three voters stay, drops a removed one at once,
-// never removes the leader itself, and ignores learners on leaving nodes.
+// never removes the leader itself, and drops learners on leaving nodes.
 func TestNextConfChangeLeavingNodes(t *testing.T) {
 	type change struct {
 		typ  raftpb.ConfChangeType
@@ -99,9 +99,12 @@ func TestNextConfChangeLeavingNodes(t *testing.T) {
 		{"never remove the leader itself",
 			groupStatus(9, map[uint64]uint64{1: 9, 2: 9, 3: 9, 4: 9}, nil), 3, []uint64{2, 3, 4}, map[uint64]bool{1: true},
 			nil},
-		{"no promotion of a learner on a leaving node",
+		{"drop a learner on a leaving node rather than promote it",
 			groupStatus(9, map[uint64]uint64{1: 9, 2: 9}, map[uint64]uint64{3: 9}), 3, []uint64{1, 2}, map[uint64]bool{3: false},
-			nil},
+			&change{raftpb.ConfChangeRemoveNode, 3}},
+		{"drop a learner on a leaving node when the voters are complete",
+			groupStatus(9, map[uint64]uint64{1: 9, 2: 9, 3: 9}, map[uint64]uint64{4: 2}), 3, []uint64{1, 2, 3}, map[uint64]bool{4: false},
+			&change{raftpb.ConfChangeRemoveNode, 4}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cc := nextConfChange(tc.st, 1, tc.want, tc.candidates, tc.leaving)

@@ -46,11 +46,18 @@ func (n *Node) MoveReplica(ctx context.Context, req *ocpb.MoveReplicaRequest) (*
 	b := mvcc.Bucket(req.GetBucket())
 	done := n.trackMove(ctx, &cmdpb.MoveRecord{Bucket: uint32(b), Kind: "move", From: from, To: to, Reason: "manual"})
 	defer done()
-	return n.moveReplica(ctx, b, from, to)
+	st, err := n.moveReplica(ctx, b, from, to, 0)
+	if err != nil {
+		return nil, err
+	}
+	return &ocpb.MoveReplicaResponse{Epoch: st.GetEpoch()}, nil
 }
 
-// moveReplica moves bucket b's voter on node from to node to.
-func (n *Node) moveReplica(ctx context.Context, b mvcc.Bucket, from, to uint64) (*ocpb.MoveReplicaResponse, error) {
+// moveReplica moves bucket b's voter on node from to node to and returns
+// the bucket's state then. If from leads, leadership goes to newLeader
+// when it is a caught-up voter (the planner's choice), else to the first
+// caught-up voter; a newLeader that is to itself gets it after the swap.
+func (n *Node) moveReplica(ctx context.Context, b mvcc.Bucket, from, to, newLeader uint64) (*cmdpb.BucketChangeResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, 4*moveTimeout)
 	defer cancel()
 	st, err := n.bucketChange(ctx, b, &cmdpb.BucketChangeRequest{})
@@ -67,11 +74,16 @@ func (n *Node) moveReplica(ctx context.Context, b mvcc.Bucket, from, to uint64) 
 		return nil, err
 	}
 	if st.GetLeader() == from {
+		caughtUp := func(v uint64) bool {
+			return v != from && slices.Contains(st.GetVoters(), v) && st.GetMatch()[v] >= st.GetCommit()
+		}
 		var other uint64
+		if caughtUp(newLeader) {
+			other = newLeader
+		}
 		for _, v := range st.GetVoters() {
-			if v != from && st.GetMatch()[v] >= st.GetCommit() {
+			if other == 0 && caughtUp(v) {
 				other = v
-				break
 			}
 		}
 		if other == 0 {
@@ -98,8 +110,13 @@ func (n *Node) moveReplica(ctx context.Context, b mvcc.Bucket, from, to uint64) 
 	if err != nil {
 		return nil, err
 	}
+	if newLeader == to && st.GetLeader() != to {
+		if st, err = n.bucketChange(ctx, b, &cmdpb.BucketChangeRequest{TransferTo: to}); err != nil {
+			return nil, err
+		}
+	}
 	n.log.Info("moved a replica", "bucket", b, "from", from, "to", to, "epoch", st.GetEpoch())
-	return &ocpb.MoveReplicaResponse{Epoch: st.GetEpoch()}, nil
+	return st, nil
 }
 
 // addCaughtUpLearner adds a learner of bucket b on node to (unless st, the
@@ -205,7 +222,9 @@ func (n *Node) ServeBucketChange(ctx context.Context, req *cmdpb.BucketChangeReq
 			out.Learners = append(out.Learners, id)
 		}
 		for id := range st.Config.LearnersNext {
-			out.Learners = append(out.Learners, id)
+			if !slices.Contains(out.Voters, id) { // a voter until the joint configuration is left
+				out.Learners = append(out.Learners, id)
+			}
 		}
 		for id, pr := range st.Progress {
 			out.Match[id] = pr.Match

@@ -96,18 +96,18 @@ func (n *Node) RemoveNode(ctx context.Context, req *ocpb.RemoveNodeRequest) (*oc
 		return &ocpb.RemoveNodeResponse{}, nil
 	}
 	if n.alive(id) {
-		held := 0
+		var held []string
 		for _, p := range n.Placement() {
 			if slices.Contains(p.GetVoters(), id) || slices.Contains(p.GetLearners(), id) {
-				held++
+				held = append(held, fmt.Sprint("bucket ", p.GetBucket()))
 			}
 		}
 		if _, voters, learners := n.meta.membership(); slices.Contains(voters, id) || slices.Contains(learners, id) {
-			held++
+			held = append(held, "the meta group")
 		}
-		if !rec.GetDraining() || held > 0 {
-			return nil, fmt.Errorf("%w: node %d is alive and holds %d replicas (draining: %v); drain it first (`node drain %d`) and remove it once it is empty",
-				ErrPrecondition, id, held, rec.GetDraining(), id)
+		if !rec.GetDraining() || len(held) > 0 {
+			return nil, fmt.Errorf("%w: node %d is alive and holds %d replicas %v (draining: %v); drain it first (`node drain %d`) and remove it once it is empty",
+				ErrPrecondition, id, len(held), held, rec.GetDraining(), id)
 		}
 	}
 	cmd := &cmdpb.SetNodeState{NodeId: id, Draining: true, Removed: true}

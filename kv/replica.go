@@ -164,8 +164,13 @@ func (r *replica) setLeaderID(id uint64) {
 func (r *replica) setConfState(cs *raftpb.ConfState, index uint64) {
 	r.mu.Lock()
 	r.mu.epoch = max(r.mu.epoch, index)
-	r.mu.voters = append(append([]uint64(nil), cs.GetVoters()...), cs.GetVotersOutgoing()...)
-	r.mu.learners = append(append([]uint64(nil), cs.GetLearners()...), cs.GetLearnersNext()...)
+	// In a joint configuration a node may be a voter of both halves, or a
+	// voter of the outgoing half and a learner next: each node is listed
+	// once, as a voter while it votes in either half.
+	voters := slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(cs.GetVoters()), cs.GetVotersOutgoing()...))))
+	learners := slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(cs.GetLearners()), cs.GetLearnersNext()...))))
+	learners = slices.DeleteFunc(learners, func(id uint64) bool { return slices.Contains(voters, id) })
+	r.mu.voters, r.mu.learners = voters, learners
 	r.mu.Unlock()
 }
 
