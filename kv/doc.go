@@ -12,8 +12,9 @@
 // groups' new entries and HardStates in one Pebble batch with one fsync,
 // then applies all committed entries in one batch, then answers proposers;
 // Raft messages for other nodes go out through the Transport once the
-// round is durable (snapshots stream in chunks, transport.go; a big one is
-// ingested as SSTs, snapshot_ingest.go).
+// round is durable, except a steady leader's, which go before its own
+// fsync so the followers' overlap it (snapshots stream in chunks,
+// transport.go; a big one is ingested as SSTs, snapshot_ingest.go).
 //
 // # Cluster
 //
@@ -27,7 +28,7 @@
 // then owns bucket placement and leader balance; without it bucket
 // leaderships spread by a fixed preference (cluster.go). Operator commands
 // (drain, remove, transfer-leader) and the record of moves in progress are
-// in nodes.go. A request about one key or lock name runs on its bucket's
+// in nodes.go; a replica moved away deletes its data (replica_gc.go). A request about one key or lock name runs on its bucket's
 // leader: another node forwards it there once (forward.go). Multi-bucket
 // work is coordinated where it arrives and each per-bucket step runs on
 // that bucket's leader, here or through Remote (buckets.go); a node with no

@@ -21,8 +21,8 @@ import (
 // leads, leadership goes to another voter; then C and A change places in
 // one joint configuration, which Raft leaves by itself. The bucket's
 // records (locks, provisional writes, dedup records) are bucket data, so
-// they move with it. The removed replica keeps its data on A until
-// replica GC exists (it no longer takes part in the group).
+// they move with it. A then deletes its copy once the bucket's leader
+// confirms that the group left it (replica_gc.go).
 
 // moveTimeout bounds each wait of a move (catch-up, a configuration
 // change, a leadership transfer).

@@ -118,6 +118,10 @@ func Open(cfg Config) (*Node, error) {
 		n.wg.Add(1)
 		go func() { defer n.wg.Done(); n.rebalanceLoop() }()
 	}
+	if cfg.Transport != nil {
+		n.wg.Add(1)
+		go func() { defer n.wg.Done(); n.replicaGCLoop() }()
+	}
 	n.wg.Add(3)
 	go func() { defer n.wg.Done(); n.sched.run() }()
 	go func() { defer n.wg.Done(); n.expiryLoop() }()

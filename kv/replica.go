@@ -95,6 +95,17 @@ func newReplica(n *Node, group uint32, st *raftlog.Storage) (*replica, error) {
 	r.mu.readyCh = make(chan struct{})
 	r.mu.applied = st.Applied()
 	r.setConfState(st.ConfState(), st.Applied())
+	rn, err := r.newRawNode(st)
+	if err != nil {
+		return nil, err
+	}
+	r.rn = rn
+	return r, nil
+}
+
+// newRawNode starts this replica's Raft state machine on st.
+func (r *replica) newRawNode(st *raftlog.Storage) (*raft.RawNode, error) {
+	n := r.node
 	cfg := &raft.Config{
 		ID:              n.id,
 		ElectionTick:    n.cfg.ElectionTicks,
@@ -111,14 +122,13 @@ func newReplica(n *Node, group uint32, st *raftlog.Storage) (*replica, error) {
 		// rather than lead a group it is no longer in.
 		StepDownOnRemoval: true,
 		ReadOnlyOption:    raft.ReadOnlySafe,
-		Logger:            &raftLogger{l: n.log.With("group", group)},
+		Logger:            &raftLogger{l: n.log.With("group", r.group)},
 	}
 	rn, err := raft.NewRawNode(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("kv: group %d: %w", group, err)
+		return nil, fmt.Errorf("kv: group %d: %w", r.group, err)
 	}
-	r.rn = rn
-	return r, nil
+	return rn, nil
 }
 
 func (r *replica) isMeta() bool { return r.group == metaGroup }

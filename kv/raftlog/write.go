@@ -318,3 +318,16 @@ func cloneConfState(cs *raftpb.ConfState) *raftpb.ConfState {
 	}
 	return raftpb.EnsureConfState(proto.Clone(cs).(*raftpb.ConfState))
 }
+
+// Forget stages the removal of the group's whole state except its term
+// and vote, for a replica that left its group (replica GC): once b commits
+// the group loads as never bootstrapped, so only a snapshot initializes it
+// again, yet it keeps the vote it cast in its term and never votes twice
+// in one term. Load the group again after b commits; s must not be used.
+func (s *Storage) Forget(b *pebble.Batch) error {
+	start, end := mvcc.RaftSpan(s.group)
+	if err := b.DeleteRange(start, end, nil); err != nil {
+		return fmt.Errorf("raftlog: group %d: forget: %w", s.group, err)
+	}
+	return s.stageHardState(b, hardState{term: s.hs.term, vote: s.hs.vote})
+}
