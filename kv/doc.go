@@ -28,9 +28,10 @@
 // then owns bucket placement and leader balance; without it bucket
 // leaderships spread by a fixed preference (cluster.go). Operator commands
 // (drain, remove, transfer-leader) and the record of moves in progress are
-// in nodes.go; a replica moved away deletes its data (replica_gc.go). A request about one key or lock name runs on its bucket's
-// leader: another node forwards it there once (forward.go). Multi-bucket
-// work is coordinated where it arrives and each per-bucket step runs on
+// in nodes.go; a replica moved away deletes its data (replica_gc.go). A
+// request about one key or lock name runs on its bucket's leader: another
+// node forwards it there once (forward.go). Multi-bucket work is
+// coordinated where it arrives and each per-bucket step runs on
 // that bucket's leader, here or through Remote (buckets.go); a node with no
 // replica of a bucket finds its leader in the placement table.
 //
