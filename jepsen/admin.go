@@ -8,6 +8,8 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -248,3 +250,88 @@ func (m moveNemesis) Inject(ctx context.Context, _ Cluster, rng *rand.Rand) (Fau
 }
 
 func (m moveNemesis) Heal(context.Context, Cluster, Fault) error { return nil }
+
+// transferStorm is how many leadership transfers one transfer fault asks
+// for at once.
+const transferStorm = 8
+
+// transferNemesis is a leadership-transfer storm: it hands the leadership
+// of up to transferStorm random buckets to random other voters, all at
+// once (Cluster.TransferLeader), and returns when every transfer is done
+// or failed. Failures are expected while other faults run, so they are
+// counted in the fault's detail, not returned; it needs no healing.
+type transferNemesis struct {
+	endpoints []string
+	dial      []grpc.DialOption
+}
+
+func (t transferNemesis) Name() string { return "transfer" }
+
+func (t transferNemesis) Inject(ctx context.Context, _ Cluster, rng *rand.Rand) (Fault, error) {
+	f := Fault{Nemesis: t.Name()}
+	cl, err := client.New(ctx, t.endpoints, client.WithRetry(3, 50*time.Millisecond), client.WithDialOptions(t.dial...))
+	if err != nil {
+		return f, err
+	}
+	defer cl.Close()
+	sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	st, err := cl.Status(sctx)
+	cancel()
+	if err != nil {
+		return f, fmt.Errorf("jepsen: transfer: status: %w", err)
+	}
+	type transfer struct {
+		bucket uint32
+		to     string
+	}
+	var transfers []transfer
+	nodes := map[int]bool{}
+	for _, i := range rng.Perm(len(st.GetBuckets())) {
+		b := st.GetBuckets()[i]
+		var others []string
+		for _, r := range b.GetReplicas() {
+			if r != b.GetLeader() {
+				others = append(others, r)
+			}
+		}
+		if b.GetLeader() == "" || len(others) == 0 {
+			continue
+		}
+		to := others[rng.IntN(len(others))]
+		transfers = append(transfers, transfer{b.GetBucket(), to})
+		for _, m := range st.GetMembers() {
+			if m.GetId() == to || m.GetId() == b.GetLeader() {
+				if n := nodeOfAddr(m.GetAddr()); n != 0 {
+					nodes[n] = true
+				}
+			}
+		}
+		if len(transfers) == transferStorm {
+			break
+		}
+	}
+	if len(transfers) == 0 {
+		return f, fmt.Errorf("jepsen: transfer: no bucket has a leader and another voter")
+	}
+	f.Nodes = sortedNodes(slices.Collect(maps.Keys(nodes)))
+	f.Shape = fmt.Sprintf("%d buckets", len(transfers))
+	start := time.Now()
+	var (
+		wg     sync.WaitGroup
+		failed atomic.Int32
+	)
+	for _, tr := range transfers {
+		wg.Go(func() {
+			tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			if _, err := cl.TransferLeader(tctx, tr.bucket, tr.to); err != nil {
+				failed.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	f.Detail = fmt.Sprintf("%d of %d done in %s", len(transfers)-int(failed.Load()), len(transfers), time.Since(start).Round(time.Millisecond))
+	return f, nil
+}
+
+func (t transferNemesis) Heal(context.Context, Cluster, Fault) error { return nil }

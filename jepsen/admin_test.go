@@ -122,7 +122,7 @@ func TestClockNemesis(t *testing.T) {
 }
 
 func TestNemesesNeedEndpoints(t *testing.T) {
-	for _, name := range []string{"clock", "move"} {
+	for _, name := range []string{"clock", "move", "transfer"} {
 		if _, err := NewNemeses([]string{name}, NemesisOptions{Targets: TargetOne}); err == nil {
 			t.Errorf("%s without endpoints accepted", name)
 		}
@@ -142,8 +142,9 @@ func TestNemesesNeedEndpoints(t *testing.T) {
 // MoveReplica calls.
 type fakeMover struct {
 	ocpb.UnimplementedClusterServer
-	mu    sync.Mutex
-	moves []*ocpb.MoveReplicaRequest
+	mu        sync.Mutex
+	moves     []*ocpb.MoveReplicaRequest
+	transfers []*ocpb.TransferLeaderRequest
 }
 
 func (f *fakeMover) Status(context.Context, *ocpb.StatusRequest) (*ocpb.StatusResponse, error) {
@@ -162,6 +163,67 @@ func (f *fakeMover) MoveReplica(_ context.Context, r *ocpb.MoveReplicaRequest) (
 	defer f.mu.Unlock()
 	f.moves = append(f.moves, r)
 	return &ocpb.MoveReplicaResponse{}, nil
+}
+
+func (f *fakeMover) TransferLeader(_ context.Context, r *ocpb.TransferLeaderRequest) (*ocpb.TransferLeaderResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.transfers = append(f.transfers, r)
+	return &ocpb.TransferLeaderResponse{Leader: r.GetTo()}, nil
+}
+
+// serveFakeMover serves a fakeMover and returns its address.
+func serveFakeMover(t *testing.T) (*fakeMover, string) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	fm := &fakeMover{}
+	ocpb.RegisterClusterServer(srv, fm)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(l)
+	}()
+	t.Cleanup(func() {
+		srv.Stop()
+		<-done
+	})
+	return fm, l.Addr().String()
+}
+
+// The transfer nemesis hands the leadership of every bucket (up to its
+// storm size) to a voter that does not lead it, and needs no healing.
+func TestTransferNemesis(t *testing.T) {
+	fm, addr := serveFakeMover(t)
+	nems, err := NewNemeses([]string{"transfer"}, NemesisOptions{Targets: TargetOne, Endpoints: []string{addr},
+		Dial: []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := nems[0].Inject(context.Background(), newMemCluster(4), rand.New(rand.NewPCG(5, 6)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Nemesis != "transfer" || !strings.HasPrefix(f.Detail, "2 of 2 done") {
+		t.Errorf("fault %s: detail %q", f, f.Detail)
+	}
+	if err := nems[0].Heal(context.Background(), newMemCluster(4), f); err != nil {
+		t.Fatal(err)
+	}
+	fm.mu.Lock()
+	defer fm.mu.Unlock()
+	buckets := map[uint32]bool{}
+	for _, tr := range fm.transfers {
+		if tr.GetTo() == "a" || tr.GetTo() == "d" || buckets[tr.GetBucket()] {
+			t.Errorf("transfer %v: to the leader, to a node without a replica, or twice", tr)
+		}
+		buckets[tr.GetBucket()] = true
+	}
+	if len(buckets) != 2 {
+		t.Fatalf("transfers %v, want one per bucket", fm.transfers)
+	}
 }
 
 // The move nemesis moves a replica of some bucket to the node without

@@ -15,7 +15,9 @@
 // set up the workload's keys; let Concurrency client processes issue
 // operations at Rate for TimeLimit while the nemesis scheduler injects
 // and heals faults (kill -9 and restart, SIGSTOP and SIGCONT, network
-// partitions, oracle clock skew, bucket replica moves); heal everything and wait for every node; run the workload's final reads;
+// partitions, oracle clock skew, bucket replica moves, leadership-transfer
+// storms); heal everything and wait for every node; run the workload's
+// final reads;
 // check the history; write the run directory (history.jsonl,
 // results.json, summary.txt, test.json, the servers' logs).
 //

@@ -95,7 +95,9 @@ func (t Targets) valid() bool {
 }
 
 // NemesisNames returns the nemeses --nemesis knows.
-func NemesisNames() []string { return []string{"kill", "pause", "partition", "clock", "move"} }
+func NemesisNames() []string {
+	return []string{"kill", "pause", "partition", "clock", "move", "transfer"}
+}
 
 // NemesisOptions is what the nemeses need besides their names.
 type NemesisOptions struct {
@@ -140,15 +142,18 @@ func NewNemeses(names []string, opts NemesisOptions) ([]Nemesis, error) {
 				shapes = PartitionShapes()
 			}
 			out = append(out, newPartitionNemesis(opts.Net, shapes, opts.leaders))
-		case "clock", "move":
+		case "clock", "move", "transfer":
 			if len(opts.Endpoints) == 0 {
 				return nil, fmt.Errorf("%w: the %s nemesis needs the nodes' endpoints", ErrInvalidConfig, name)
 			}
-			if name == "clock" {
+			switch name {
+			case "clock":
 				eps := opts.Endpoints
 				out = append(out, clockNemesis{addr: func(n int) string { return eps[n-1] }, dial: opts.Dial})
-			} else {
+			case "move":
 				out = append(out, moveNemesis{endpoints: opts.Endpoints, dial: opts.Dial})
+			default:
+				out = append(out, transferNemesis{endpoints: opts.Endpoints, dial: opts.Dial})
 			}
 		}
 	}

@@ -124,7 +124,7 @@ var jepsenCIWorkloads = []struct {
 //     bug. About 2.5 minutes in all.
 //   - soak: hours, by hand. Every workload but the unfenced control for
 //     5 minutes on 5 nodes under each of kill+pause, partition,
-//     clock+move and all of them together (minority targets), seeds
+//     clock+move+transfer and all of them together (minority targets), seeds
 //     from the clock (printed); then the selftest.
 func jepsenProfiles() map[string]jepsenProfile {
 	ci := jepsenProfile{
@@ -145,7 +145,7 @@ func jepsenProfiles() map[string]jepsenProfile {
 	}
 	soak := jepsenProfile{
 		about: "by hand, hours, seeds from the clock: every workload but unfenced,\n" +
-			"5m each on 5 nodes under kill+pause, partition, clock+move and all\n" +
+			"5m each on 5 nodes under kill+pause, partition, clock+move+transfer and all\n" +
 			"of them (minority targets); then the selftest",
 		selftest: []string{},
 	}
@@ -153,7 +153,7 @@ func jepsenProfiles() map[string]jepsenProfile {
 		if w == "unfenced" { // a control that must come out INVALID
 			continue
 		}
-		for _, nem := range []string{"kill,pause", "partition", "clock,move", "kill,pause,partition,clock,move"} {
+		for _, nem := range []string{"kill,pause", "partition", "clock,move,transfer", "kill,pause,partition,clock,move,transfer"} {
 			soak.runs = append(soak.runs, []string{
 				"--workload=" + w, "--nodes=5", "--nemesis=" + nem, "--nemesis-targets=minority",
 				"--time-limit=5m", "--nemesis-interval=5s", "--fault-duration=3s",
@@ -260,7 +260,9 @@ The clock nemesis skews the timestamp oracle's clock of random nodes (an
 offset of up to ±5 minutes, or a rate of 0.25 to 4) through the servers'
 test-only admin service: with it, the servers are started with --test-admin.
 The move nemesis moves one replica of a random bucket to a node without one
-(MoveReplica); it needs --nodes 4 or more.
+(MoveReplica); it needs --nodes 4 or more. The transfer nemesis is a
+leadership-transfer storm: it hands the leadership of up to 8 random buckets
+to other voters at once (TransferLeader).
 
 --profile runs a fixed suite of runs and then the selftest (jepsen selftest);
 the flags it is given (not --workload) apply to every run of it, and --out to

@@ -356,7 +356,7 @@ func TestJepsenProfileSoak(t *testing.T) {
 		if w == "unfenced" {
 			continue
 		}
-		if want := []string{"kill,pause", "partition", "clock,move", "kill,pause,partition,clock,move"}; !slices.Equal(mixes[w], want) {
+		if want := []string{"kill,pause", "partition", "clock,move,transfer", "kill,pause,partition,clock,move,transfer"}; !slices.Equal(mixes[w], want) {
 			t.Errorf("%s: nemeses %v, want %v", w, mixes[w], want)
 		}
 	}
