@@ -429,11 +429,13 @@ func (r *runner) joinPart(ctx context.Context, res *Result) error {
 	if err != nil {
 		return err
 	}
-	size0, err := dirBytes(n4.dir) // a node that just joined: about empty
-	if err != nil {
-		return err
-	}
-	wb0 := writeBytes(n4.proc.PID())
+	// The new node's directory was empty before it started; it counts
+	// from zero, since the rebalancer may have moved data to it before
+	// it could be measured after its start (a few KiB of it are Pebble's
+	// own files). Its disk writes count from its start for the same
+	// reason.
+	const size0 = 0
+	var wb0 int64
 	seen := map[string]bool{}
 	track := func(st *ocpb.StatusResponse) {
 		for _, mv := range st.GetMoves() {
