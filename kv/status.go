@@ -47,6 +47,16 @@ func (n *Node) Status(ctx context.Context, _ *ocpb.StatusRequest) (*ocpb.StatusR
 		}
 		out.Moves = append(out.Moves, ms)
 	}
+	leader, voters, _ := n.meta.membership()
+	n.meta.mu.Lock()
+	out.Meta = &ocpb.BucketStatus{Bucket: metaGroup, Applied: n.meta.mu.applied, Epoch: n.meta.mu.epoch}
+	n.meta.mu.Unlock()
+	for _, v := range voters {
+		out.Meta.Replicas = append(out.Meta.Replicas, idString(v))
+	}
+	if leader != 0 {
+		out.Meta.Leader = idString(leader)
+	}
 	table := n.placementTable()
 	for _, r := range n.replicas[:n.buckets] {
 		leader, voters, _ := r.membership()

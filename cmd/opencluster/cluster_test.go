@@ -53,7 +53,8 @@ func TestClusterFailover(t *testing.T) {
 
 	waitUntil(t, 30*time.Second, func() bool {
 		st, err := c.Status(ctx)
-		if err != nil || len(st.Members) != 3 {
+		// The meta group (the timestamp oracle) must survive the kill too.
+		if err != nil || len(st.Members) != 3 || len(st.GetMeta().GetReplicas()) != 3 {
 			return false
 		}
 		for _, b := range st.Buckets {
@@ -193,7 +194,7 @@ func TestJoinWithBigBucket(t *testing.T) {
 	}
 	waitUntil(t, 60*time.Second, func() bool {
 		st, err := c.Status(ctx)
-		return err == nil && len(st.Buckets) == 1 && len(st.Buckets[0].Replicas) == 3
+		return err == nil && len(st.Buckets) == 1 && len(st.Buckets[0].Replicas) == 3 && len(st.GetMeta().GetReplicas()) == 3
 	})
 	first.kill(t)
 	for i := range 5 {

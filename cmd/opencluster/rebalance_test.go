@@ -91,7 +91,7 @@ func (pc *procCluster) balanced(members int) bool {
 			live++
 		}
 	}
-	if live != members || len(st.Moves) > 0 {
+	if live != members || len(st.Moves) > 0 || len(st.GetMeta().GetReplicas()) != min(members, 5) {
 		return false
 	}
 	for _, b := range st.Buckets {

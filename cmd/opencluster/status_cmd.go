@@ -22,11 +22,13 @@ func newStatusCmd(a *app) *cobra.Command {
 		Short: "Show the cluster's members and buckets",
 		Long: `Show the cluster as the answering node sees it: its members (with their state,
 active, draining or removed, and how many replicas and leaderships each
-holds), the replica moves in progress, then one row per bucket with its
-replicas, leader, epoch and applied Raft index.
+holds), the replica moves in progress, the meta group's replicas and leader,
+then one row per bucket with its replicas, leader, epoch and applied Raft
+index.
 JSON: {"node_id","cluster_id","bucket_count","now",
        "members":[{"id","addr","gossip_addr","alive","state","replicas","leaders"}],
        "moves":[{"bucket","kind","from","to","reason","executor","started_unix_ms"}],
+       "meta":{"bucket":65536,"replicas":[id...],"leader","epoch","applied"},
        "buckets":[{"bucket","replicas":[id...],"leader","epoch","applied"}]}
 Ids are strings; an empty leader means none is known.`,
 		Args: exactArgs(0, "no arguments"),
@@ -58,16 +60,19 @@ func statusObject(st *ocpb.StatusResponse) object {
 			{"reason", m.GetReason()}, {"executor", m.GetExecutor()}, {"started_unix_ms", m.GetStartedUnixMs()},
 		})
 	}
-	buckets := make([]object, 0, len(st.GetBuckets()))
-	for _, b := range st.GetBuckets() {
+	group := func(b *ocpb.BucketStatus) object {
 		replicas := b.GetReplicas()
 		if replicas == nil {
 			replicas = []string{}
 		}
-		buckets = append(buckets, object{
+		return object{
 			{"bucket", b.GetBucket()}, {"replicas", replicas}, {"leader", b.GetLeader()},
 			{"epoch", b.GetEpoch()}, {"applied", b.GetApplied()},
-		})
+		}
+	}
+	buckets := make([]object, 0, len(st.GetBuckets()))
+	for _, b := range st.GetBuckets() {
+		buckets = append(buckets, group(b))
 	}
 	return object{
 		{"node_id", st.GetNodeId()},
@@ -76,6 +81,7 @@ func statusObject(st *ocpb.StatusResponse) object {
 		{"now", st.GetNow()},
 		{"members", members},
 		{"moves", moves},
+		{"meta", group(st.GetMeta())},
 		{"buckets", buckets},
 	}
 }
@@ -107,6 +113,9 @@ func writeStatus(w io.Writer, st *ocpb.StatusResponse) {
 		}
 		table(w, rows)
 		fmt.Fprintln(w)
+	}
+	if m := st.GetMeta(); m != nil {
+		fmt.Fprintf(w, "meta group: replicas %s, leader %s\n\n", orDash(strings.Join(m.GetReplicas(), ",")), orDash(m.GetLeader()))
 	}
 	rows = [][]string{{"BUCKET", "REPLICAS", "LEADER", "EPOCH", "APPLIED"}}
 	for _, b := range st.GetBuckets() {

@@ -3055,7 +3055,10 @@ type StatusResponse struct {
 	Now uint64 `protobuf:"varint,6,opt,name=now,proto3" json:"now,omitempty"`
 	// moves are the replica moves in progress, as the meta group records
 	// them.
-	Moves         []*MoveStatus `protobuf:"bytes,7,rep,name=moves,proto3" json:"moves,omitempty"`
+	Moves []*MoveStatus `protobuf:"bytes,7,rep,name=moves,proto3" json:"moves,omitempty"`
+	// meta is the meta group (registry, placement table, timestamp oracle)
+	// as the answering node knows it; its bucket field is 65536.
+	Meta          *BucketStatus `protobuf:"bytes,8,opt,name=meta,proto3" json:"meta,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3135,6 +3138,13 @@ func (x *StatusResponse) GetNow() uint64 {
 func (x *StatusResponse) GetMoves() []*MoveStatus {
 	if x != nil {
 		return x.Moves
+	}
+	return nil
+}
+
+func (x *StatusResponse) GetMeta() *BucketStatus {
+	if x != nil {
+		return x.Meta
 	}
 	return nil
 }
@@ -3347,7 +3357,7 @@ const file_opencluster_proto_rawDesc = "" +
 	"\breplicas\x18\x02 \x03(\tR\breplicas\x12\x16\n" +
 	"\x06leader\x18\x03 \x01(\tR\x06leader\x12\x14\n" +
 	"\x05epoch\x18\x04 \x01(\x04R\x05epoch\x12\x18\n" +
-	"\aapplied\x18\x05 \x01(\x04R\aapplied\"\x99\x02\n" +
+	"\aapplied\x18\x05 \x01(\x04R\aapplied\"\xcb\x02\n" +
 	"\x0eStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1d\n" +
 	"\n" +
@@ -3356,7 +3366,8 @@ const file_opencluster_proto_rawDesc = "" +
 	"\amembers\x18\x04 \x03(\v2\x16.opencluster.v1.MemberR\amembers\x126\n" +
 	"\abuckets\x18\x05 \x03(\v2\x1c.opencluster.v1.BucketStatusR\abuckets\x12\x10\n" +
 	"\x03now\x18\x06 \x01(\x04R\x03now\x120\n" +
-	"\x05moves\x18\a \x03(\v2\x1a.opencluster.v1.MoveStatusR\x05moves*A\n" +
+	"\x05moves\x18\a \x03(\v2\x1a.opencluster.v1.MoveStatusR\x05moves\x120\n" +
+	"\x04meta\x18\b \x01(\v2\x1c.opencluster.v1.BucketStatusR\x04meta*A\n" +
 	"\bLockKind\x12\x19\n" +
 	"\x15LOCK_KIND_UNSPECIFIED\x10\x00\x12\t\n" +
 	"\x05NAMED\x10\x01\x12\x0f\n" +
@@ -3497,49 +3508,50 @@ var file_opencluster_proto_depIdxs = []int32{
 	46, // 33: opencluster.v1.StatusResponse.members:type_name -> opencluster.v1.Member
 	48, // 34: opencluster.v1.StatusResponse.buckets:type_name -> opencluster.v1.BucketStatus
 	47, // 35: opencluster.v1.StatusResponse.moves:type_name -> opencluster.v1.MoveStatus
-	13, // 36: opencluster.v1.KV.Get:input_type -> opencluster.v1.GetRequest
-	15, // 37: opencluster.v1.KV.Put:input_type -> opencluster.v1.PutRequest
-	17, // 38: opencluster.v1.KV.Delete:input_type -> opencluster.v1.DeleteRequest
-	19, // 39: opencluster.v1.KV.CompareAndSwap:input_type -> opencluster.v1.CompareAndSwapRequest
-	21, // 40: opencluster.v1.KV.BatchGet:input_type -> opencluster.v1.BatchGetRequest
-	24, // 41: opencluster.v1.KV.Scan:input_type -> opencluster.v1.ScanRequest
-	26, // 42: opencluster.v1.Locks.Acquire:input_type -> opencluster.v1.AcquireRequest
-	28, // 43: opencluster.v1.Locks.Release:input_type -> opencluster.v1.ReleaseRequest
-	30, // 44: opencluster.v1.Locks.KeepAlive:input_type -> opencluster.v1.KeepAliveRequest
-	33, // 45: opencluster.v1.Locks.Restrict:input_type -> opencluster.v1.RestrictRequest
-	35, // 46: opencluster.v1.Locks.Commit:input_type -> opencluster.v1.CommitRequest
-	37, // 47: opencluster.v1.Locks.Abort:input_type -> opencluster.v1.AbortRequest
-	39, // 48: opencluster.v1.Locks.Describe:input_type -> opencluster.v1.DescribeRequest
-	43, // 49: opencluster.v1.Locks.List:input_type -> opencluster.v1.ListRequest
-	45, // 50: opencluster.v1.Cluster.Status:input_type -> opencluster.v1.StatusRequest
-	9,  // 51: opencluster.v1.Cluster.MoveReplica:input_type -> opencluster.v1.MoveReplicaRequest
-	3,  // 52: opencluster.v1.Cluster.TransferLeader:input_type -> opencluster.v1.TransferLeaderRequest
-	5,  // 53: opencluster.v1.Cluster.DrainNode:input_type -> opencluster.v1.DrainNodeRequest
-	7,  // 54: opencluster.v1.Cluster.RemoveNode:input_type -> opencluster.v1.RemoveNodeRequest
-	14, // 55: opencluster.v1.KV.Get:output_type -> opencluster.v1.GetResponse
-	16, // 56: opencluster.v1.KV.Put:output_type -> opencluster.v1.PutResponse
-	18, // 57: opencluster.v1.KV.Delete:output_type -> opencluster.v1.DeleteResponse
-	20, // 58: opencluster.v1.KV.CompareAndSwap:output_type -> opencluster.v1.CompareAndSwapResponse
-	23, // 59: opencluster.v1.KV.BatchGet:output_type -> opencluster.v1.BatchGetResponse
-	25, // 60: opencluster.v1.KV.Scan:output_type -> opencluster.v1.ScanResponse
-	27, // 61: opencluster.v1.Locks.Acquire:output_type -> opencluster.v1.AcquireResponse
-	29, // 62: opencluster.v1.Locks.Release:output_type -> opencluster.v1.ReleaseResponse
-	31, // 63: opencluster.v1.Locks.KeepAlive:output_type -> opencluster.v1.KeepAliveResponse
-	34, // 64: opencluster.v1.Locks.Restrict:output_type -> opencluster.v1.RestrictResponse
-	36, // 65: opencluster.v1.Locks.Commit:output_type -> opencluster.v1.CommitResponse
-	38, // 66: opencluster.v1.Locks.Abort:output_type -> opencluster.v1.AbortResponse
-	42, // 67: opencluster.v1.Locks.Describe:output_type -> opencluster.v1.DescribeResponse
-	44, // 68: opencluster.v1.Locks.List:output_type -> opencluster.v1.ListResponse
-	49, // 69: opencluster.v1.Cluster.Status:output_type -> opencluster.v1.StatusResponse
-	10, // 70: opencluster.v1.Cluster.MoveReplica:output_type -> opencluster.v1.MoveReplicaResponse
-	4,  // 71: opencluster.v1.Cluster.TransferLeader:output_type -> opencluster.v1.TransferLeaderResponse
-	6,  // 72: opencluster.v1.Cluster.DrainNode:output_type -> opencluster.v1.DrainNodeResponse
-	8,  // 73: opencluster.v1.Cluster.RemoveNode:output_type -> opencluster.v1.RemoveNodeResponse
-	55, // [55:74] is the sub-list for method output_type
-	36, // [36:55] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	48, // 36: opencluster.v1.StatusResponse.meta:type_name -> opencluster.v1.BucketStatus
+	13, // 37: opencluster.v1.KV.Get:input_type -> opencluster.v1.GetRequest
+	15, // 38: opencluster.v1.KV.Put:input_type -> opencluster.v1.PutRequest
+	17, // 39: opencluster.v1.KV.Delete:input_type -> opencluster.v1.DeleteRequest
+	19, // 40: opencluster.v1.KV.CompareAndSwap:input_type -> opencluster.v1.CompareAndSwapRequest
+	21, // 41: opencluster.v1.KV.BatchGet:input_type -> opencluster.v1.BatchGetRequest
+	24, // 42: opencluster.v1.KV.Scan:input_type -> opencluster.v1.ScanRequest
+	26, // 43: opencluster.v1.Locks.Acquire:input_type -> opencluster.v1.AcquireRequest
+	28, // 44: opencluster.v1.Locks.Release:input_type -> opencluster.v1.ReleaseRequest
+	30, // 45: opencluster.v1.Locks.KeepAlive:input_type -> opencluster.v1.KeepAliveRequest
+	33, // 46: opencluster.v1.Locks.Restrict:input_type -> opencluster.v1.RestrictRequest
+	35, // 47: opencluster.v1.Locks.Commit:input_type -> opencluster.v1.CommitRequest
+	37, // 48: opencluster.v1.Locks.Abort:input_type -> opencluster.v1.AbortRequest
+	39, // 49: opencluster.v1.Locks.Describe:input_type -> opencluster.v1.DescribeRequest
+	43, // 50: opencluster.v1.Locks.List:input_type -> opencluster.v1.ListRequest
+	45, // 51: opencluster.v1.Cluster.Status:input_type -> opencluster.v1.StatusRequest
+	9,  // 52: opencluster.v1.Cluster.MoveReplica:input_type -> opencluster.v1.MoveReplicaRequest
+	3,  // 53: opencluster.v1.Cluster.TransferLeader:input_type -> opencluster.v1.TransferLeaderRequest
+	5,  // 54: opencluster.v1.Cluster.DrainNode:input_type -> opencluster.v1.DrainNodeRequest
+	7,  // 55: opencluster.v1.Cluster.RemoveNode:input_type -> opencluster.v1.RemoveNodeRequest
+	14, // 56: opencluster.v1.KV.Get:output_type -> opencluster.v1.GetResponse
+	16, // 57: opencluster.v1.KV.Put:output_type -> opencluster.v1.PutResponse
+	18, // 58: opencluster.v1.KV.Delete:output_type -> opencluster.v1.DeleteResponse
+	20, // 59: opencluster.v1.KV.CompareAndSwap:output_type -> opencluster.v1.CompareAndSwapResponse
+	23, // 60: opencluster.v1.KV.BatchGet:output_type -> opencluster.v1.BatchGetResponse
+	25, // 61: opencluster.v1.KV.Scan:output_type -> opencluster.v1.ScanResponse
+	27, // 62: opencluster.v1.Locks.Acquire:output_type -> opencluster.v1.AcquireResponse
+	29, // 63: opencluster.v1.Locks.Release:output_type -> opencluster.v1.ReleaseResponse
+	31, // 64: opencluster.v1.Locks.KeepAlive:output_type -> opencluster.v1.KeepAliveResponse
+	34, // 65: opencluster.v1.Locks.Restrict:output_type -> opencluster.v1.RestrictResponse
+	36, // 66: opencluster.v1.Locks.Commit:output_type -> opencluster.v1.CommitResponse
+	38, // 67: opencluster.v1.Locks.Abort:output_type -> opencluster.v1.AbortResponse
+	42, // 68: opencluster.v1.Locks.Describe:output_type -> opencluster.v1.DescribeResponse
+	44, // 69: opencluster.v1.Locks.List:output_type -> opencluster.v1.ListResponse
+	49, // 70: opencluster.v1.Cluster.Status:output_type -> opencluster.v1.StatusResponse
+	10, // 71: opencluster.v1.Cluster.MoveReplica:output_type -> opencluster.v1.MoveReplicaResponse
+	4,  // 72: opencluster.v1.Cluster.TransferLeader:output_type -> opencluster.v1.TransferLeaderResponse
+	6,  // 73: opencluster.v1.Cluster.DrainNode:output_type -> opencluster.v1.DrainNodeResponse
+	8,  // 74: opencluster.v1.Cluster.RemoveNode:output_type -> opencluster.v1.RemoveNodeResponse
+	56, // [56:75] is the sub-list for method output_type
+	37, // [37:56] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_opencluster_proto_init() }
