@@ -152,7 +152,7 @@ func (n *Node) Commit(ctx context.Context, req *ocpb.CommitRequest) (*ocpb.Commi
 	}
 	n.deadlines.Remove(id)
 	// The outcome is decided; resolve even if the client goes away.
-	if err := n.resolveFinished(n.bg, req.Name); err != nil {
+	if err := n.resolve(n.bg, req.Name, false); err != nil {
 		n.log.Warn("resolving a committed restrictive lock", "lock", req.Name, "err", err)
 	}
 	return &ocpb.CommitResponse{CommitVersion: res.Ts}, nil
@@ -173,17 +173,19 @@ func (n *Node) prepareAndFinish(ctx context.Context, name string, code []byte, r
 	if err != nil {
 		return nil, err
 	}
+	// The buckets are prepared at once: each stamp is independent of the
+	// others, and any failure leaves the record PENDING.
 	order, groups := n.byBucket(writeKeys)
-	for _, b := range order {
+	if err := n.eachBucket(ctx, order, func(ctx context.Context, b mvcc.Bucket) error {
 		res, err := n.bucketPropose(ctx, b, &cmdpb.Command{Body: &cmdpb.Command_TxnPrepare{TxnPrepare: &cmdpb.TxnPrepare{
 			Name: name, Code: code, Keys: groups[b], MinCommitTs: uint64(minCommit),
 		}}})
 		if err == nil {
 			err = resultErr(res)
 		}
-		if err != nil {
-			return nil, err
-		}
+		return err
+	}); err != nil {
+		return nil, err
 	}
 	commitTS, err := n.tso.now(ctx)
 	if err != nil {
@@ -232,9 +234,19 @@ func (n *Node) abortTxn(ctx context.Context, name string, code []byte, expired b
 // resolveFinished releases the key locks of a finished record (committing
 // its provisional values if it committed) and frees the name. Idempotent.
 func (n *Node) resolveFinished(ctx context.Context, name string) error {
+	return n.resolve(ctx, name, true)
+}
+
+// resolve is resolveFinished; confirm reads the record only once this
+// node is confirmed as the name's leader (ReadIndex). Commit, which just
+// applied the record's move to COMMITTED here, skips that round: nothing
+// but its own proposals changes a finished record.
+func (n *Node) resolve(ctx context.Context, name string, confirm bool) error {
 	rr := n.replicaOfName(name)
-	if err := rr.linearizable(ctx); err != nil {
-		return err
+	if confirm {
+		if err := rr.linearizable(ctx); err != nil {
+			return err
+		}
 	}
 	rec, found, err := locks.TxnRecord(n.eng.DB(), rr.bucket, name)
 	if err != nil || !found || rec.Status == cmdpb.TxnStatus_PENDING || rec.Resolved {
@@ -246,16 +258,17 @@ func (n *Node) resolveFinished(ctx context.Context, name string) error {
 	}
 	order, groups := n.byBucket(keys)
 	commit := rec.Status == cmdpb.TxnStatus_COMMITTED
-	for _, b := range order {
+	// Each bucket resolves its own keys: all at once.
+	if err := n.eachBucket(ctx, order, func(ctx context.Context, b mvcc.Bucket) error {
 		res, err := n.bucketPropose(ctx, b, &cmdpb.Command{Body: &cmdpb.Command_ResolveKeys{ResolveKeys: &cmdpb.ResolveKeys{
 			Name: name, Code: rec.Code, Keys: groups[b], Commit: commit, CommitTs: rec.CommitTs,
 		}}})
 		if err == nil {
 			err = resultErr(res)
 		}
-		if err != nil {
-			return err
-		}
+		return err
+	}); err != nil {
+		return err
 	}
 	res, err := rr.propose(ctx, &cmdpb.Command{Body: &cmdpb.Command_TxnResolved{TxnResolved: &cmdpb.TxnResolved{Name: name, Code: rec.Code}}})
 	if err != nil {
@@ -265,6 +278,21 @@ func (n *Node) resolveFinished(ctx context.Context, name string) error {
 		return err
 	}
 	return nil
+}
+
+// eachBucket runs fn for every bucket at once and returns their errors
+// joined (nil if all succeeded). One bucket runs inline.
+func (n *Node) eachBucket(ctx context.Context, buckets []mvcc.Bucket, fn func(ctx context.Context, b mvcc.Bucket) error) error {
+	if len(buckets) == 1 {
+		return fn(ctx, buckets[0])
+	}
+	errs := make([]error, len(buckets))
+	var wg sync.WaitGroup
+	for i, b := range buckets {
+		wg.Go(func() { errs[i] = fn(ctx, b) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // resolveSweepInterval is how often each bucket's leader retries the
