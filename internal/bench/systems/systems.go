@@ -22,6 +22,7 @@ import (
 	"github.com/opencluster/opencluster/internal/bench/octarget"
 	"github.com/opencluster/opencluster/internal/bench/redistarget"
 	"github.com/opencluster/opencluster/rpc/client"
+	"github.com/opencluster/opencluster/rpc/ocpb"
 )
 
 // startTimeout bounds how long a server may take to serve.
@@ -160,30 +161,56 @@ func startOpenCluster(ctx context.Context, cfg Config) (bench.System, error) {
 	return bench.NewLocalSystem(bench.OpenCluster, cfg.Nodes, servers, t), nil
 }
 
-// waitReplicated waits until every bucket has want replicas and a leader.
+// waitReplicated waits until the cluster has settled: every bucket has
+// want replicas and a leader, the meta group its voters, no move is in
+// progress and leaderships are within one of the mean per node, twice in
+// a row half a second apart. The rebalancer moves replicas and
+// leaderships for a few seconds after a cluster starts; measuring then
+// would time those moves, not the workload.
 func waitReplicated(ctx context.Context, endpoints []string, want int) error {
 	c, err := client.New(ctx, endpoints)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	settled := 0
 	for {
 		st, err := c.Status(ctx)
-		if err == nil {
-			done := len(st.GetBuckets()) > 0
-			for _, b := range st.GetBuckets() {
-				done = done && len(b.GetReplicas()) >= want && b.GetLeader() != ""
-			}
-			if done {
+		if err == nil && clusterSettled(st, want, len(endpoints)) {
+			if settled++; settled == 2 {
 				return nil
 			}
+		} else {
+			settled = 0
 		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("opencluster: buckets not replicated: %w", ctx.Err())
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// clusterSettled reports whether st shows the cluster of nodes nodes
+// settled (see waitReplicated).
+func clusterSettled(st *ocpb.StatusResponse, want, nodes int) bool {
+	if len(st.GetBuckets()) == 0 || len(st.GetMoves()) > 0 || len(st.GetMeta().GetReplicas()) < min(nodes, 5) {
+		return false
+	}
+	leaders := map[string]int{}
+	for _, b := range st.GetBuckets() {
+		if len(b.GetReplicas()) < want || b.GetLeader() == "" {
+			return false
+		}
+		leaders[b.GetLeader()]++
+	}
+	mean := float64(len(st.GetBuckets())) / float64(nodes)
+	for _, m := range st.GetMembers() {
+		if d := float64(leaders[m.GetId()]) - mean; d > 1 || d < -1 {
+			return false
+		}
+	}
+	return true
 }
 
 func startRedis(ctx context.Context, cfg Config) (bench.System, error) {
