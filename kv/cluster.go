@@ -303,7 +303,7 @@ func nextConfChange(st raft.Status, self uint64, want int, candidates []uint64, 
 	if staying >= want {
 		ids := slices.Sorted(maps.Keys(voters))
 		for _, id := range ids {
-			if removed, ok := leaving[id]; ok && id != self && (removed || len(voters) > 3) {
+			if removed, ok := leaving[id]; ok && id != self && (removed || len(voters) > 3) && quorumActiveWithout(st, self, id) {
 				return &raftpb.ConfChangeV2{Changes: []*raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeRemoveNode.Enum(), NodeId: new(id)}}}
 			}
 		}
@@ -323,6 +323,24 @@ func nextConfChange(st raft.Status, self uint64, want int, candidates []uint64, 
 		}
 	}
 	return nil
+}
+
+// quorumActiveWithout reports whether the voters other than id, recently
+// active (self, the leader, always is), are a quorum of the configuration
+// without id: removing a leaving node's voter must not leave the group
+// unable to commit (a node marked removed may well be the one still up).
+func quorumActiveWithout(st raft.Status, self, id uint64) bool {
+	remaining, active := 0, 0
+	for v := range st.Config.Voters[0] {
+		if v == id {
+			continue
+		}
+		remaining++
+		if pr, ok := st.Progress[v]; v == self || ok && pr.RecentActive {
+			active++
+		}
+	}
+	return active >= remaining/2+1
 }
 
 // ClusterID returns the cluster's id.

@@ -55,7 +55,7 @@ func groupStatus(commit uint64, voters, learners map[uint64]uint64) raft.Status 
 	st.Config.Learners = map[uint64]struct{}{}
 	for id, match := range voters {
 		st.Config.Voters[0][id] = struct{}{}
-		st.Progress[id] = tracker.Progress{Match: match}
+		st.Progress[id] = tracker.Progress{Match: match, RecentActive: true}
 	}
 	for id, match := range learners {
 		st.Config.Learners[id] = struct{}{}
@@ -96,6 +96,15 @@ func TestNextConfChangeLeavingNodes(t *testing.T) {
 		{"drop a removed voter at once",
 			groupStatus(9, map[uint64]uint64{1: 9, 2: 9, 3: 9}, nil), 2, []uint64{1, 2}, map[uint64]bool{3: true},
 			&change{raftpb.ConfChangeRemoveNode, 3}},
+		{"keep a removed voter while the others are no quorum without it",
+			func() raft.Status {
+				st := groupStatus(9, map[uint64]uint64{1: 9, 2: 9, 3: 9}, nil)
+				pr := st.Progress[2]
+				pr.RecentActive = false
+				st.Progress[2] = pr
+				return st
+			}(), 1, []uint64{1}, map[uint64]bool{3: true},
+			nil},
 		{"never remove the leader itself",
 			groupStatus(9, map[uint64]uint64{1: 9, 2: 9, 3: 9, 4: 9}, nil), 3, []uint64{2, 3, 4}, map[uint64]bool{1: true},
 			nil},

@@ -118,6 +118,15 @@ func Open(cfg Config) (*Node, error) {
 		n.wg.Add(1)
 		go func() { defer n.wg.Done(); n.rebalanceLoop() }()
 	}
+	// A group whose only voter is this node need not wait an election
+	// timeout. Read before the scheduler goroutine, which owns storage,
+	// starts.
+	var solo []*replica
+	for _, r := range n.replicas {
+		if cs := r.storage.ConfState(); len(cs.GetVoters()) == 1 && cs.GetVoters()[0] == n.id && len(cs.GetVotersOutgoing()) == 0 {
+			solo = append(solo, r)
+		}
+	}
 	if cfg.Transport != nil {
 		n.wg.Add(1)
 		go func() { defer n.wg.Done(); n.replicaGCLoop() }()
@@ -126,12 +135,8 @@ func Open(cfg Config) (*Node, error) {
 	go func() { defer n.wg.Done(); n.sched.run() }()
 	go func() { defer n.wg.Done(); n.expiryLoop() }()
 	go func() { defer n.wg.Done(); n.gcLoop() }()
-	// A group whose only voter is this node need not wait an election
-	// timeout.
-	for _, r := range n.replicas {
-		if cs := r.storage.ConfState(); len(cs.GetVoters()) == 1 && cs.GetVoters()[0] == n.id && len(cs.GetVotersOutgoing()) == 0 {
-			n.submit(func() { _ = r.rn.Campaign() })
-		}
+	for _, r := range solo {
+		n.submit(func() { _ = r.rn.Campaign() })
 	}
 	return n, nil
 }

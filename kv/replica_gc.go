@@ -83,12 +83,13 @@ func (n *Node) looksRemoved(r *replica) bool {
 // raftMark is the part of a replica's Raft state that any message from a
 // group that counts the replica changes before the replica acknowledges
 // anything.
-type raftMark struct{ last, applied, commit, term uint64 }
+type raftMark struct{ last, lastTerm, applied, commit, term uint64 }
 
 func (r *replica) mark() raftMark {
 	last, _ := r.storage.LastIndex()
+	lastTerm, _ := r.storage.Term(last)
 	st := r.rn.BasicStatus()
-	return raftMark{last: last, applied: r.storage.Applied(), commit: st.GetCommit(), term: st.GetTerm()}
+	return raftMark{last: last, lastTerm: lastTerm, applied: r.storage.Applied(), commit: st.GetCommit(), term: st.GetTerm()}
 }
 
 // collectReplica deletes r's data and Raft state if the bucket's leader
@@ -104,6 +105,12 @@ func (n *Node) collectReplica(ctx context.Context, r *replica) error {
 	}
 	if leader := st.GetLeader(); leader == 0 || leader == n.id || slices.Contains(st.GetVoters(), n.id) || slices.Contains(st.GetLearners(), n.id) {
 		return nil // still a member, or no clear answer
+	}
+	// The answer must come from a leader that committed everything this
+	// replica holds: a deposed leader (partitioned, still in its lease)
+	// could have missed the group taking this node back.
+	if st.GetCommit() < before.last {
+		return nil
 	}
 	return n.onScheduler(ctx, func() error {
 		if r.mark() != before {
@@ -137,6 +144,7 @@ func (n *Node) forgetReplica(r *replica) error {
 	if err != nil {
 		return err
 	}
+	r.setLeader(false, 0) // it led nothing (collectReplica checked); keep that true
 	r.storage, r.rn = st, rn
 	r.mu.Lock()
 	r.mu.applied, r.mu.epoch, r.mu.leaderID, r.mu.reported = 0, 0, 0, 0
