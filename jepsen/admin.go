@@ -17,6 +17,7 @@ import (
 
 	"github.com/opencluster/opencluster/rpc/client"
 	"github.com/opencluster/opencluster/rpc/cmdpb"
+	"github.com/opencluster/opencluster/rpc/ocpb"
 )
 
 // PlantedBugs are the server's planted bugs (negative controls), switched
@@ -197,19 +198,31 @@ type moveNemesis struct {
 
 func (m moveNemesis) Name() string { return "move" }
 
+// clusterStatus connects to the cluster through endpoints and reads its
+// status, for the nemeses that act through the public API. The caller
+// closes the client.
+func clusterStatus(ctx context.Context, nemesis string, endpoints []string, dial []grpc.DialOption) (*client.Client, *ocpb.StatusResponse, error) {
+	cl, err := client.New(ctx, endpoints, client.WithRetry(3, 50*time.Millisecond), client.WithDialOptions(dial...))
+	if err != nil {
+		return nil, nil, err
+	}
+	sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	st, err := cl.Status(sctx)
+	if err != nil {
+		cl.Close()
+		return nil, nil, fmt.Errorf("jepsen: %s: status: %w", nemesis, err)
+	}
+	return cl, st, nil
+}
+
 func (m moveNemesis) Inject(ctx context.Context, _ Cluster, rng *rand.Rand) (Fault, error) {
 	f := Fault{Nemesis: m.Name()}
-	cl, err := client.New(ctx, m.endpoints, client.WithRetry(3, 50*time.Millisecond), client.WithDialOptions(m.dial...))
+	cl, st, err := clusterStatus(ctx, m.Name(), m.endpoints, m.dial)
 	if err != nil {
 		return f, err
 	}
 	defer cl.Close()
-	sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	st, err := cl.Status(sctx)
-	cancel()
-	if err != nil {
-		return f, fmt.Errorf("jepsen: move: status: %w", err)
-	}
 	nodeOf := map[string]int{}
 	for _, mem := range st.GetMembers() {
 		if n := nodeOfAddr(mem.GetAddr()); n != 0 {
@@ -269,17 +282,11 @@ func (t transferNemesis) Name() string { return "transfer" }
 
 func (t transferNemesis) Inject(ctx context.Context, _ Cluster, rng *rand.Rand) (Fault, error) {
 	f := Fault{Nemesis: t.Name()}
-	cl, err := client.New(ctx, t.endpoints, client.WithRetry(3, 50*time.Millisecond), client.WithDialOptions(t.dial...))
+	cl, st, err := clusterStatus(ctx, t.Name(), t.endpoints, t.dial)
 	if err != nil {
 		return f, err
 	}
 	defer cl.Close()
-	sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	st, err := cl.Status(sctx)
-	cancel()
-	if err != nil {
-		return f, fmt.Errorf("jepsen: transfer: status: %w", err)
-	}
 	type transfer struct {
 		bucket uint32
 		to     string

@@ -28,11 +28,9 @@ import (
 // appends and a fresh one takes its place, so lists stay short and the
 // checker sees many version orders.
 type appendWorkload struct {
-	cfg *Config
+	restrictor // and its cfg, the run's
 	// values makes every appended value unique in the run.
 	values atomic.Int64
-	// seq makes restrictive lock names unique.
-	seq atomic.Uint64
 
 	mu struct {
 		sync.Mutex
@@ -72,7 +70,7 @@ var (
 )
 
 func newAppend(cfg *Config) workload {
-	a := &appendWorkload{cfg: cfg}
+	a := &appendWorkload{restrictor: restrictor{cfg: cfg, prefix: "jepsen/append/lock"}}
 	a.mu.appends = map[int]int{}
 	for range appendActiveKeys {
 		a.mu.active = append(a.mu.active, a.mu.next)
@@ -348,36 +346,4 @@ func (a *appendWorkload) batchRead(ctx context.Context, p *process, args appendA
 	}
 	p.complete(inv, OK, appendResult{Mops: out, Version: r.Version}, nil)
 	return true
-}
-
-// retryContext bounds the retries of a lock request with an unknown
-// outcome (same request id).
-func (a *appendWorkload) retryContext(ctx context.Context, p *process) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, 3*p.OpTimeout+a.cfg.LockWait)
-}
-
-// restrict takes a restrictive lock, retrying an unknown outcome with the
-// same request id so that a grant is never left behind unknown.
-func (a *appendWorkload) restrict(ctx context.Context, p *process, opts ...client.RestrictOption) (*client.Tx, error) {
-	name := fmt.Sprintf("jepsen/append/lock/%d", a.seq.Add(1))
-	opts = append(opts, client.TTL(a.cfg.LockTTL), client.Wait(a.cfg.LockWait), client.WithRequestID(newRequestID()))
-	var tx *client.Tx
-	rctx, cancel := a.retryContext(ctx, p)
-	defer cancel()
-	err := retryAmbiguous(rctx, func(ctx context.Context) error {
-		actx, cancel := p.opContext(ctx, a.cfg.LockWait)
-		defer cancel()
-		var err error
-		tx, err = p.Client.Restrict(actx, name, opts...)
-		return err
-	})
-	return tx, err
-}
-
-// abort aborts tx, best effort: if it fails, the lock expires after its
-// ttl, which also discards its writes.
-func (a *appendWorkload) abort(ctx context.Context, p *process, tx *client.Tx) {
-	actx, cancel := p.opContext(context.WithoutCancel(ctx), 0)
-	defer cancel()
-	_ = tx.Abort(actx)
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/opencluster/opencluster/rpc/client"
@@ -16,10 +15,8 @@ import (
 // once in three ways. Transfers sleep between their two writes, so a read
 // that could see provisional writes would see half a transfer.
 type bank struct {
-	cfg  *Config
-	keys [][]byte
-	// seq makes restrictive lock names unique.
-	seq atomic.Uint64
+	restrictor // and its cfg, the run's
+	keys       [][]byte
 	// snapshots[w] holds recent snapshot versions worker w read, for
 	// at-version reads; only worker w touches it.
 	snapshots [][]uint64
@@ -29,7 +26,7 @@ type bank struct {
 const maxRememberedSnapshots = 16
 
 func newBank(cfg *Config) workload {
-	b := &bank{cfg: cfg, snapshots: make([][]uint64, cfg.Concurrency)}
+	b := &bank{restrictor: restrictor{cfg: cfg, prefix: "jepsen/bank/lock"}, snapshots: make([][]uint64, cfg.Concurrency)}
 	for a := range cfg.Accounts {
 		b.keys = append(b.keys, fmt.Appendf(nil, "jepsen/bank/account/%d", a))
 	}
@@ -85,38 +82,6 @@ func (b *bank) Final(ctx context.Context, p *process) {
 		}
 		sleep(ctx, 200*time.Millisecond)
 	}
-}
-
-// retryContext bounds the retries of a lock request with an unknown
-// outcome (same request id).
-func (b *bank) retryContext(ctx context.Context, p *process) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, 3*p.OpTimeout+b.cfg.LockWait)
-}
-
-// restrict takes a restrictive lock, retrying an unknown outcome with the
-// same request id so that a grant is never left behind unknown.
-func (b *bank) restrict(ctx context.Context, p *process, opts ...client.RestrictOption) (*client.Tx, error) {
-	name := fmt.Sprintf("jepsen/bank/lock/%d", b.seq.Add(1))
-	opts = append(opts, client.TTL(b.cfg.LockTTL), client.Wait(b.cfg.LockWait), client.WithRequestID(newRequestID()))
-	var tx *client.Tx
-	rctx, cancel := b.retryContext(ctx, p)
-	defer cancel()
-	err := retryAmbiguous(rctx, func(ctx context.Context) error {
-		actx, cancel := p.opContext(ctx, b.cfg.LockWait)
-		defer cancel()
-		var err error
-		tx, err = p.Client.Restrict(actx, name, opts...)
-		return err
-	})
-	return tx, err
-}
-
-// abort aborts tx, best effort: if it fails, the lock expires after its
-// ttl, which also discards its writes.
-func (b *bank) abort(ctx context.Context, p *process, tx *client.Tx) {
-	actx, cancel := p.opContext(context.WithoutCancel(ctx), 0)
-	defer cancel()
-	_ = tx.Abort(actx)
 }
 
 // transfer moves a random amount between two random accounts. It is

@@ -17,9 +17,10 @@
 // and heals faults (kill -9 and restart, SIGSTOP and SIGCONT, network
 // partitions, oracle clock skew, bucket replica moves, leadership-transfer
 // storms); heal everything and wait for every node; run the workload's
-// final reads;
-// check the history; write the run directory (history.jsonl,
-// results.json, summary.txt, test.json, the servers' logs).
+// final reads; check the history; write the run directory (history.jsonl,
+// results.json, summary.txt, test.json, latency.png and throughput.png
+// with the faults shaded, register-<key>.html for a non-linearizable key,
+// the servers' logs).
 //
 // The history is a list of Ops. A client process records an invoke
 // before it sends a request and a completion after the answer:
@@ -150,8 +151,9 @@
 // leaders, the clock nemesis the nodes' addresses (it calls the test-only
 // cmdpb.TestAdmin service of servers started with --test-admin, which Run
 // asks for only when the clock nemesis or planted bugs need it), the move
-// nemesis the nodes' endpoints (Status, then MoveReplica of one replica of
-// a random bucket to a node without one; at least 4 nodes).
+// and transfer nemeses the nodes' endpoints (Status, then MoveReplica of
+// one replica of a random bucket to a node without one, at least 4 nodes;
+// or TransferLeader of up to 8 buckets at once).
 //
 // # Negative controls
 //

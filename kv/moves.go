@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"time"
@@ -40,7 +41,7 @@ func (n *Node) MoveReplica(ctx context.Context, req *ocpb.MoveReplicaRequest) (*
 	case int(req.GetBucket()) >= n.buckets:
 		return nil, fmt.Errorf("%w: bucket %d, the cluster has %d", ErrInvalid, req.GetBucket(), n.buckets)
 	}
-	if !slices.ContainsFunc(n.registry(), func(r *cmdpb.NodeRecord) bool { return r.GetNodeId() == to }) || !n.alive(to) {
+	if n.record(to) == nil || !n.alive(to) {
 		return nil, fmt.Errorf("%w: node %d is not a live member", ErrInvalid, to)
 	}
 	b := mvcc.Bucket(req.GetBucket())
@@ -211,26 +212,11 @@ func (n *Node) ServeBucketChange(ctx context.Context, req *cmdpb.BucketChangeReq
 	err = n.onScheduler(ctx, func() error {
 		st := r.rn.Status()
 		out = &cmdpb.BucketChangeResponse{Leader: st.Lead, Joint: len(st.Config.Voters[1]) > 0, Commit: st.GetCommit(), Match: map[uint64]uint64{}}
-		for _, cfg := range st.Config.Voters {
-			for id := range cfg {
-				if !slices.Contains(out.Voters, id) {
-					out.Voters = append(out.Voters, id)
-				}
-			}
-		}
-		for id := range st.Config.Learners {
-			out.Learners = append(out.Learners, id)
-		}
-		for id := range st.Config.LearnersNext {
-			if !slices.Contains(out.Voters, id) { // a voter until the joint configuration is left
-				out.Learners = append(out.Learners, id)
-			}
-		}
+		out.Voters, out.Learners = configMembers(slices.Collect(maps.Keys(st.Config.Voters[0])), slices.Collect(maps.Keys(st.Config.Voters[1])),
+			slices.Collect(maps.Keys(st.Config.Learners)), slices.Collect(maps.Keys(st.Config.LearnersNext)))
 		for id, pr := range st.Progress {
 			out.Match[id] = pr.Match
 		}
-		slices.Sort(out.Voters)
-		slices.Sort(out.Learners)
 		return nil
 	})
 	r.mu.Lock()

@@ -56,19 +56,15 @@ func (n *Node) DrainNode(ctx context.Context, req *ocpb.DrainNodeRequest) (*ocpb
 	if resp, done, err := onPrimary[*ocpb.DrainNodeResponse](ctx, n, "DrainNode", req); done {
 		return resp, err
 	}
-	id, err := parseNodeID(req.GetNodeId(), "node")
+	id, rec, err := n.member(req.GetNodeId())
 	if err != nil {
 		return nil, err
 	}
-	rec := n.record(id)
-	switch {
-	case rec == nil:
-		return nil, fmt.Errorf("%w: node %d is not a member", ErrInvalid, id)
-	case rec.GetRemoved():
+	if rec.GetRemoved() {
 		return nil, fmt.Errorf("%w: node %d was removed", ErrInvalid, id)
 	}
 	cmd := &cmdpb.SetNodeState{NodeId: id, Draining: !req.GetUndo()}
-	if _, err := n.metaPropose(ctx, &cmdpb.Command{Body: &cmdpb.Command_SetNodeState{SetNodeState: cmd}}); err != nil {
+	if err := n.setNodeState(ctx, cmd); err != nil {
 		return nil, err
 	}
 	n.log.Info("node state set", "node", id, "draining", cmd.Draining)
@@ -84,15 +80,11 @@ func (n *Node) RemoveNode(ctx context.Context, req *ocpb.RemoveNodeRequest) (*oc
 	if resp, done, err := onPrimary[*ocpb.RemoveNodeResponse](ctx, n, "RemoveNode", req); done {
 		return resp, err
 	}
-	id, err := parseNodeID(req.GetNodeId(), "node")
+	id, rec, err := n.member(req.GetNodeId())
 	if err != nil {
 		return nil, err
 	}
-	rec := n.record(id)
-	switch {
-	case rec == nil:
-		return nil, fmt.Errorf("%w: node %d is not a member", ErrInvalid, id)
-	case rec.GetRemoved():
+	if rec.GetRemoved() {
 		return &ocpb.RemoveNodeResponse{}, nil
 	}
 	if n.alive(id) {
@@ -110,12 +102,31 @@ func (n *Node) RemoveNode(ctx context.Context, req *ocpb.RemoveNodeRequest) (*oc
 				ErrPrecondition, id, len(held), held, rec.GetDraining(), id)
 		}
 	}
-	cmd := &cmdpb.SetNodeState{NodeId: id, Draining: true, Removed: true}
-	if _, err := n.metaPropose(ctx, &cmdpb.Command{Body: &cmdpb.Command_SetNodeState{SetNodeState: cmd}}); err != nil {
+	if err := n.setNodeState(ctx, &cmdpb.SetNodeState{NodeId: id, Draining: true, Removed: true}); err != nil {
 		return nil, err
 	}
 	n.log.Info("node removed", "node", id)
 	return &ocpb.RemoveNodeResponse{}, nil
+}
+
+// member returns the registry record of the node with id s (as Status
+// prints it), or ErrInvalid.
+func (n *Node) member(s string) (uint64, *cmdpb.NodeRecord, error) {
+	id, err := parseNodeID(s, "node")
+	if err != nil {
+		return 0, nil, err
+	}
+	rec := n.record(id)
+	if rec == nil {
+		return 0, nil, fmt.Errorf("%w: node %d is not a member", ErrInvalid, id)
+	}
+	return id, rec, nil
+}
+
+// setNodeState records an operator's node state in the registry.
+func (n *Node) setNodeState(ctx context.Context, c *cmdpb.SetNodeState) error {
+	_, err := n.metaPropose(ctx, &cmdpb.Command{Body: &cmdpb.Command_SetNodeState{SetNodeState: c}})
+	return err
 }
 
 // applySetNodeState applies SetNodeState (meta group).

@@ -174,14 +174,19 @@ func (r *replica) setLeaderID(id uint64) {
 func (r *replica) setConfState(cs *raftpb.ConfState, index uint64) {
 	r.mu.Lock()
 	r.mu.epoch = max(r.mu.epoch, index)
-	// In a joint configuration a node may be a voter of both halves, or a
-	// voter of the outgoing half and a learner next: each node is listed
-	// once, as a voter while it votes in either half.
-	voters := slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(cs.GetVoters()), cs.GetVotersOutgoing()...))))
-	learners := slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(cs.GetLearners()), cs.GetLearnersNext()...))))
-	learners = slices.DeleteFunc(learners, func(id uint64) bool { return slices.Contains(voters, id) })
-	r.mu.voters, r.mu.learners = voters, learners
+	r.mu.voters, r.mu.learners = configMembers(cs.GetVoters(), cs.GetVotersOutgoing(), cs.GetLearners(), cs.GetLearnersNext())
 	r.mu.Unlock()
+}
+
+// configMembers lists a configuration's nodes once each, sorted. In a
+// joint configuration a node may be a voter of both halves, or a voter of
+// the outgoing half and a learner next: it counts as a voter while it
+// votes in either half.
+func configMembers(incoming, outgoing, learners, learnersNext []uint64) (voters, others []uint64) {
+	voters = slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(incoming), outgoing...))))
+	others = slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(learners), learnersNext...))))
+	others = slices.DeleteFunc(others, func(id uint64) bool { return slices.Contains(voters, id) })
+	return voters, others
 }
 
 // membership returns the leader and configuration last seen.

@@ -89,12 +89,12 @@ func (s *scheduler) cycle() error {
 	}
 	var work []readyWork
 	var early map[uint64][]*cmdpb.GroupMessage
-	// mustSync: the round persists entries, a new term or vote, or a
-	// snapshot. A round that only moves commit indexes need not wait for
-	// the disk (raft.MustSync, as etcd's server does): a commit index is
-	// recovered from the leader after a crash, and the WAL keeps writes in
-	// order, so an applied index never survives without the commit index
-	// written before it.
+	// mustSync: the round persists entries, a new term or vote
+	// (Ready.MustSync), or a snapshot. A round that only moves commit
+	// indexes need not wait for the disk (as etcd's server does): a commit
+	// index is recovered from the leader after a crash, and the WAL keeps
+	// writes in order, so an applied index never survives without the
+	// commit index written before it.
 	mustSync := false
 	logBatch := n.eng.DB().NewBatch()
 	defer logBatch.Close()
@@ -121,15 +121,8 @@ func (s *scheduler) cycle() error {
 				return err
 			}
 		}
-		hs := hardStateOrNil(rd.HardState)
-		if !mustSync && (len(rd.Entries) > 0 || hs != nil) {
-			prev, _, err := r.storage.InitialState()
-			if err != nil {
-				return err
-			}
-			mustSync = len(rd.Entries) > 0 || hs.GetTerm() != prev.GetTerm() || hs.GetVote() != prev.GetVote()
-		}
-		if err := r.storage.Append(logBatch, rd.Entries, hs); err != nil {
+		mustSync = mustSync || rd.MustSync
+		if err := r.storage.Append(logBatch, rd.Entries, hardStateOrNil(rd.HardState)); err != nil {
 			return err
 		}
 		work = append(work, readyWork{r: r, rd: rd})

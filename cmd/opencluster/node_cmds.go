@@ -74,7 +74,7 @@ func nodeHoldings(ctx context.Context, c *client.Client, id string) (replicas, l
 	if err != nil {
 		return 0, 0, err
 	}
-	r, l := holdings(st)
+	r, l := client.Holdings(st)
 	return r[id], l[id], nil
 }
 

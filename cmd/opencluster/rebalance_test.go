@@ -84,7 +84,7 @@ func (pc *procCluster) balanced(members int) bool {
 		return false
 	}
 	pc.last = st
-	replicas, leaders := holdings(st)
+	replicas, leaders := client.Holdings(st)
 	live := 0
 	for _, m := range st.Members {
 		if m.State == "active" && m.Alive {

@@ -45,7 +45,7 @@ Ids are strings; an empty leader means none is known.`,
 }
 
 func statusObject(st *ocpb.StatusResponse) object {
-	replicas, leaders := holdings(st)
+	replicas, leaders := client.Holdings(st)
 	members := make([]object, 0, len(st.GetMembers()))
 	for _, m := range st.GetMembers() {
 		members = append(members, object{
@@ -91,7 +91,7 @@ func statusObject(st *ocpb.StatusResponse) object {
 func writeStatus(w io.Writer, st *ocpb.StatusResponse) {
 	fmt.Fprintf(w, "cluster %s, answered by node %s, %d buckets\n\n",
 		st.GetClusterId(), st.GetNodeId(), st.GetBucketCount())
-	replicas, leaders := holdings(st)
+	replicas, leaders := client.Holdings(st)
 	rows := [][]string{{"MEMBER", "ADDR", "GOSSIP", "ALIVE", "STATE", "REPLICAS", "LEADS"}}
 	for _, m := range st.GetMembers() {
 		rows = append(rows, []string{
@@ -125,18 +125,6 @@ func writeStatus(w io.Writer, st *ocpb.StatusResponse) {
 		})
 	}
 	table(w, rows)
-}
-
-// holdings counts the replicas and leaderships of each node.
-func holdings(st *ocpb.StatusResponse) (replicas, leaders map[string]int) {
-	replicas, leaders = map[string]int{}, map[string]int{}
-	for _, b := range st.GetBuckets() {
-		for _, r := range b.GetReplicas() {
-			replicas[r]++
-		}
-		leaders[b.GetLeader()]++
-	}
-	return replicas, leaders
 }
 
 func orDash(s string) string {

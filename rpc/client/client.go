@@ -239,6 +239,19 @@ func (c *Client) Status(ctx context.Context) (*ocpb.StatusResponse, error) {
 	return resp, err
 }
 
+// Holdings counts, in a Status, each node's bucket replicas and the
+// buckets it leads, by node id.
+func Holdings(st *ocpb.StatusResponse) (replicas, leaders map[string]int) {
+	replicas, leaders = map[string]int{}, map[string]int{}
+	for _, b := range st.GetBuckets() {
+		for _, r := range b.GetReplicas() {
+			replicas[r]++
+		}
+		leaders[b.GetLeader()]++
+	}
+	return replicas, leaders
+}
+
 // detached returns a context for cleanup after ctx may have ended (aborting
 // a transaction whose function failed): ctx's values, not its cancellation,
 // bounded by the client's timeout or 5s.

@@ -232,7 +232,7 @@ func summary(st *ocpb.StatusResponse) string {
 	if st == nil {
 		return "no status"
 	}
-	replicas, leaders := holdings(st)
+	replicas, leaders := client.Holdings(st)
 	var b strings.Builder
 	for _, m := range st.GetMembers() {
 		fmt.Fprintf(&b, "member %s %s alive=%v %s: %d replicas, %d leaders\n", m.GetId(), m.GetAddr(), m.GetAlive(), m.GetState(), replicas[m.GetId()], leaders[m.GetId()])
@@ -241,18 +241,6 @@ func summary(st *ocpb.StatusResponse) string {
 		fmt.Fprintf(&b, "move bucket %d %s %s->%s (%s) by %s\n", mv.GetBucket(), mv.GetKind(), mv.GetFrom(), mv.GetTo(), mv.GetReason(), mv.GetExecutor())
 	}
 	return b.String()
-}
-
-// holdings counts each member's replicas and leaderships.
-func holdings(st *ocpb.StatusResponse) (replicas, leaders map[string]int) {
-	replicas, leaders = map[string]int{}, map[string]int{}
-	for _, b := range st.GetBuckets() {
-		for _, r := range b.GetReplicas() {
-			replicas[r]++
-		}
-		leaders[b.GetLeader()]++
-	}
-	return replicas, leaders
 }
 
 // replicated reports whether every bucket has Replicas voters and a
@@ -286,7 +274,7 @@ func balanced(st *ocpb.StatusResponse, members int, leadersToo bool) bool {
 	if !replicated(st) || len(st.GetMoves()) > 0 {
 		return false
 	}
-	replicas, leaders := holdings(st)
+	replicas, leaders := client.Holdings(st)
 	nb := float64(len(st.GetBuckets()))
 	meanR, meanL := Replicas*nb/float64(members), nb/float64(members)
 	active := 0

@@ -469,7 +469,7 @@ func (r *runner) joinPart(ctx context.Context, res *Result) error {
 	} else {
 		r.logf("part 3: leaders not balanced %s after the replicas:\n%s", r.cfg.LeaderWait, summary(st2))
 	}
-	replicas, leaders := holdings(st)
+	replicas, leaders := client.Holdings(st)
 	j.Replicas, j.Leaders = replicas[n4.id], leaders[n4.id]
 	for _, m := range st.GetMembers() {
 		j.Members = append(j.Members, Holding{ID: m.GetId(), State: m.GetState(), Replicas: replicas[m.GetId()], Leaders: leaders[m.GetId()]})

@@ -197,13 +197,12 @@ func clusterSettled(st *ocpb.StatusResponse, want, nodes int) bool {
 	if len(st.GetBuckets()) == 0 || len(st.GetMoves()) > 0 || len(st.GetMeta().GetReplicas()) < min(nodes, 5) {
 		return false
 	}
-	leaders := map[string]int{}
 	for _, b := range st.GetBuckets() {
 		if len(b.GetReplicas()) < want || b.GetLeader() == "" {
 			return false
 		}
-		leaders[b.GetLeader()]++
 	}
+	_, leaders := client.Holdings(st)
 	mean := float64(len(st.GetBuckets())) / float64(nodes)
 	for _, m := range st.GetMembers() {
 		if d := float64(leaders[m.GetId()]) - mean; d > 1 || d < -1 {
