@@ -133,17 +133,30 @@ func (s *scheduler) cycle() error {
 	if len(work) == 0 {
 		return nil
 	}
+	// The round's log write goes to the WAL now and its fsync runs while
+	// the committed entries are applied (as etcd's server applies while it
+	// saves): an entry a quorum committed may be applied and answered before
+	// this node's own copy of newer entries is durable. Crash order holds
+	// because the WAL is one sequence: the apply batch is written after
+	// this log batch, so no applied index survives without the entries and
+	// commit index it stands on. What must wait for the fsync does: the
+	// messages sent below (votes, acknowledgements) and Advance.
+	syncPending := false
 	if !logBatch.Empty() {
-		opt := pebble.NoSync
 		if mustSync {
-			opt = pebble.Sync
-		}
-		if err := logBatch.Commit(opt); err != nil {
+			if err := n.eng.DB().ApplyNoSyncWait(logBatch, pebble.Sync); err != nil {
+				return err
+			}
+			syncPending = true
+			// A batch must not be closed while its fsync is in flight.
+			defer func() {
+				if syncPending {
+					_ = logBatch.SyncWait()
+				}
+			}()
+		} else if err := logBatch.Commit(pebble.NoSync); err != nil {
 			return err
 		}
-	}
-	if err := n.send(work); err != nil {
-		return err
 	}
 	// Leadership changes, before apply so readiness is judged on apply.
 	for _, w := range work {
@@ -164,6 +177,15 @@ func (s *scheduler) cycle() error {
 		}
 	}
 	if err := s.apply(work); err != nil {
+		return err
+	}
+	if syncPending {
+		syncPending = false
+		if err := logBatch.SyncWait(); err != nil {
+			return err
+		}
+	}
+	if err := n.send(work); err != nil {
 		return err
 	}
 	again := false
