@@ -7,11 +7,11 @@ import (
 	"slices"
 	"strings"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/opencluster/opencluster/locks"
 	"github.com/opencluster/opencluster/mvcc"
-	"github.com/opencluster/opencluster/mvcc/ts"
 	"github.com/opencluster/opencluster/rpc/cmdpb"
 	"github.com/opencluster/opencluster/rpc/ocpb"
 )
@@ -34,20 +34,80 @@ func (n *Node) Acquire(ctx context.Context, req *ocpb.AcquireRequest) (*ocpb.Acq
 	wctx, cancel := waitContext(ctx, req.Wait)
 	defer cancel()
 	noWait := req.Wait != nil && req.Wait.AsDuration() == 0
-	res, err := n.takeInTurn(wctx, namedResource(req.Name), fmt.Sprintf("lock %q is held", req.Name), noWait, func() (*cmdpb.Result, error) {
-		t, err := n.tso.now(ctx)
-		if err != nil {
-			return nil, err
-		}
-		return r.propose(ctx, &cmdpb.Command{Body: &cmdpb.Command_NamedAcquire{NamedAcquire: &cmdpb.NamedAcquire{
-			Name: req.Name, Code: code, Owner: req.Owner, TtlMs: ttl.Milliseconds(), Ts: uint64(t), RequestId: req.RequestId,
-		}}})
-	})
+	acquire := &cmdpb.NamedAcquire{Name: req.Name, Code: code, Owner: req.Owner, TtlMs: ttl.Milliseconds(), RequestId: req.RequestId}
+	res, err := n.acquireInTurn(ctx, wctx, r, acquire, noWait)
 	if err != nil {
 		return nil, err
 	}
 	n.deadlines.Set(locks.LeaseID{Kind: locks.Named, Name: req.Name, Code: string(res.Code)}, n.leaseTTL(ttl), n.cfg.Clock.Now())
 	return &ocpb.AcquireResponse{Name: req.Name, Code: encodeCode(res.Code), Fence: res.Fence, Ttl: durationpb.New(ttl)}, nil
+}
+
+// acquireInTurn queues FIFO for the name and proposes acquire when at the
+// head. While the head waits it offers acquire to the next Release
+// (handoff.go), which may grant it in the release's own round.
+func (n *Node) acquireInTurn(ctx, wctx context.Context, r *replica, acquire *cmdpb.NamedAcquire, noWait bool) (*cmdpb.Result, error) {
+	what := fmt.Sprintf("lock %q is held", acquire.Name)
+	w := n.waits.Join(namedResource(acquire.Name))
+	defer w.Leave()
+	var offer *handoffOffer
+	// reclaim ends an offer: nil if it was withdrawn unclaimed or its
+	// release did not grant it, else the grant it was handed.
+	reclaim := func() *cmdpb.Result {
+		o := offer
+		offer = nil
+		if o == nil || n.handoffs.withdraw(o) {
+			return nil
+		}
+		select {
+		case grant := <-o.settled:
+			return grant
+		case <-n.stopper:
+			return nil
+		}
+	}
+	for {
+		if w.IsHead() {
+			if grant := reclaim(); grant != nil {
+				return grant, nil
+			}
+			t, err := n.tso.now(ctx)
+			if err != nil {
+				return nil, err
+			}
+			a := proto.Clone(acquire).(*cmdpb.NamedAcquire)
+			a.Ts = uint64(t)
+			res, err := r.propose(ctx, &cmdpb.Command{Body: &cmdpb.Command_NamedAcquire{NamedAcquire: a}})
+			if err != nil {
+				return nil, err
+			}
+			if res.Error == cmdpb.ErrorCode_OK {
+				return res, nil
+			}
+			if res.Error != cmdpb.ErrorCode_LOCK_HELD {
+				return nil, resultErr(res)
+			}
+			if !noWait {
+				offer = &handoffOffer{acquire: acquire, waiter: w, settled: make(chan *cmdpb.Result, 1)}
+				n.handoffs.offer(offer)
+			}
+		}
+		if noWait {
+			return nil, fmt.Errorf("%w: %s", ErrWaitTimeout, what)
+		}
+		if err := n.waitFor(wctx, w, what); err != nil {
+			if grant := reclaim(); grant != nil {
+				// Handed the lock as the wait ended: give it back (its
+				// deadline, set by the releaser, frees it if this fails).
+				n.goBackground(func(ctx context.Context) {
+					if err := n.expireOrRelease(ctx, acquire.Name, grant.Code, false); err != nil {
+						n.log.Warn("releasing a lock handed to a waiter that left", "lock", acquire.Name, "err", err)
+					}
+				})
+			}
+			return nil, err
+		}
+	}
 }
 
 // Release implements rpc/server.Backend.
@@ -59,15 +119,27 @@ func (n *Node) Release(ctx context.Context, req *ocpb.ReleaseRequest) (*ocpb.Rel
 	if err != nil {
 		return nil, err
 	}
-	var t ts.Timestamp
-	if req.RequestId != "" {
-		if t, err = n.tso.now(ctx); err != nil {
-			return nil, err
-		}
+	release := &cmdpb.NamedRelease{Name: req.Name, Code: code, RequestId: req.RequestId, CheckApplied: req.Retry}
+	// The head waiter's acquire rides along, if one is offered.
+	offer := n.handoffs.claim(req.Name)
+	var handoffID locks.LeaseID
+	if offer != nil {
+		a := proto.Clone(offer.acquire).(*cmdpb.NamedAcquire)
+		release.Handoff = a
+		handoffID = locks.LeaseID{Kind: locks.Named, Name: req.Name, Code: string(a.Code)}
+		// Set before proposing: if the grant applies and nobody learns of
+		// it (an error below, the waiter gone), it still expires.
+		n.deadlines.Set(handoffID, n.leaseTTL(millis(a.TtlMs)), n.cfg.Clock.Now())
 	}
-	res, err := n.replicaOfName(req.Name).propose(ctx, &cmdpb.Command{Body: &cmdpb.Command_NamedRelease{NamedRelease: &cmdpb.NamedRelease{
-		Name: req.Name, Code: code, RequestId: req.RequestId, Ts: uint64(t), CheckApplied: req.Retry,
-	}}})
+	res, err := n.releaseNamed(ctx, release)
+	if offer != nil {
+		if err == nil && (res.Handoff == nil || res.Handoff.Error != cmdpb.ErrorCode_OK) {
+			n.deadlines.Remove(handoffID) // certainly not granted
+		} else if err == nil {
+			n.metrics.handoffs.Inc()
+		}
+		offer.settle(res)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -76,6 +148,21 @@ func (n *Node) Release(ctx context.Context, req *ocpb.ReleaseRequest) (*ocpb.Rel
 	}
 	n.deadlines.Remove(locks.LeaseID{Kind: locks.Named, Name: req.Name, Code: string(code)})
 	return &ocpb.ReleaseResponse{}, nil
+}
+
+// releaseNamed stamps and proposes a release (and its hand-off's acquire).
+func (n *Node) releaseNamed(ctx context.Context, release *cmdpb.NamedRelease) (*cmdpb.Result, error) {
+	if release.RequestId != "" || release.Handoff != nil {
+		t, err := n.tso.now(ctx)
+		if err != nil {
+			return nil, err
+		}
+		release.Ts = uint64(t)
+		if release.Handoff != nil {
+			release.Handoff.Ts = uint64(t)
+		}
+	}
+	return n.replicaOfName(release.Name).propose(ctx, &cmdpb.Command{Body: &cmdpb.Command_NamedRelease{NamedRelease: release}})
 }
 
 // KeepAlive implements rpc/server.Backend: it renews the leader's deadline
@@ -136,16 +223,24 @@ func (n *Node) expire(ctx context.Context, id locks.LeaseID) error {
 	if id.Kind == locks.Restrictive {
 		return n.abortTxn(ctx, id.Name, []byte(id.Code), true)
 	}
-	res, err := n.replicaOfName(id.Name).propose(ctx, &cmdpb.Command{Body: &cmdpb.Command_NamedRelease{NamedRelease: &cmdpb.NamedRelease{
-		Name: id.Name, Code: []byte(id.Code), Expired: true,
+	return n.expireOrRelease(ctx, id.Name, []byte(id.Code), true)
+}
+
+// expireOrRelease releases the named lock held with code on the server's
+// own initiative: expired (its deadline passed) or not (handed to a waiter
+// that had left).
+func (n *Node) expireOrRelease(ctx context.Context, name string, code []byte, expired bool) error {
+	id := locks.LeaseID{Kind: locks.Named, Name: name, Code: string(code)}
+	res, err := n.replicaOfName(name).propose(ctx, &cmdpb.Command{Body: &cmdpb.Command_NamedRelease{NamedRelease: &cmdpb.NamedRelease{
+		Name: name, Code: code, Expired: expired,
 	}}})
 	if err != nil {
 		return err
 	}
 	n.deadlines.Remove(id)
-	if res.Error == cmdpb.ErrorCode_OK {
+	if res.Error == cmdpb.ErrorCode_OK && expired {
 		n.metrics.lockExpired.Inc()
-		n.log.Info("lock expired", "lock", id.Name, "fence", res.Fence)
+		n.log.Info("lock expired", "lock", name, "fence", res.Fence)
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ type metrics struct {
 	lockWaits   prometheus.Counter
 	lockExpired prometheus.Counter
 	staleRetry  prometheus.Counter
+	handoffs    prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -23,9 +24,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: "opencluster", Name: "write_timestamp_retries_total",
 			Help: "Writes re-stamped because a newer version applied first.",
 		}),
+		handoffs: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "opencluster", Name: "lock_handoffs_total",
+			Help: "Named locks granted to a waiter in the releasing command's own Raft round.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.lockWaits, m.lockExpired, m.staleRetry)
+		reg.MustRegister(m.lockWaits, m.lockExpired, m.staleRetry, m.handoffs)
 	}
 	return m
 }

@@ -51,7 +51,9 @@ type Node struct {
 	tso      *tsoService
 	metrics  *metrics
 
-	waits       *locks.WaitQueues
+	waits *locks.WaitQueues
+	// handoffs: head waiters of named locks, offered to the next Release.
+	handoffs    handoffs
 	deadlines   *locks.Deadlines
 	proposalIDs atomic.Uint64
 	// gcThreshold is the last GC timestamp: snapshot reads below it are

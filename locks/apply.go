@@ -228,8 +228,9 @@ func (a *applier) namedAcquire(c *cmdpb.NamedAcquire) (*cmdpb.Result, error) {
 		return nil, err
 	}
 	if rec.Held {
-		if c.RequestId != "" && rec.RequestId == c.RequestId {
-			// A retried Acquire gets the grant it already has.
+		if (c.RequestId != "" && rec.RequestId == c.RequestId) || bytes.Equal(rec.Code, c.Code) {
+			// A retried Acquire (or a waiter that retries after a hand-off
+			// whose outcome it did not learn) gets the grant it already has.
 			return &cmdpb.Result{Code: rec.Code, Fence: rec.Fence, Ts: rec.AcquiredTs}, nil
 		}
 		return refuse(cmdpb.ErrorCode_LOCK_HELD, "lock %q is held", c.Name), nil
@@ -262,7 +263,16 @@ func (a *applier) namedRelease(c *cmdpb.NamedRelease) (*cmdpb.Result, error) {
 			return nil, err
 		}
 		a.effects.ReleasedNames = append(a.effects.ReleasedNames, c.Name)
-		return &cmdpb.Result{Fence: rec.Fence}, nil
+		res := &cmdpb.Result{Fence: rec.Fence}
+		if c.Handoff != nil && c.Handoff.Name == c.Name && !c.Expired {
+			// The next waiter's acquire, in the same command.
+			h, err := a.namedAcquire(c.Handoff)
+			if err != nil {
+				return nil, err
+			}
+			res.Handoff = h
+		}
+		return res, nil
 	case found && !c.Expired && bytes.Equal(rec.LastCode, c.Code) && !rec.LastExpired:
 		// A retried Release of a grant that was released: success again.
 		return &cmdpb.Result{Fence: rec.Fence}, nil

@@ -126,6 +126,10 @@ func (wt *Waiter) Leave() {
 	}
 }
 
+// Wake wakes this waiter alone (for example when something was handed to
+// it directly).
+func (wt *Waiter) Wake() { wake(wt) }
+
 func wake(wt *Waiter) {
 	select {
 	case wt.ch <- struct{}{}:

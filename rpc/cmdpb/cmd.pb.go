@@ -1366,7 +1366,11 @@ type NamedRelease struct {
 	Ts        uint64 `protobuf:"varint,5,opt,name=ts,proto3" json:"ts,omitempty"`
 	// check_applied: look for a dedup record of request_id first (a retry);
 	// without it the write applies and records one.
-	CheckApplied  bool `protobuf:"varint,6,opt,name=check_applied,json=checkApplied,proto3" json:"check_applied,omitempty"`
+	CheckApplied bool `protobuf:"varint,6,opt,name=check_applied,json=checkApplied,proto3" json:"check_applied,omitempty"`
+	// handoff, if set, is the acquire of the name's next waiter, applied in
+	// the same command when this release frees the lock: one Raft round per
+	// contended grant instead of two. Its result is Result.handoff.
+	Handoff       *NamedAcquire `protobuf:"bytes,7,opt,name=handoff,proto3" json:"handoff,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1441,6 +1445,13 @@ func (x *NamedRelease) GetCheckApplied() bool {
 		return x.CheckApplied
 	}
 	return false
+}
+
+func (x *NamedRelease) GetHandoff() *NamedAcquire {
+	if x != nil {
+		return x.Handoff
+	}
+	return nil
 }
 
 // TxnBegin creates a restrictive lock's record as PENDING if the name is
@@ -1696,11 +1707,14 @@ func (x *TxnWrite) GetTombstone() bool {
 // TxnPrepare stamps keys held by (name, code) with min_commit_ts: from now
 // on a snapshot reader at or above it must wait for the outcome.
 type TxnPrepare struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Code          []byte                 `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
-	Keys          [][]byte               `protobuf:"bytes,3,rep,name=keys,proto3" json:"keys,omitempty"`
-	MinCommitTs   uint64                 `protobuf:"varint,4,opt,name=min_commit_ts,json=minCommitTs,proto3" json:"min_commit_ts,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Name        string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Code        []byte                 `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
+	Keys        [][]byte               `protobuf:"bytes,3,rep,name=keys,proto3" json:"keys,omitempty"`
+	MinCommitTs uint64                 `protobuf:"varint,4,opt,name=min_commit_ts,json=minCommitTs,proto3" json:"min_commit_ts,omitempty"`
+	// writes are provisional writes the client buffered until Commit,
+	// applied (as TxnWrite) before the keys are stamped.
+	Writes        []*TxnWrite `protobuf:"bytes,5,rep,name=writes,proto3" json:"writes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1761,6 +1775,13 @@ func (x *TxnPrepare) GetMinCommitTs() uint64 {
 		return x.MinCommitTs
 	}
 	return 0
+}
+
+func (x *TxnPrepare) GetWrites() []*TxnWrite {
+	if x != nil {
+		return x.Writes
+	}
+	return nil
 }
 
 // TxnFinish moves the record from PENDING to COMMITTED (at commit_ts) or
@@ -2081,7 +2102,10 @@ type Result struct {
 	CurrentValue   []byte `protobuf:"bytes,8,opt,name=current_value,json=currentValue,proto3" json:"current_value,omitempty"`
 	CurrentFound   bool   `protobuf:"varint,9,opt,name=current_found,json=currentFound,proto3" json:"current_found,omitempty"`
 	// held_by: the conflicting lock's name when LockKeys stopped.
-	HeldBy        string `protobuf:"bytes,11,opt,name=held_by,json=heldBy,proto3" json:"held_by,omitempty"`
+	HeldBy string `protobuf:"bytes,11,opt,name=held_by,json=heldBy,proto3" json:"held_by,omitempty"`
+	// handoff: the outcome of NamedRelease.handoff, when the release freed
+	// the lock.
+	Handoff       *Result `protobuf:"bytes,12,opt,name=handoff,proto3" json:"handoff,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2184,6 +2208,13 @@ func (x *Result) GetHeldBy() string {
 		return x.HeldBy
 	}
 	return ""
+}
+
+func (x *Result) GetHandoff() *Result {
+	if x != nil {
+		return x.Handoff
+	}
+	return nil
 }
 
 // NamedLockRecord is stored at n/<name> in bucket(name). It outlives
@@ -2314,8 +2345,12 @@ type TxnRecord struct {
 	Keys      []*KeySpec             `protobuf:"bytes,9,rep,name=keys,proto3" json:"keys,omitempty"`
 	RequestId string                 `protobuf:"bytes,10,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// resolved: every key lock of this record has been released.
-	Resolved      bool `protobuf:"varint,11,opt,name=resolved,proto3" json:"resolved,omitempty"`
-	Expired       bool `protobuf:"varint,12,opt,name=expired,proto3" json:"expired,omitempty"`
+	Resolved bool `protobuf:"varint,11,opt,name=resolved,proto3" json:"resolved,omitempty"`
+	Expired  bool `protobuf:"varint,12,opt,name=expired,proto3" json:"expired,omitempty"`
+	// unresolved: finished records of earlier holders of the name whose key
+	// locks are still being released. A finished record frees its name at
+	// once; TxnBegin carries it here until TxnResolved drops it.
+	Unresolved    []*TxnRecord `protobuf:"bytes,13,rep,name=unresolved,proto3" json:"unresolved,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2432,6 +2467,13 @@ func (x *TxnRecord) GetExpired() bool {
 		return x.Expired
 	}
 	return false
+}
+
+func (x *TxnRecord) GetUnresolved() []*TxnRecord {
+	if x != nil {
+		return x.Unresolved
+	}
+	return nil
 }
 
 // KeyLock is stored at k/<key> in bucket(key) while restrictive locks hold
@@ -3159,7 +3201,7 @@ const file_cmd_proto_rawDesc = "" +
 	"\x06ttl_ms\x18\x04 \x01(\x03R\x05ttlMs\x12\x0e\n" +
 	"\x02ts\x18\x05 \x01(\x04R\x02ts\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x06 \x01(\tR\trequestId\"\xa4\x01\n" +
+	"request_id\x18\x06 \x01(\tR\trequestId\"\xe0\x01\n" +
 	"\fNamedRelease\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\fR\x04code\x12\x18\n" +
@@ -3167,7 +3209,8 @@ const file_cmd_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x04 \x01(\tR\trequestId\x12\x0e\n" +
 	"\x02ts\x18\x05 \x01(\x04R\x02ts\x12#\n" +
-	"\rcheck_applied\x18\x06 \x01(\bR\fcheckApplied\"\x87\x02\n" +
+	"\rcheck_applied\x18\x06 \x01(\bR\fcheckApplied\x12:\n" +
+	"\ahandoff\x18\a \x01(\v2 .opencluster.cmd.v1.NamedAcquireR\ahandoff\"\x87\x02\n" +
 	"\bTxnBegin\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\fR\x04code\x12\x14\n" +
@@ -3188,13 +3231,14 @@ const file_cmd_proto_rawDesc = "" +
 	"\x04code\x18\x02 \x01(\fR\x04code\x12\x10\n" +
 	"\x03key\x18\x03 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x04 \x01(\fR\x05value\x12\x1c\n" +
-	"\ttombstone\x18\x05 \x01(\bR\ttombstone\"l\n" +
+	"\ttombstone\x18\x05 \x01(\bR\ttombstone\"\xa2\x01\n" +
 	"\n" +
 	"TxnPrepare\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\fR\x04code\x12\x12\n" +
 	"\x04keys\x18\x03 \x03(\fR\x04keys\x12\"\n" +
-	"\rmin_commit_ts\x18\x04 \x01(\x04R\vminCommitTs\"\xa1\x01\n" +
+	"\rmin_commit_ts\x18\x04 \x01(\x04R\vminCommitTs\x124\n" +
+	"\x06writes\x18\x05 \x03(\v2\x1c.opencluster.cmd.v1.TxnWriteR\x06writes\"\xa1\x01\n" +
 	"\tTxnFinish\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\fR\x04code\x125\n" +
@@ -3213,7 +3257,7 @@ const file_cmd_proto_rawDesc = "" +
 	"\x02GC\x12\x0e\n" +
 	"\x02ts\x18\x01 \x01(\x04R\x02ts\" \n" +
 	"\bTSOBound\x12\x14\n" +
-	"\x05bound\x18\x01 \x01(\x04R\x05bound\"\xb1\x02\n" +
+	"\x05bound\x18\x01 \x01(\x04R\x05bound\"\xe7\x02\n" +
 	"\x06Result\x123\n" +
 	"\x05error\x18\x01 \x01(\x0e2\x1d.opencluster.cmd.v1.ErrorCodeR\x05error\x12\x16\n" +
 	"\x06detail\x18\x02 \x01(\tR\x06detail\x12\x0e\n" +
@@ -3224,7 +3268,8 @@ const file_cmd_proto_rawDesc = "" +
 	"\x0fcurrent_version\x18\a \x01(\x04R\x0ecurrentVersion\x12#\n" +
 	"\rcurrent_value\x18\b \x01(\fR\fcurrentValue\x12#\n" +
 	"\rcurrent_found\x18\t \x01(\bR\fcurrentFound\x12\x17\n" +
-	"\aheld_by\x18\v \x01(\tR\x06heldBy\"\xfc\x01\n" +
+	"\aheld_by\x18\v \x01(\tR\x06heldBy\x124\n" +
+	"\ahandoff\x18\f \x01(\v2\x1a.opencluster.cmd.v1.ResultR\ahandoff\"\xfc\x01\n" +
 	"\x0fNamedLockRecord\x12\x12\n" +
 	"\x04held\x18\x01 \x01(\bR\x04held\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\fR\x04code\x12\x14\n" +
@@ -3236,7 +3281,7 @@ const file_cmd_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\a \x01(\tR\trequestId\x12\x1b\n" +
 	"\tlast_code\x18\b \x01(\fR\blastCode\x12!\n" +
-	"\flast_expired\x18\t \x01(\bR\vlastExpired\"\x94\x03\n" +
+	"\flast_expired\x18\t \x01(\bR\vlastExpired\"\xd3\x03\n" +
 	"\tTxnRecord\x125\n" +
 	"\x06status\x18\x01 \x01(\x0e2\x1d.opencluster.cmd.v1.TxnStatusR\x06status\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\fR\x04code\x12\x14\n" +
@@ -3251,7 +3296,10 @@ const file_cmd_proto_rawDesc = "" +
 	"request_id\x18\n" +
 	" \x01(\tR\trequestId\x12\x1a\n" +
 	"\bresolved\x18\v \x01(\bR\bresolved\x12\x18\n" +
-	"\aexpired\x18\f \x01(\bR\aexpired\"\xbb\x01\n" +
+	"\aexpired\x18\f \x01(\bR\aexpired\x12=\n" +
+	"\n" +
+	"unresolved\x18\r \x03(\v2\x1d.opencluster.cmd.v1.TxnRecordR\n" +
+	"unresolved\"\xbb\x01\n" +
 	"\aKeyLock\x12;\n" +
 	"\aholders\x18\x01 \x03(\v2!.opencluster.cmd.v1.KeyLockHolderR\aholders\x12\x1b\n" +
 	"\thas_value\x18\x02 \x01(\bR\bhasValue\x12\x14\n" +
@@ -3402,28 +3450,32 @@ var file_cmd_proto_depIdxs = []int32{
 	34, // 19: opencluster.cmd.v1.UpdatePlacement.placement:type_name -> opencluster.cmd.v1.BucketPlacement
 	11, // 20: opencluster.cmd.v1.RecordMove.start:type_name -> opencluster.cmd.v1.MoveRecord
 	26, // 21: opencluster.cmd.v1.AppliedRequest.result:type_name -> opencluster.cmd.v1.Result
-	1,  // 22: opencluster.cmd.v1.TxnBegin.isolation:type_name -> opencluster.cmd.v1.Isolation
-	4,  // 23: opencluster.cmd.v1.TxnBegin.keys:type_name -> opencluster.cmd.v1.KeySpec
-	1,  // 24: opencluster.cmd.v1.LockKeys.isolation:type_name -> opencluster.cmd.v1.Isolation
-	4,  // 25: opencluster.cmd.v1.LockKeys.keys:type_name -> opencluster.cmd.v1.KeySpec
-	2,  // 26: opencluster.cmd.v1.TxnFinish.status:type_name -> opencluster.cmd.v1.TxnStatus
-	3,  // 27: opencluster.cmd.v1.Result.error:type_name -> opencluster.cmd.v1.ErrorCode
-	2,  // 28: opencluster.cmd.v1.TxnRecord.status:type_name -> opencluster.cmd.v1.TxnStatus
-	1,  // 29: opencluster.cmd.v1.TxnRecord.isolation:type_name -> opencluster.cmd.v1.Isolation
-	4,  // 30: opencluster.cmd.v1.TxnRecord.keys:type_name -> opencluster.cmd.v1.KeySpec
-	30, // 31: opencluster.cmd.v1.KeyLock.holders:type_name -> opencluster.cmd.v1.KeyLockHolder
-	0,  // 32: opencluster.cmd.v1.KeyLockHolder.mode:type_name -> opencluster.cmd.v1.KeyMode
-	1,  // 33: opencluster.cmd.v1.KeyLockHolder.isolation:type_name -> opencluster.cmd.v1.Isolation
-	32, // 34: opencluster.cmd.v1.KeyFences.fences:type_name -> opencluster.cmd.v1.FenceEntry
-	35, // 35: opencluster.cmd.v1.MetaState.nodes:type_name -> opencluster.cmd.v1.NodeRecord
-	34, // 36: opencluster.cmd.v1.MetaState.placement:type_name -> opencluster.cmd.v1.BucketPlacement
-	11, // 37: opencluster.cmd.v1.MetaState.moves:type_name -> opencluster.cmd.v1.MoveRecord
-	37, // 38: opencluster.cmd.v1.SnapshotData.kvs:type_name -> opencluster.cmd.v1.SnapshotKV
-	39, // [39:39] is the sub-list for method output_type
-	39, // [39:39] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	15, // 22: opencluster.cmd.v1.NamedRelease.handoff:type_name -> opencluster.cmd.v1.NamedAcquire
+	1,  // 23: opencluster.cmd.v1.TxnBegin.isolation:type_name -> opencluster.cmd.v1.Isolation
+	4,  // 24: opencluster.cmd.v1.TxnBegin.keys:type_name -> opencluster.cmd.v1.KeySpec
+	1,  // 25: opencluster.cmd.v1.LockKeys.isolation:type_name -> opencluster.cmd.v1.Isolation
+	4,  // 26: opencluster.cmd.v1.LockKeys.keys:type_name -> opencluster.cmd.v1.KeySpec
+	19, // 27: opencluster.cmd.v1.TxnPrepare.writes:type_name -> opencluster.cmd.v1.TxnWrite
+	2,  // 28: opencluster.cmd.v1.TxnFinish.status:type_name -> opencluster.cmd.v1.TxnStatus
+	3,  // 29: opencluster.cmd.v1.Result.error:type_name -> opencluster.cmd.v1.ErrorCode
+	26, // 30: opencluster.cmd.v1.Result.handoff:type_name -> opencluster.cmd.v1.Result
+	2,  // 31: opencluster.cmd.v1.TxnRecord.status:type_name -> opencluster.cmd.v1.TxnStatus
+	1,  // 32: opencluster.cmd.v1.TxnRecord.isolation:type_name -> opencluster.cmd.v1.Isolation
+	4,  // 33: opencluster.cmd.v1.TxnRecord.keys:type_name -> opencluster.cmd.v1.KeySpec
+	28, // 34: opencluster.cmd.v1.TxnRecord.unresolved:type_name -> opencluster.cmd.v1.TxnRecord
+	30, // 35: opencluster.cmd.v1.KeyLock.holders:type_name -> opencluster.cmd.v1.KeyLockHolder
+	0,  // 36: opencluster.cmd.v1.KeyLockHolder.mode:type_name -> opencluster.cmd.v1.KeyMode
+	1,  // 37: opencluster.cmd.v1.KeyLockHolder.isolation:type_name -> opencluster.cmd.v1.Isolation
+	32, // 38: opencluster.cmd.v1.KeyFences.fences:type_name -> opencluster.cmd.v1.FenceEntry
+	35, // 39: opencluster.cmd.v1.MetaState.nodes:type_name -> opencluster.cmd.v1.NodeRecord
+	34, // 40: opencluster.cmd.v1.MetaState.placement:type_name -> opencluster.cmd.v1.BucketPlacement
+	11, // 41: opencluster.cmd.v1.MetaState.moves:type_name -> opencluster.cmd.v1.MoveRecord
+	37, // 42: opencluster.cmd.v1.SnapshotData.kvs:type_name -> opencluster.cmd.v1.SnapshotKV
+	43, // [43:43] is the sub-list for method output_type
+	43, // [43:43] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_cmd_proto_init() }

@@ -2161,10 +2161,14 @@ func (x *RestrictResponse) GetTtl() *durationpb.Duration {
 }
 
 type CommitRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Code          string                 `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
-	RequestId     string                 `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Name      string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Code      string                 `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
+	RequestId string                 `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// writes are provisional writes sent with the commit instead of one Put
+	// or Delete (with the code) each: every key must be locked WRITE by this
+	// lock. They replace earlier provisional writes of the same keys.
+	Writes        []*TxnWrite `protobuf:"bytes,4,rep,name=writes,proto3" json:"writes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2220,6 +2224,75 @@ func (x *CommitRequest) GetRequestId() string {
 	return ""
 }
 
+func (x *CommitRequest) GetWrites() []*TxnWrite {
+	if x != nil {
+		return x.Writes
+	}
+	return nil
+}
+
+// TxnWrite is one write carried by CommitRequest.
+type TxnWrite struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Value []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	// delete: a tombstone (value must be empty).
+	Delete        bool `protobuf:"varint,3,opt,name=delete,proto3" json:"delete,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TxnWrite) Reset() {
+	*x = TxnWrite{}
+	mi := &file_opencluster_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TxnWrite) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TxnWrite) ProtoMessage() {}
+
+func (x *TxnWrite) ProtoReflect() protoreflect.Message {
+	mi := &file_opencluster_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TxnWrite.ProtoReflect.Descriptor instead.
+func (*TxnWrite) Descriptor() ([]byte, []int) {
+	return file_opencluster_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *TxnWrite) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *TxnWrite) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *TxnWrite) GetDelete() bool {
+	if x != nil {
+		return x.Delete
+	}
+	return false
+}
+
 type CommitResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// commit_version is the single version of all the lock's writes.
@@ -2230,7 +2303,7 @@ type CommitResponse struct {
 
 func (x *CommitResponse) Reset() {
 	*x = CommitResponse{}
-	mi := &file_opencluster_proto_msgTypes[33]
+	mi := &file_opencluster_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2242,7 +2315,7 @@ func (x *CommitResponse) String() string {
 func (*CommitResponse) ProtoMessage() {}
 
 func (x *CommitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[33]
+	mi := &file_opencluster_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2255,7 +2328,7 @@ func (x *CommitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitResponse.ProtoReflect.Descriptor instead.
 func (*CommitResponse) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{33}
+	return file_opencluster_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *CommitResponse) GetCommitVersion() uint64 {
@@ -2276,7 +2349,7 @@ type AbortRequest struct {
 
 func (x *AbortRequest) Reset() {
 	*x = AbortRequest{}
-	mi := &file_opencluster_proto_msgTypes[34]
+	mi := &file_opencluster_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2288,7 +2361,7 @@ func (x *AbortRequest) String() string {
 func (*AbortRequest) ProtoMessage() {}
 
 func (x *AbortRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[34]
+	mi := &file_opencluster_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2301,7 +2374,7 @@ func (x *AbortRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortRequest.ProtoReflect.Descriptor instead.
 func (*AbortRequest) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{34}
+	return file_opencluster_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *AbortRequest) GetName() string {
@@ -2333,7 +2406,7 @@ type AbortResponse struct {
 
 func (x *AbortResponse) Reset() {
 	*x = AbortResponse{}
-	mi := &file_opencluster_proto_msgTypes[35]
+	mi := &file_opencluster_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2345,7 +2418,7 @@ func (x *AbortResponse) String() string {
 func (*AbortResponse) ProtoMessage() {}
 
 func (x *AbortResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[35]
+	mi := &file_opencluster_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2358,7 +2431,7 @@ func (x *AbortResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortResponse.ProtoReflect.Descriptor instead.
 func (*AbortResponse) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{35}
+	return file_opencluster_proto_rawDescGZIP(), []int{36}
 }
 
 type DescribeRequest struct {
@@ -2371,7 +2444,7 @@ type DescribeRequest struct {
 
 func (x *DescribeRequest) Reset() {
 	*x = DescribeRequest{}
-	mi := &file_opencluster_proto_msgTypes[36]
+	mi := &file_opencluster_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2383,7 +2456,7 @@ func (x *DescribeRequest) String() string {
 func (*DescribeRequest) ProtoMessage() {}
 
 func (x *DescribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[36]
+	mi := &file_opencluster_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2396,7 +2469,7 @@ func (x *DescribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeRequest.ProtoReflect.Descriptor instead.
 func (*DescribeRequest) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{36}
+	return file_opencluster_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *DescribeRequest) GetName() string {
@@ -2423,7 +2496,7 @@ type KeyLockInfo struct {
 
 func (x *KeyLockInfo) Reset() {
 	*x = KeyLockInfo{}
-	mi := &file_opencluster_proto_msgTypes[37]
+	mi := &file_opencluster_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2435,7 +2508,7 @@ func (x *KeyLockInfo) String() string {
 func (*KeyLockInfo) ProtoMessage() {}
 
 func (x *KeyLockInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[37]
+	mi := &file_opencluster_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2448,7 +2521,7 @@ func (x *KeyLockInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyLockInfo.ProtoReflect.Descriptor instead.
 func (*KeyLockInfo) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{37}
+	return file_opencluster_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *KeyLockInfo) GetKey() []byte {
@@ -2489,7 +2562,7 @@ type LockInfo struct {
 
 func (x *LockInfo) Reset() {
 	*x = LockInfo{}
-	mi := &file_opencluster_proto_msgTypes[38]
+	mi := &file_opencluster_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2501,7 +2574,7 @@ func (x *LockInfo) String() string {
 func (*LockInfo) ProtoMessage() {}
 
 func (x *LockInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[38]
+	mi := &file_opencluster_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2514,7 +2587,7 @@ func (x *LockInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockInfo.ProtoReflect.Descriptor instead.
 func (*LockInfo) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{38}
+	return file_opencluster_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *LockInfo) GetName() string {
@@ -2617,7 +2690,7 @@ type DescribeResponse struct {
 
 func (x *DescribeResponse) Reset() {
 	*x = DescribeResponse{}
-	mi := &file_opencluster_proto_msgTypes[39]
+	mi := &file_opencluster_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2629,7 +2702,7 @@ func (x *DescribeResponse) String() string {
 func (*DescribeResponse) ProtoMessage() {}
 
 func (x *DescribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[39]
+	mi := &file_opencluster_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2642,7 +2715,7 @@ func (x *DescribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeResponse.ProtoReflect.Descriptor instead.
 func (*DescribeResponse) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{39}
+	return file_opencluster_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *DescribeResponse) GetLocks() []*LockInfo {
@@ -2664,7 +2737,7 @@ type ListRequest struct {
 
 func (x *ListRequest) Reset() {
 	*x = ListRequest{}
-	mi := &file_opencluster_proto_msgTypes[40]
+	mi := &file_opencluster_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2676,7 +2749,7 @@ func (x *ListRequest) String() string {
 func (*ListRequest) ProtoMessage() {}
 
 func (x *ListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[40]
+	mi := &file_opencluster_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2689,7 +2762,7 @@ func (x *ListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
 func (*ListRequest) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{40}
+	return file_opencluster_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListRequest) GetPrefix() string {
@@ -2722,7 +2795,7 @@ type ListResponse struct {
 
 func (x *ListResponse) Reset() {
 	*x = ListResponse{}
-	mi := &file_opencluster_proto_msgTypes[41]
+	mi := &file_opencluster_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2734,7 +2807,7 @@ func (x *ListResponse) String() string {
 func (*ListResponse) ProtoMessage() {}
 
 func (x *ListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[41]
+	mi := &file_opencluster_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2747,7 +2820,7 @@ func (x *ListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
 func (*ListResponse) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{41}
+	return file_opencluster_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ListResponse) GetLocks() []*LockInfo {
@@ -2765,7 +2838,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_opencluster_proto_msgTypes[42]
+	mi := &file_opencluster_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2777,7 +2850,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[42]
+	mi := &file_opencluster_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2790,7 +2863,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{42}
+	return file_opencluster_proto_rawDescGZIP(), []int{43}
 }
 
 type Member struct {
@@ -2807,7 +2880,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_opencluster_proto_msgTypes[43]
+	mi := &file_opencluster_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2819,7 +2892,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[43]
+	mi := &file_opencluster_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2832,7 +2905,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{43}
+	return file_opencluster_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *Member) GetId() string {
@@ -2891,7 +2964,7 @@ type MoveStatus struct {
 
 func (x *MoveStatus) Reset() {
 	*x = MoveStatus{}
-	mi := &file_opencluster_proto_msgTypes[44]
+	mi := &file_opencluster_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2903,7 +2976,7 @@ func (x *MoveStatus) String() string {
 func (*MoveStatus) ProtoMessage() {}
 
 func (x *MoveStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[44]
+	mi := &file_opencluster_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2916,7 +2989,7 @@ func (x *MoveStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveStatus.ProtoReflect.Descriptor instead.
 func (*MoveStatus) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{44}
+	return file_opencluster_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *MoveStatus) GetBucket() uint32 {
@@ -2981,7 +3054,7 @@ type BucketStatus struct {
 
 func (x *BucketStatus) Reset() {
 	*x = BucketStatus{}
-	mi := &file_opencluster_proto_msgTypes[45]
+	mi := &file_opencluster_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2993,7 +3066,7 @@ func (x *BucketStatus) String() string {
 func (*BucketStatus) ProtoMessage() {}
 
 func (x *BucketStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[45]
+	mi := &file_opencluster_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3006,7 +3079,7 @@ func (x *BucketStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BucketStatus.ProtoReflect.Descriptor instead.
 func (*BucketStatus) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{45}
+	return file_opencluster_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *BucketStatus) GetBucket() uint32 {
@@ -3065,7 +3138,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_opencluster_proto_msgTypes[46]
+	mi := &file_opencluster_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3077,7 +3150,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_opencluster_proto_msgTypes[46]
+	mi := &file_opencluster_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3090,7 +3163,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_opencluster_proto_rawDescGZIP(), []int{46}
+	return file_opencluster_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *StatusResponse) GetNodeId() string {
@@ -3291,12 +3364,17 @@ const file_opencluster_proto_rawDesc = "" +
 	"\x04code\x18\x02 \x01(\tR\x04code\x12\x14\n" +
 	"\x05fence\x18\x03 \x01(\x04R\x05fence\x12#\n" +
 	"\rstart_version\x18\x04 \x01(\x04R\fstartVersion\x12+\n" +
-	"\x03ttl\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"V\n" +
+	"\x03ttl\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"\x88\x01\n" +
 	"\rCommitRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\tR\x04code\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x03 \x01(\tR\trequestId\"7\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\x120\n" +
+	"\x06writes\x18\x04 \x03(\v2\x18.opencluster.v1.TxnWriteR\x06writes\"J\n" +
+	"\bTxnWrite\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\x12\x16\n" +
+	"\x06delete\x18\x03 \x01(\bR\x06delete\"7\n" +
 	"\x0eCommitResponse\x12%\n" +
 	"\x0ecommit_version\x18\x01 \x01(\x04R\rcommitVersion\"U\n" +
 	"\fAbortRequest\x12\x12\n" +
@@ -3417,7 +3495,7 @@ func file_opencluster_proto_rawDescGZIP() []byte {
 }
 
 var file_opencluster_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_opencluster_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
+var file_opencluster_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_opencluster_proto_goTypes = []any{
 	(LockKind)(0),                  // 0: opencluster.v1.LockKind
 	(KeyMode)(0),                   // 1: opencluster.v1.KeyMode
@@ -3455,103 +3533,105 @@ var file_opencluster_proto_goTypes = []any{
 	(*RestrictRequest)(nil),        // 33: opencluster.v1.RestrictRequest
 	(*RestrictResponse)(nil),       // 34: opencluster.v1.RestrictResponse
 	(*CommitRequest)(nil),          // 35: opencluster.v1.CommitRequest
-	(*CommitResponse)(nil),         // 36: opencluster.v1.CommitResponse
-	(*AbortRequest)(nil),           // 37: opencluster.v1.AbortRequest
-	(*AbortResponse)(nil),          // 38: opencluster.v1.AbortResponse
-	(*DescribeRequest)(nil),        // 39: opencluster.v1.DescribeRequest
-	(*KeyLockInfo)(nil),            // 40: opencluster.v1.KeyLockInfo
-	(*LockInfo)(nil),               // 41: opencluster.v1.LockInfo
-	(*DescribeResponse)(nil),       // 42: opencluster.v1.DescribeResponse
-	(*ListRequest)(nil),            // 43: opencluster.v1.ListRequest
-	(*ListResponse)(nil),           // 44: opencluster.v1.ListResponse
-	(*StatusRequest)(nil),          // 45: opencluster.v1.StatusRequest
-	(*Member)(nil),                 // 46: opencluster.v1.Member
-	(*MoveStatus)(nil),             // 47: opencluster.v1.MoveStatus
-	(*BucketStatus)(nil),           // 48: opencluster.v1.BucketStatus
-	(*StatusResponse)(nil),         // 49: opencluster.v1.StatusResponse
-	(*durationpb.Duration)(nil),    // 50: google.protobuf.Duration
+	(*TxnWrite)(nil),               // 36: opencluster.v1.TxnWrite
+	(*CommitResponse)(nil),         // 37: opencluster.v1.CommitResponse
+	(*AbortRequest)(nil),           // 38: opencluster.v1.AbortRequest
+	(*AbortResponse)(nil),          // 39: opencluster.v1.AbortResponse
+	(*DescribeRequest)(nil),        // 40: opencluster.v1.DescribeRequest
+	(*KeyLockInfo)(nil),            // 41: opencluster.v1.KeyLockInfo
+	(*LockInfo)(nil),               // 42: opencluster.v1.LockInfo
+	(*DescribeResponse)(nil),       // 43: opencluster.v1.DescribeResponse
+	(*ListRequest)(nil),            // 44: opencluster.v1.ListRequest
+	(*ListResponse)(nil),           // 45: opencluster.v1.ListResponse
+	(*StatusRequest)(nil),          // 46: opencluster.v1.StatusRequest
+	(*Member)(nil),                 // 47: opencluster.v1.Member
+	(*MoveStatus)(nil),             // 48: opencluster.v1.MoveStatus
+	(*BucketStatus)(nil),           // 49: opencluster.v1.BucketStatus
+	(*StatusResponse)(nil),         // 50: opencluster.v1.StatusResponse
+	(*durationpb.Duration)(nil),    // 51: google.protobuf.Duration
 }
 var file_opencluster_proto_depIdxs = []int32{
-	50, // 0: opencluster.v1.GetRequest.wait:type_name -> google.protobuf.Duration
+	51, // 0: opencluster.v1.GetRequest.wait:type_name -> google.protobuf.Duration
 	11, // 1: opencluster.v1.GetResponse.kv:type_name -> opencluster.v1.KeyValue
 	12, // 2: opencluster.v1.PutRequest.fence:type_name -> opencluster.v1.Fence
-	50, // 3: opencluster.v1.PutRequest.wait:type_name -> google.protobuf.Duration
+	51, // 3: opencluster.v1.PutRequest.wait:type_name -> google.protobuf.Duration
 	12, // 4: opencluster.v1.DeleteRequest.fence:type_name -> opencluster.v1.Fence
-	50, // 5: opencluster.v1.DeleteRequest.wait:type_name -> google.protobuf.Duration
-	50, // 6: opencluster.v1.CompareAndSwapRequest.wait:type_name -> google.protobuf.Duration
+	51, // 5: opencluster.v1.DeleteRequest.wait:type_name -> google.protobuf.Duration
+	51, // 6: opencluster.v1.CompareAndSwapRequest.wait:type_name -> google.protobuf.Duration
 	11, // 7: opencluster.v1.CompareAndSwapResponse.current:type_name -> opencluster.v1.KeyValue
-	50, // 8: opencluster.v1.BatchGetRequest.wait:type_name -> google.protobuf.Duration
+	51, // 8: opencluster.v1.BatchGetRequest.wait:type_name -> google.protobuf.Duration
 	22, // 9: opencluster.v1.BatchGetResponse.results:type_name -> opencluster.v1.BatchGetResult
-	50, // 10: opencluster.v1.ScanRequest.wait:type_name -> google.protobuf.Duration
+	51, // 10: opencluster.v1.ScanRequest.wait:type_name -> google.protobuf.Duration
 	11, // 11: opencluster.v1.ScanResponse.kvs:type_name -> opencluster.v1.KeyValue
-	50, // 12: opencluster.v1.AcquireRequest.ttl:type_name -> google.protobuf.Duration
-	50, // 13: opencluster.v1.AcquireRequest.wait:type_name -> google.protobuf.Duration
-	50, // 14: opencluster.v1.AcquireResponse.ttl:type_name -> google.protobuf.Duration
+	51, // 12: opencluster.v1.AcquireRequest.ttl:type_name -> google.protobuf.Duration
+	51, // 13: opencluster.v1.AcquireRequest.wait:type_name -> google.protobuf.Duration
+	51, // 14: opencluster.v1.AcquireResponse.ttl:type_name -> google.protobuf.Duration
 	0,  // 15: opencluster.v1.KeepAliveRequest.kind:type_name -> opencluster.v1.LockKind
-	50, // 16: opencluster.v1.KeepAliveResponse.ttl:type_name -> google.protobuf.Duration
+	51, // 16: opencluster.v1.KeepAliveResponse.ttl:type_name -> google.protobuf.Duration
 	1,  // 17: opencluster.v1.KeyLockRequest.mode:type_name -> opencluster.v1.KeyMode
 	32, // 18: opencluster.v1.RestrictRequest.keys:type_name -> opencluster.v1.KeyLockRequest
-	50, // 19: opencluster.v1.RestrictRequest.ttl:type_name -> google.protobuf.Duration
+	51, // 19: opencluster.v1.RestrictRequest.ttl:type_name -> google.protobuf.Duration
 	2,  // 20: opencluster.v1.RestrictRequest.isolation:type_name -> opencluster.v1.Isolation
-	50, // 21: opencluster.v1.RestrictRequest.wait:type_name -> google.protobuf.Duration
-	50, // 22: opencluster.v1.RestrictResponse.ttl:type_name -> google.protobuf.Duration
-	0,  // 23: opencluster.v1.DescribeRequest.kind:type_name -> opencluster.v1.LockKind
-	1,  // 24: opencluster.v1.KeyLockInfo.mode:type_name -> opencluster.v1.KeyMode
-	0,  // 25: opencluster.v1.LockInfo.kind:type_name -> opencluster.v1.LockKind
-	50, // 26: opencluster.v1.LockInfo.ttl:type_name -> google.protobuf.Duration
-	50, // 27: opencluster.v1.LockInfo.expires_in:type_name -> google.protobuf.Duration
-	2,  // 28: opencluster.v1.LockInfo.isolation:type_name -> opencluster.v1.Isolation
-	40, // 29: opencluster.v1.LockInfo.keys:type_name -> opencluster.v1.KeyLockInfo
-	41, // 30: opencluster.v1.DescribeResponse.locks:type_name -> opencluster.v1.LockInfo
-	0,  // 31: opencluster.v1.ListRequest.kind:type_name -> opencluster.v1.LockKind
-	41, // 32: opencluster.v1.ListResponse.locks:type_name -> opencluster.v1.LockInfo
-	46, // 33: opencluster.v1.StatusResponse.members:type_name -> opencluster.v1.Member
-	48, // 34: opencluster.v1.StatusResponse.buckets:type_name -> opencluster.v1.BucketStatus
-	47, // 35: opencluster.v1.StatusResponse.moves:type_name -> opencluster.v1.MoveStatus
-	48, // 36: opencluster.v1.StatusResponse.meta:type_name -> opencluster.v1.BucketStatus
-	13, // 37: opencluster.v1.KV.Get:input_type -> opencluster.v1.GetRequest
-	15, // 38: opencluster.v1.KV.Put:input_type -> opencluster.v1.PutRequest
-	17, // 39: opencluster.v1.KV.Delete:input_type -> opencluster.v1.DeleteRequest
-	19, // 40: opencluster.v1.KV.CompareAndSwap:input_type -> opencluster.v1.CompareAndSwapRequest
-	21, // 41: opencluster.v1.KV.BatchGet:input_type -> opencluster.v1.BatchGetRequest
-	24, // 42: opencluster.v1.KV.Scan:input_type -> opencluster.v1.ScanRequest
-	26, // 43: opencluster.v1.Locks.Acquire:input_type -> opencluster.v1.AcquireRequest
-	28, // 44: opencluster.v1.Locks.Release:input_type -> opencluster.v1.ReleaseRequest
-	30, // 45: opencluster.v1.Locks.KeepAlive:input_type -> opencluster.v1.KeepAliveRequest
-	33, // 46: opencluster.v1.Locks.Restrict:input_type -> opencluster.v1.RestrictRequest
-	35, // 47: opencluster.v1.Locks.Commit:input_type -> opencluster.v1.CommitRequest
-	37, // 48: opencluster.v1.Locks.Abort:input_type -> opencluster.v1.AbortRequest
-	39, // 49: opencluster.v1.Locks.Describe:input_type -> opencluster.v1.DescribeRequest
-	43, // 50: opencluster.v1.Locks.List:input_type -> opencluster.v1.ListRequest
-	45, // 51: opencluster.v1.Cluster.Status:input_type -> opencluster.v1.StatusRequest
-	9,  // 52: opencluster.v1.Cluster.MoveReplica:input_type -> opencluster.v1.MoveReplicaRequest
-	3,  // 53: opencluster.v1.Cluster.TransferLeader:input_type -> opencluster.v1.TransferLeaderRequest
-	5,  // 54: opencluster.v1.Cluster.DrainNode:input_type -> opencluster.v1.DrainNodeRequest
-	7,  // 55: opencluster.v1.Cluster.RemoveNode:input_type -> opencluster.v1.RemoveNodeRequest
-	14, // 56: opencluster.v1.KV.Get:output_type -> opencluster.v1.GetResponse
-	16, // 57: opencluster.v1.KV.Put:output_type -> opencluster.v1.PutResponse
-	18, // 58: opencluster.v1.KV.Delete:output_type -> opencluster.v1.DeleteResponse
-	20, // 59: opencluster.v1.KV.CompareAndSwap:output_type -> opencluster.v1.CompareAndSwapResponse
-	23, // 60: opencluster.v1.KV.BatchGet:output_type -> opencluster.v1.BatchGetResponse
-	25, // 61: opencluster.v1.KV.Scan:output_type -> opencluster.v1.ScanResponse
-	27, // 62: opencluster.v1.Locks.Acquire:output_type -> opencluster.v1.AcquireResponse
-	29, // 63: opencluster.v1.Locks.Release:output_type -> opencluster.v1.ReleaseResponse
-	31, // 64: opencluster.v1.Locks.KeepAlive:output_type -> opencluster.v1.KeepAliveResponse
-	34, // 65: opencluster.v1.Locks.Restrict:output_type -> opencluster.v1.RestrictResponse
-	36, // 66: opencluster.v1.Locks.Commit:output_type -> opencluster.v1.CommitResponse
-	38, // 67: opencluster.v1.Locks.Abort:output_type -> opencluster.v1.AbortResponse
-	42, // 68: opencluster.v1.Locks.Describe:output_type -> opencluster.v1.DescribeResponse
-	44, // 69: opencluster.v1.Locks.List:output_type -> opencluster.v1.ListResponse
-	49, // 70: opencluster.v1.Cluster.Status:output_type -> opencluster.v1.StatusResponse
-	10, // 71: opencluster.v1.Cluster.MoveReplica:output_type -> opencluster.v1.MoveReplicaResponse
-	4,  // 72: opencluster.v1.Cluster.TransferLeader:output_type -> opencluster.v1.TransferLeaderResponse
-	6,  // 73: opencluster.v1.Cluster.DrainNode:output_type -> opencluster.v1.DrainNodeResponse
-	8,  // 74: opencluster.v1.Cluster.RemoveNode:output_type -> opencluster.v1.RemoveNodeResponse
-	56, // [56:75] is the sub-list for method output_type
-	37, // [37:56] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	51, // 21: opencluster.v1.RestrictRequest.wait:type_name -> google.protobuf.Duration
+	51, // 22: opencluster.v1.RestrictResponse.ttl:type_name -> google.protobuf.Duration
+	36, // 23: opencluster.v1.CommitRequest.writes:type_name -> opencluster.v1.TxnWrite
+	0,  // 24: opencluster.v1.DescribeRequest.kind:type_name -> opencluster.v1.LockKind
+	1,  // 25: opencluster.v1.KeyLockInfo.mode:type_name -> opencluster.v1.KeyMode
+	0,  // 26: opencluster.v1.LockInfo.kind:type_name -> opencluster.v1.LockKind
+	51, // 27: opencluster.v1.LockInfo.ttl:type_name -> google.protobuf.Duration
+	51, // 28: opencluster.v1.LockInfo.expires_in:type_name -> google.protobuf.Duration
+	2,  // 29: opencluster.v1.LockInfo.isolation:type_name -> opencluster.v1.Isolation
+	41, // 30: opencluster.v1.LockInfo.keys:type_name -> opencluster.v1.KeyLockInfo
+	42, // 31: opencluster.v1.DescribeResponse.locks:type_name -> opencluster.v1.LockInfo
+	0,  // 32: opencluster.v1.ListRequest.kind:type_name -> opencluster.v1.LockKind
+	42, // 33: opencluster.v1.ListResponse.locks:type_name -> opencluster.v1.LockInfo
+	47, // 34: opencluster.v1.StatusResponse.members:type_name -> opencluster.v1.Member
+	49, // 35: opencluster.v1.StatusResponse.buckets:type_name -> opencluster.v1.BucketStatus
+	48, // 36: opencluster.v1.StatusResponse.moves:type_name -> opencluster.v1.MoveStatus
+	49, // 37: opencluster.v1.StatusResponse.meta:type_name -> opencluster.v1.BucketStatus
+	13, // 38: opencluster.v1.KV.Get:input_type -> opencluster.v1.GetRequest
+	15, // 39: opencluster.v1.KV.Put:input_type -> opencluster.v1.PutRequest
+	17, // 40: opencluster.v1.KV.Delete:input_type -> opencluster.v1.DeleteRequest
+	19, // 41: opencluster.v1.KV.CompareAndSwap:input_type -> opencluster.v1.CompareAndSwapRequest
+	21, // 42: opencluster.v1.KV.BatchGet:input_type -> opencluster.v1.BatchGetRequest
+	24, // 43: opencluster.v1.KV.Scan:input_type -> opencluster.v1.ScanRequest
+	26, // 44: opencluster.v1.Locks.Acquire:input_type -> opencluster.v1.AcquireRequest
+	28, // 45: opencluster.v1.Locks.Release:input_type -> opencluster.v1.ReleaseRequest
+	30, // 46: opencluster.v1.Locks.KeepAlive:input_type -> opencluster.v1.KeepAliveRequest
+	33, // 47: opencluster.v1.Locks.Restrict:input_type -> opencluster.v1.RestrictRequest
+	35, // 48: opencluster.v1.Locks.Commit:input_type -> opencluster.v1.CommitRequest
+	38, // 49: opencluster.v1.Locks.Abort:input_type -> opencluster.v1.AbortRequest
+	40, // 50: opencluster.v1.Locks.Describe:input_type -> opencluster.v1.DescribeRequest
+	44, // 51: opencluster.v1.Locks.List:input_type -> opencluster.v1.ListRequest
+	46, // 52: opencluster.v1.Cluster.Status:input_type -> opencluster.v1.StatusRequest
+	9,  // 53: opencluster.v1.Cluster.MoveReplica:input_type -> opencluster.v1.MoveReplicaRequest
+	3,  // 54: opencluster.v1.Cluster.TransferLeader:input_type -> opencluster.v1.TransferLeaderRequest
+	5,  // 55: opencluster.v1.Cluster.DrainNode:input_type -> opencluster.v1.DrainNodeRequest
+	7,  // 56: opencluster.v1.Cluster.RemoveNode:input_type -> opencluster.v1.RemoveNodeRequest
+	14, // 57: opencluster.v1.KV.Get:output_type -> opencluster.v1.GetResponse
+	16, // 58: opencluster.v1.KV.Put:output_type -> opencluster.v1.PutResponse
+	18, // 59: opencluster.v1.KV.Delete:output_type -> opencluster.v1.DeleteResponse
+	20, // 60: opencluster.v1.KV.CompareAndSwap:output_type -> opencluster.v1.CompareAndSwapResponse
+	23, // 61: opencluster.v1.KV.BatchGet:output_type -> opencluster.v1.BatchGetResponse
+	25, // 62: opencluster.v1.KV.Scan:output_type -> opencluster.v1.ScanResponse
+	27, // 63: opencluster.v1.Locks.Acquire:output_type -> opencluster.v1.AcquireResponse
+	29, // 64: opencluster.v1.Locks.Release:output_type -> opencluster.v1.ReleaseResponse
+	31, // 65: opencluster.v1.Locks.KeepAlive:output_type -> opencluster.v1.KeepAliveResponse
+	34, // 66: opencluster.v1.Locks.Restrict:output_type -> opencluster.v1.RestrictResponse
+	37, // 67: opencluster.v1.Locks.Commit:output_type -> opencluster.v1.CommitResponse
+	39, // 68: opencluster.v1.Locks.Abort:output_type -> opencluster.v1.AbortResponse
+	43, // 69: opencluster.v1.Locks.Describe:output_type -> opencluster.v1.DescribeResponse
+	45, // 70: opencluster.v1.Locks.List:output_type -> opencluster.v1.ListResponse
+	50, // 71: opencluster.v1.Cluster.Status:output_type -> opencluster.v1.StatusResponse
+	10, // 72: opencluster.v1.Cluster.MoveReplica:output_type -> opencluster.v1.MoveReplicaResponse
+	4,  // 73: opencluster.v1.Cluster.TransferLeader:output_type -> opencluster.v1.TransferLeaderResponse
+	6,  // 74: opencluster.v1.Cluster.DrainNode:output_type -> opencluster.v1.DrainNodeResponse
+	8,  // 75: opencluster.v1.Cluster.RemoveNode:output_type -> opencluster.v1.RemoveNodeResponse
+	57, // [57:76] is the sub-list for method output_type
+	38, // [38:57] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_opencluster_proto_init() }
@@ -3565,7 +3645,7 @@ func file_opencluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_opencluster_proto_rawDesc), len(file_opencluster_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   47,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   3,
 		},
