@@ -91,6 +91,59 @@ func TestNodeRestrictCommit(t *testing.T) {
 	}
 }
 
+// TestCommitCarriesWrites: writes sent with Commit replace the lock's
+// earlier provisional writes and become visible at the commit version; a
+// write to a key not locked WRITE is refused and commits nothing.
+func TestCommitCarriesWrites(t *testing.T) {
+	n := openTestNode(t)
+	ctx := ctxT(t)
+	restrict := func(name string) *ocpb.RestrictResponse {
+		tx, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: name, Ttl: durationpb.New(15 * time.Second),
+			Keys: []*ocpb.KeyLockRequest{{Key: []byte("a"), Mode: ocpb.KeyMode_WRITE}, {Key: []byte("b"), Mode: ocpb.KeyMode_WRITE}, {Key: []byte("r"), Mode: ocpb.KeyMode_READ}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tx
+	}
+	if _, err := n.Put(ctx, &ocpb.PutRequest{Key: []byte("b"), Value: []byte("old")}); err != nil {
+		t.Fatal(err)
+	}
+
+	tx := restrict("refused")
+	_, err := n.Commit(ctx, &ocpb.CommitRequest{Name: "refused", Code: tx.Code, Writes: []*ocpb.TxnWrite{{Key: []byte("a"), Value: []byte("1")}, {Key: []byte("r"), Value: []byte("x")}}})
+	if !errors.Is(err, ErrNotWriteLocked) {
+		t.Fatalf("commit writing a READ key: %v, want ErrNotWriteLocked", err)
+	}
+	if _, err := n.Abort(ctx, &ocpb.AbortRequest{Name: "refused", Code: tx.Code}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Get(ctx, &ocpb.GetRequest{Key: []byte("a")}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a refused commit wrote a: %v", err)
+	}
+
+	tx = restrict("carried")
+	// An earlier provisional write, replaced by the one the commit carries.
+	if _, err := n.Put(ctx, &ocpb.PutRequest{Key: []byte("a"), Value: []byte("early"), Code: tx.Code}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := n.Commit(ctx, &ocpb.CommitRequest{Name: "carried", Code: tx.Code, Writes: []*ocpb.TxnWrite{{Key: []byte("a"), Value: []byte("1")}, {Key: []byte("b"), Delete: true}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := n.Get(ctx, &ocpb.GetRequest{Key: []byte("a")})
+	if err != nil || string(a.Kv.Value) != "1" || a.Kv.Version != c.CommitVersion {
+		t.Fatalf("a after commit: %v, %v; want 1@%d", a, err, c.CommitVersion)
+	}
+	if _, err := n.Get(ctx, &ocpb.GetRequest{Key: []byte("b")}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("b after a committed delete: %v, want ErrNotFound", err)
+	}
+	// A retried commit (same code) answers the same version.
+	again, err := n.Commit(ctx, &ocpb.CommitRequest{Name: "carried", Code: tx.Code, Writes: []*ocpb.TxnWrite{{Key: []byte("a"), Value: []byte("1")}}})
+	if err != nil || again.CommitVersion != c.CommitVersion {
+		t.Fatalf("retried commit: %v, %v; want version %d", again, err, c.CommitVersion)
+	}
+}
+
 func TestNodeNamedLockExpires(t *testing.T) {
 	n := openTestNode(t)
 	ctx := ctxT(t)

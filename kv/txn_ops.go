@@ -139,7 +139,11 @@ func (n *Node) Commit(ctx context.Context, req *ocpb.CommitRequest) (*ocpb.Commi
 	// lock still PENDING lives on and may be committed again, or expires.
 	defer func() { n.deadlines.Resume(id, n.cfg.Clock.Now()) }()
 
-	res, err := n.prepareAndFinish(ctx, req.Name, code, rec)
+	writes, err := commitWrites(req.Name, code, rec, req.Writes)
+	if err != nil {
+		return nil, err
+	}
+	res, err := n.prepareAndFinish(ctx, req.Name, code, rec, writes)
 	if err != nil {
 		return nil, err
 	}
@@ -158,11 +162,33 @@ func (n *Node) Commit(ctx context.Context, req *ocpb.CommitRequest) (*ocpb.Commi
 	return &ocpb.CommitResponse{CommitVersion: res.Ts}, nil
 }
 
-// prepareAndFinish stamps the written keys with a minimum commit timestamp,
-// takes the commit timestamp from the oracle and proposes the record's move
-// to COMMITTED. An error leaves the record PENDING; a refusal (the lock
-// expired meanwhile) comes back as the result.
-func (n *Node) prepareAndFinish(ctx context.Context, name string, code []byte, rec *cmdpb.TxnRecord) (*cmdpb.Result, error) {
+// commitWrites checks that every write a Commit carries is to a key rec
+// holds WRITE, and returns them as the provisional writes of their
+// buckets' prepares.
+func commitWrites(name string, code []byte, rec *cmdpb.TxnRecord, writes []*ocpb.TxnWrite) ([]*cmdpb.TxnWrite, error) {
+	if len(writes) == 0 {
+		return nil, nil
+	}
+	modes := make(map[string]cmdpb.KeyMode, len(rec.Keys))
+	for _, k := range rec.Keys {
+		modes[string(k.Key)] = k.Mode
+	}
+	out := make([]*cmdpb.TxnWrite, 0, len(writes))
+	for _, w := range writes {
+		if modes[string(w.Key)] != cmdpb.KeyMode_WRITE {
+			return nil, fmt.Errorf("%w: key %q is not locked WRITE by restrictive lock %q", ErrNotWriteLocked, w.Key, name)
+		}
+		out = append(out, &cmdpb.TxnWrite{Name: name, Code: code, Key: w.Key, Value: w.Value, Tombstone: w.Delete})
+	}
+	return out, nil
+}
+
+// prepareAndFinish applies the writes the commit carries and stamps the
+// written keys with a minimum commit timestamp, takes the commit timestamp
+// from the oracle and proposes the record's move to COMMITTED. An error
+// leaves the record PENDING; a refusal (the lock expired meanwhile) comes
+// back as the result.
+func (n *Node) prepareAndFinish(ctx context.Context, name string, code []byte, rec *cmdpb.TxnRecord, writes []*cmdpb.TxnWrite) (*cmdpb.Result, error) {
 	var writeKeys [][]byte
 	for _, k := range rec.Keys {
 		if k.Mode == cmdpb.KeyMode_WRITE {
@@ -176,9 +202,14 @@ func (n *Node) prepareAndFinish(ctx context.Context, name string, code []byte, r
 	// The buckets are prepared at once: each stamp is independent of the
 	// others, and any failure leaves the record PENDING.
 	order, groups := n.byBucket(writeKeys)
+	bucketWrites := make(map[mvcc.Bucket][]*cmdpb.TxnWrite)
+	for _, w := range writes {
+		b := mvcc.BucketOf(w.Key, n.buckets)
+		bucketWrites[b] = append(bucketWrites[b], w)
+	}
 	if err := n.eachBucket(ctx, order, func(ctx context.Context, b mvcc.Bucket) error {
 		res, err := n.bucketPropose(ctx, b, &cmdpb.Command{Body: &cmdpb.Command_TxnPrepare{TxnPrepare: &cmdpb.TxnPrepare{
-			Name: name, Code: code, Keys: groups[b], MinCommitTs: uint64(minCommit),
+			Name: name, Code: code, Keys: groups[b], MinCommitTs: uint64(minCommit), Writes: bucketWrites[b],
 		}}})
 		if err == nil {
 			err = resultErr(res)

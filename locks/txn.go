@@ -106,26 +106,57 @@ func (a *applier) txnWrite(c *cmdpb.TxnWrite) (*cmdpb.Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	i := holderIndex(kl, c.Code)
-	switch {
-	case i < 0:
-		return refuse(cmdpb.ErrorCode_NOT_HOLDER, "key is not locked with this code (lock lost, or key not in the lock)"), nil
-	case kl.Holders[i].Mode != cmdpb.KeyMode_WRITE:
-		return refuse(cmdpb.ErrorCode_NOT_WRITE_LOCKED, "key is locked READ by this code; only WRITE keys can be written"), nil
-	case kl.MinCommitTs != 0:
+	if res := writable(kl, c.Code); res != nil {
+		return res, nil
+	}
+	if kl.MinCommitTs != 0 {
 		return refuse(cmdpb.ErrorCode_NOT_WRITE_LOCKED, "the lock is committing; no more writes"), nil
 	}
-	kl.HasValue, kl.Value, kl.Tombstone = true, c.Value, c.Tombstone
-	if c.Tombstone {
-		kl.Value = nil
-	}
+	setProvisional(kl, c.Value, c.Tombstone)
 	if err := mvcc.PutRecord(a.rw, a.b, mvcc.KindKeyLock, c.Key, kl); err != nil {
 		return nil, err
 	}
 	return &cmdpb.Result{}, nil
 }
 
+// writable returns nil if code holds kl WRITE, else the refusal.
+func writable(kl *cmdpb.KeyLock, code []byte) *cmdpb.Result {
+	i := holderIndex(kl, code)
+	switch {
+	case i < 0:
+		return refuse(cmdpb.ErrorCode_NOT_HOLDER, "key is not locked with this code (lock lost, or key not in the lock)")
+	case kl.Holders[i].Mode != cmdpb.KeyMode_WRITE:
+		return refuse(cmdpb.ErrorCode_NOT_WRITE_LOCKED, "key is locked READ by this code; only WRITE keys can be written")
+	}
+	return nil
+}
+
+// setProvisional sets the key lock's provisional value.
+func setProvisional(kl *cmdpb.KeyLock, value []byte, tombstone bool) {
+	kl.HasValue, kl.Value, kl.Tombstone = true, value, tombstone
+	if tombstone {
+		kl.Value = nil
+	}
+}
+
 func (a *applier) txnPrepare(c *cmdpb.TxnPrepare) (*cmdpb.Result, error) {
+	// The writes the client buffered until Commit. A retried Commit
+	// repeats them, so a key already stamped by this code's first prepare
+	// takes its (same) value again: the record is still PENDING, so no
+	// one has seen it.
+	for _, w := range c.Writes {
+		kl, _, err := a.keyLock(w.Key)
+		if err != nil {
+			return nil, err
+		}
+		if res := writable(kl, c.Code); res != nil {
+			return res, nil
+		}
+		setProvisional(kl, w.Value, w.Tombstone)
+		if err := mvcc.PutRecord(a.rw, a.b, mvcc.KindKeyLock, w.Key, kl); err != nil {
+			return nil, err
+		}
+	}
 	for _, key := range c.Keys {
 		kl, _, err := a.keyLock(key)
 		if err != nil {

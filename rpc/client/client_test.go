@@ -516,6 +516,59 @@ func TestRestrict(t *testing.T) {
 	}
 }
 
+// TestTxWritesAreBufferedUntilCommit: Put and Delete under a Tx cost no
+// call, read back from the handle, and reach the server with Commit.
+func TestTxWritesAreBufferedUntilCommit(t *testing.T) {
+	h := clienttest.Start(t, "n1")
+	c := newClient(t, h, []string{"n1"})
+	ctx := testCtx(t)
+	if _, err := c.Put(ctx, []byte("gone"), []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := c.Restrict(ctx, "T", client.Write([]byte("k")), client.Write([]byte("gone")), client.Read([]byte("r")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	puts := len(h.Fake.CallsOf("Put"))
+	if err := tx.Put(ctx, []byte("k"), []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Put(ctx, []byte("k"), []byte("2")); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Delete(ctx, []byte("gone")); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Put(ctx, []byte("r"), []byte("no")); !errors.Is(err, client.ErrNotHolder) {
+		t.Fatalf("Put of a READ key = %v, want ErrNotHolder (FailedPrecondition)", err)
+	}
+	if n := len(h.Fake.CallsOf("Put")) + len(h.Fake.CallsOf("Delete")) - puts; n != 0 {
+		t.Fatalf("%d write calls before Commit, want 0", n)
+	}
+	if kv, err := tx.Get(ctx, []byte("k")); err != nil || string(kv.Value) != "2" {
+		t.Fatalf("Get of a buffered write = %+v, %v", kv, err)
+	}
+	if _, err := tx.Get(ctx, []byte("gone")); !errors.Is(err, client.ErrNotFound) {
+		t.Fatalf("Get of a buffered delete = %v", err)
+	}
+	if kv, err := c.Get(ctx, []byte("gone")); err != nil || string(kv.Value) != "x" {
+		t.Fatalf("others read %+v, %v before Commit; want the committed x", kv, err)
+	}
+	v, err := tx.Commit(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kv, err := c.Get(ctx, []byte("k")); err != nil || string(kv.Value) != "2" || kv.Version != v {
+		t.Fatalf("Get after Commit = %+v, %v; want 2@%d", kv, err, v)
+	}
+	if _, err := c.Get(ctx, []byte("gone")); !errors.Is(err, client.ErrNotFound) {
+		t.Fatalf("Get of a committed delete = %v", err)
+	}
+	if err := tx.Put(ctx, []byte("k"), []byte("3")); err == nil {
+		t.Fatal("Put after Commit succeeded")
+	}
+}
+
 func TestTxnRetriesOnAborted(t *testing.T) {
 	h := clienttest.Start(t, "n1")
 	c := newClient(t, h, []string{"n1"})

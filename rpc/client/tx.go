@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"sync"
@@ -12,10 +13,12 @@ import (
 )
 
 // Tx is a held restrictive lock: a snapshot-isolated transaction over the
-// keys it locked. Its reads and writes carry its code; Commit makes its
-// writes visible at one version, Abort (or expiry) discards them. It is
-// kept alive in the background until Commit or Abort. It is safe for
-// concurrent use.
+// keys it locked. Its reads carry its code; its writes are kept in the
+// handle and sent with Commit, which makes them visible at one version
+// (Abort, or expiry, discards them). So a Put costs no round trip, and a
+// write the server would refuse (the lock lost meanwhile) fails at Commit.
+// It is kept alive in the background until Commit or Abort. It is safe
+// for concurrent use.
 type Tx struct {
 	c            *Client
 	name         string
@@ -23,6 +26,8 @@ type Tx struct {
 	fence        uint64
 	startVersion uint64
 	lease        *lease
+	// writeKeys are the keys locked WRITE: the only ones Put may write.
+	writeKeys map[string]bool
 	// commitID and abortID are the request ids of every Commit and Abort
 	// of this handle, so repeating them is safe.
 	commitID, abortID string
@@ -33,6 +38,10 @@ type Tx struct {
 		commitVersion uint64
 		// aborted is set once Abort succeeded.
 		aborted bool
+		// writes are the buffered writes, in the order of their keys' first
+		// write; written indexes them by key.
+		writes  []*ocpb.TxnWrite
+		written map[string]int
 	}
 }
 
@@ -89,6 +98,12 @@ func (c *Client) restrict(ctx context.Context, name string, o restrictOptions) (
 		lease:        newLease(KindRestrictive, name, resp.Code, ttl, o.onRenew),
 		commitID:     newRequestID(),
 		abortID:      newRequestID(),
+		writeKeys:    make(map[string]bool),
+	}
+	for _, k := range o.keys {
+		if k.Mode == ModeWrite {
+			tx.writeKeys[string(k.Key)] = true
+		}
 	}
 	c.keeper.add(tx.lease)
 	return tx, nil
@@ -126,22 +141,62 @@ func (tx *Tx) CommitVersion() uint64 {
 	return tx.mu.commitVersion
 }
 
-// Get reads key under the lock: the lock's own provisional value if it
-// wrote one, else the committed value.
+// Get reads key under the lock: the lock's own write if it wrote one (its
+// Version is then 0: it has none until Commit), else the committed value.
 func (tx *Tx) Get(ctx context.Context, key []byte, opts ...ReadOption) (KeyValue, error) {
+	tx.mu.Lock()
+	i, ok := tx.mu.written[string(key)]
+	var w *ocpb.TxnWrite
+	if ok {
+		w = tx.mu.writes[i]
+	}
+	tx.mu.Unlock()
+	if w != nil {
+		if w.Delete {
+			return KeyValue{}, newError(codes.NotFound, nil, "key %q deleted by restrictive lock %q", key, tx.name)
+		}
+		return KeyValue{Key: bytes.Clone(key), Value: bytes.Clone(w.Value)}, nil
+	}
 	return tx.c.Get(ctx, key, append(opts[:len(opts):len(opts)], WithReadCode(tx.code))...)
 }
 
-// Put writes value under key provisionally; the key must be locked WRITE.
+// Put writes value under key provisionally, in the handle until Commit;
+// the key must be locked WRITE. Write options do not apply to it.
 func (tx *Tx) Put(ctx context.Context, key, value []byte, opts ...WriteOption) error {
-	_, err := tx.c.Put(ctx, key, value, append(opts[:len(opts):len(opts)], WithCode(tx.code))...)
-	return err
+	return tx.buffer(key, value, false)
 }
 
-// Delete deletes key provisionally; the key must be locked WRITE.
+// Delete deletes key provisionally, in the handle until Commit; the key
+// must be locked WRITE.
 func (tx *Tx) Delete(ctx context.Context, key []byte, opts ...WriteOption) error {
-	_, err := tx.c.Delete(ctx, key, append(opts[:len(opts):len(opts)], WithCode(tx.code))...)
-	return err
+	return tx.buffer(key, nil, true)
+}
+
+// buffer records a write for Commit; a later write of a key replaces an
+// earlier one.
+func (tx *Tx) buffer(key, value []byte, del bool) error {
+	if !tx.writeKeys[string(key)] {
+		return newError(codes.FailedPrecondition, nil, "key %q is not locked WRITE by restrictive lock %q", key, tx.name)
+	}
+	if err := tx.Err(); err != nil {
+		return err
+	}
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	if tx.mu.commitVersion != 0 || tx.mu.aborted {
+		return newError(codes.FailedPrecondition, nil, "restrictive lock %q is already committed or aborted", tx.name)
+	}
+	w := &ocpb.TxnWrite{Key: bytes.Clone(key), Value: bytes.Clone(value), Delete: del}
+	if i, ok := tx.mu.written[string(key)]; ok {
+		tx.mu.writes[i] = w
+		return nil
+	}
+	if tx.mu.written == nil {
+		tx.mu.written = make(map[string]int)
+	}
+	tx.mu.written[string(key)] = len(tx.mu.writes)
+	tx.mu.writes = append(tx.mu.writes, w)
+	return nil
 }
 
 // Commit unlocks the lock and makes its writes visible at one version,
@@ -154,7 +209,10 @@ func (tx *Tx) Commit(ctx context.Context) (uint64, error) {
 	if v := tx.CommitVersion(); v != 0 {
 		return v, nil
 	}
-	v, err := tx.c.commit(ctx, tx.name, tx.code, tx.commitID)
+	tx.mu.Lock()
+	writes := tx.mu.writes
+	tx.mu.Unlock()
+	v, err := tx.c.commit(ctx, tx.name, tx.code, tx.commitID, writes)
 	if err != nil {
 		if isCode(err, codes.Aborted) {
 			tx.c.keeper.lose(tx.lease, err)
@@ -207,7 +265,7 @@ func (tx *Tx) Abort(ctx context.Context) error {
 // Commit commits the restrictive lock name held with code, without a
 // handle (for example one taken by another process). Prefer Tx.Commit.
 func (c *Client) Commit(ctx context.Context, name, code string) (uint64, error) {
-	return c.commit(ctx, name, code, newRequestID())
+	return c.commit(ctx, name, code, newRequestID(), nil)
 }
 
 // Abort aborts the restrictive lock name held with code, without a handle.
@@ -216,8 +274,8 @@ func (c *Client) Abort(ctx context.Context, name, code string) error {
 	return c.abort(ctx, name, code, newRequestID())
 }
 
-func (c *Client) commit(ctx context.Context, name, code, requestID string) (uint64, error) {
-	req := &ocpb.CommitRequest{Name: name, Code: code, RequestId: requestID}
+func (c *Client) commit(ctx context.Context, name, code, requestID string, writes []*ocpb.TxnWrite) (uint64, error) {
+	req := &ocpb.CommitRequest{Name: name, Code: code, RequestId: requestID, Writes: writes}
 	var resp *ocpb.CommitResponse
 	err := c.doKey(ctx, "Commit", []byte(name), 0, func(ctx context.Context, e *endpoint) (err error) {
 		resp, err = e.locks.Commit(ctx, req)

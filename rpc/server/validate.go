@@ -435,6 +435,26 @@ func (validator) commit(r *ocpb.CommitRequest) error {
 	if r == nil {
 		return nilRequest()
 	}
+	seen := make(map[string]bool, len(r.Writes))
+	for i, w := range r.Writes {
+		field := fmt.Sprintf("writes[%d]", i)
+		if w == nil {
+			return invalid(field, "nil write")
+		}
+		if err := checkKey(field+".key", w.Key); err != nil {
+			return err
+		}
+		if err := checkValue(field+".value", w.Value); err != nil {
+			return err
+		}
+		if w.Delete && len(w.Value) > 0 {
+			return invalid(field+".value", "a delete carries no value")
+		}
+		if seen[string(w.Key)] {
+			return invalid(field+".key", "%q written twice", w.Key)
+		}
+		seen[string(w.Key)] = true
+	}
 	return nameAndCode(r.Name, r.Code, r.RequestId)
 }
 

@@ -606,6 +606,12 @@ func (s *fakeLocks) Commit(ctx context.Context, req *ocpb.CommitRequest) (*ocpb.
 		}
 		return nil, status.Error(codes.FailedPrecondition, "lock not held with this code")
 	}
+	for _, w := range req.Writes {
+		if tx.mode(w.Key) != ocpb.KeyMode_WRITE {
+			return nil, status.Error(codes.FailedPrecondition, "key not locked WRITE by this code")
+		}
+		tx.writes[string(w.Key)] = fakeVersion{value: w.Value, deleted: w.Delete}
+	}
 	f.mu.version++
 	v := f.mu.version
 	for k, w := range tx.writes {
