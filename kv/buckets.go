@@ -29,7 +29,7 @@ type Remote interface {
 	// from the meta leader's oracle.
 	Timestamp(ctx context.Context, node uint64, count int) (ts.Timestamp, error)
 	Propose(ctx context.Context, node uint64, req *cmdpb.BucketProposeRequest) (*cmdpb.Result, error)
-	LockKeys(ctx context.Context, node uint64, req *cmdpb.BucketLockKeysRequest) error
+	LockKeys(ctx context.Context, node uint64, req *cmdpb.BucketLockKeysRequest) (*cmdpb.BucketLockKeysResponse, error)
 	Read(ctx context.Context, node uint64, req *cmdpb.BucketReadRequest) ([]mvcc.Value, error)
 	Scan(ctx context.Context, node uint64, req *cmdpb.BucketScanRequest) ([]mvcc.KV, bool, error)
 	List(ctx context.Context, node uint64, req *cmdpb.BucketListRequest) ([]*ocpb.LockInfo, error)
@@ -76,6 +76,9 @@ func (n *Node) leaderOf(ctx context.Context, r *replica) (uint64, error) {
 
 // waitMillis encodes a wait bound for the wire: -1 is "until the deadline".
 func waitMillis(wctx context.Context) int64 {
+	if wctx.Err() != nil {
+		return 0 // over already, or no wait at all (lockKeys' first pass)
+	}
 	if d, ok := wctx.Deadline(); ok {
 		return max(time.Until(d).Milliseconds(), 0)
 	}
@@ -131,68 +134,81 @@ func (n *Node) servedReplica(ctx context.Context, group uint32) (*replica, error
 }
 
 // bucketLockKeys takes the key locks of one bucket (keys in key order) on
-// its leader, waiting in each key's queue up to wctx's deadline.
-func (n *Node) bucketLockKeys(ctx, wctx context.Context, b mvcc.Bucket, name string, code []byte, iso cmdpb.Isolation, specs []*cmdpb.KeySpec) error {
+// its leader, waiting in each key's queue up to wctx's deadline (not at
+// all if it has passed). With read it returns the keys' committed values.
+func (n *Node) bucketLockKeys(ctx, wctx context.Context, b mvcc.Bucket, name string, code []byte, iso cmdpb.Isolation, specs []*cmdpb.KeySpec, read bool) ([]*ocpb.KeyValue, error) {
 	r := n.replicas[b]
 	leader, err := n.leaderOf(ctx, r)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if leader == 0 {
-		return n.lockKeysHere(ctx, wctx, r, name, code, iso, specs)
+		return n.lockKeysHere(ctx, wctx, r, name, code, iso, specs, read)
 	}
-	return n.cfg.Remote.LockKeys(ctx, leader, &cmdpb.BucketLockKeysRequest{
-		Group: r.group, Name: name, Code: code, Isolation: iso, Keys: specs, WaitMs: waitMillis(wctx),
+	resp, err := n.cfg.Remote.LockKeys(ctx, leader, &cmdpb.BucketLockKeysRequest{
+		Group: r.group, Name: name, Code: code, Isolation: iso, Keys: specs, WaitMs: waitMillis(wctx), ReadValues: read,
 	})
+	return resp.GetValues(), err
 }
 
 // ServeLockKeys is the leader's half of bucketLockKeys.
-func (n *Node) ServeLockKeys(ctx context.Context, req *cmdpb.BucketLockKeysRequest) error {
+func (n *Node) ServeLockKeys(ctx context.Context, req *cmdpb.BucketLockKeysRequest) (*cmdpb.BucketLockKeysResponse, error) {
 	r, err := n.servedReplica(ctx, req.GetGroup())
 	if err != nil {
-		return err
+		return nil, err
 	}
 	wctx, cancel := waitFromMillis(ctx, req.GetWaitMs())
 	defer cancel()
-	return n.lockKeysHere(ctx, wctx, r, req.GetName(), req.GetCode(), req.GetIsolation(), req.GetKeys())
+	values, err := n.lockKeysHere(ctx, wctx, r, req.GetName(), req.GetCode(), req.GetIsolation(), req.GetKeys(), req.GetReadValues())
+	if err != nil {
+		return nil, err
+	}
+	return &cmdpb.BucketLockKeysResponse{Values: values}, nil
 }
 
 // lockKeysHere takes key locks in one bucket this node leads, queueing
-// FIFO per key while another lock holds it.
-func (n *Node) lockKeysHere(ctx, wctx context.Context, r *replica, name string, code []byte, iso cmdpb.Isolation, specs []*cmdpb.KeySpec) error {
+// FIFO per key while another lock holds it, and returns the keys'
+// committed values if read is set.
+func (n *Node) lockKeysHere(ctx, wctx context.Context, r *replica, name string, code []byte, iso cmdpb.Isolation, specs []*cmdpb.KeySpec, read bool) ([]*ocpb.KeyValue, error) {
 	var w *locks.Waiter
 	defer func() {
 		if w != nil {
 			w.Leave()
 		}
 	}()
+	var values []*ocpb.KeyValue
 	for i := 0; i < len(specs); {
 		res, err := r.propose(ctx, &cmdpb.Command{Body: &cmdpb.Command_LockKeys{LockKeys: &cmdpb.LockKeys{
-			Name: name, Code: code, Isolation: iso, Keys: specs[i:],
+			Name: name, Code: code, Isolation: iso, Keys: specs[i:], ReadValues: read,
 		}}})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if res.Count > 0 && w != nil {
 			w.Leave() // got the key we queued for
 			w = nil
 		}
 		i += int(res.Count)
+		values = append(values, res.Values...)
 		switch res.Error {
 		case cmdpb.ErrorCode_OK:
 		case cmdpb.ErrorCode_KEY_LOCKED:
+			what := fmt.Sprintf("key %q is locked by %q", specs[i].Key, res.HeldBy)
+			if wctx.Err() != nil {
+				return nil, fmt.Errorf("%w: %s", ErrWaitTimeout, what) // no wait asked
+			}
 			if w == nil {
 				w = n.waits.Join(keyResource(specs[i].Key))
 				continue // retry once queued, so no release is missed
 			}
-			if err := n.waitFor(wctx, w, fmt.Sprintf("key %q is locked by %q", specs[i].Key, res.HeldBy)); err != nil {
-				return err
+			if err := n.waitFor(wctx, w, what); err != nil {
+				return nil, err
 			}
 		default:
-			return resultErr(res)
+			return nil, resultErr(res)
 		}
 	}
-	return nil
+	return values, nil
 }
 
 // bucketRead reads keys of bucket b on its leader: at 0 is the newest

@@ -1,8 +1,10 @@
 package kv
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -11,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/opencluster/opencluster/mvcc"
 	"github.com/opencluster/opencluster/rpc/ocpb"
 )
 
@@ -125,5 +128,150 @@ func TestContendedLockHandedOff(t *testing.T) {
 	}
 	if _, err := n.Acquire(ctx, &ocpb.AcquireRequest{Name: "h", Ttl: ttl, Wait: durationpb.New(0)}); err != nil {
 		t.Fatalf("lock not free after the handed grant was released: %v", err)
+	}
+}
+
+// keysInBuckets returns n keys of distinct buckets, in bucket order.
+func keysInBuckets(t *testing.T, node *Node, n int) [][]byte {
+	t.Helper()
+	byBucket := make(map[mvcc.Bucket][]byte)
+	for i := 0; len(byBucket) < n && i < 10000; i++ {
+		k := []byte(fmt.Sprintf("acct-%d", i))
+		b := mvcc.BucketOf(k, node.buckets)
+		if byBucket[b] == nil {
+			byBucket[b] = k
+		}
+	}
+	var out [][]byte
+	for b := range mvcc.Bucket(node.buckets) {
+		if k := byBucket[b]; k != nil && len(out) < n {
+			out = append(out, k)
+		}
+	}
+	if len(out) < n {
+		t.Fatalf("found %d keys of distinct buckets, want %d", len(out), n)
+	}
+	return out
+}
+
+// TestRestrictPrefetchesValues: a grant with prefetch brings each locked
+// key's committed value (absent keys left out).
+func TestRestrictPrefetchesValues(t *testing.T) {
+	n := openTestNode(t)
+	ctx := ctxT(t)
+	keys := keysInBuckets(t, n, 3)
+	for _, k := range keys[:2] {
+		if _, err := n.Put(ctx, &ocpb.PutRequest{Key: k, Value: append([]byte("v-"), k...)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tx, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "p", Ttl: durationpb.New(5 * time.Second), Prefetch: true,
+		Keys: []*ocpb.KeyLockRequest{{Key: keys[0], Mode: ocpb.KeyMode_WRITE}, {Key: keys[1], Mode: ocpb.KeyMode_READ}, {Key: keys[2], Mode: ocpb.KeyMode_WRITE}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(map[string]string)
+	for _, kv := range tx.Values {
+		if kv.Version == 0 {
+			t.Errorf("prefetched %s without a version", kv.Key)
+		}
+		got[string(kv.Key)] = string(kv.Value)
+	}
+	want := map[string]string{string(keys[0]): "v-" + string(keys[0]), string(keys[1]): "v-" + string(keys[1])}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("prefetched %v, want %v", got, want)
+	}
+}
+
+// TestRestrictGivesBackKeysTakenOutOfOrder: a lock that finds its first
+// bucket's key held gives back the later bucket's key it took in the
+// first, no-wait pass, so others can take it while it waits.
+func TestRestrictGivesBackKeysTakenOutOfOrder(t *testing.T) {
+	n := openTestNode(t)
+	ctx := ctxT(t)
+	keys := keysInBuckets(t, n, 2)
+	ttl := durationpb.New(5 * time.Second)
+	first, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "first", Ttl: ttl, Keys: []*ocpb.KeyLockRequest{{Key: keys[0], Mode: ocpb.KeyMode_WRITE}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "both", Ttl: ttl,
+			Keys: []*ocpb.KeyLockRequest{{Key: keys[1], Mode: ocpb.KeyMode_WRITE}, {Key: keys[0], Mode: ocpb.KeyMode_WRITE}}})
+		done <- err
+	}()
+	// "both" now waits for keys[0]; keys[1] must be free again.
+	for n.waits.Len(keyResource(keys[0])) == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	third, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "third", Ttl: ttl, Wait: durationpb.New(2 * time.Second),
+		Keys: []*ocpb.KeyLockRequest{{Key: keys[1], Mode: ocpb.KeyMode_WRITE}}})
+	if err != nil {
+		t.Fatalf("the later bucket's key stayed held by a waiting lock: %v", err)
+	}
+	for _, l := range []*ocpb.RestrictResponse{first, third} {
+		if _, err := n.Commit(ctx, &ocpb.CommitRequest{Name: l.Name, Code: l.Code}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("the waiting lock: %v", err)
+	}
+}
+
+// TestRestrictAcrossBucketsNoDeadlock: transfers over a few accounts in
+// different buckets, taken in every order, all finish and keep the total.
+func TestRestrictAcrossBucketsNoDeadlock(t *testing.T) {
+	n := openTestNode(t)
+	ctx := ctxT(t)
+	accts := keysInBuckets(t, n, 4)
+	for _, k := range accts {
+		if _, err := n.Put(ctx, &ocpb.PutRequest{Key: k, Value: []byte("100")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 15 {
+				from, to := accts[(g+i)%4], accts[(g+2*i+1)%4]
+				if bytes.Equal(from, to) {
+					continue
+				}
+				name := fmt.Sprintf("t%d", g)
+				tx, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: name, Ttl: durationpb.New(5 * time.Second), Prefetch: true,
+					Keys: []*ocpb.KeyLockRequest{{Key: from, Mode: ocpb.KeyMode_WRITE}, {Key: to, Mode: ocpb.KeyMode_WRITE}}})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				bal := make(map[string]int)
+				for _, kv := range tx.Values {
+					bal[string(kv.Key)], _ = strconv.Atoi(string(kv.Value))
+				}
+				writes := []*ocpb.TxnWrite{
+					{Key: from, Value: []byte(strconv.Itoa(bal[string(from)] - 1))},
+					{Key: to, Value: []byte(strconv.Itoa(bal[string(to)] + 1))},
+				}
+				if _, err := n.Commit(ctx, &ocpb.CommitRequest{Name: name, Code: tx.Code, Writes: writes}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	total := 0
+	for _, k := range accts {
+		r, err := n.Get(ctx, &ocpb.GetRequest{Key: k})
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, _ := strconv.Atoi(string(r.Kv.Value))
+		total += v
+	}
+	if total != 400 {
+		t.Fatalf("total %d after the transfers, want 400", total)
 	}
 }

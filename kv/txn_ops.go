@@ -62,7 +62,8 @@ func (n *Node) Restrict(ctx context.Context, req *ocpb.RestrictRequest) (*ocpb.R
 	defer func() { n.deadlines.Resume(id, n.cfg.Clock.Now()) }()
 
 	// 2. Key locks, in (bucket, key) order.
-	if err := n.lockKeys(ctx, wctx, req.Name, code, cmdpb.Isolation(req.Isolation), specs); err != nil {
+	values, err := n.lockKeys(ctx, wctx, req.Name, code, cmdpb.Isolation(req.Isolation), specs, req.Prefetch)
+	if err != nil {
 		if aerr := n.abortTxn(n.bg, req.Name, code, false); aerr != nil {
 			// The deadline (resumed on return) releases it later.
 			n.log.Warn("releasing a restrictive lock that timed out", "lock", req.Name, "err", aerr)
@@ -73,7 +74,7 @@ func (n *Node) Restrict(ctx context.Context, req *ocpb.RestrictRequest) (*ocpb.R
 	if err != nil {
 		return nil, err
 	}
-	return &ocpb.RestrictResponse{Name: req.Name, Code: encodeCode(code), Fence: rec.Fence, StartVersion: uint64(start), Ttl: durationpb.New(ttl)}, nil
+	return &ocpb.RestrictResponse{Name: req.Name, Code: encodeCode(code), Fence: rec.Fence, StartVersion: uint64(start), Ttl: durationpb.New(ttl), Values: values}, nil
 }
 
 func (n *Node) beginTxn(ctx, wctx context.Context, rr *replica, req *ocpb.RestrictRequest, code []byte, specs []*cmdpb.KeySpec) (*cmdpb.Result, error) {
@@ -89,21 +90,78 @@ func (n *Node) beginTxn(ctx, wctx context.Context, rr *replica, req *ocpb.Restri
 	})
 }
 
-// lockKeys takes the key locks bucket by bucket, in (bucket, key) order,
-// each on its bucket's leader.
-func (n *Node) lockKeys(ctx, wctx context.Context, name string, code []byte, iso cmdpb.Isolation, specs []*cmdpb.KeySpec) error {
+// lockKeys takes the key locks, each bucket's on its leader, and returns
+// the keys' committed values if read is set. specs are in (bucket, key)
+// order, and waiting follows it, so two locks never wait for each other in
+// a cycle: every bucket is first tried at once without waiting, which is
+// one round when no key is taken. Otherwise the lock keeps the buckets
+// before the first that fell short (a prefix of the order), gives back
+// what later buckets took (waking whoever queued for them meanwhile), and
+// goes on in order, waiting. It never waits while it holds a key beyond
+// the one it waits for.
+func (n *Node) lockKeys(ctx, wctx context.Context, name string, code []byte, iso cmdpb.Isolation, specs []*cmdpb.KeySpec, read bool) ([]*ocpb.KeyValue, error) {
+	var order []mvcc.Bucket
+	var groups [][]*cmdpb.KeySpec
 	for i := 0; i < len(specs); {
 		b := mvcc.BucketOf(specs[i].Key, n.buckets)
 		j := i
 		for j < len(specs) && mvcc.BucketOf(specs[j].Key, n.buckets) == b {
 			j++
 		}
-		if err := n.bucketLockKeys(ctx, wctx, b, name, code, iso, specs[i:j]); err != nil {
-			return err
-		}
+		order, groups = append(order, b), append(groups, specs[i:j])
 		i = j
 	}
-	return nil
+	values := make([][]*ocpb.KeyValue, len(order))
+	short := 0 // the first bucket that fell short
+	if len(order) > 1 {
+		noWait, cancel := context.WithCancel(wctx)
+		cancel()
+		errs := make([]error, len(order))
+		var wg sync.WaitGroup
+		for i, b := range order {
+			wg.Go(func() { values[i], errs[i] = n.bucketLockKeys(ctx, noWait, b, name, code, iso, groups[i], read) })
+		}
+		wg.Wait()
+		for short < len(order) && errs[short] == nil {
+			short++
+		}
+		if short < len(order) {
+			// Give back what the buckets after it took.
+			later := make([]mvcc.Bucket, 0, len(order)-short-1)
+			keys := make(map[mvcc.Bucket][][]byte)
+			for i := short + 1; i < len(order); i++ {
+				later = append(later, order[i])
+				for _, k := range groups[i] {
+					keys[order[i]] = append(keys[order[i]], k.Key)
+				}
+				values[i] = nil
+			}
+			if err := n.eachBucket(ctx, later, func(ctx context.Context, b mvcc.Bucket) error {
+				res, err := n.bucketPropose(ctx, b, &cmdpb.Command{Body: &cmdpb.Command_ResolveKeys{ResolveKeys: &cmdpb.ResolveKeys{
+					Name: name, Code: code, Keys: keys[b],
+				}}})
+				if err == nil {
+					err = resultErr(res)
+				}
+				return err
+			}); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for i := short; i < len(order); i++ {
+		// A bucket's keys already held come back as held (a retry).
+		v, err := n.bucketLockKeys(ctx, wctx, order[i], name, code, iso, groups[i], read)
+		if err != nil {
+			return nil, err
+		}
+		values[i] = v
+	}
+	var all []*ocpb.KeyValue
+	for _, v := range values {
+		all = append(all, v...)
+	}
+	return all, nil
 }
 
 // Commit implements rpc/server.Backend: prepare -> commit timestamp ->
@@ -117,10 +175,20 @@ func (n *Node) Commit(ctx context.Context, req *ocpb.CommitRequest) (*ocpb.Commi
 		return nil, err
 	}
 	rr := n.replicaOfName(req.Name)
-	if err := rr.linearizable(ctx); err != nil {
+	// A ready leader has applied every record its term inherited, so a
+	// PENDING record with this code needs no ReadIndex round: were the
+	// leader deposed meanwhile, its TxnFinish, which checks the record again
+	// as it applies, could not commit. Any other answer is final for the
+	// client, so it is read again once the leadership is confirmed.
+	if err := rr.waitReady(ctx); err != nil {
 		return nil, err
 	}
 	rec, found, err := locks.TxnRecord(n.eng.DB(), rr.bucket, req.Name)
+	if err == nil && (!found || !bytes.Equal(rec.Code, code) || rec.Status != cmdpb.TxnStatus_PENDING) {
+		if err = rr.linearizable(ctx); err == nil {
+			rec, found, err = locks.TxnRecord(n.eng.DB(), rr.bucket, req.Name)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"github.com/opencluster/opencluster/mvcc"
 	"github.com/opencluster/opencluster/mvcc/ts"
 	"github.com/opencluster/opencluster/rpc/cmdpb"
+	"github.com/opencluster/opencluster/rpc/ocpb"
 )
 
 func (a *applier) txnRecord(name string) (*cmdpb.TxnRecord, bool, error) {
@@ -59,29 +60,37 @@ func holderIndex(kl *cmdpb.KeyLock, code []byte) int {
 }
 
 func (a *applier) lockKeys(c *cmdpb.LockKeys) (*cmdpb.Result, error) {
+	res := &cmdpb.Result{Count: int32(len(c.Keys))}
 	for i, k := range c.Keys {
 		kl, _, err := a.keyLock(k.Key)
 		if err != nil {
 			return nil, err
 		}
-		if holderIndex(kl, c.Code) >= 0 {
-			continue // a retry: already ours
+		if holderIndex(kl, c.Code) < 0 { // else a retry: already ours
+			if !compatible(kl, k.Mode) {
+				res.Error, res.Detail, res.Count, res.HeldBy = cmdpb.ErrorCode_KEY_LOCKED, "key is locked by "+kl.Holders[0].Name, int32(i), kl.Holders[0].Name
+				return res, nil
+			}
+			kl.Holders = append(kl.Holders, &cmdpb.KeyLockHolder{
+				Name: c.Name, Code: c.Code, Mode: k.Mode, Isolation: c.Isolation,
+			})
+			if err := mvcc.PutRecord(a.rw, a.b, mvcc.KindKeyLock, k.Key, kl); err != nil {
+				return nil, err
+			}
 		}
-		if !compatible(kl, k.Mode) {
-			return &cmdpb.Result{
-				Error:  cmdpb.ErrorCode_KEY_LOCKED,
-				Detail: "key is locked by " + kl.Holders[0].Name,
-				Count:  int32(i), HeldBy: kl.Holders[0].Name,
-			}, nil
-		}
-		kl.Holders = append(kl.Holders, &cmdpb.KeyLockHolder{
-			Name: c.Name, Code: c.Code, Mode: k.Mode, Isolation: c.Isolation,
-		})
-		if err := mvcc.PutRecord(a.rw, a.b, mvcc.KindKeyLock, k.Key, kl); err != nil {
-			return nil, err
+		if c.ReadValues {
+			// Locked now, so no other lock can change it until this one
+			// releases it (a writer that held it resolved before leaving).
+			v, err := mvcc.Get(a.rw, a.b, k.Key, mvcc.Latest)
+			if err != nil {
+				return nil, err
+			}
+			if v.Found {
+				res.Values = append(res.Values, &ocpb.KeyValue{Key: k.Key, Value: v.Bytes, Version: uint64(v.Version)})
+			}
 		}
 	}
-	return &cmdpb.Result{Count: int32(len(c.Keys))}, nil
+	return res, nil
 }
 
 // compatible reports whether a key lock can take a new holder in mode

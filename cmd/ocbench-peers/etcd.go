@@ -176,7 +176,8 @@ func (h etcdHeld) Fence() uint64                    { return uint64(h.m.Header()
 func (h etcdHeld) Unlock(ctx context.Context) error { return h.m.Unlock(ctx) }
 
 // Transfer runs an STM transaction (SerializableSnapshot), as in etcd's
-// example. The STM retries conflicts itself; a read at a revision a
+// example, prefetching both accounts (the OpenCluster target prefetches
+// them with its lock). The STM retries conflicts itself; a read at a revision a
 // member has not applied yet (ErrFutureRev, possible with several
 // endpoints) is retried here.
 func (w *etcdWorker) Transfer(ctx context.Context, from, to []byte, amount int64) error {
@@ -195,7 +196,7 @@ func (w *etcdWorker) Transfer(ctx context.Context, from, to []byte, amount int64
 			s.Put(fk, strconv.FormatInt(fb-a, 10))
 			s.Put(tk, strconv.FormatInt(tb+a, 10))
 			return nil
-		}, concurrency.WithIsolation(concurrency.SerializableSnapshot), concurrency.WithAbortContext(ctx))
+		}, concurrency.WithIsolation(concurrency.SerializableSnapshot), concurrency.WithAbortContext(ctx), concurrency.WithPrefetch(fk, tk))
 		if errors.Is(err, rpctypes.ErrFutureRev) && ctx.Err() == nil {
 			continue
 		}

@@ -148,10 +148,10 @@ func (r remote) Propose(ctx context.Context, node uint64, req *cmdpb.BucketPropo
 	return p.ServePropose(ctx, proto.Clone(req).(*cmdpb.BucketProposeRequest))
 }
 
-func (r remote) LockKeys(ctx context.Context, node uint64, req *cmdpb.BucketLockKeysRequest) error {
+func (r remote) LockKeys(ctx context.Context, node uint64, req *cmdpb.BucketLockKeysRequest) (*cmdpb.BucketLockKeysResponse, error) {
 	p, err := r.peer(node)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	return p.ServeLockKeys(ctx, req)
 }

@@ -569,6 +569,39 @@ func TestTxWritesAreBufferedUntilCommit(t *testing.T) {
 	}
 }
 
+// TestTxPrefetch: a lock taken with Prefetch answers Gets of its keys
+// from the grant, missing keys included; other keys still ask the server.
+func TestTxPrefetch(t *testing.T) {
+	h := clienttest.Start(t, "n1")
+	c := newClient(t, h, []string{"n1"})
+	ctx := testCtx(t)
+	v, err := c.Put(ctx, []byte("a"), []byte("1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := c.Restrict(ctx, "T", client.Write([]byte("a")), client.Read([]byte("missing")), client.Prefetch())
+	if err != nil {
+		t.Fatal(err)
+	}
+	gets := len(h.Fake.CallsOf("Get"))
+	if kv, err := tx.Get(ctx, []byte("a")); err != nil || string(kv.Value) != "1" || kv.Version != v {
+		t.Fatalf("prefetched Get = %+v, %v; want 1@%d", kv, err, v)
+	}
+	if _, err := tx.Get(ctx, []byte("missing")); !errors.Is(err, client.ErrNotFound) {
+		t.Fatalf("prefetched Get of a missing key = %v", err)
+	}
+	if n := len(h.Fake.CallsOf("Get")) - gets; n != 0 {
+		t.Fatalf("%d Get calls for prefetched keys", n)
+	}
+	_, _ = tx.Get(ctx, []byte("other"))
+	if n := len(h.Fake.CallsOf("Get")) - gets; n != 1 {
+		t.Fatalf("%d Get calls for a key outside the lock, want 1", n)
+	}
+	if err := tx.Abort(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestTxnRetriesOnAborted(t *testing.T) {
 	h := clienttest.Start(t, "n1")
 	c := newClient(t, h, []string{"n1"})

@@ -206,6 +206,7 @@ type restrictOptions struct {
 	requestID string
 	onRenew   func(ttl time.Duration)
 	attempts  int
+	prefetch  bool
 }
 
 type restrictOptionFunc func(*restrictOptions)
@@ -253,6 +254,14 @@ func Write(key []byte) KeySpec { return KeySpec{Key: key, Mode: ModeWrite} }
 // values of WRITE keys without waiting (default: strict, they wait).
 func Snapshot() RestrictOption {
 	return restrictOptionFunc(func(o *restrictOptions) { o.snapshot = true })
+}
+
+// Prefetch has the grant bring the committed values of the lock's keys,
+// read as each key was locked: Tx.Get then answers them without a call
+// (like etcd STM's WithPrefetch). Every key's value travels, so leave it
+// out when values are large and few are read.
+func Prefetch() RestrictOption {
+	return restrictOptionFunc(func(o *restrictOptions) { o.prefetch = true })
 }
 
 // TTL sets how long the lock outlives its last keep-alive (default: the

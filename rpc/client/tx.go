@@ -26,8 +26,12 @@ type Tx struct {
 	fence        uint64
 	startVersion uint64
 	lease        *lease
-	// writeKeys are the keys locked WRITE: the only ones Put may write.
-	writeKeys map[string]bool
+	// modes are the lock's keys and how it holds them (only WRITE keys may
+	// be written).
+	modes map[string]KeyMode
+	// prefetched holds the keys' committed values when the lock was taken
+	// with Prefetch (a key absent from it does not exist); nil otherwise.
+	prefetched map[string]KeyValue
 	// commitID and abortID are the request ids of every Commit and Abort
 	// of this handle, so repeating them is safe.
 	commitID, abortID string
@@ -64,7 +68,7 @@ func (c *Client) restrict(ctx context.Context, name string, o restrictOptions) (
 	if o.ttl < 0 {
 		return nil, invalidf("negative ttl %s", o.ttl)
 	}
-	req := &ocpb.RestrictRequest{Name: name, Wait: durationOf(o.wait), Owner: c.opts.owner, RequestId: o.requestID}
+	req := &ocpb.RestrictRequest{Name: name, Wait: durationOf(o.wait), Owner: c.opts.owner, RequestId: o.requestID, Prefetch: o.prefetch}
 	for _, k := range o.keys {
 		req.Keys = append(req.Keys, &ocpb.KeyLockRequest{Key: k.Key, Mode: ocpb.KeyMode(k.Mode)})
 	}
@@ -98,11 +102,15 @@ func (c *Client) restrict(ctx context.Context, name string, o restrictOptions) (
 		lease:        newLease(KindRestrictive, name, resp.Code, ttl, o.onRenew),
 		commitID:     newRequestID(),
 		abortID:      newRequestID(),
-		writeKeys:    make(map[string]bool),
+		modes:        make(map[string]KeyMode, len(o.keys)),
 	}
 	for _, k := range o.keys {
-		if k.Mode == ModeWrite {
-			tx.writeKeys[string(k.Key)] = true
+		tx.modes[string(k.Key)] = k.Mode
+	}
+	if o.prefetch {
+		tx.prefetched = make(map[string]KeyValue, len(resp.Values))
+		for _, kv := range resp.Values {
+			tx.prefetched[string(kv.Key)] = KeyValue{Key: kv.Key, Value: kv.Value, Version: kv.Version}
 		}
 	}
 	c.keeper.add(tx.lease)
@@ -142,7 +150,9 @@ func (tx *Tx) CommitVersion() uint64 {
 }
 
 // Get reads key under the lock: the lock's own write if it wrote one (its
-// Version is then 0: it has none until Commit), else the committed value.
+// Version is then 0: it has none until Commit), else the committed value
+// (prefetched with the grant, if the lock was taken with Prefetch and no
+// read option is given).
 func (tx *Tx) Get(ctx context.Context, key []byte, opts ...ReadOption) (KeyValue, error) {
 	tx.mu.Lock()
 	i, ok := tx.mu.written[string(key)]
@@ -156,6 +166,13 @@ func (tx *Tx) Get(ctx context.Context, key []byte, opts ...ReadOption) (KeyValue
 			return KeyValue{}, newError(codes.NotFound, nil, "key %q deleted by restrictive lock %q", key, tx.name)
 		}
 		return KeyValue{Key: bytes.Clone(key), Value: bytes.Clone(w.Value)}, nil
+	}
+	if _, locked := tx.modes[string(key)]; locked && tx.prefetched != nil && len(opts) == 0 {
+		kv, ok := tx.prefetched[string(key)]
+		if !ok {
+			return KeyValue{}, newError(codes.NotFound, nil, "key %q not found", key)
+		}
+		return KeyValue{Key: bytes.Clone(kv.Key), Value: bytes.Clone(kv.Value), Version: kv.Version}, nil
 	}
 	return tx.c.Get(ctx, key, append(opts[:len(opts):len(opts)], WithReadCode(tx.code))...)
 }
@@ -175,7 +192,7 @@ func (tx *Tx) Delete(ctx context.Context, key []byte, opts ...WriteOption) error
 // buffer records a write for Commit; a later write of a key replaces an
 // earlier one.
 func (tx *Tx) buffer(key, value []byte, del bool) error {
-	if !tx.writeKeys[string(key)] {
+	if tx.modes[string(key)] != ModeWrite {
 		return newError(codes.FailedPrecondition, nil, "key %q is not locked WRITE by restrictive lock %q", key, tx.name)
 	}
 	if err := tx.Err(); err != nil {

@@ -15,6 +15,7 @@
 package cmdpb
 
 import (
+	ocpb "github.com/opencluster/opencluster/rpc/ocpb"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -1560,11 +1561,15 @@ func (x *TxnBegin) GetRequestId() string {
 // restrictive lock (name, code), stopping at the first key another lock
 // holds incompatibly.
 type LockKeys struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Code          []byte                 `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
-	Isolation     Isolation              `protobuf:"varint,3,opt,name=isolation,proto3,enum=opencluster.cmd.v1.Isolation" json:"isolation,omitempty"`
-	Keys          []*KeySpec             `protobuf:"bytes,4,rep,name=keys,proto3" json:"keys,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Name      string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Code      []byte                 `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
+	Isolation Isolation              `protobuf:"varint,3,opt,name=isolation,proto3,enum=opencluster.cmd.v1.Isolation" json:"isolation,omitempty"`
+	Keys      []*KeySpec             `protobuf:"bytes,4,rep,name=keys,proto3" json:"keys,omitempty"`
+	// read_values: the result lists the newest committed value of each key
+	// this command locked (Result.values). The key being locked, it is the
+	// value the holder reads until it releases it.
+	ReadValues    bool `protobuf:"varint,5,opt,name=read_values,json=readValues,proto3" json:"read_values,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1625,6 +1630,13 @@ func (x *LockKeys) GetKeys() []*KeySpec {
 		return x.Keys
 	}
 	return nil
+}
+
+func (x *LockKeys) GetReadValues() bool {
+	if x != nil {
+		return x.ReadValues
+	}
+	return false
 }
 
 // TxnWrite stores a provisional value in a key lock held WRITE by code.
@@ -2105,7 +2117,9 @@ type Result struct {
 	HeldBy string `protobuf:"bytes,11,opt,name=held_by,json=heldBy,proto3" json:"held_by,omitempty"`
 	// handoff: the outcome of NamedRelease.handoff, when the release freed
 	// the lock.
-	Handoff       *Result `protobuf:"bytes,12,opt,name=handoff,proto3" json:"handoff,omitempty"`
+	Handoff *Result `protobuf:"bytes,12,opt,name=handoff,proto3" json:"handoff,omitempty"`
+	// values: LockKeys.read_values, the keys that exist.
+	Values        []*ocpb.KeyValue `protobuf:"bytes,13,rep,name=values,proto3" json:"values,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2213,6 +2227,13 @@ func (x *Result) GetHeldBy() string {
 func (x *Result) GetHandoff() *Result {
 	if x != nil {
 		return x.Handoff
+	}
+	return nil
+}
+
+func (x *Result) GetValues() []*ocpb.KeyValue {
+	if x != nil {
+		return x.Values
 	}
 	return nil
 }
@@ -3116,7 +3137,7 @@ var File_cmd_proto protoreflect.FileDescriptor
 
 const file_cmd_proto_rawDesc = "" +
 	"\n" +
-	"\tcmd.proto\x12\x12opencluster.cmd.v1\"L\n" +
+	"\tcmd.proto\x12\x12opencluster.cmd.v1\x1a\x11opencluster.proto\"L\n" +
 	"\aKeySpec\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12/\n" +
 	"\x04mode\x18\x02 \x01(\x0e2\x1b.opencluster.cmd.v1.KeyModeR\x04mode\"\xae\t\n" +
@@ -3220,12 +3241,14 @@ const file_cmd_proto_rawDesc = "" +
 	"\tisolation\x18\x06 \x01(\x0e2\x1d.opencluster.cmd.v1.IsolationR\tisolation\x12/\n" +
 	"\x04keys\x18\a \x03(\v2\x1b.opencluster.cmd.v1.KeySpecR\x04keys\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\b \x01(\tR\trequestId\"\xa0\x01\n" +
+	"request_id\x18\b \x01(\tR\trequestId\"\xc1\x01\n" +
 	"\bLockKeys\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\fR\x04code\x12;\n" +
 	"\tisolation\x18\x03 \x01(\x0e2\x1d.opencluster.cmd.v1.IsolationR\tisolation\x12/\n" +
-	"\x04keys\x18\x04 \x03(\v2\x1b.opencluster.cmd.v1.KeySpecR\x04keys\"x\n" +
+	"\x04keys\x18\x04 \x03(\v2\x1b.opencluster.cmd.v1.KeySpecR\x04keys\x12\x1f\n" +
+	"\vread_values\x18\x05 \x01(\bR\n" +
+	"readValues\"x\n" +
 	"\bTxnWrite\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\fR\x04code\x12\x10\n" +
@@ -3257,7 +3280,7 @@ const file_cmd_proto_rawDesc = "" +
 	"\x02GC\x12\x0e\n" +
 	"\x02ts\x18\x01 \x01(\x04R\x02ts\" \n" +
 	"\bTSOBound\x12\x14\n" +
-	"\x05bound\x18\x01 \x01(\x04R\x05bound\"\xe7\x02\n" +
+	"\x05bound\x18\x01 \x01(\x04R\x05bound\"\x99\x03\n" +
 	"\x06Result\x123\n" +
 	"\x05error\x18\x01 \x01(\x0e2\x1d.opencluster.cmd.v1.ErrorCodeR\x05error\x12\x16\n" +
 	"\x06detail\x18\x02 \x01(\tR\x06detail\x12\x0e\n" +
@@ -3269,7 +3292,8 @@ const file_cmd_proto_rawDesc = "" +
 	"\rcurrent_value\x18\b \x01(\fR\fcurrentValue\x12#\n" +
 	"\rcurrent_found\x18\t \x01(\bR\fcurrentFound\x12\x17\n" +
 	"\aheld_by\x18\v \x01(\tR\x06heldBy\x124\n" +
-	"\ahandoff\x18\f \x01(\v2\x1a.opencluster.cmd.v1.ResultR\ahandoff\"\xfc\x01\n" +
+	"\ahandoff\x18\f \x01(\v2\x1a.opencluster.cmd.v1.ResultR\ahandoff\x120\n" +
+	"\x06values\x18\r \x03(\v2\x18.opencluster.v1.KeyValueR\x06values\"\xfc\x01\n" +
 	"\x0fNamedLockRecord\x12\x12\n" +
 	"\x04held\x18\x01 \x01(\bR\x04held\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\fR\x04code\x12\x14\n" +
@@ -3426,6 +3450,7 @@ var file_cmd_proto_goTypes = []any{
 	(*SnapshotData)(nil),    // 36: opencluster.cmd.v1.SnapshotData
 	(*SnapshotKV)(nil),      // 37: opencluster.cmd.v1.SnapshotKV
 	(*NodeIdent)(nil),       // 38: opencluster.cmd.v1.NodeIdent
+	(*ocpb.KeyValue)(nil),   // 39: opencluster.v1.KeyValue
 }
 var file_cmd_proto_depIdxs = []int32{
 	0,  // 0: opencluster.cmd.v1.KeySpec.mode:type_name -> opencluster.cmd.v1.KeyMode
@@ -3459,23 +3484,24 @@ var file_cmd_proto_depIdxs = []int32{
 	2,  // 28: opencluster.cmd.v1.TxnFinish.status:type_name -> opencluster.cmd.v1.TxnStatus
 	3,  // 29: opencluster.cmd.v1.Result.error:type_name -> opencluster.cmd.v1.ErrorCode
 	26, // 30: opencluster.cmd.v1.Result.handoff:type_name -> opencluster.cmd.v1.Result
-	2,  // 31: opencluster.cmd.v1.TxnRecord.status:type_name -> opencluster.cmd.v1.TxnStatus
-	1,  // 32: opencluster.cmd.v1.TxnRecord.isolation:type_name -> opencluster.cmd.v1.Isolation
-	4,  // 33: opencluster.cmd.v1.TxnRecord.keys:type_name -> opencluster.cmd.v1.KeySpec
-	28, // 34: opencluster.cmd.v1.TxnRecord.unresolved:type_name -> opencluster.cmd.v1.TxnRecord
-	30, // 35: opencluster.cmd.v1.KeyLock.holders:type_name -> opencluster.cmd.v1.KeyLockHolder
-	0,  // 36: opencluster.cmd.v1.KeyLockHolder.mode:type_name -> opencluster.cmd.v1.KeyMode
-	1,  // 37: opencluster.cmd.v1.KeyLockHolder.isolation:type_name -> opencluster.cmd.v1.Isolation
-	32, // 38: opencluster.cmd.v1.KeyFences.fences:type_name -> opencluster.cmd.v1.FenceEntry
-	35, // 39: opencluster.cmd.v1.MetaState.nodes:type_name -> opencluster.cmd.v1.NodeRecord
-	34, // 40: opencluster.cmd.v1.MetaState.placement:type_name -> opencluster.cmd.v1.BucketPlacement
-	11, // 41: opencluster.cmd.v1.MetaState.moves:type_name -> opencluster.cmd.v1.MoveRecord
-	37, // 42: opencluster.cmd.v1.SnapshotData.kvs:type_name -> opencluster.cmd.v1.SnapshotKV
-	43, // [43:43] is the sub-list for method output_type
-	43, // [43:43] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	39, // 31: opencluster.cmd.v1.Result.values:type_name -> opencluster.v1.KeyValue
+	2,  // 32: opencluster.cmd.v1.TxnRecord.status:type_name -> opencluster.cmd.v1.TxnStatus
+	1,  // 33: opencluster.cmd.v1.TxnRecord.isolation:type_name -> opencluster.cmd.v1.Isolation
+	4,  // 34: opencluster.cmd.v1.TxnRecord.keys:type_name -> opencluster.cmd.v1.KeySpec
+	28, // 35: opencluster.cmd.v1.TxnRecord.unresolved:type_name -> opencluster.cmd.v1.TxnRecord
+	30, // 36: opencluster.cmd.v1.KeyLock.holders:type_name -> opencluster.cmd.v1.KeyLockHolder
+	0,  // 37: opencluster.cmd.v1.KeyLockHolder.mode:type_name -> opencluster.cmd.v1.KeyMode
+	1,  // 38: opencluster.cmd.v1.KeyLockHolder.isolation:type_name -> opencluster.cmd.v1.Isolation
+	32, // 39: opencluster.cmd.v1.KeyFences.fences:type_name -> opencluster.cmd.v1.FenceEntry
+	35, // 40: opencluster.cmd.v1.MetaState.nodes:type_name -> opencluster.cmd.v1.NodeRecord
+	34, // 41: opencluster.cmd.v1.MetaState.placement:type_name -> opencluster.cmd.v1.BucketPlacement
+	11, // 42: opencluster.cmd.v1.MetaState.moves:type_name -> opencluster.cmd.v1.MoveRecord
+	37, // 43: opencluster.cmd.v1.SnapshotData.kvs:type_name -> opencluster.cmd.v1.SnapshotKV
+	44, // [44:44] is the sub-list for method output_type
+	44, // [44:44] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_cmd_proto_init() }

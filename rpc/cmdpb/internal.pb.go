@@ -274,7 +274,9 @@ type BucketLockKeysRequest struct {
 	// keys all belong to group, in key order.
 	Keys []*KeySpec `protobuf:"bytes,5,rep,name=keys,proto3" json:"keys,omitempty"`
 	// wait_ms bounds the wait for keys held by others (-1: the call's deadline).
-	WaitMs        int64 `protobuf:"varint,6,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"`
+	WaitMs int64 `protobuf:"varint,6,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"`
+	// read_values: answer the committed values of the keys (LockKeys).
+	ReadValues    bool `protobuf:"varint,7,opt,name=read_values,json=readValues,proto3" json:"read_values,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -351,8 +353,16 @@ func (x *BucketLockKeysRequest) GetWaitMs() int64 {
 	return 0
 }
 
+func (x *BucketLockKeysRequest) GetReadValues() bool {
+	if x != nil {
+		return x.ReadValues
+	}
+	return false
+}
+
 type BucketLockKeysResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
+	Values        []*ocpb.KeyValue       `protobuf:"bytes,1,rep,name=values,proto3" json:"values,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -385,6 +395,13 @@ func (x *BucketLockKeysResponse) ProtoReflect() protoreflect.Message {
 // Deprecated: Use BucketLockKeysResponse.ProtoReflect.Descriptor instead.
 func (*BucketLockKeysResponse) Descriptor() ([]byte, []int) {
 	return file_internal_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *BucketLockKeysResponse) GetValues() []*ocpb.KeyValue {
+	if x != nil {
+		return x.Values
+	}
+	return nil
 }
 
 type BucketReadRequest struct {
@@ -1371,15 +1388,18 @@ const file_internal_proto_rawDesc = "" +
 	"\x02ts\x18\x01 \x01(\x04R\x02ts\"c\n" +
 	"\x14BucketProposeRequest\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\rR\x05group\x125\n" +
-	"\acommand\x18\x02 \x01(\v2\x1b.opencluster.cmd.v1.CommandR\acommand\"\xdc\x01\n" +
+	"\acommand\x18\x02 \x01(\v2\x1b.opencluster.cmd.v1.CommandR\acommand\"\xfd\x01\n" +
 	"\x15BucketLockKeysRequest\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\rR\x05group\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
 	"\x04code\x18\x03 \x01(\fR\x04code\x12;\n" +
 	"\tisolation\x18\x04 \x01(\x0e2\x1d.opencluster.cmd.v1.IsolationR\tisolation\x12/\n" +
 	"\x04keys\x18\x05 \x03(\v2\x1b.opencluster.cmd.v1.KeySpecR\x04keys\x12\x17\n" +
-	"\await_ms\x18\x06 \x01(\x03R\x06waitMs\"\x18\n" +
-	"\x16BucketLockKeysResponse\"z\n" +
+	"\await_ms\x18\x06 \x01(\x03R\x06waitMs\x12\x1f\n" +
+	"\vread_values\x18\a \x01(\bR\n" +
+	"readValues\"J\n" +
+	"\x16BucketLockKeysResponse\x120\n" +
+	"\x06values\x18\x01 \x03(\v2\x18.opencluster.v1.KeyValueR\x06values\"z\n" +
 	"\x11BucketReadRequest\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\rR\x05group\x12\x12\n" +
 	"\x04keys\x18\x02 \x03(\fR\x04keys\x12\x0e\n" +
@@ -1524,44 +1544,45 @@ var file_internal_proto_depIdxs = []int32{
 	24, // 0: opencluster.cmd.v1.BucketProposeRequest.command:type_name -> opencluster.cmd.v1.Command
 	25, // 1: opencluster.cmd.v1.BucketLockKeysRequest.isolation:type_name -> opencluster.cmd.v1.Isolation
 	26, // 2: opencluster.cmd.v1.BucketLockKeysRequest.keys:type_name -> opencluster.cmd.v1.KeySpec
-	9,  // 3: opencluster.cmd.v1.BucketReadResponse.values:type_name -> opencluster.cmd.v1.ReadValue
-	27, // 4: opencluster.cmd.v1.BucketScanResponse.kvs:type_name -> opencluster.v1.KeyValue
-	28, // 5: opencluster.cmd.v1.BucketListRequest.request:type_name -> opencluster.v1.ListRequest
-	14, // 6: opencluster.cmd.v1.SnapshotChunk.header:type_name -> opencluster.cmd.v1.RaftBatch
-	29, // 7: opencluster.cmd.v1.SnapshotChunk.kvs:type_name -> opencluster.cmd.v1.SnapshotKV
-	15, // 8: opencluster.cmd.v1.RaftBatch.messages:type_name -> opencluster.cmd.v1.GroupMessage
-	23, // 9: opencluster.cmd.v1.BucketChangeResponse.match:type_name -> opencluster.cmd.v1.BucketChangeResponse.MatchEntry
-	14, // 10: opencluster.cmd.v1.Internal.Raft:input_type -> opencluster.cmd.v1.RaftBatch
-	17, // 11: opencluster.cmd.v1.Internal.Join:input_type -> opencluster.cmd.v1.JoinRequest
-	13, // 12: opencluster.cmd.v1.Internal.Snapshot:input_type -> opencluster.cmd.v1.SnapshotChunk
-	2,  // 13: opencluster.cmd.v1.Internal.Timestamp:input_type -> opencluster.cmd.v1.TimestampRequest
-	4,  // 14: opencluster.cmd.v1.Internal.BucketPropose:input_type -> opencluster.cmd.v1.BucketProposeRequest
-	5,  // 15: opencluster.cmd.v1.Internal.BucketLockKeys:input_type -> opencluster.cmd.v1.BucketLockKeysRequest
-	7,  // 16: opencluster.cmd.v1.Internal.BucketRead:input_type -> opencluster.cmd.v1.BucketReadRequest
-	10, // 17: opencluster.cmd.v1.Internal.BucketScan:input_type -> opencluster.cmd.v1.BucketScanRequest
-	12, // 18: opencluster.cmd.v1.Internal.BucketList:input_type -> opencluster.cmd.v1.BucketListRequest
-	21, // 19: opencluster.cmd.v1.Internal.BucketChange:input_type -> opencluster.cmd.v1.BucketChangeRequest
-	0,  // 20: opencluster.cmd.v1.Internal.Call:input_type -> opencluster.cmd.v1.CallRequest
-	19, // 21: opencluster.cmd.v1.TestAdmin.SetClock:input_type -> opencluster.cmd.v1.SetClockRequest
-	20, // 22: opencluster.cmd.v1.TestAdmin.SetFaults:input_type -> opencluster.cmd.v1.SetFaultsRequest
-	16, // 23: opencluster.cmd.v1.Internal.Raft:output_type -> opencluster.cmd.v1.RaftAck
-	18, // 24: opencluster.cmd.v1.Internal.Join:output_type -> opencluster.cmd.v1.JoinResponse
-	16, // 25: opencluster.cmd.v1.Internal.Snapshot:output_type -> opencluster.cmd.v1.RaftAck
-	3,  // 26: opencluster.cmd.v1.Internal.Timestamp:output_type -> opencluster.cmd.v1.TimestampResponse
-	30, // 27: opencluster.cmd.v1.Internal.BucketPropose:output_type -> opencluster.cmd.v1.Result
-	6,  // 28: opencluster.cmd.v1.Internal.BucketLockKeys:output_type -> opencluster.cmd.v1.BucketLockKeysResponse
-	8,  // 29: opencluster.cmd.v1.Internal.BucketRead:output_type -> opencluster.cmd.v1.BucketReadResponse
-	11, // 30: opencluster.cmd.v1.Internal.BucketScan:output_type -> opencluster.cmd.v1.BucketScanResponse
-	31, // 31: opencluster.cmd.v1.Internal.BucketList:output_type -> opencluster.v1.ListResponse
-	22, // 32: opencluster.cmd.v1.Internal.BucketChange:output_type -> opencluster.cmd.v1.BucketChangeResponse
-	1,  // 33: opencluster.cmd.v1.Internal.Call:output_type -> opencluster.cmd.v1.CallResponse
-	16, // 34: opencluster.cmd.v1.TestAdmin.SetClock:output_type -> opencluster.cmd.v1.RaftAck
-	16, // 35: opencluster.cmd.v1.TestAdmin.SetFaults:output_type -> opencluster.cmd.v1.RaftAck
-	23, // [23:36] is the sub-list for method output_type
-	10, // [10:23] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	27, // 3: opencluster.cmd.v1.BucketLockKeysResponse.values:type_name -> opencluster.v1.KeyValue
+	9,  // 4: opencluster.cmd.v1.BucketReadResponse.values:type_name -> opencluster.cmd.v1.ReadValue
+	27, // 5: opencluster.cmd.v1.BucketScanResponse.kvs:type_name -> opencluster.v1.KeyValue
+	28, // 6: opencluster.cmd.v1.BucketListRequest.request:type_name -> opencluster.v1.ListRequest
+	14, // 7: opencluster.cmd.v1.SnapshotChunk.header:type_name -> opencluster.cmd.v1.RaftBatch
+	29, // 8: opencluster.cmd.v1.SnapshotChunk.kvs:type_name -> opencluster.cmd.v1.SnapshotKV
+	15, // 9: opencluster.cmd.v1.RaftBatch.messages:type_name -> opencluster.cmd.v1.GroupMessage
+	23, // 10: opencluster.cmd.v1.BucketChangeResponse.match:type_name -> opencluster.cmd.v1.BucketChangeResponse.MatchEntry
+	14, // 11: opencluster.cmd.v1.Internal.Raft:input_type -> opencluster.cmd.v1.RaftBatch
+	17, // 12: opencluster.cmd.v1.Internal.Join:input_type -> opencluster.cmd.v1.JoinRequest
+	13, // 13: opencluster.cmd.v1.Internal.Snapshot:input_type -> opencluster.cmd.v1.SnapshotChunk
+	2,  // 14: opencluster.cmd.v1.Internal.Timestamp:input_type -> opencluster.cmd.v1.TimestampRequest
+	4,  // 15: opencluster.cmd.v1.Internal.BucketPropose:input_type -> opencluster.cmd.v1.BucketProposeRequest
+	5,  // 16: opencluster.cmd.v1.Internal.BucketLockKeys:input_type -> opencluster.cmd.v1.BucketLockKeysRequest
+	7,  // 17: opencluster.cmd.v1.Internal.BucketRead:input_type -> opencluster.cmd.v1.BucketReadRequest
+	10, // 18: opencluster.cmd.v1.Internal.BucketScan:input_type -> opencluster.cmd.v1.BucketScanRequest
+	12, // 19: opencluster.cmd.v1.Internal.BucketList:input_type -> opencluster.cmd.v1.BucketListRequest
+	21, // 20: opencluster.cmd.v1.Internal.BucketChange:input_type -> opencluster.cmd.v1.BucketChangeRequest
+	0,  // 21: opencluster.cmd.v1.Internal.Call:input_type -> opencluster.cmd.v1.CallRequest
+	19, // 22: opencluster.cmd.v1.TestAdmin.SetClock:input_type -> opencluster.cmd.v1.SetClockRequest
+	20, // 23: opencluster.cmd.v1.TestAdmin.SetFaults:input_type -> opencluster.cmd.v1.SetFaultsRequest
+	16, // 24: opencluster.cmd.v1.Internal.Raft:output_type -> opencluster.cmd.v1.RaftAck
+	18, // 25: opencluster.cmd.v1.Internal.Join:output_type -> opencluster.cmd.v1.JoinResponse
+	16, // 26: opencluster.cmd.v1.Internal.Snapshot:output_type -> opencluster.cmd.v1.RaftAck
+	3,  // 27: opencluster.cmd.v1.Internal.Timestamp:output_type -> opencluster.cmd.v1.TimestampResponse
+	30, // 28: opencluster.cmd.v1.Internal.BucketPropose:output_type -> opencluster.cmd.v1.Result
+	6,  // 29: opencluster.cmd.v1.Internal.BucketLockKeys:output_type -> opencluster.cmd.v1.BucketLockKeysResponse
+	8,  // 30: opencluster.cmd.v1.Internal.BucketRead:output_type -> opencluster.cmd.v1.BucketReadResponse
+	11, // 31: opencluster.cmd.v1.Internal.BucketScan:output_type -> opencluster.cmd.v1.BucketScanResponse
+	31, // 32: opencluster.cmd.v1.Internal.BucketList:output_type -> opencluster.v1.ListResponse
+	22, // 33: opencluster.cmd.v1.Internal.BucketChange:output_type -> opencluster.cmd.v1.BucketChangeResponse
+	1,  // 34: opencluster.cmd.v1.Internal.Call:output_type -> opencluster.cmd.v1.CallResponse
+	16, // 35: opencluster.cmd.v1.TestAdmin.SetClock:output_type -> opencluster.cmd.v1.RaftAck
+	16, // 36: opencluster.cmd.v1.TestAdmin.SetFaults:output_type -> opencluster.cmd.v1.RaftAck
+	24, // [24:37] is the sub-list for method output_type
+	11, // [11:24] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_internal_proto_init() }

@@ -1991,14 +1991,17 @@ func (x *KeyLockRequest) GetMode() KeyMode {
 }
 
 type RestrictRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Keys          []*KeyLockRequest      `protobuf:"bytes,2,rep,name=keys,proto3" json:"keys,omitempty"`
-	Ttl           *durationpb.Duration   `protobuf:"bytes,3,opt,name=ttl,proto3" json:"ttl,omitempty"`
-	Isolation     Isolation              `protobuf:"varint,4,opt,name=isolation,proto3,enum=opencluster.v1.Isolation" json:"isolation,omitempty"`
-	Wait          *durationpb.Duration   `protobuf:"bytes,5,opt,name=wait,proto3" json:"wait,omitempty"`
-	Owner         string                 `protobuf:"bytes,6,opt,name=owner,proto3" json:"owner,omitempty"`
-	RequestId     string                 `protobuf:"bytes,7,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Name      string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Keys      []*KeyLockRequest      `protobuf:"bytes,2,rep,name=keys,proto3" json:"keys,omitempty"`
+	Ttl       *durationpb.Duration   `protobuf:"bytes,3,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	Isolation Isolation              `protobuf:"varint,4,opt,name=isolation,proto3,enum=opencluster.v1.Isolation" json:"isolation,omitempty"`
+	Wait      *durationpb.Duration   `protobuf:"bytes,5,opt,name=wait,proto3" json:"wait,omitempty"`
+	Owner     string                 `protobuf:"bytes,6,opt,name=owner,proto3" json:"owner,omitempty"`
+	RequestId string                 `protobuf:"bytes,7,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// prefetch: answer the committed values of the keys with the grant, read
+	// as each key was locked (so the holder needs no Get for them).
+	Prefetch      bool `protobuf:"varint,8,opt,name=prefetch,proto3" json:"prefetch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2082,6 +2085,13 @@ func (x *RestrictRequest) GetRequestId() string {
 	return ""
 }
 
+func (x *RestrictRequest) GetPrefetch() bool {
+	if x != nil {
+		return x.Prefetch
+	}
+	return false
+}
+
 type RestrictResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -2089,8 +2099,10 @@ type RestrictResponse struct {
 	Fence uint64                 `protobuf:"varint,3,opt,name=fence,proto3" json:"fence,omitempty"`
 	// start_version: every key of the lock reads as of this version (nobody
 	// can change them while the lock holds).
-	StartVersion  uint64               `protobuf:"varint,4,opt,name=start_version,json=startVersion,proto3" json:"start_version,omitempty"`
-	Ttl           *durationpb.Duration `protobuf:"bytes,5,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	StartVersion uint64               `protobuf:"varint,4,opt,name=start_version,json=startVersion,proto3" json:"start_version,omitempty"`
+	Ttl          *durationpb.Duration `protobuf:"bytes,5,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	// values: with prefetch, the keys that exist and their committed values.
+	Values        []*KeyValue `protobuf:"bytes,6,rep,name=values,proto3" json:"values,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2156,6 +2168,13 @@ func (x *RestrictResponse) GetStartVersion() uint64 {
 func (x *RestrictResponse) GetTtl() *durationpb.Duration {
 	if x != nil {
 		return x.Ttl
+	}
+	return nil
+}
+
+func (x *RestrictResponse) GetValues() []*KeyValue {
+	if x != nil {
+		return x.Values
 	}
 	return nil
 }
@@ -3349,7 +3368,7 @@ const file_opencluster_proto_rawDesc = "" +
 	"\x03ttl\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"O\n" +
 	"\x0eKeyLockRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12+\n" +
-	"\x04mode\x18\x02 \x01(\x0e2\x17.opencluster.v1.KeyModeR\x04mode\"\xa3\x02\n" +
+	"\x04mode\x18\x02 \x01(\x0e2\x17.opencluster.v1.KeyModeR\x04mode\"\xbf\x02\n" +
 	"\x0fRestrictRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x122\n" +
 	"\x04keys\x18\x02 \x03(\v2\x1e.opencluster.v1.KeyLockRequestR\x04keys\x12+\n" +
@@ -3358,13 +3377,15 @@ const file_opencluster_proto_rawDesc = "" +
 	"\x04wait\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x04wait\x12\x14\n" +
 	"\x05owner\x18\x06 \x01(\tR\x05owner\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\a \x01(\tR\trequestId\"\xa2\x01\n" +
+	"request_id\x18\a \x01(\tR\trequestId\x12\x1a\n" +
+	"\bprefetch\x18\b \x01(\bR\bprefetch\"\xd4\x01\n" +
 	"\x10RestrictResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\tR\x04code\x12\x14\n" +
 	"\x05fence\x18\x03 \x01(\x04R\x05fence\x12#\n" +
 	"\rstart_version\x18\x04 \x01(\x04R\fstartVersion\x12+\n" +
-	"\x03ttl\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"\x88\x01\n" +
+	"\x03ttl\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\x120\n" +
+	"\x06values\x18\x06 \x03(\v2\x18.opencluster.v1.KeyValueR\x06values\"\x88\x01\n" +
 	"\rCommitRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\tR\x04code\x12\x1d\n" +
@@ -3574,64 +3595,65 @@ var file_opencluster_proto_depIdxs = []int32{
 	2,  // 20: opencluster.v1.RestrictRequest.isolation:type_name -> opencluster.v1.Isolation
 	51, // 21: opencluster.v1.RestrictRequest.wait:type_name -> google.protobuf.Duration
 	51, // 22: opencluster.v1.RestrictResponse.ttl:type_name -> google.protobuf.Duration
-	36, // 23: opencluster.v1.CommitRequest.writes:type_name -> opencluster.v1.TxnWrite
-	0,  // 24: opencluster.v1.DescribeRequest.kind:type_name -> opencluster.v1.LockKind
-	1,  // 25: opencluster.v1.KeyLockInfo.mode:type_name -> opencluster.v1.KeyMode
-	0,  // 26: opencluster.v1.LockInfo.kind:type_name -> opencluster.v1.LockKind
-	51, // 27: opencluster.v1.LockInfo.ttl:type_name -> google.protobuf.Duration
-	51, // 28: opencluster.v1.LockInfo.expires_in:type_name -> google.protobuf.Duration
-	2,  // 29: opencluster.v1.LockInfo.isolation:type_name -> opencluster.v1.Isolation
-	41, // 30: opencluster.v1.LockInfo.keys:type_name -> opencluster.v1.KeyLockInfo
-	42, // 31: opencluster.v1.DescribeResponse.locks:type_name -> opencluster.v1.LockInfo
-	0,  // 32: opencluster.v1.ListRequest.kind:type_name -> opencluster.v1.LockKind
-	42, // 33: opencluster.v1.ListResponse.locks:type_name -> opencluster.v1.LockInfo
-	47, // 34: opencluster.v1.StatusResponse.members:type_name -> opencluster.v1.Member
-	49, // 35: opencluster.v1.StatusResponse.buckets:type_name -> opencluster.v1.BucketStatus
-	48, // 36: opencluster.v1.StatusResponse.moves:type_name -> opencluster.v1.MoveStatus
-	49, // 37: opencluster.v1.StatusResponse.meta:type_name -> opencluster.v1.BucketStatus
-	13, // 38: opencluster.v1.KV.Get:input_type -> opencluster.v1.GetRequest
-	15, // 39: opencluster.v1.KV.Put:input_type -> opencluster.v1.PutRequest
-	17, // 40: opencluster.v1.KV.Delete:input_type -> opencluster.v1.DeleteRequest
-	19, // 41: opencluster.v1.KV.CompareAndSwap:input_type -> opencluster.v1.CompareAndSwapRequest
-	21, // 42: opencluster.v1.KV.BatchGet:input_type -> opencluster.v1.BatchGetRequest
-	24, // 43: opencluster.v1.KV.Scan:input_type -> opencluster.v1.ScanRequest
-	26, // 44: opencluster.v1.Locks.Acquire:input_type -> opencluster.v1.AcquireRequest
-	28, // 45: opencluster.v1.Locks.Release:input_type -> opencluster.v1.ReleaseRequest
-	30, // 46: opencluster.v1.Locks.KeepAlive:input_type -> opencluster.v1.KeepAliveRequest
-	33, // 47: opencluster.v1.Locks.Restrict:input_type -> opencluster.v1.RestrictRequest
-	35, // 48: opencluster.v1.Locks.Commit:input_type -> opencluster.v1.CommitRequest
-	38, // 49: opencluster.v1.Locks.Abort:input_type -> opencluster.v1.AbortRequest
-	40, // 50: opencluster.v1.Locks.Describe:input_type -> opencluster.v1.DescribeRequest
-	44, // 51: opencluster.v1.Locks.List:input_type -> opencluster.v1.ListRequest
-	46, // 52: opencluster.v1.Cluster.Status:input_type -> opencluster.v1.StatusRequest
-	9,  // 53: opencluster.v1.Cluster.MoveReplica:input_type -> opencluster.v1.MoveReplicaRequest
-	3,  // 54: opencluster.v1.Cluster.TransferLeader:input_type -> opencluster.v1.TransferLeaderRequest
-	5,  // 55: opencluster.v1.Cluster.DrainNode:input_type -> opencluster.v1.DrainNodeRequest
-	7,  // 56: opencluster.v1.Cluster.RemoveNode:input_type -> opencluster.v1.RemoveNodeRequest
-	14, // 57: opencluster.v1.KV.Get:output_type -> opencluster.v1.GetResponse
-	16, // 58: opencluster.v1.KV.Put:output_type -> opencluster.v1.PutResponse
-	18, // 59: opencluster.v1.KV.Delete:output_type -> opencluster.v1.DeleteResponse
-	20, // 60: opencluster.v1.KV.CompareAndSwap:output_type -> opencluster.v1.CompareAndSwapResponse
-	23, // 61: opencluster.v1.KV.BatchGet:output_type -> opencluster.v1.BatchGetResponse
-	25, // 62: opencluster.v1.KV.Scan:output_type -> opencluster.v1.ScanResponse
-	27, // 63: opencluster.v1.Locks.Acquire:output_type -> opencluster.v1.AcquireResponse
-	29, // 64: opencluster.v1.Locks.Release:output_type -> opencluster.v1.ReleaseResponse
-	31, // 65: opencluster.v1.Locks.KeepAlive:output_type -> opencluster.v1.KeepAliveResponse
-	34, // 66: opencluster.v1.Locks.Restrict:output_type -> opencluster.v1.RestrictResponse
-	37, // 67: opencluster.v1.Locks.Commit:output_type -> opencluster.v1.CommitResponse
-	39, // 68: opencluster.v1.Locks.Abort:output_type -> opencluster.v1.AbortResponse
-	43, // 69: opencluster.v1.Locks.Describe:output_type -> opencluster.v1.DescribeResponse
-	45, // 70: opencluster.v1.Locks.List:output_type -> opencluster.v1.ListResponse
-	50, // 71: opencluster.v1.Cluster.Status:output_type -> opencluster.v1.StatusResponse
-	10, // 72: opencluster.v1.Cluster.MoveReplica:output_type -> opencluster.v1.MoveReplicaResponse
-	4,  // 73: opencluster.v1.Cluster.TransferLeader:output_type -> opencluster.v1.TransferLeaderResponse
-	6,  // 74: opencluster.v1.Cluster.DrainNode:output_type -> opencluster.v1.DrainNodeResponse
-	8,  // 75: opencluster.v1.Cluster.RemoveNode:output_type -> opencluster.v1.RemoveNodeResponse
-	57, // [57:76] is the sub-list for method output_type
-	38, // [38:57] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	11, // 23: opencluster.v1.RestrictResponse.values:type_name -> opencluster.v1.KeyValue
+	36, // 24: opencluster.v1.CommitRequest.writes:type_name -> opencluster.v1.TxnWrite
+	0,  // 25: opencluster.v1.DescribeRequest.kind:type_name -> opencluster.v1.LockKind
+	1,  // 26: opencluster.v1.KeyLockInfo.mode:type_name -> opencluster.v1.KeyMode
+	0,  // 27: opencluster.v1.LockInfo.kind:type_name -> opencluster.v1.LockKind
+	51, // 28: opencluster.v1.LockInfo.ttl:type_name -> google.protobuf.Duration
+	51, // 29: opencluster.v1.LockInfo.expires_in:type_name -> google.protobuf.Duration
+	2,  // 30: opencluster.v1.LockInfo.isolation:type_name -> opencluster.v1.Isolation
+	41, // 31: opencluster.v1.LockInfo.keys:type_name -> opencluster.v1.KeyLockInfo
+	42, // 32: opencluster.v1.DescribeResponse.locks:type_name -> opencluster.v1.LockInfo
+	0,  // 33: opencluster.v1.ListRequest.kind:type_name -> opencluster.v1.LockKind
+	42, // 34: opencluster.v1.ListResponse.locks:type_name -> opencluster.v1.LockInfo
+	47, // 35: opencluster.v1.StatusResponse.members:type_name -> opencluster.v1.Member
+	49, // 36: opencluster.v1.StatusResponse.buckets:type_name -> opencluster.v1.BucketStatus
+	48, // 37: opencluster.v1.StatusResponse.moves:type_name -> opencluster.v1.MoveStatus
+	49, // 38: opencluster.v1.StatusResponse.meta:type_name -> opencluster.v1.BucketStatus
+	13, // 39: opencluster.v1.KV.Get:input_type -> opencluster.v1.GetRequest
+	15, // 40: opencluster.v1.KV.Put:input_type -> opencluster.v1.PutRequest
+	17, // 41: opencluster.v1.KV.Delete:input_type -> opencluster.v1.DeleteRequest
+	19, // 42: opencluster.v1.KV.CompareAndSwap:input_type -> opencluster.v1.CompareAndSwapRequest
+	21, // 43: opencluster.v1.KV.BatchGet:input_type -> opencluster.v1.BatchGetRequest
+	24, // 44: opencluster.v1.KV.Scan:input_type -> opencluster.v1.ScanRequest
+	26, // 45: opencluster.v1.Locks.Acquire:input_type -> opencluster.v1.AcquireRequest
+	28, // 46: opencluster.v1.Locks.Release:input_type -> opencluster.v1.ReleaseRequest
+	30, // 47: opencluster.v1.Locks.KeepAlive:input_type -> opencluster.v1.KeepAliveRequest
+	33, // 48: opencluster.v1.Locks.Restrict:input_type -> opencluster.v1.RestrictRequest
+	35, // 49: opencluster.v1.Locks.Commit:input_type -> opencluster.v1.CommitRequest
+	38, // 50: opencluster.v1.Locks.Abort:input_type -> opencluster.v1.AbortRequest
+	40, // 51: opencluster.v1.Locks.Describe:input_type -> opencluster.v1.DescribeRequest
+	44, // 52: opencluster.v1.Locks.List:input_type -> opencluster.v1.ListRequest
+	46, // 53: opencluster.v1.Cluster.Status:input_type -> opencluster.v1.StatusRequest
+	9,  // 54: opencluster.v1.Cluster.MoveReplica:input_type -> opencluster.v1.MoveReplicaRequest
+	3,  // 55: opencluster.v1.Cluster.TransferLeader:input_type -> opencluster.v1.TransferLeaderRequest
+	5,  // 56: opencluster.v1.Cluster.DrainNode:input_type -> opencluster.v1.DrainNodeRequest
+	7,  // 57: opencluster.v1.Cluster.RemoveNode:input_type -> opencluster.v1.RemoveNodeRequest
+	14, // 58: opencluster.v1.KV.Get:output_type -> opencluster.v1.GetResponse
+	16, // 59: opencluster.v1.KV.Put:output_type -> opencluster.v1.PutResponse
+	18, // 60: opencluster.v1.KV.Delete:output_type -> opencluster.v1.DeleteResponse
+	20, // 61: opencluster.v1.KV.CompareAndSwap:output_type -> opencluster.v1.CompareAndSwapResponse
+	23, // 62: opencluster.v1.KV.BatchGet:output_type -> opencluster.v1.BatchGetResponse
+	25, // 63: opencluster.v1.KV.Scan:output_type -> opencluster.v1.ScanResponse
+	27, // 64: opencluster.v1.Locks.Acquire:output_type -> opencluster.v1.AcquireResponse
+	29, // 65: opencluster.v1.Locks.Release:output_type -> opencluster.v1.ReleaseResponse
+	31, // 66: opencluster.v1.Locks.KeepAlive:output_type -> opencluster.v1.KeepAliveResponse
+	34, // 67: opencluster.v1.Locks.Restrict:output_type -> opencluster.v1.RestrictResponse
+	37, // 68: opencluster.v1.Locks.Commit:output_type -> opencluster.v1.CommitResponse
+	39, // 69: opencluster.v1.Locks.Abort:output_type -> opencluster.v1.AbortResponse
+	43, // 70: opencluster.v1.Locks.Describe:output_type -> opencluster.v1.DescribeResponse
+	45, // 71: opencluster.v1.Locks.List:output_type -> opencluster.v1.ListResponse
+	50, // 72: opencluster.v1.Cluster.Status:output_type -> opencluster.v1.StatusResponse
+	10, // 73: opencluster.v1.Cluster.MoveReplica:output_type -> opencluster.v1.MoveReplicaResponse
+	4,  // 74: opencluster.v1.Cluster.TransferLeader:output_type -> opencluster.v1.TransferLeaderResponse
+	6,  // 75: opencluster.v1.Cluster.DrainNode:output_type -> opencluster.v1.DrainNodeResponse
+	8,  // 76: opencluster.v1.Cluster.RemoveNode:output_type -> opencluster.v1.RemoveNodeResponse
+	58, // [58:77] is the sub-list for method output_type
+	39, // [39:58] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_opencluster_proto_init() }

@@ -88,13 +88,13 @@ func (r *Remote) Propose(ctx context.Context, node uint64, req *cmdpb.BucketProp
 }
 
 // LockKeys implements kv.Remote.
-func (r *Remote) LockKeys(ctx context.Context, node uint64, req *cmdpb.BucketLockKeysRequest) error {
+func (r *Remote) LockKeys(ctx context.Context, node uint64, req *cmdpb.BucketLockKeysRequest) (*cmdpb.BucketLockKeysResponse, error) {
 	c, err := r.client(node)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	_, err = c.BucketLockKeys(ctx, req)
-	return fromStatus(err)
+	resp, err := c.BucketLockKeys(ctx, req)
+	return resp, fromStatus(err)
 }
 
 // Read implements kv.Remote.

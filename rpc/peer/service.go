@@ -25,7 +25,7 @@ type Local interface {
 	ClusterID() string
 	ServeTimestamp(ctx context.Context, count int) (ts.Timestamp, error)
 	ServePropose(ctx context.Context, req *cmdpb.BucketProposeRequest) (*cmdpb.Result, error)
-	ServeLockKeys(ctx context.Context, req *cmdpb.BucketLockKeysRequest) error
+	ServeLockKeys(ctx context.Context, req *cmdpb.BucketLockKeysRequest) (*cmdpb.BucketLockKeysResponse, error)
 	ServeRead(ctx context.Context, req *cmdpb.BucketReadRequest) ([]mvcc.Value, error)
 	ServeScan(ctx context.Context, req *cmdpb.BucketScanRequest) ([]mvcc.KV, bool, error)
 	ServeList(ctx context.Context, req *cmdpb.BucketListRequest) ([]*ocpb.LockInfo, error)
@@ -141,10 +141,11 @@ func (s *Service) BucketPropose(ctx context.Context, req *cmdpb.BucketProposeReq
 
 // BucketLockKeys takes key locks in a group this node leads.
 func (s *Service) BucketLockKeys(ctx context.Context, req *cmdpb.BucketLockKeysRequest) (*cmdpb.BucketLockKeysResponse, error) {
-	if err := s.node.ServeLockKeys(ctx, req); err != nil {
+	resp, err := s.node.ServeLockKeys(ctx, req)
+	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &cmdpb.BucketLockKeysResponse{}, nil
+	return resp, nil
 }
 
 // BucketRead reads keys of a group this node leads.

@@ -184,8 +184,9 @@ type held struct{ l *client.Lock }
 func (h held) Fence() uint64                    { return h.l.Fence() }
 func (h held) Unlock(ctx context.Context) error { return h.l.Unlock(ctx) }
 
-// Transfer takes a restrictive lock with both accounts WRITE, reads them,
-// writes both, and commits (Txn retries a lost lock).
+// Transfer takes a restrictive lock with both accounts WRITE, prefetching
+// their balances with the grant (as the etcd target's STM prefetches its
+// two keys), writes both, and commits (Txn retries a lost lock).
 func (w *worker) Transfer(ctx context.Context, from, to []byte, amount int64) error {
 	return w.c.Txn(ctx, w.txName, []client.KeySpec{client.Write(from), client.Write(to)}, func(tx *client.Tx) error {
 		fb, err := balance(ctx, tx, from)
@@ -201,7 +202,7 @@ func (w *worker) Transfer(ctx context.Context, from, to []byte, amount int64) er
 			return err
 		}
 		return tx.Put(ctx, to, strconv.AppendInt(nil, tb+a, 10))
-	})
+	}, client.Prefetch())
 }
 
 func balance(ctx context.Context, tx *client.Tx, key []byte) (int64, error) {

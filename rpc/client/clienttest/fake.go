@@ -577,6 +577,13 @@ func (s *fakeLocks) Restrict(ctx context.Context, req *ocpb.RestrictRequest) (*o
 		}
 		f.mu.restr[req.Name] = tx
 		resp = &ocpb.RestrictResponse{Name: tx.name, Code: tx.code, Fence: tx.fence, StartVersion: tx.start, Ttl: durationpb.New(ttl)}
+		if req.Prefetch {
+			for _, k := range req.Keys {
+				if v, ok := f.readLocked(string(k.Key), f.mu.version); ok {
+					resp.Values = append(resp.Values, &ocpb.KeyValue{Key: k.Key, Value: v.value, Version: v.version})
+				}
+			}
+		}
 		f.rememberLocked(req.RequestId, resp)
 		return true, nil
 	})
