@@ -178,6 +178,21 @@ func (n *Node) lockKeysHere(ctx, wctx context.Context, r *replica, name string, 
 	}()
 	var values []*ocpb.KeyValue
 	for i := 0; i < len(specs); {
+		if w == nil && n.waits.Len(keyResource(specs[i].Key)) > 0 {
+			// Others queue for the key: take a place behind them (FIFO),
+			// or give up at once if no wait is asked.
+			what := fmt.Sprintf("key %q has waiters", specs[i].Key)
+			if wctx.Err() != nil {
+				return nil, fmt.Errorf("%w: %s", ErrWaitTimeout, what)
+			}
+			w = n.waits.Join(keyResource(specs[i].Key))
+		}
+		if w != nil && !w.IsHead() {
+			if err := n.waitFor(wctx, w, fmt.Sprintf("key %q is locked", specs[i].Key)); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		res, err := r.propose(ctx, &cmdpb.Command{Body: &cmdpb.Command_LockKeys{LockKeys: &cmdpb.LockKeys{
 			Name: name, Code: code, Isolation: iso, Keys: specs[i:], ReadValues: read,
 		}}})

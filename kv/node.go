@@ -345,10 +345,10 @@ func (n *Node) onLeaderReady(r *replica) {
 			if err := unmarshalRecord(raw, rec); err != nil {
 				return err
 			}
-			switch {
-			case rec.Status == cmdpb.TxnStatus_PENDING:
+			if rec.Status == cmdpb.TxnStatus_PENDING {
 				n.deadlines.Set(locks.LeaseID{Kind: locks.Restrictive, Name: string(name), Code: string(rec.Code)}, n.leaseTTL(millis(rec.TtlMs)), now)
-			case !rec.Resolved:
+			}
+			if needsResolving(rec) {
 				unresolved = append(unresolved, string(name))
 			}
 			return nil

@@ -144,6 +144,46 @@ func TestCommitCarriesWrites(t *testing.T) {
 	}
 }
 
+// TestCommitFreesNameBeforeResolving: right after Commit the name can be
+// taken again; the committed keys read their new values (a reader waits
+// for the resolution, never sees the old value); and a retried Commit of
+// the first code, after the name was taken again, answers its version.
+func TestCommitFreesNameBeforeResolving(t *testing.T) {
+	n := openTestNode(t)
+	ctx := ctxT(t)
+	ttl := durationpb.New(15 * time.Second)
+	for round := range 20 {
+		key := []byte(fmt.Sprintf("k%d", round))
+		first, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "same", Ttl: ttl, Keys: []*ocpb.KeyLockRequest{{Key: key, Mode: ocpb.KeyMode_WRITE}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := n.Commit(ctx, &ocpb.CommitRequest{Name: "same", Code: first.Code, Writes: []*ocpb.TxnWrite{{Key: key, Value: []byte("v")}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		next, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "same", Ttl: ttl, Wait: durationpb.New(0),
+			Keys: []*ocpb.KeyLockRequest{{Key: []byte(fmt.Sprintf("other%d", round)), Mode: ocpb.KeyMode_WRITE}}})
+		if err != nil {
+			t.Fatalf("round %d: the name was not free after Commit: %v", round, err)
+		}
+		got, err := n.Get(ctx, &ocpb.GetRequest{Key: key})
+		if err != nil || string(got.Kv.Value) != "v" || got.Kv.Version != c.CommitVersion {
+			t.Fatalf("round %d: read after commit: %v, %v; want v@%d", round, got, err, c.CommitVersion)
+		}
+		again, err := n.Commit(ctx, &ocpb.CommitRequest{Name: "same", Code: first.Code})
+		if err != nil && !errors.Is(err, ErrNotHolder) {
+			t.Fatalf("round %d: retried commit: %v", round, err)
+		}
+		if err == nil && again.CommitVersion != c.CommitVersion {
+			t.Fatalf("round %d: retried commit answered %d, want %d", round, again.CommitVersion, c.CommitVersion)
+		}
+		if _, err := n.Abort(ctx, &ocpb.AbortRequest{Name: "same", Code: next.Code}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func TestNodeNamedLockExpires(t *testing.T) {
 	n := openTestNode(t)
 	ctx := ctxT(t)

@@ -192,6 +192,13 @@ func (n *Node) Commit(ctx context.Context, req *ocpb.CommitRequest) (*ocpb.Commi
 	if err != nil {
 		return nil, err
 	}
+	if found && !bytes.Equal(rec.Code, code) {
+		// A retried Commit after the name was taken again: the outcome is
+		// kept until the keys are resolved.
+		if done, ok := locks.FinishedTxn(rec, code); ok {
+			rec = done
+		}
+	}
 	if !found || !bytes.Equal(rec.Code, code) {
 		return nil, fmt.Errorf("%w: restrictive lock %q", ErrNotHolder, req.Name)
 	}
@@ -223,10 +230,17 @@ func (n *Node) Commit(ctx context.Context, req *ocpb.CommitRequest) (*ocpb.Commi
 		return nil, resultErr(res)
 	}
 	n.deadlines.Remove(id)
-	// The outcome is decided; resolve even if the client goes away.
-	if err := n.resolve(n.bg, req.Name, false); err != nil {
-		n.log.Warn("resolving a committed restrictive lock", "lock", req.Name, "err", err)
-	}
+	// The outcome is decided and durable: answer now and release the keys
+	// behind the answer. Until they are, a reader or writer of them waits
+	// (a prepared key blocks every read at or above its stamp), so nobody
+	// sees the commit half done; the name is free already.
+	n.goBackground(func(ctx context.Context) {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := n.resolve(ctx, req.Name, false); err != nil {
+			n.log.Warn("resolving a committed restrictive lock; the sweeper retries", "lock", req.Name, "err", err)
+		}
+	})
 	return &ocpb.CommitResponse{CommitVersion: res.Ts}, nil
 }
 
@@ -348,9 +362,29 @@ func (n *Node) resolve(ctx context.Context, name string, confirm bool) error {
 		}
 	}
 	rec, found, err := locks.TxnRecord(n.eng.DB(), rr.bucket, name)
-	if err != nil || !found || rec.Status == cmdpb.TxnStatus_PENDING || rec.Resolved {
+	if err != nil || !found {
 		return err
 	}
+	var errs []error
+	for _, u := range rec.Unresolved {
+		errs = append(errs, n.resolveRecord(ctx, rr, name, u))
+	}
+	if rec.Status != cmdpb.TxnStatus_PENDING && !rec.Resolved {
+		errs = append(errs, n.resolveRecord(ctx, rr, name, rec))
+	}
+	return errors.Join(errs...)
+}
+
+// needsResolving reports whether a restrictive-lock record, or an earlier
+// holder it tracks, finished with key locks not known released.
+func needsResolving(rec *cmdpb.TxnRecord) bool {
+	return len(rec.Unresolved) > 0 || (rec.Status != cmdpb.TxnStatus_PENDING && !rec.Resolved)
+}
+
+// resolveRecord releases the key locks of one finished record of name
+// (committing its provisional values if it committed), then marks it
+// resolved in the name's bucket rr.
+func (n *Node) resolveRecord(ctx context.Context, rr *replica, name string, rec *cmdpb.TxnRecord) error {
 	keys := make([][]byte, 0, len(rec.Keys))
 	for _, k := range rec.Keys {
 		keys = append(keys, k.Key)
@@ -420,7 +454,7 @@ func (s *resolveSweeper) sweep() {
 			if err := unmarshalRecord(raw, rec); err != nil {
 				return err
 			}
-			if rec.Status != cmdpb.TxnStatus_PENDING && !rec.Resolved {
+			if needsResolving(rec) {
 				names = append(names, string(name))
 			}
 			return nil

@@ -311,3 +311,53 @@ func TestFirstAttemptSkipsDedupLookup(t *testing.T) {
 		t.Fatalf("retry: %v, want the recorded result (20)", res)
 	}
 }
+
+// TestFinishedRecordFreesItsName: once a restrictive lock commits, its name
+// may be taken again before its keys are resolved; the new record keeps the
+// old one (FinishedTxn finds it) until TxnResolved drops it, and the old
+// keys stay locked until ResolveKeys.
+func TestFinishedRecordFreesItsName(t *testing.T) {
+	const W = cmdpb.KeyMode_WRITE
+	e := openEngine(t)
+	begin := func(c []byte, key string) *cmdpb.Result {
+		return applyOne(t, e, &cmdpb.Command{Body: &cmdpb.Command_TxnBegin{TxnBegin: &cmdpb.TxnBegin{Name: "T", Code: c, Keys: keys(key, W)}}})
+	}
+	if res := begin(code(1), "a"); res.Error != cmdpb.ErrorCode_OK {
+		t.Fatal(res)
+	}
+	applyOne(t, e, &cmdpb.Command{Body: &cmdpb.Command_LockKeys{LockKeys: &cmdpb.LockKeys{Name: "T", Code: code(1), Keys: keys("a", W)}}})
+	if res := begin(code(2), "b"); res.Error != cmdpb.ErrorCode_LOCK_HELD {
+		t.Fatalf("second holder while the first is PENDING: %v", res)
+	}
+	b := e.NewBatch()
+	_, eff, err := Apply(b, 0, &cmdpb.Command{Body: &cmdpb.Command_TxnFinish{TxnFinish: &cmdpb.TxnFinish{Name: "T", Code: code(1), Status: cmdpb.TxnStatus_COMMITTED, CommitTs: 7}}})
+	if err != nil || b.Commit(pebble.NoSync) != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	if len(eff.FreedTxns) != 1 {
+		t.Fatalf("commit freed %v, want the name", eff.FreedTxns)
+	}
+	if res := begin(code(2), "b"); res.Error != cmdpb.ErrorCode_OK || res.Fence != 2 {
+		t.Fatalf("taking a committed, unresolved name: %v", res)
+	}
+	rec, _, err := TxnRecord(e.DB(), 0, "T")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, ok := FinishedTxn(rec, code(1))
+	if !ok || old.Status != cmdpb.TxnStatus_COMMITTED || old.CommitTs != 7 {
+		t.Fatalf("the first holder's outcome: %v, %v", old, ok)
+	}
+	if kl, held, _ := KeyLockOf(e.DB(), 0, []byte("a")); !held || !bytes.Equal(kl.Holders[0].Code, code(1)) {
+		t.Fatal("the first holder's key was released before ResolveKeys")
+	}
+	applyOne(t, e, &cmdpb.Command{Body: &cmdpb.Command_ResolveKeys{ResolveKeys: &cmdpb.ResolveKeys{Name: "T", Code: code(1), Keys: [][]byte{[]byte("a")}, Commit: true, CommitTs: 7}}})
+	if res := applyOne(t, e, &cmdpb.Command{Body: &cmdpb.Command_TxnResolved{TxnResolved: &cmdpb.TxnResolved{Name: "T", Code: code(1)}}}); res.Error != cmdpb.ErrorCode_OK {
+		t.Fatal(res)
+	}
+	rec, _, _ = TxnRecord(e.DB(), 0, "T")
+	if _, ok := FinishedTxn(rec, code(1)); ok || len(rec.Unresolved) != 0 || !bytes.Equal(rec.Code, code(2)) || rec.Status != cmdpb.TxnStatus_PENDING {
+		t.Fatalf("after resolving the first holder: %v", rec)
+	}
+}

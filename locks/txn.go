@@ -30,9 +30,6 @@ func (a *applier) txnBegin(c *cmdpb.TxnBegin) (*cmdpb.Result, error) {
 		}
 		return refuse(cmdpb.ErrorCode_LOCK_HELD, "restrictive lock %q is held", c.Name), nil
 	}
-	if found && !rec.Resolved {
-		return refuse(cmdpb.ErrorCode_LOCK_HELD, "restrictive lock %q is still releasing its keys", c.Name), nil
-	}
 	next := &cmdpb.TxnRecord{
 		Status:    cmdpb.TxnStatus_PENDING,
 		Code:      c.Code,
@@ -44,10 +41,33 @@ func (a *applier) txnBegin(c *cmdpb.TxnBegin) (*cmdpb.Result, error) {
 		Keys:      c.Keys,
 		RequestId: c.RequestId,
 	}
+	if found {
+		// A finished record frees its name at once; its key locks, if not
+		// all released yet, are tracked here until TxnResolved.
+		next.Unresolved = rec.Unresolved
+		if !rec.Resolved {
+			rec.Unresolved = nil
+			next.Unresolved = append(next.Unresolved, rec)
+		}
+	}
 	if err := a.putTxnRecord(c.Name, next); err != nil {
 		return nil, err
 	}
 	return &cmdpb.Result{Code: next.Code, Fence: next.Fence, Ts: next.StartTs}, nil
+}
+
+// FinishedTxn returns the finished record of name held with code: the
+// record itself, or one of the earlier holders it tracks as unresolved.
+func FinishedTxn(rec *cmdpb.TxnRecord, code []byte) (*cmdpb.TxnRecord, bool) {
+	if bytes.Equal(rec.Code, code) {
+		return rec, rec.Status != cmdpb.TxnStatus_PENDING
+	}
+	for _, u := range rec.Unresolved {
+		if bytes.Equal(u.Code, code) {
+			return u, true
+		}
+	}
+	return nil, false
 }
 
 func holderIndex(kl *cmdpb.KeyLock, code []byte) int {
@@ -204,6 +224,9 @@ func (a *applier) txnFinish(c *cmdpb.TxnFinish) (*cmdpb.Result, error) {
 		if err := a.putTxnRecord(c.Name, rec); err != nil {
 			return nil, err
 		}
+		// The outcome is decided: the name is free (TxnBegin keeps the
+		// record until its keys are resolved).
+		a.effects.FreedTxns = append(a.effects.FreedTxns, c.Name)
 		return &cmdpb.Result{Ts: rec.CommitTs}, nil
 	case cmdpb.TxnStatus_COMMITTED:
 		if c.Status == cmdpb.TxnStatus_COMMITTED {
@@ -260,6 +283,15 @@ func (a *applier) txnResolved(c *cmdpb.TxnResolved) (*cmdpb.Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if found && !bytes.Equal(rec.Code, c.Code) {
+		// An earlier holder's record, kept until now.
+		for i, u := range rec.Unresolved {
+			if bytes.Equal(u.Code, c.Code) {
+				rec.Unresolved = append(rec.Unresolved[:i], rec.Unresolved[i+1:]...)
+				return &cmdpb.Result{Ts: u.CommitTs}, a.putTxnRecord(c.Name, rec)
+			}
+		}
+	}
 	if !found || !bytes.Equal(rec.Code, c.Code) || rec.Status == cmdpb.TxnStatus_PENDING {
 		return refuse(cmdpb.ErrorCode_NOT_HOLDER, "restrictive lock %q is not finished with this code", c.Name), nil
 	}
@@ -269,6 +301,5 @@ func (a *applier) txnResolved(c *cmdpb.TxnResolved) (*cmdpb.Result, error) {
 			return nil, err
 		}
 	}
-	a.effects.FreedTxns = append(a.effects.FreedTxns, c.Name)
 	return &cmdpb.Result{Ts: rec.CommitTs}, nil
 }
