@@ -31,10 +31,16 @@
 //     outcome and a record leaves PENDING exactly once.
 //  5. A transaction record moves PENDING -> COMMITTED or PENDING -> ABORTED
 //     once; a missing record is never created as ABORTED. The name is free
-//     again only after TxnResolved, when no key lock of it is left.
+//     again as soon as the record is finished: TxnBegin keeps a finished
+//     record whose key locks are not all resolved in the new record's
+//     unresolved list, and only TxnResolved drops it, so its outcome and
+//     its keys are never forgotten while a key lock of it is left.
 //  6. A fenced write is refused when its token is below the highest token
 //     the key accepted for that lock name.
 //
-// Key locks are taken in (bucket, key) order by every restrictive lock, so
-// restrictive locks cannot deadlock among themselves.
+// Key locks are waited for in (bucket, key) order by every restrictive
+// lock, so restrictive locks cannot deadlock among themselves (a first
+// pass may take later keys without waiting; it gives them back before it
+// waits). A named lock's Release may carry its head waiter's acquire
+// (NamedRelease.handoff): the grant then applies in the release's command.
 package locks

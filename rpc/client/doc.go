@@ -23,7 +23,9 @@
 // every lease it holds (Lock, Tx, Attach) from one background goroutine
 // over one KeepAlive stream, and tells the holder through a Lost channel
 // when a lease is gone. A lock's code is its secret: whoever has it may
-// write under the lock, so the client never logs codes.
+// write under the lock, so the client never logs codes. A Tx keeps its
+// writes until Commit, which carries them (so a Put costs no call), and
+// with Prefetch its grant brings the locked keys' values for its Gets.
 //
 // # Invariants
 //
