@@ -28,6 +28,9 @@ type replica struct {
 	bucket  mvcc.Bucket // meaningless for the meta group
 	rn      *raft.RawNode
 	storage *raftlog.Storage
+	// keyLocks counts the bucket's key locks for the apply path
+	// (scheduler goroutine only).
+	keyLocks *locks.KeyLocks
 
 	// gate orders write timestamps before snapshot reads (invariant 4):
 	// writers hold it shared from taking a timestamp until their proposal is
@@ -88,7 +91,7 @@ type readReq struct {
 }
 
 func newReplica(n *Node, group uint32, st *raftlog.Storage) (*replica, error) {
-	r := &replica{node: n, group: group, bucket: mvcc.Bucket(group), storage: st}
+	r := &replica{node: n, group: group, bucket: mvcc.Bucket(group), storage: st, keyLocks: locks.NewKeyLocks()}
 	r.mu.waiting = make(map[uint64]*proposal)
 	r.mu.readRounds = make(map[uint64][]*readReq)
 	r.mu.appliedCh = make(chan struct{})
@@ -460,6 +463,6 @@ func (r *replica) apply(b mvcc.ReadWriter, e *raftpb.Entry) (uint64, *cmdpb.Resu
 		res, err := applyMeta(b, cmd)
 		return cmd.ProposalId, res, locks.Effects{}, err
 	}
-	res, eff, err := locks.Apply(b, r.bucket, cmd)
+	res, eff, err := locks.ApplyCounted(b, r.bucket, cmd, r.keyLocks)
 	return cmd.ProposalId, res, eff, err
 }

@@ -27,7 +27,13 @@ type Effects struct {
 // is non-nil only for storage failures and corrupt state; refusals are
 // results with an ErrorCode.
 func Apply(rw mvcc.ReadWriter, b mvcc.Bucket, cmd *cmdpb.Command) (*cmdpb.Result, Effects, error) {
-	a := applier{rw: rw, b: b}
+	return ApplyCounted(rw, b, cmd, nil)
+}
+
+// ApplyCounted is Apply keeping kls, the bucket's key-lock count, in step
+// (nil: no count; every plain write looks for a key lock).
+func ApplyCounted(rw mvcc.ReadWriter, b mvcc.Bucket, cmd *cmdpb.Command, kls *KeyLocks) (*cmdpb.Result, Effects, error) {
+	a := applier{rw: rw, b: b, kls: kls}
 	var res *cmdpb.Result
 	var err error
 	switch c := cmd.Body.(type) {
@@ -71,6 +77,7 @@ func Apply(rw mvcc.ReadWriter, b mvcc.Bucket, cmd *cmdpb.Command) (*cmdpb.Result
 type applier struct {
 	rw      mvcc.ReadWriter
 	b       mvcc.Bucket
+	kls     *KeyLocks // nil: not counted
 	effects Effects
 }
 
@@ -135,9 +142,22 @@ func (a *applier) keyLock(key []byte) (*cmdpb.KeyLock, bool, error) {
 	return KeyLockOf(a.rw, a.b, key)
 }
 
+// noKeyLocks reports whether the bucket certainly holds no key lock.
+func (a *applier) noKeyLocks() (bool, error) {
+	if a.kls == nil {
+		return false, nil
+	}
+	return a.kls.none(a.rw, a.b)
+}
+
 // checkWritable enforces invariant 3 for a plain write at t.
 func (a *applier) checkWritable(key []byte, t ts.Timestamp) (*cmdpb.Result, mvcc.Value, error) {
-	kl, locked, err := a.keyLock(key)
+	var kl *cmdpb.KeyLock
+	locked := false
+	none, err := a.noKeyLocks()
+	if err == nil && !none {
+		kl, locked, err = a.keyLock(key)
+	}
 	if err != nil || locked {
 		if locked {
 			res := refuse(cmdpb.ErrorCode_KEY_LOCKED, "key is locked by %q", kl.Holders[0].Name)

@@ -361,3 +361,65 @@ func TestFinishedRecordFreesItsName(t *testing.T) {
 		t.Fatalf("after resolving the first holder: %v", rec)
 	}
 }
+
+// TestKeyLockCountFollowsRecords: the bucket's key-lock count lets plain
+// writes skip the key-lock read only while no key lock exists: it follows
+// LockKeys and ResolveKeys, and after Invalidate it is recounted.
+func TestKeyLockCountFollowsRecords(t *testing.T) {
+	const W, R = cmdpb.KeyMode_WRITE, cmdpb.KeyMode_READ
+	e := openEngine(t)
+	kls := NewKeyLocks()
+	var tsNow uint64
+	apply := func(cmd *cmdpb.Command) *cmdpb.Result {
+		t.Helper()
+		b := e.NewBatch()
+		defer b.Close()
+		res, _, err := ApplyCounted(b, 0, cmd, kls)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Commit(pebble.NoSync); err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	put := func(key string) cmdpb.ErrorCode {
+		tsNow++
+		return apply(&cmdpb.Command{Body: &cmdpb.Command_Put{Put: &cmdpb.Put{Key: []byte(key), Value: []byte("v"), Ts: tsNow}}}).Error
+	}
+	lock := func(c []byte, specs ...any) {
+		if res := apply(&cmdpb.Command{Body: &cmdpb.Command_LockKeys{LockKeys: &cmdpb.LockKeys{Name: "T", Code: c, Keys: keys(specs...)}}}); res.Error != cmdpb.ErrorCode_OK {
+			t.Fatal(res)
+		}
+	}
+	resolve := func(c []byte, ks ...string) {
+		var bs [][]byte
+		for _, k := range ks {
+			bs = append(bs, []byte(k))
+		}
+		apply(&cmdpb.Command{Body: &cmdpb.Command_ResolveKeys{ResolveKeys: &cmdpb.ResolveKeys{Name: "T", Code: c, Keys: bs}}})
+	}
+	if put("a") != cmdpb.ErrorCode_OK || kls.n != 0 {
+		t.Fatalf("after a plain put: count %d, want 0", kls.n)
+	}
+	lock(code(1), "a", W, "b", R)
+	lock(code(2), "b", R) // a second READ holder: no new record
+	if kls.n != 2 {
+		t.Fatalf("two key-lock records counted %d", kls.n)
+	}
+	if put("a") != cmdpb.ErrorCode_KEY_LOCKED || put("b") != cmdpb.ErrorCode_KEY_LOCKED {
+		t.Fatal("a plain put went through a key lock")
+	}
+	resolve(code(1), "a", "b")
+	if kls.n != 1 || put("b") != cmdpb.ErrorCode_KEY_LOCKED {
+		t.Fatalf("b still READ-locked by code 2: count %d", kls.n)
+	}
+	kls.Invalidate()
+	if put("c") != cmdpb.ErrorCode_OK || kls.n != 1 {
+		t.Fatalf("recounted %d, want 1", kls.n)
+	}
+	resolve(code(2), "b")
+	if kls.n != 0 || put("a") != cmdpb.ErrorCode_OK || put("b") != cmdpb.ErrorCode_OK {
+		t.Fatalf("after every key lock went: count %d", kls.n)
+	}
+}

@@ -91,6 +91,9 @@ func (a *applier) lockKeys(c *cmdpb.LockKeys) (*cmdpb.Result, error) {
 				res.Error, res.Detail, res.Count, res.HeldBy = cmdpb.ErrorCode_KEY_LOCKED, "key is locked by "+kl.Holders[0].Name, int32(i), kl.Holders[0].Name
 				return res, nil
 			}
+			if len(kl.Holders) == 0 && a.kls != nil {
+				a.kls.added() // a new record
+			}
 			kl.Holders = append(kl.Holders, &cmdpb.KeyLockHolder{
 				Name: c.Name, Code: c.Code, Mode: k.Mode, Isolation: c.Isolation,
 			})
@@ -265,6 +268,9 @@ func (a *applier) resolveKeys(c *cmdpb.ResolveKeys) (*cmdpb.Result, error) {
 		kl.Holders = append(kl.Holders[:i], kl.Holders[i+1:]...)
 		if len(kl.Holders) == 0 {
 			err = mvcc.DeleteRecord(a.rw, a.b, mvcc.KindKeyLock, key)
+			if a.kls != nil {
+				a.kls.removed()
+			}
 		} else {
 			kl.HasValue, kl.Value, kl.Tombstone, kl.MinCommitTs = false, nil, false, 0
 			err = mvcc.PutRecord(a.rw, a.b, mvcc.KindKeyLock, key, kl)
