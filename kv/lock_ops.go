@@ -71,7 +71,7 @@ func (n *Node) acquireInTurn(ctx, wctx context.Context, r *replica, acquire *cmd
 			if grant := reclaim(); grant != nil {
 				return grant, nil
 			}
-			t, err := n.tso.now(ctx)
+			t, err := n.tso.dating(ctx)
 			if err != nil {
 				return nil, err
 			}
@@ -153,7 +153,7 @@ func (n *Node) Release(ctx context.Context, req *ocpb.ReleaseRequest) (*ocpb.Rel
 // releaseNamed stamps and proposes a release (and its hand-off's acquire).
 func (n *Node) releaseNamed(ctx context.Context, release *cmdpb.NamedRelease) (*cmdpb.Result, error) {
 	if release.RequestId != "" || release.Handoff != nil {
-		t, err := n.tso.now(ctx)
+		t, err := n.tso.dating(ctx)
 		if err != nil {
 			return nil, err
 		}

@@ -26,7 +26,43 @@ type tsoService struct {
 		raising bool
 		// raisedCh is closed when a bound raise finishes.
 		raisedCh chan struct{}
+		// seen is the newest timestamp this node issued or received.
+		seen ts.Timestamp
 	}
+}
+
+// datingStaleness bounds how old (by this node's clock) a timestamp that
+// only dates a record may be; see dating.
+const datingStaleness = time.Second
+
+// dating returns a timestamp to date a record by, where no ordering
+// against other operations depends on it (a named lock's grant, shown as
+// its acquired version; a dedup record, dated for its GC): the newest this
+// node has seen, unless that is older than datingStaleness, then a fresh
+// one. It is not above any timestamp the oracle issues later, so it is
+// never in the future; it saves a named lock's Acquire and Release the
+// round trip to the oracle that a node not leading the meta group pays.
+func (t *tsoService) dating(ctx context.Context) (ts.Timestamp, error) {
+	if seen, ok := t.recent(); ok {
+		return seen, nil
+	}
+	return t.now(ctx)
+}
+
+// recent returns the newest timestamp this node has seen, if it is less
+// than datingStaleness old by this node's clock.
+func (t *tsoService) recent() (ts.Timestamp, bool) {
+	t.mu.Lock()
+	seen := t.mu.seen
+	t.mu.Unlock()
+	return seen, seen != 0 && t.n.cfg.OracleClock.Now().Sub(seen.Physical()) < datingStaleness
+}
+
+// saw records a timestamp issued or received.
+func (t *tsoService) saw(last ts.Timestamp) {
+	t.mu.Lock()
+	t.mu.seen = max(t.mu.seen, last)
+	t.mu.Unlock()
 }
 
 func newTSOService(n *Node) *tsoService {
@@ -103,6 +139,7 @@ func (t *tsoService) nowN(ctx context.Context, count int, remote bool) (ts.Times
 			t.n.goBackground(func(ctx context.Context) { t.raise(ctx, bound) })
 		}
 		if first, ok := t.mu.oracle.Next(now, count); ok {
+			t.mu.seen = max(t.mu.seen, first+ts.Timestamp(count-1))
 			t.mu.Unlock()
 			return first, nil
 		}
@@ -172,6 +209,9 @@ func (b *remoteBatcher) run(ctx context.Context, leader uint64) {
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		first, err := b.t.n.cfg.Remote.Timestamp(rctx, leader, len(batch))
 		cancel()
+		if err == nil {
+			b.t.saw(first + ts.Timestamp(len(batch)-1))
+		}
 		for i, ch := range batch {
 			ch <- tsResult{ts: first + ts.Timestamp(i), err: err}
 		}

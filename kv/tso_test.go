@@ -76,3 +76,32 @@ func TestRemoteTimestampsCoalesce(t *testing.T) {
 	}
 	t.Logf("%d callers, %d round trips", callers, oracle.trips.Load())
 }
+
+// TestDatingReusesRecentTimestamps: a timestamp that only dates a record
+// is the newest one the node saw while that is under a second old (no
+// round trip), and a fresh one after.
+func TestDatingReusesRecentTimestamps(t *testing.T) {
+	oracle := &countingOracle{}
+	clock := ts.NewSkewedClock(ts.RealClock{})
+	n := &Node{cfg: Config{Remote: oracle, OracleClock: clock}, stopper: make(chan struct{})}
+	n.bg, n.bgCancel = context.WithCancel(context.Background())
+	defer func() { n.bgCancel(); close(n.stopper); n.wg.Wait() }()
+	n.tso = newTSOService(n)
+	oracle.next = ts.FromTime(time.Now())
+
+	if _, ok := n.tso.recent(); ok {
+		t.Fatal("a recent timestamp before any was seen")
+	}
+	seen, err := n.tso.remote.get(context.Background(), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := n.tso.dating(context.Background())
+	if err != nil || got != seen || oracle.trips.Load() != 1 {
+		t.Fatalf("dating right after a timestamp: %v (seen %v), %v, %d round trips; want the seen one, no trip", got, seen, err, oracle.trips.Load())
+	}
+	clock.Set(2*datingStaleness, 1)
+	if _, ok := n.tso.recent(); ok {
+		t.Fatal("a timestamp two seconds old still dates records")
+	}
+}

@@ -2558,14 +2558,16 @@ func (x *KeyLockInfo) GetMode() KeyMode {
 }
 
 type LockInfo struct {
-	state           protoimpl.MessageState `protogen:"open.v1"`
-	Name            string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Kind            LockKind               `protobuf:"varint,2,opt,name=kind,proto3,enum=opencluster.v1.LockKind" json:"kind,omitempty"`
-	Held            bool                   `protobuf:"varint,3,opt,name=held,proto3" json:"held,omitempty"`
-	Fence           uint64                 `protobuf:"varint,4,opt,name=fence,proto3" json:"fence,omitempty"`
-	Owner           string                 `protobuf:"bytes,5,opt,name=owner,proto3" json:"owner,omitempty"`
-	AcquiredVersion uint64                 `protobuf:"varint,6,opt,name=acquired_version,json=acquiredVersion,proto3" json:"acquired_version,omitempty"`
-	Ttl             *durationpb.Duration   `protobuf:"bytes,7,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Kind  LockKind               `protobuf:"varint,2,opt,name=kind,proto3,enum=opencluster.v1.LockKind" json:"kind,omitempty"`
+	Held  bool                   `protobuf:"varint,3,opt,name=held,proto3" json:"held,omitempty"`
+	Fence uint64                 `protobuf:"varint,4,opt,name=fence,proto3" json:"fence,omitempty"`
+	Owner string                 `protobuf:"bytes,5,opt,name=owner,proto3" json:"owner,omitempty"`
+	// acquired_version dates the grant: a version at most about a second
+	// before it (the granting node's newest timestamp), never after it.
+	AcquiredVersion uint64               `protobuf:"varint,6,opt,name=acquired_version,json=acquiredVersion,proto3" json:"acquired_version,omitempty"`
+	Ttl             *durationpb.Duration `protobuf:"bytes,7,opt,name=ttl,proto3" json:"ttl,omitempty"`
 	// expires_in is the time left before the lock expires without a
 	// keep-alive, as seen by the leader that tracks it.
 	ExpiresIn *durationpb.Duration `protobuf:"bytes,8,opt,name=expires_in,json=expiresIn,proto3" json:"expires_in,omitempty"`
