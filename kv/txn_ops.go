@@ -277,12 +277,26 @@ func (n *Node) prepareAndFinish(ctx context.Context, name string, code []byte, r
 			writeKeys = append(writeKeys, k.Key)
 		}
 	}
+	if rec.Isolation == cmdpb.Isolation_STRICT {
+		// Every reader waits for a strict WRITE lock until it is resolved,
+		// so no read can land between a commit timestamp and the commit:
+		// the keys need no stamp, and the record, durable with the writes,
+		// is the whole commit. Resolving applies the writes.
+		commitTS, err := n.tso.now(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return n.replicaOfName(name).propose(ctx, &cmdpb.Command{Body: &cmdpb.Command_TxnFinish{TxnFinish: &cmdpb.TxnFinish{
+			Name: name, Code: code, Status: cmdpb.TxnStatus_COMMITTED, CommitTs: uint64(commitTS), Writes: writes,
+		}}})
+	}
+	// Snapshot mode: readers do not wait for the lock until its keys are
+	// stamped. The buckets are prepared at once: each stamp is independent
+	// of the others, and any failure leaves the record PENDING.
 	minCommit, err := n.tso.now(ctx)
 	if err != nil {
 		return nil, err
 	}
-	// The buckets are prepared at once: each stamp is independent of the
-	// others, and any failure leaves the record PENDING.
 	order, groups := n.byBucket(writeKeys)
 	bucketWrites := make(map[mvcc.Bucket][]*cmdpb.TxnWrite)
 	for _, w := range writes {
@@ -391,10 +405,15 @@ func (n *Node) resolveRecord(ctx context.Context, rr *replica, name string, rec 
 	}
 	order, groups := n.byBucket(keys)
 	commit := rec.Status == cmdpb.TxnStatus_COMMITTED
+	writes := make(map[mvcc.Bucket][]*cmdpb.TxnWrite)
+	for _, w := range rec.Writes {
+		b := mvcc.BucketOf(w.Key, n.buckets)
+		writes[b] = append(writes[b], w)
+	}
 	// Each bucket resolves its own keys: all at once.
 	if err := n.eachBucket(ctx, order, func(ctx context.Context, b mvcc.Bucket) error {
 		res, err := n.bucketPropose(ctx, b, &cmdpb.Command{Body: &cmdpb.Command_ResolveKeys{ResolveKeys: &cmdpb.ResolveKeys{
-			Name: name, Code: rec.Code, Keys: groups[b], Commit: commit, CommitTs: rec.CommitTs,
+			Name: name, Code: rec.Code, Keys: groups[b], Commit: commit, CommitTs: rec.CommitTs, Writes: writes[b],
 		}}})
 		if err == nil {
 			err = resultErr(res)

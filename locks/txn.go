@@ -223,6 +223,7 @@ func (a *applier) txnFinish(c *cmdpb.TxnFinish) (*cmdpb.Result, error) {
 		rec.Expired = c.Expired
 		if c.Status == cmdpb.TxnStatus_COMMITTED {
 			rec.CommitTs = c.CommitTs
+			rec.Writes = c.Writes
 		}
 		if err := a.putTxnRecord(c.Name, rec); err != nil {
 			return nil, err
@@ -249,6 +250,13 @@ func (a *applier) txnFinish(c *cmdpb.TxnFinish) (*cmdpb.Result, error) {
 }
 
 func (a *applier) resolveKeys(c *cmdpb.ResolveKeys) (*cmdpb.Result, error) {
+	var writes map[string]*cmdpb.TxnWrite
+	if c.Commit && len(c.Writes) > 0 {
+		writes = make(map[string]*cmdpb.TxnWrite, len(c.Writes))
+		for _, w := range c.Writes {
+			writes[string(w.Key)] = w
+		}
+	}
 	n := 0
 	for _, key := range c.Keys {
 		kl, _, err := a.keyLock(key)
@@ -259,10 +267,17 @@ func (a *applier) resolveKeys(c *cmdpb.ResolveKeys) (*cmdpb.Result, error) {
 		if i < 0 {
 			continue // resolved already
 		}
-		if c.Commit && kl.Holders[i].Mode == cmdpb.KeyMode_WRITE && kl.HasValue {
+		if c.Commit && kl.Holders[i].Mode == cmdpb.KeyMode_WRITE {
 			// Invariant 4: only a committed record's values become versions.
-			if err := a.writeVersion(key, kl.Value, kl.Tombstone, ts.Timestamp(c.CommitTs)); err != nil {
-				return nil, err
+			// The record's own writes take the place of provisional ones.
+			value, tombstone, has := kl.Value, kl.Tombstone, kl.HasValue
+			if w, ok := writes[string(key)]; ok {
+				value, tombstone, has = w.Value, w.Tombstone, true
+			}
+			if has {
+				if err := a.writeVersion(key, value, tombstone, ts.Timestamp(c.CommitTs)); err != nil {
+					return nil, err
+				}
 			}
 		}
 		kl.Holders = append(kl.Holders[:i], kl.Holders[i+1:]...)
@@ -303,6 +318,7 @@ func (a *applier) txnResolved(c *cmdpb.TxnResolved) (*cmdpb.Result, error) {
 	}
 	if !rec.Resolved {
 		rec.Resolved = true
+		rec.Writes = nil // applied; the record keeps only its outcome
 		if err := a.putTxnRecord(c.Name, rec); err != nil {
 			return nil, err
 		}

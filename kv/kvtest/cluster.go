@@ -485,17 +485,21 @@ func (c *Cluster) WaitCaughtUp(n *kv.Node) {
 	c.t.Helper()
 	ctx := context.Background()
 	c.WaitFor(20*time.Second, fmt.Sprintf("node %d to catch up", n.ID()), func() bool {
-		want, err := c.Primary().Status(ctx, nil)
-		if err != nil {
-			return false
-		}
 		got, err := n.Status(ctx, nil)
 		if err != nil {
 			return false
 		}
-		for i, b := range want.Buckets {
-			if got.Buckets[i].Applied < b.Applied {
+		// Every node's view, the leaders' included: the primary alone may
+		// be a follower as far behind as n.
+		for _, other := range c.Nodes() {
+			want, err := other.Status(ctx, nil)
+			if err != nil {
 				return false
+			}
+			for i, b := range want.Buckets {
+				if got.Buckets[i].Applied < b.Applied {
+					return false
+				}
 			}
 		}
 		return true

@@ -1805,7 +1805,12 @@ type TxnFinish struct {
 	Status   TxnStatus              `protobuf:"varint,3,opt,name=status,proto3,enum=opencluster.cmd.v1.TxnStatus" json:"status,omitempty"`
 	CommitTs uint64                 `protobuf:"varint,4,opt,name=commit_ts,json=commitTs,proto3" json:"commit_ts,omitempty"`
 	// expired marks an abort proposed because the ttl ran out.
-	Expired       bool `protobuf:"varint,5,opt,name=expired,proto3" json:"expired,omitempty"`
+	Expired bool `protobuf:"varint,5,opt,name=expired,proto3" json:"expired,omitempty"`
+	// writes (commit only) are the writes the Commit carried, kept in the
+	// record until its keys are resolved. A strict lock commits this way in
+	// one round: its keys need no prepare, since every reader waits for a
+	// strict WRITE lock anyway.
+	Writes        []*TxnWrite `protobuf:"bytes,6,rep,name=writes,proto3" json:"writes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1875,15 +1880,25 @@ func (x *TxnFinish) GetExpired() bool {
 	return false
 }
 
+func (x *TxnFinish) GetWrites() []*TxnWrite {
+	if x != nil {
+		return x.Writes
+	}
+	return nil
+}
+
 // ResolveKeys releases the key locks of a finished restrictive lock: on
 // commit its provisional values become versions at commit_ts.
 type ResolveKeys struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Code          []byte                 `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
-	Keys          [][]byte               `protobuf:"bytes,3,rep,name=keys,proto3" json:"keys,omitempty"`
-	Commit        bool                   `protobuf:"varint,4,opt,name=commit,proto3" json:"commit,omitempty"`
-	CommitTs      uint64                 `protobuf:"varint,5,opt,name=commit_ts,json=commitTs,proto3" json:"commit_ts,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Name     string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Code     []byte                 `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
+	Keys     [][]byte               `protobuf:"bytes,3,rep,name=keys,proto3" json:"keys,omitempty"`
+	Commit   bool                   `protobuf:"varint,4,opt,name=commit,proto3" json:"commit,omitempty"`
+	CommitTs uint64                 `protobuf:"varint,5,opt,name=commit_ts,json=commitTs,proto3" json:"commit_ts,omitempty"`
+	// writes (commit only) are the record's writes for these keys; they
+	// take the place of the key locks' provisional values.
+	Writes        []*TxnWrite `protobuf:"bytes,6,rep,name=writes,proto3" json:"writes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1953,8 +1968,15 @@ func (x *ResolveKeys) GetCommitTs() uint64 {
 	return 0
 }
 
+func (x *ResolveKeys) GetWrites() []*TxnWrite {
+	if x != nil {
+		return x.Writes
+	}
+	return nil
+}
+
 // TxnResolved records that every key lock of a finished record has been
-// resolved, so the name can be taken again.
+// resolved.
 type TxnResolved struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -2371,7 +2393,9 @@ type TxnRecord struct {
 	// unresolved: finished records of earlier holders of the name whose key
 	// locks are still being released. A finished record frees its name at
 	// once; TxnBegin carries it here until TxnResolved drops it.
-	Unresolved    []*TxnRecord `protobuf:"bytes,13,rep,name=unresolved,proto3" json:"unresolved,omitempty"`
+	Unresolved []*TxnRecord `protobuf:"bytes,13,rep,name=unresolved,proto3" json:"unresolved,omitempty"`
+	// writes: TxnFinish.writes of a committed record, until resolved.
+	Writes        []*TxnWrite `protobuf:"bytes,14,rep,name=writes,proto3" json:"writes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2493,6 +2517,13 @@ func (x *TxnRecord) GetExpired() bool {
 func (x *TxnRecord) GetUnresolved() []*TxnRecord {
 	if x != nil {
 		return x.Unresolved
+	}
+	return nil
+}
+
+func (x *TxnRecord) GetWrites() []*TxnWrite {
+	if x != nil {
+		return x.Writes
 	}
 	return nil
 }
@@ -3261,19 +3292,21 @@ const file_cmd_proto_rawDesc = "" +
 	"\x04code\x18\x02 \x01(\fR\x04code\x12\x12\n" +
 	"\x04keys\x18\x03 \x03(\fR\x04keys\x12\"\n" +
 	"\rmin_commit_ts\x18\x04 \x01(\x04R\vminCommitTs\x124\n" +
-	"\x06writes\x18\x05 \x03(\v2\x1c.opencluster.cmd.v1.TxnWriteR\x06writes\"\xa1\x01\n" +
+	"\x06writes\x18\x05 \x03(\v2\x1c.opencluster.cmd.v1.TxnWriteR\x06writes\"\xd7\x01\n" +
 	"\tTxnFinish\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\fR\x04code\x125\n" +
 	"\x06status\x18\x03 \x01(\x0e2\x1d.opencluster.cmd.v1.TxnStatusR\x06status\x12\x1b\n" +
 	"\tcommit_ts\x18\x04 \x01(\x04R\bcommitTs\x12\x18\n" +
-	"\aexpired\x18\x05 \x01(\bR\aexpired\"~\n" +
+	"\aexpired\x18\x05 \x01(\bR\aexpired\x124\n" +
+	"\x06writes\x18\x06 \x03(\v2\x1c.opencluster.cmd.v1.TxnWriteR\x06writes\"\xb4\x01\n" +
 	"\vResolveKeys\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\fR\x04code\x12\x12\n" +
 	"\x04keys\x18\x03 \x03(\fR\x04keys\x12\x16\n" +
 	"\x06commit\x18\x04 \x01(\bR\x06commit\x12\x1b\n" +
-	"\tcommit_ts\x18\x05 \x01(\x04R\bcommitTs\"5\n" +
+	"\tcommit_ts\x18\x05 \x01(\x04R\bcommitTs\x124\n" +
+	"\x06writes\x18\x06 \x03(\v2\x1c.opencluster.cmd.v1.TxnWriteR\x06writes\"5\n" +
 	"\vTxnResolved\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\fR\x04code\"\x14\n" +
@@ -3305,7 +3338,7 @@ const file_cmd_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\a \x01(\tR\trequestId\x12\x1b\n" +
 	"\tlast_code\x18\b \x01(\fR\blastCode\x12!\n" +
-	"\flast_expired\x18\t \x01(\bR\vlastExpired\"\xd3\x03\n" +
+	"\flast_expired\x18\t \x01(\bR\vlastExpired\"\x89\x04\n" +
 	"\tTxnRecord\x125\n" +
 	"\x06status\x18\x01 \x01(\x0e2\x1d.opencluster.cmd.v1.TxnStatusR\x06status\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\fR\x04code\x12\x14\n" +
@@ -3323,7 +3356,8 @@ const file_cmd_proto_rawDesc = "" +
 	"\aexpired\x18\f \x01(\bR\aexpired\x12=\n" +
 	"\n" +
 	"unresolved\x18\r \x03(\v2\x1d.opencluster.cmd.v1.TxnRecordR\n" +
-	"unresolved\"\xbb\x01\n" +
+	"unresolved\x124\n" +
+	"\x06writes\x18\x0e \x03(\v2\x1c.opencluster.cmd.v1.TxnWriteR\x06writes\"\xbb\x01\n" +
 	"\aKeyLock\x12;\n" +
 	"\aholders\x18\x01 \x03(\v2!.opencluster.cmd.v1.KeyLockHolderR\aholders\x12\x1b\n" +
 	"\thas_value\x18\x02 \x01(\bR\bhasValue\x12\x14\n" +
@@ -3482,26 +3516,29 @@ var file_cmd_proto_depIdxs = []int32{
 	4,  // 26: opencluster.cmd.v1.LockKeys.keys:type_name -> opencluster.cmd.v1.KeySpec
 	19, // 27: opencluster.cmd.v1.TxnPrepare.writes:type_name -> opencluster.cmd.v1.TxnWrite
 	2,  // 28: opencluster.cmd.v1.TxnFinish.status:type_name -> opencluster.cmd.v1.TxnStatus
-	3,  // 29: opencluster.cmd.v1.Result.error:type_name -> opencluster.cmd.v1.ErrorCode
-	26, // 30: opencluster.cmd.v1.Result.handoff:type_name -> opencluster.cmd.v1.Result
-	39, // 31: opencluster.cmd.v1.Result.values:type_name -> opencluster.v1.KeyValue
-	2,  // 32: opencluster.cmd.v1.TxnRecord.status:type_name -> opencluster.cmd.v1.TxnStatus
-	1,  // 33: opencluster.cmd.v1.TxnRecord.isolation:type_name -> opencluster.cmd.v1.Isolation
-	4,  // 34: opencluster.cmd.v1.TxnRecord.keys:type_name -> opencluster.cmd.v1.KeySpec
-	28, // 35: opencluster.cmd.v1.TxnRecord.unresolved:type_name -> opencluster.cmd.v1.TxnRecord
-	30, // 36: opencluster.cmd.v1.KeyLock.holders:type_name -> opencluster.cmd.v1.KeyLockHolder
-	0,  // 37: opencluster.cmd.v1.KeyLockHolder.mode:type_name -> opencluster.cmd.v1.KeyMode
-	1,  // 38: opencluster.cmd.v1.KeyLockHolder.isolation:type_name -> opencluster.cmd.v1.Isolation
-	32, // 39: opencluster.cmd.v1.KeyFences.fences:type_name -> opencluster.cmd.v1.FenceEntry
-	35, // 40: opencluster.cmd.v1.MetaState.nodes:type_name -> opencluster.cmd.v1.NodeRecord
-	34, // 41: opencluster.cmd.v1.MetaState.placement:type_name -> opencluster.cmd.v1.BucketPlacement
-	11, // 42: opencluster.cmd.v1.MetaState.moves:type_name -> opencluster.cmd.v1.MoveRecord
-	37, // 43: opencluster.cmd.v1.SnapshotData.kvs:type_name -> opencluster.cmd.v1.SnapshotKV
-	44, // [44:44] is the sub-list for method output_type
-	44, // [44:44] is the sub-list for method input_type
-	44, // [44:44] is the sub-list for extension type_name
-	44, // [44:44] is the sub-list for extension extendee
-	0,  // [0:44] is the sub-list for field type_name
+	19, // 29: opencluster.cmd.v1.TxnFinish.writes:type_name -> opencluster.cmd.v1.TxnWrite
+	19, // 30: opencluster.cmd.v1.ResolveKeys.writes:type_name -> opencluster.cmd.v1.TxnWrite
+	3,  // 31: opencluster.cmd.v1.Result.error:type_name -> opencluster.cmd.v1.ErrorCode
+	26, // 32: opencluster.cmd.v1.Result.handoff:type_name -> opencluster.cmd.v1.Result
+	39, // 33: opencluster.cmd.v1.Result.values:type_name -> opencluster.v1.KeyValue
+	2,  // 34: opencluster.cmd.v1.TxnRecord.status:type_name -> opencluster.cmd.v1.TxnStatus
+	1,  // 35: opencluster.cmd.v1.TxnRecord.isolation:type_name -> opencluster.cmd.v1.Isolation
+	4,  // 36: opencluster.cmd.v1.TxnRecord.keys:type_name -> opencluster.cmd.v1.KeySpec
+	28, // 37: opencluster.cmd.v1.TxnRecord.unresolved:type_name -> opencluster.cmd.v1.TxnRecord
+	19, // 38: opencluster.cmd.v1.TxnRecord.writes:type_name -> opencluster.cmd.v1.TxnWrite
+	30, // 39: opencluster.cmd.v1.KeyLock.holders:type_name -> opencluster.cmd.v1.KeyLockHolder
+	0,  // 40: opencluster.cmd.v1.KeyLockHolder.mode:type_name -> opencluster.cmd.v1.KeyMode
+	1,  // 41: opencluster.cmd.v1.KeyLockHolder.isolation:type_name -> opencluster.cmd.v1.Isolation
+	32, // 42: opencluster.cmd.v1.KeyFences.fences:type_name -> opencluster.cmd.v1.FenceEntry
+	35, // 43: opencluster.cmd.v1.MetaState.nodes:type_name -> opencluster.cmd.v1.NodeRecord
+	34, // 44: opencluster.cmd.v1.MetaState.placement:type_name -> opencluster.cmd.v1.BucketPlacement
+	11, // 45: opencluster.cmd.v1.MetaState.moves:type_name -> opencluster.cmd.v1.MoveRecord
+	37, // 46: opencluster.cmd.v1.SnapshotData.kvs:type_name -> opencluster.cmd.v1.SnapshotKV
+	47, // [47:47] is the sub-list for method output_type
+	47, // [47:47] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_cmd_proto_init() }
