@@ -314,6 +314,11 @@ func txnLoad(ctx context.Context, c *client.Client, load *crashLoad) {
 			}
 		}
 		if i%2 == 1 {
+			// Left open for another client to commit after the restart:
+			// the writes must be on the server, as provisional writes.
+			if err := tx.Flush(ctx); err != nil {
+				return
+			}
 			load.mu.Lock()
 			load.pending = append(load.pending, pendingTxn{name: name, code: tx.Code(), writes: writes})
 			load.mu.Unlock()

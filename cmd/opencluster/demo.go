@@ -193,11 +193,17 @@ func runTour(ctx context.Context, out io.Writer, endpoints []string) error {
 		doomed.Close()
 		return err
 	}
+	// Flush: the provisional write goes to the server now rather than with
+	// the commit that will never come.
 	if err := tx2.Put(ctx, []byte("Balance:4587"), []byte("0")); err != nil {
 		doomed.Close()
 		return err
 	}
-	say("a lock with ttl 1s wrote Balance:4587=0; then its client disappears…")
+	if err := tx2.Flush(ctx); err != nil {
+		doomed.Close()
+		return err
+	}
+	say("a lock with ttl 1s wrote Balance:4587=0 (provisionally, on the server); then its client disappears…")
 	doomed.Close()
 	time.Sleep(2 * time.Second)
 	_, err = c.Commit(ctx, "short-lived", tx2.Code())

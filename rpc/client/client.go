@@ -31,6 +31,12 @@ type Client struct {
 
 	keeper *keeper
 	route  router
+	// txs are this client's open Tx handles, so that Commit and Abort by
+	// name and code go through the handle and its buffered writes.
+	txs struct {
+		sync.Mutex
+		m map[leaseKey]*Tx
+	}
 	// dialOpts are the options every connection is made with.
 	dialOpts []grpc.DialOption
 	// bgCtx ends at Close; bg counts the background goroutines

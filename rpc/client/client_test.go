@@ -702,3 +702,49 @@ func TestOneStreamForSuccessiveLocks(t *testing.T) {
 		t.Fatalf("KeepAlive streams = %d, want 1", n)
 	}
 }
+
+// TestTxFlushAndCommitByCode: Flush sends the buffered writes as
+// provisional writes, which a commit by code from another client commits;
+// a commit by code from the client holding the Tx goes through the handle
+// and its buffered writes.
+func TestTxFlushAndCommitByCode(t *testing.T) {
+	h := clienttest.Start(t, "n1")
+	c := newClient(t, h, []string{"n1"})
+	other := newClient(t, h, []string{"n1"})
+	ctx := testCtx(t)
+
+	tx, err := c.Restrict(ctx, "F", client.Write([]byte("f")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Put(ctx, []byte("f"), []byte("flushed")); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Commit(ctx, "F", tx.Code()); err != nil {
+		t.Fatal(err)
+	}
+	if kv, err := c.Get(ctx, []byte("f")); err != nil || string(kv.Value) != "flushed" {
+		t.Fatalf("a flushed write committed by another client: %+v, %v", kv, err)
+	}
+
+	tx, err = c.Restrict(ctx, "B", client.Write([]byte("b")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Put(ctx, []byte("b"), []byte("buffered")); err != nil {
+		t.Fatal(err)
+	}
+	v, err := c.Commit(ctx, "B", tx.Code())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kv, err := c.Get(ctx, []byte("b")); err != nil || string(kv.Value) != "buffered" || kv.Version != v {
+		t.Fatalf("a buffered write committed by code through its own client: %+v, %v", kv, err)
+	}
+	if tx.CommitVersion() != v {
+		t.Fatalf("the handle did not see its commit: %d, want %d", tx.CommitVersion(), v)
+	}
+}

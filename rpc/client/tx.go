@@ -114,7 +114,27 @@ func (c *Client) restrict(ctx context.Context, name string, o restrictOptions) (
 		}
 	}
 	c.keeper.add(tx.lease)
+	c.txs.Lock()
+	if c.txs.m == nil {
+		c.txs.m = make(map[leaseKey]*Tx)
+	}
+	c.txs.m[leaseKey{name, tx.code}] = tx
+	c.txs.Unlock()
 	return tx, nil
+}
+
+// openTx returns this client's open handle of the lock, if any.
+func (c *Client) openTx(name, code string) *Tx {
+	c.txs.Lock()
+	defer c.txs.Unlock()
+	return c.txs.m[leaseKey{name, code}]
+}
+
+// forget drops the handle from the client's open ones.
+func (tx *Tx) forget() {
+	tx.c.txs.Lock()
+	delete(tx.c.txs.m, leaseKey{tx.name, tx.code})
+	tx.c.txs.Unlock()
 }
 
 // Name returns the lock's name.
@@ -177,8 +197,9 @@ func (tx *Tx) Get(ctx context.Context, key []byte, opts ...ReadOption) (KeyValue
 	return tx.c.Get(ctx, key, append(opts[:len(opts):len(opts)], WithReadCode(tx.code))...)
 }
 
-// Put writes value under key provisionally, in the handle until Commit;
-// the key must be locked WRITE. Write options do not apply to it.
+// Put writes value under key provisionally, in the handle until Commit
+// (or Flush); the key must be locked WRITE. Write options do not apply to
+// it.
 func (tx *Tx) Put(ctx context.Context, key, value []byte, opts ...WriteOption) error {
 	return tx.buffer(key, value, false)
 }
@@ -187,6 +208,45 @@ func (tx *Tx) Put(ctx context.Context, key, value []byte, opts ...WriteOption) e
 // must be locked WRITE.
 func (tx *Tx) Delete(ctx context.Context, key []byte, opts ...WriteOption) error {
 	return tx.buffer(key, nil, true)
+}
+
+// Flush sends the buffered writes to the server as provisional writes (a
+// Put or Delete with the code each), for a lock that another process will
+// commit by its code: Client.Commit there commits what the server holds.
+// Writes after Flush are buffered again.
+func (tx *Tx) Flush(ctx context.Context) error {
+	tx.mu.Lock()
+	writes := tx.mu.writes
+	tx.mu.Unlock()
+	for _, w := range writes {
+		var err error
+		if w.Delete {
+			_, err = tx.c.Delete(ctx, w.Key, WithCode(tx.code))
+		} else {
+			_, err = tx.c.Put(ctx, w.Key, w.Value, WithCode(tx.code))
+		}
+		if err != nil {
+			return err
+		}
+	}
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	// Keep only what was written since (a later write of a flushed key
+	// replaced its entry, so it is kept too).
+	var kept []*ocpb.TxnWrite
+	written := make(map[string]int)
+	sent := make(map[*ocpb.TxnWrite]bool, len(writes))
+	for _, w := range writes {
+		sent[w] = true
+	}
+	for _, w := range tx.mu.writes {
+		if !sent[w] {
+			written[string(w.Key)] = len(kept)
+			kept = append(kept, w)
+		}
+	}
+	tx.mu.writes, tx.mu.written = kept, written
+	return nil
 }
 
 // buffer records a write for Commit; a later write of a key replaces an
@@ -236,10 +296,12 @@ func (tx *Tx) Commit(ctx context.Context) (uint64, error) {
 		}
 		if definite(err) {
 			tx.c.keeper.remove(ctx, tx.lease)
+			tx.forget()
 		}
 		return 0, err
 	}
 	tx.c.keeper.remove(ctx, tx.lease)
+	tx.forget()
 	tx.mu.Lock()
 	tx.mu.commitVersion = v
 	tx.mu.Unlock()
@@ -264,6 +326,7 @@ func definite(err error) bool {
 // discarding its writes. Aborting twice is a no-op.
 func (tx *Tx) Abort(ctx context.Context) error {
 	tx.c.keeper.remove(ctx, tx.lease)
+	tx.forget()
 	tx.mu.Lock()
 	done := tx.mu.aborted
 	tx.mu.Unlock()
@@ -280,14 +343,22 @@ func (tx *Tx) Abort(ctx context.Context) error {
 }
 
 // Commit commits the restrictive lock name held with code, without a
-// handle (for example one taken by another process). Prefer Tx.Commit.
+// handle (for example one taken by another process): it commits the
+// provisional writes the server holds. If this client has the lock's Tx
+// open, it is Tx.Commit, buffered writes included. Prefer Tx.Commit.
 func (c *Client) Commit(ctx context.Context, name, code string) (uint64, error) {
+	if tx := c.openTx(name, code); tx != nil {
+		return tx.Commit(ctx)
+	}
 	return c.commit(ctx, name, code, newRequestID(), nil)
 }
 
-// Abort aborts the restrictive lock name held with code, without a handle.
-// Prefer Tx.Abort.
+// Abort aborts the restrictive lock name held with code, without a handle
+// (through it if this client has it open). Prefer Tx.Abort.
 func (c *Client) Abort(ctx context.Context, name, code string) error {
+	if tx := c.openTx(name, code); tx != nil {
+		return tx.Abort(ctx)
+	}
 	return c.abort(ctx, name, code, newRequestID())
 }
 
