@@ -166,8 +166,9 @@ func (n *Node) lockKeys(ctx, wctx context.Context, name string, code []byte, iso
 	return all, nil
 }
 
-// Commit implements rpc/server.Backend: prepare -> commit timestamp ->
-// record COMMITTED -> resolve keys (T5).
+// Commit implements rpc/server.Backend: (snapshot mode: prepare ->) commit
+// timestamp -> record COMMITTED (strict mode: with the writes) -> answer ->
+// resolve keys behind the answer (T5).
 func (n *Node) Commit(ctx context.Context, req *ocpb.CommitRequest) (*ocpb.CommitResponse, error) {
 	if resp, done, err := routed[*ocpb.CommitResponse](ctx, n, []byte(req.Name), "Commit", req); done {
 		return resp, err
