@@ -506,6 +506,13 @@ func TestMoveReplicaKeepsDataAndLocks(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("release after the move: %v", err)
 	}
+	// The key lock moved with the bucket: a plain write still waits for it
+	// (the receiving replica counts the key locks its snapshot brought).
+	if _, err := On(ctx, other, func() (*ocpb.PutResponse, error) {
+		return other.Put(ctx, &ocpb.PutRequest{Key: txKey, Value: []byte("plain"), Wait: durationpb.New(100 * time.Millisecond)})
+	}); !errors.Is(err, kv.ErrWaitTimeout) {
+		t.Fatalf("plain put on a key locked before the move: %v, want ErrWaitTimeout", err)
+	}
 	commit, err := On(ctx, other, func() (*ocpb.CommitResponse, error) {
 		return other.Commit(ctx, &ocpb.CommitRequest{Name: string(txName), Code: tx.Code})
 	})
