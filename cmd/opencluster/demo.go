@@ -205,7 +205,17 @@ func runTour(ctx context.Context, out io.Writer, endpoints []string) error {
 	}
 	say("a lock with ttl 1s wrote Balance:4587=0 (provisionally, on the server); then its client disappears…")
 	doomed.Close()
-	time.Sleep(2 * time.Second)
+	// About a ttl after its last keep-alive; a leadership change on the way
+	// restarts the clock (never early), so wait for it rather than sleep.
+	gone := time.Now()
+	for time.Since(gone) < 30*time.Second {
+		infos, err := c.Describe(ctx, "short-lived", client.OfKind(client.KindRestrictive))
+		if err == nil && len(infos) == 1 && !infos[0].Held {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	say("its lock expired %s after the client went", time.Since(gone).Round(100*time.Millisecond))
 	_, err = c.Commit(ctx, "short-lived", tx2.Code())
 	say("commit after expiry: %v", errText(err))
 	final, err := other.Get(ctx, []byte("Balance:4587"))
