@@ -222,23 +222,15 @@ func (a *appendWorkload) lockedTxn(ctx context.Context, p *process) {
 		p.complete(inv, Fail, nil, err)
 		return
 	}
-	var version uint64
-	rctx, cancel := a.retryContext(ctx, p)
-	err = retryAmbiguous(rctx, func(ctx context.Context) error {
-		cctx, cancel := p.opContext(ctx, 0)
-		defer cancel()
-		var err error
-		version, err = tx.Commit(cctx)
-		return err
-	})
-	cancel()
+	version, err := a.commit(ctx, p, tx)
 	p.complete(inv, outcome(err), appendResult{Mops: done, Version: version}, err)
 }
 
 // underLock runs mops under tx and returns them with the reads' lists.
-// Every read asks the server (the lock's own provisional value, else the
-// committed one); an append writes the list last seen with the value
-// added, reading it first if the transaction has not seen it yet.
+// A read of a key the transaction wrote gets its own write back (the Tx
+// keeps it until Commit), any other read asks the server; an append writes
+// the list last seen with the value added, reading it first if the
+// transaction has not seen it yet.
 func (a *appendWorkload) underLock(ctx context.Context, p *process, tx *client.Tx, mops []appendMop) ([]appendMop, error) {
 	out := slices.Clone(mops)
 	seen := map[int][]int64{}

@@ -111,21 +111,12 @@ func (b *bank) transfer(ctx context.Context, p *process) {
 		p.complete(inv, Fail, nil, err)
 		return
 	}
-	var version uint64
-	rctx, cancel := b.retryContext(ctx, p)
-	err = retryAmbiguous(rctx, func(ctx context.Context) error {
-		cctx, cancel := p.opContext(ctx, 0)
-		defer cancel()
-		var err error
-		version, err = tx.Commit(cctx)
-		return err
-	})
-	cancel()
+	version, err := b.commit(ctx, p, tx)
 	p.complete(inv, outcome(err), bankResult{Version: version}, err)
 }
 
-// moveUnderLock reads both balances and writes the new ones, provisionally,
-// pausing between the two writes.
+// moveUnderLock reads both balances and writes the new ones (kept in the
+// Tx until Commit), pausing between the two writes.
 func (b *bank) moveUnderLock(ctx context.Context, p *process, tx *client.Tx, from, to int, amount int64, pause time.Duration) error {
 	ctx, cancel := p.opContext(ctx, b.cfg.LockWait)
 	defer cancel()

@@ -42,6 +42,22 @@ func (r *restrictor) restrict(ctx context.Context, p *process, opts ...client.Re
 	return tx, err
 }
 
+// commit commits tx, retrying an unknown outcome (the handle reuses its
+// request id), and returns the commit version.
+func (r *restrictor) commit(ctx context.Context, p *process, tx *client.Tx) (uint64, error) {
+	var version uint64
+	rctx, cancel := r.retryContext(ctx, p)
+	defer cancel()
+	err := retryAmbiguous(rctx, func(ctx context.Context) error {
+		cctx, cancel := p.opContext(ctx, 0)
+		defer cancel()
+		var err error
+		version, err = tx.Commit(cctx)
+		return err
+	})
+	return version, err
+}
+
 // abort aborts tx, best effort: if it fails, the lock expires after its
 // ttl, which also discards its writes.
 func (r *restrictor) abort(ctx context.Context, p *process, tx *client.Tx) {

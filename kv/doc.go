@@ -8,13 +8,15 @@
 // A request becomes a deterministic command (timestamps and codes chosen by
 // the bucket's leader), is proposed to the bucket's Raft group, persisted,
 // committed and applied by locks.Apply; apply is the only place state
-// changes. One scheduler goroutine drives every group: it persists all
-// groups' new entries and HardStates in one Pebble batch with one fsync,
-// then applies all committed entries in one batch, then answers proposers;
-// Raft messages for other nodes go out through the Transport once the
-// round is durable, except a steady leader's, which go before its own
-// fsync so the followers' overlap it (snapshots stream in chunks,
-// transport.go; a big one is ingested as SSTs, snapshot_ingest.go).
+// changes. One scheduler goroutine drives every group: it writes all
+// groups' new entries and HardStates to the WAL in one Pebble batch and,
+// while that batch's fsync runs, applies all committed entries in one
+// batch and answers proposers; Raft messages for other nodes go out
+// through the Transport once the round is durable, except a steady
+// leader's, which go before its own fsync so the followers' overlap it
+// (snapshots stream in chunks, transport.go; a big one is ingested as SSTs,
+// snapshot_ingest.go). A contended named lock passes to its next waiter in
+// the releasing command (handoff.go).
 //
 // # Cluster
 //
@@ -37,11 +39,13 @@
 //
 // # Invariants
 //
-//  1. Nothing is acknowledged before the entry that carries it is durable
-//     in the Raft log and applied; a restart replays the log from the
-//     applied index, so it loses nothing acknowledged and half-applies
-//     nothing (apply and the applied index commit in one batch, and a
-//     snapshot's data and Raft state in one batch or one ingest).
+//  1. Nothing is acknowledged before the entry that carries it is
+//     committed (durable in a quorum's Raft logs) and applied here; a
+//     restart replays the log from the applied index, so it loses nothing
+//     acknowledged and half-applies nothing (apply and the applied index
+//     commit in one batch, written to the WAL after the log batch of its
+//     round, and a snapshot's data and Raft state in one batch or one
+//     ingest).
 //  2. A leader serves reads and proposes only after it applied every entry
 //     of earlier terms (leader ready); then it restarts every lock
 //     deadline at now + ttl, so no lock expires early.
@@ -51,11 +55,13 @@
 //  4. A snapshot read at R first waits for every write that took its
 //     timestamp before R was chosen to apply (the proposal gate plus
 //     ReadIndex), so no version <= R appears after the read (T4).
-//  5. A restrictive lock commits by prepare -> oracle timestamp -> record
-//     COMMITTED -> resolve keys; readers that meet a prepared key lock at or
-//     above its min_commit_ts wait for the resolution (T4, T5). A finished
-//     lock whose resolution failed midway is resolved again by its bucket's
-//     leader every second, so no key stays locked by it.
+//  5. A restrictive lock commits by oracle timestamp -> record COMMITTED
+//     (a strict lock's record carries its writes; a snapshot lock prepares
+//     its keys first) -> answer -> resolve keys; readers wait for a strict
+//     WRITE lock, and for a prepared key lock at or above its min_commit_ts,
+//     until the resolution (T4, T5). A finished lock whose resolution failed
+//     midway is resolved again by its bucket's leader every second, so no
+//     key stays locked by it; its name is free once it is finished.
 //  6. A write, CAS or Release applies at most once per request id: a retry
 //     (marked so by the client) finds the dedup record of the first attempt
 //     in the bucket and gets its result back.

@@ -2,6 +2,7 @@ package kv
 
 import (
 	"bytes"
+	"context"
 	"sync"
 
 	"github.com/opencluster/opencluster/locks"
@@ -33,13 +34,16 @@ type handoffs struct {
 	offers map[string]*handoffOffer
 }
 
-func (h *handoffs) offer(o *handoffOffer) {
+// offer registers acquire as the head waiter w's offer and returns it.
+func (h *handoffs) offer(acquire *cmdpb.NamedAcquire, w *locks.Waiter) *handoffOffer {
+	o := &handoffOffer{acquire: acquire, waiter: w, settled: make(chan *cmdpb.Result, 1)}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.offers == nil {
 		h.offers = make(map[string]*handoffOffer)
 	}
-	h.offers[o.acquire.Name] = o
+	h.offers[acquire.Name] = o
+	return o
 }
 
 // withdraw takes o back; false means a release claimed it first, and the
@@ -73,4 +77,31 @@ func (o *handoffOffer) settle(res *cmdpb.Result) {
 	}
 	o.settled <- grant
 	o.waiter.Wake()
+}
+
+// reclaim ends the waiter's offer *o, if any (setting it to nil): nil if it
+// was withdrawn unclaimed or its release did not grant it, else the grant
+// it was handed.
+func (n *Node) reclaim(o **handoffOffer) *cmdpb.Result {
+	offer := *o
+	*o = nil
+	if offer == nil || n.handoffs.withdraw(offer) {
+		return nil
+	}
+	select {
+	case grant := <-offer.settled:
+		return grant
+	case <-n.stopper:
+		return nil
+	}
+}
+
+// giveBack releases a lock handed to a waiter that left as it was handed
+// (its deadline, set by the releaser, frees it if this fails).
+func (n *Node) giveBack(name string, code []byte) {
+	n.goBackground(func(ctx context.Context) {
+		if err := n.expireOrRelease(ctx, name, code, false); err != nil {
+			n.log.Warn("releasing a lock handed to a waiter that left", "lock", name, "err", err)
+		}
+	})
 }

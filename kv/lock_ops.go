@@ -35,79 +35,20 @@ func (n *Node) Acquire(ctx context.Context, req *ocpb.AcquireRequest) (*ocpb.Acq
 	defer cancel()
 	noWait := req.Wait != nil && req.Wait.AsDuration() == 0
 	acquire := &cmdpb.NamedAcquire{Name: req.Name, Code: code, Owner: req.Owner, TtlMs: ttl.Milliseconds(), RequestId: req.RequestId}
-	res, err := n.acquireInTurn(ctx, wctx, r, acquire, noWait)
+	res, err := n.takeInTurn(wctx, namedResource(req.Name), fmt.Sprintf("lock %q is held", req.Name), noWait, acquire, func() (*cmdpb.Result, error) {
+		t, err := n.tso.dating(ctx)
+		if err != nil {
+			return nil, err
+		}
+		a := proto.Clone(acquire).(*cmdpb.NamedAcquire)
+		a.Ts = uint64(t)
+		return r.propose(ctx, &cmdpb.Command{Body: &cmdpb.Command_NamedAcquire{NamedAcquire: a}})
+	})
 	if err != nil {
 		return nil, err
 	}
 	n.deadlines.Set(locks.LeaseID{Kind: locks.Named, Name: req.Name, Code: string(res.Code)}, n.leaseTTL(ttl), n.cfg.Clock.Now())
 	return &ocpb.AcquireResponse{Name: req.Name, Code: encodeCode(res.Code), Fence: res.Fence, Ttl: durationpb.New(ttl)}, nil
-}
-
-// acquireInTurn queues FIFO for the name and proposes acquire when at the
-// head. While the head waits it offers acquire to the next Release
-// (handoff.go), which may grant it in the release's own round.
-func (n *Node) acquireInTurn(ctx, wctx context.Context, r *replica, acquire *cmdpb.NamedAcquire, noWait bool) (*cmdpb.Result, error) {
-	what := fmt.Sprintf("lock %q is held", acquire.Name)
-	w := n.waits.Join(namedResource(acquire.Name))
-	defer w.Leave()
-	var offer *handoffOffer
-	// reclaim ends an offer: nil if it was withdrawn unclaimed or its
-	// release did not grant it, else the grant it was handed.
-	reclaim := func() *cmdpb.Result {
-		o := offer
-		offer = nil
-		if o == nil || n.handoffs.withdraw(o) {
-			return nil
-		}
-		select {
-		case grant := <-o.settled:
-			return grant
-		case <-n.stopper:
-			return nil
-		}
-	}
-	for {
-		if w.IsHead() {
-			if grant := reclaim(); grant != nil {
-				return grant, nil
-			}
-			t, err := n.tso.dating(ctx)
-			if err != nil {
-				return nil, err
-			}
-			a := proto.Clone(acquire).(*cmdpb.NamedAcquire)
-			a.Ts = uint64(t)
-			res, err := r.propose(ctx, &cmdpb.Command{Body: &cmdpb.Command_NamedAcquire{NamedAcquire: a}})
-			if err != nil {
-				return nil, err
-			}
-			if res.Error == cmdpb.ErrorCode_OK {
-				return res, nil
-			}
-			if res.Error != cmdpb.ErrorCode_LOCK_HELD {
-				return nil, resultErr(res)
-			}
-			if !noWait {
-				offer = &handoffOffer{acquire: acquire, waiter: w, settled: make(chan *cmdpb.Result, 1)}
-				n.handoffs.offer(offer)
-			}
-		}
-		if noWait {
-			return nil, fmt.Errorf("%w: %s", ErrWaitTimeout, what)
-		}
-		if err := n.waitFor(wctx, w, what); err != nil {
-			if grant := reclaim(); grant != nil {
-				// Handed the lock as the wait ended: give it back (its
-				// deadline, set by the releaser, frees it if this fails).
-				n.goBackground(func(ctx context.Context) {
-					if err := n.expireOrRelease(ctx, acquire.Name, grant.Code, false); err != nil {
-						n.log.Warn("releasing a lock handed to a waiter that left", "lock", acquire.Name, "err", err)
-					}
-				})
-			}
-			return nil, err
-		}
-	}
 }
 
 // Release implements rpc/server.Backend.

@@ -93,12 +93,18 @@ func (n *Node) byBucket(keys [][]byte) ([]mvcc.Bucket, map[mvcc.Bucket][][]byte)
 // takeInTurn grants a lock first come, first served: it queues for
 // resource and calls try whenever it is at the head of the queue, until try
 // succeeds, fails with anything but LOCK_HELD, or wctx ends. noWait tries
-// once.
-func (n *Node) takeInTurn(wctx context.Context, resource, what string, noWait bool, try func() (*cmdpb.Result, error)) (*cmdpb.Result, error) {
+// once. With handoff (a named lock's acquire), the head offers it to the
+// next Release while it waits, which may grant it in its own round
+// (handoff.go).
+func (n *Node) takeInTurn(wctx context.Context, resource, what string, noWait bool, handoff *cmdpb.NamedAcquire, try func() (*cmdpb.Result, error)) (*cmdpb.Result, error) {
 	w := n.waits.Join(resource)
 	defer w.Leave()
+	var offer *handoffOffer
 	for {
 		if w.IsHead() {
+			if grant := n.reclaim(&offer); grant != nil {
+				return grant, nil
+			}
 			res, err := try()
 			if err != nil {
 				return nil, err
@@ -109,11 +115,17 @@ func (n *Node) takeInTurn(wctx context.Context, resource, what string, noWait bo
 			if res.Error != cmdpb.ErrorCode_LOCK_HELD {
 				return nil, resultErr(res)
 			}
+			if handoff != nil && !noWait {
+				offer = n.handoffs.offer(handoff, w)
+			}
 		}
 		if noWait {
 			return nil, fmt.Errorf("%w: %s", ErrWaitTimeout, what)
 		}
 		if err := n.waitFor(wctx, w, what); err != nil {
+			if grant := n.reclaim(&offer); grant != nil {
+				n.giveBack(handoff.Name, grant.Code)
+			}
 			return nil, err
 		}
 	}

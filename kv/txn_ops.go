@@ -78,7 +78,7 @@ func (n *Node) Restrict(ctx context.Context, req *ocpb.RestrictRequest) (*ocpb.R
 }
 
 func (n *Node) beginTxn(ctx, wctx context.Context, rr *replica, req *ocpb.RestrictRequest, code []byte, specs []*cmdpb.KeySpec) (*cmdpb.Result, error) {
-	return n.takeInTurn(wctx, txnResource(req.Name), fmt.Sprintf("restrictive lock %q is held", req.Name), false, func() (*cmdpb.Result, error) {
+	return n.takeInTurn(wctx, txnResource(req.Name), fmt.Sprintf("restrictive lock %q is held", req.Name), false, nil, func() (*cmdpb.Result, error) {
 		// start_ts only dates the record (its acquired version); the
 		// version the holder reads at is taken once its keys are locked.
 		t, err := n.tso.dating(ctx)
@@ -138,14 +138,10 @@ func (n *Node) lockKeys(ctx, wctx context.Context, name string, code []byte, iso
 				}
 				values[i] = nil
 			}
-			if err := n.eachBucket(ctx, later, func(ctx context.Context, b mvcc.Bucket) error {
-				res, err := n.bucketPropose(ctx, b, &cmdpb.Command{Body: &cmdpb.Command_ResolveKeys{ResolveKeys: &cmdpb.ResolveKeys{
+			if err := n.proposeEach(ctx, later, func(b mvcc.Bucket) *cmdpb.Command {
+				return &cmdpb.Command{Body: &cmdpb.Command_ResolveKeys{ResolveKeys: &cmdpb.ResolveKeys{
 					Name: name, Code: code, Keys: keys[b],
-				}}})
-				if err == nil {
-					err = resultErr(res)
-				}
-				return err
+				}}}
 			}); err != nil {
 				return nil, err
 			}
@@ -268,62 +264,55 @@ func commitWrites(name string, code []byte, rec *cmdpb.TxnRecord, writes []*ocpb
 	return out, nil
 }
 
-// prepareAndFinish applies the writes the commit carries and stamps the
-// written keys with a minimum commit timestamp, takes the commit timestamp
-// from the oracle and proposes the record's move to COMMITTED. An error
-// leaves the record PENDING; a refusal (the lock expired meanwhile) comes
-// back as the result.
+// prepareAndFinish commits the record: in snapshot mode it first prepares
+// the keys (prepare), then it takes the commit timestamp from the oracle
+// and proposes the record's move to COMMITTED, carrying the writes in
+// strict mode. An error leaves the record PENDING; a refusal (the lock
+// expired meanwhile) comes back as the result.
 func (n *Node) prepareAndFinish(ctx context.Context, name string, code []byte, rec *cmdpb.TxnRecord, writes []*cmdpb.TxnWrite) (*cmdpb.Result, error) {
-	var writeKeys [][]byte
-	for _, k := range rec.Keys {
-		if k.Mode == cmdpb.KeyMode_WRITE {
-			writeKeys = append(writeKeys, k.Key)
-		}
-	}
-	if rec.Isolation == cmdpb.Isolation_STRICT {
-		// Every reader waits for a strict WRITE lock until it is resolved,
-		// so no read can land between a commit timestamp and the commit:
-		// the keys need no stamp, and the record, durable with the writes,
-		// is the whole commit. Resolving applies the writes.
-		commitTS, err := n.tso.now(ctx)
-		if err != nil {
+	// Strict mode: every reader waits for a strict WRITE lock until it is
+	// resolved, so no read can land between a commit timestamp and the
+	// commit; the keys need no stamp, and the record, durable with the
+	// writes, is the whole commit (resolving applies the writes).
+	if rec.Isolation != cmdpb.Isolation_STRICT {
+		// Snapshot mode: readers do not wait for the lock until its keys
+		// are stamped; the writes go with the stamps. The buckets are
+		// prepared at once: each stamp is independent of the others, and
+		// any failure leaves the record PENDING.
+		if err := n.prepare(ctx, name, code, rec, writes); err != nil {
 			return nil, err
 		}
-		return n.replicaOfName(name).propose(ctx, &cmdpb.Command{Body: &cmdpb.Command_TxnFinish{TxnFinish: &cmdpb.TxnFinish{
-			Name: name, Code: code, Status: cmdpb.TxnStatus_COMMITTED, CommitTs: uint64(commitTS), Writes: writes,
-		}}})
-	}
-	// Snapshot mode: readers do not wait for the lock until its keys are
-	// stamped. The buckets are prepared at once: each stamp is independent
-	// of the others, and any failure leaves the record PENDING.
-	minCommit, err := n.tso.now(ctx)
-	if err != nil {
-		return nil, err
-	}
-	order, groups := n.byBucket(writeKeys)
-	bucketWrites := make(map[mvcc.Bucket][]*cmdpb.TxnWrite)
-	for _, w := range writes {
-		b := mvcc.BucketOf(w.Key, n.buckets)
-		bucketWrites[b] = append(bucketWrites[b], w)
-	}
-	if err := n.eachBucket(ctx, order, func(ctx context.Context, b mvcc.Bucket) error {
-		res, err := n.bucketPropose(ctx, b, &cmdpb.Command{Body: &cmdpb.Command_TxnPrepare{TxnPrepare: &cmdpb.TxnPrepare{
-			Name: name, Code: code, Keys: groups[b], MinCommitTs: uint64(minCommit), Writes: bucketWrites[b],
-		}}})
-		if err == nil {
-			err = resultErr(res)
-		}
-		return err
-	}); err != nil {
-		return nil, err
+		writes = nil
 	}
 	commitTS, err := n.tso.now(ctx)
 	if err != nil {
 		return nil, err
 	}
 	return n.replicaOfName(name).propose(ctx, &cmdpb.Command{Body: &cmdpb.Command_TxnFinish{TxnFinish: &cmdpb.TxnFinish{
-		Name: name, Code: code, Status: cmdpb.TxnStatus_COMMITTED, CommitTs: uint64(commitTS),
+		Name: name, Code: code, Status: cmdpb.TxnStatus_COMMITTED, CommitTs: uint64(commitTS), Writes: writes,
 	}}})
+}
+
+// prepare applies writes and stamps rec's WRITE keys with a fresh minimum
+// commit timestamp, in every bucket at once.
+func (n *Node) prepare(ctx context.Context, name string, code []byte, rec *cmdpb.TxnRecord, writes []*cmdpb.TxnWrite) error {
+	var writeKeys [][]byte
+	for _, k := range rec.Keys {
+		if k.Mode == cmdpb.KeyMode_WRITE {
+			writeKeys = append(writeKeys, k.Key)
+		}
+	}
+	minCommit, err := n.tso.now(ctx)
+	if err != nil {
+		return err
+	}
+	order, groups := n.byBucket(writeKeys)
+	bucketWrites := n.writesByBucket(writes)
+	return n.proposeEach(ctx, order, func(b mvcc.Bucket) *cmdpb.Command {
+		return &cmdpb.Command{Body: &cmdpb.Command_TxnPrepare{TxnPrepare: &cmdpb.TxnPrepare{
+			Name: name, Code: code, Keys: groups[b], MinCommitTs: uint64(minCommit), Writes: bucketWrites[b],
+		}}}
+	})
 }
 
 // Abort implements rpc/server.Backend.
@@ -392,6 +381,16 @@ func (n *Node) resolve(ctx context.Context, name string, confirm bool) error {
 	return errors.Join(errs...)
 }
 
+// writesByBucket groups writes by their keys' buckets.
+func (n *Node) writesByBucket(writes []*cmdpb.TxnWrite) map[mvcc.Bucket][]*cmdpb.TxnWrite {
+	out := make(map[mvcc.Bucket][]*cmdpb.TxnWrite)
+	for _, w := range writes {
+		b := mvcc.BucketOf(w.Key, n.buckets)
+		out[b] = append(out[b], w)
+	}
+	return out
+}
+
 // needsResolving reports whether a restrictive-lock record, or an earlier
 // holder it tracks, finished with key locks not known released.
 func needsResolving(rec *cmdpb.TxnRecord) bool {
@@ -408,20 +407,12 @@ func (n *Node) resolveRecord(ctx context.Context, rr *replica, name string, rec 
 	}
 	order, groups := n.byBucket(keys)
 	commit := rec.Status == cmdpb.TxnStatus_COMMITTED
-	writes := make(map[mvcc.Bucket][]*cmdpb.TxnWrite)
-	for _, w := range rec.Writes {
-		b := mvcc.BucketOf(w.Key, n.buckets)
-		writes[b] = append(writes[b], w)
-	}
+	writes := n.writesByBucket(rec.Writes)
 	// Each bucket resolves its own keys: all at once.
-	if err := n.eachBucket(ctx, order, func(ctx context.Context, b mvcc.Bucket) error {
-		res, err := n.bucketPropose(ctx, b, &cmdpb.Command{Body: &cmdpb.Command_ResolveKeys{ResolveKeys: &cmdpb.ResolveKeys{
+	if err := n.proposeEach(ctx, order, func(b mvcc.Bucket) *cmdpb.Command {
+		return &cmdpb.Command{Body: &cmdpb.Command_ResolveKeys{ResolveKeys: &cmdpb.ResolveKeys{
 			Name: name, Code: rec.Code, Keys: groups[b], Commit: commit, CommitTs: rec.CommitTs, Writes: writes[b],
-		}}})
-		if err == nil {
-			err = resultErr(res)
-		}
-		return err
+		}}}
 	}); err != nil {
 		return err
 	}
@@ -435,16 +426,24 @@ func (n *Node) resolveRecord(ctx context.Context, rr *replica, name string, rec 
 	return nil
 }
 
-// eachBucket runs fn for every bucket at once and returns their errors
-// joined (nil if all succeeded). One bucket runs inline.
-func (n *Node) eachBucket(ctx context.Context, buckets []mvcc.Bucket, fn func(ctx context.Context, b mvcc.Bucket) error) error {
+// proposeEach proposes cmd(b) on the leader of every bucket b at once and
+// returns their errors, refusals included, joined (nil if all applied
+// successfully). One bucket runs inline.
+func (n *Node) proposeEach(ctx context.Context, buckets []mvcc.Bucket, cmd func(b mvcc.Bucket) *cmdpb.Command) error {
+	propose := func(b mvcc.Bucket) error {
+		res, err := n.bucketPropose(ctx, b, cmd(b))
+		if err != nil {
+			return err
+		}
+		return resultErr(res)
+	}
 	if len(buckets) == 1 {
-		return fn(ctx, buckets[0])
+		return propose(buckets[0])
 	}
 	errs := make([]error, len(buckets))
 	var wg sync.WaitGroup
 	for i, b := range buckets {
-		wg.Go(func() { errs[i] = fn(ctx, b) })
+		wg.Go(func() { errs[i] = propose(b) })
 	}
 	wg.Wait()
 	return errors.Join(errs...)

@@ -15,6 +15,8 @@
 // the commit point, key locks k/<key> in each key's bucket hold the
 // provisional values inline, and ResolveKeys turns them into versions at
 // the commit timestamp (or drops them) after the record is finished.
+// ApplyCounted also keeps a bucket's count of key locks (KeyLocks), so a
+// plain write looks for a key lock only when the bucket has one.
 //
 // # Invariants
 //
