@@ -323,3 +323,47 @@ func TestUnresolvedLockIsSwept(t *testing.T) {
 		t.Fatalf("the key was released after %s", waited)
 	}
 }
+
+// TestStaleMoveRecords: a node drops its own move records that it no
+// longer runs (it restarted, or the Done was lost while the meta group was
+// unavailable) without leading anything special: a stuck record would
+// keep the bucket busy for the planner forever. Records of live executors
+// and of moves still running stay.
+func TestStaleMoveRecords(t *testing.T) {
+	n := openTestNode(t)
+	ctx := ctxT(t)
+	for _, rec := range []*cmdpb.MoveRecord{
+		{Id: "orphan", Executor: n.id, Bucket: 1, Kind: "move"},
+		{Id: "other", Executor: n.id + 1000, Bucket: 2, Kind: "move"}, // alive: the node has no directory
+	} {
+		if _, err := n.metaPropose(ctx, &cmdpb.Command{Body: &cmdpb.Command_RecordMove{RecordMove: &cmdpb.RecordMove{Start: rec}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := n.trackMove(ctx, &cmdpb.MoveRecord{Bucket: 3, Kind: "move"})
+	for _, ownOnly := range []bool{true, false} {
+		if got := n.staleMoves(ownOnly); !slices.Equal(got, []string{"orphan"}) {
+			t.Fatalf("staleMoves(%v) = %v, want [orphan]", ownOnly, got)
+		}
+	}
+	n.dropStaleMoves(true)
+	if ids := moveIDs(n); len(ids) != 2 || slices.Contains(ids, "orphan") {
+		t.Fatalf("after dropping own stale records, moves = %v, want other and the running one", ids)
+	}
+	done()
+	deadline := time.Now().Add(5 * time.Second)
+	for !slices.Equal(moveIDs(n), []string{"other"}) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the finished move's record stayed: moves = %v", moveIDs(n))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func moveIDs(n *Node) []string {
+	var ids []string
+	for _, m := range n.metaView().state.GetMoves() {
+		ids = append(ids, m.GetId())
+	}
+	return ids
+}

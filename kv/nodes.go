@@ -209,16 +209,33 @@ func applyRecordMove(state *cmdpb.MetaState, c *cmdpb.RecordMove) {
 }
 
 // staleMoves returns the ids of recorded moves that no executor will
-// finish: their executor is down, or is this node and not running them
-// (it restarted since).
-func (n *Node) staleMoves() []string {
+// finish: their executor is down, or (with ownOnly, for every executor
+// else) is this node and not running them: it restarted since, or the
+// meta group was unavailable when the move ended and its Done was lost.
+// The meta leader drops both kinds; every other node drops its own, which
+// the leader cannot tell from moves still running.
+func (n *Node) staleMoves(ownOnly bool) []string {
 	n.runningMoves.Lock()
 	defer n.runningMoves.Unlock()
 	var out []string
 	for _, m := range n.metaView().state.GetMoves() {
-		if !n.alive(m.GetExecutor()) || m.GetExecutor() == n.id && !n.runningMoves.ids[m.GetId()] {
+		own := m.GetExecutor() == n.id && !n.runningMoves.ids[m.GetId()]
+		if own || !ownOnly && !n.alive(m.GetExecutor()) {
 			out = append(out, m.GetId())
 		}
 	}
 	return out
+}
+
+// dropStaleMoves proposes the removal of the records staleMoves returns.
+func (n *Node) dropStaleMoves(ownOnly bool) {
+	stale := n.staleMoves(ownOnly)
+	if len(stale) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(n.bg, 2*time.Second)
+	defer cancel()
+	if _, err := n.metaPropose(ctx, &cmdpb.Command{Body: &cmdpb.Command_RecordMove{RecordMove: &cmdpb.RecordMove{Done: stale}}}); err != nil {
+		n.log.Debug("dropping stale move records", "err", err)
+	}
 }

@@ -73,6 +73,7 @@ func (n *Node) rebalanceLoop() {
 		}
 		moved = false
 		if !n.tso.isReady() {
+			n.dropStaleMoves(true)
 			clear(rs.downSince) // a new meta leader starts the clocks afresh: never early
 			clear(rs.expected)
 			continue
@@ -83,13 +84,7 @@ func (n *Node) rebalanceLoop() {
 			n.log.Warn("planning moves", "err", err)
 			continue
 		}
-		if stale := n.staleMoves(); len(stale) > 0 {
-			ctx, cancel := context.WithTimeout(n.bg, 2*time.Second)
-			if _, err := n.metaPropose(ctx, &cmdpb.Command{Body: &cmdpb.Command_RecordMove{RecordMove: &cmdpb.RecordMove{Done: stale}}}); err != nil {
-				n.log.Debug("dropping stale move records", "err", err)
-			}
-			cancel()
-		}
+		n.dropStaleMoves(false)
 		moved = n.runMoves(plan.Moves, rs) > 0
 	}
 }
