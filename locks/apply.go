@@ -65,6 +65,9 @@ func ApplyCounted(rw mvcc.ReadWriter, b mvcc.Bucket, cmd *cmdpb.Command, kls *Ke
 		if err == nil {
 			err = a.forgetRequests(ts.Timestamp(c.Gc.Ts))
 		}
+		if err == nil {
+			_, err = mvcc.PurgeCleared(rw, b, mvcc.KindKeyLock)
+		}
 		res = &cmdpb.Result{Count: int32(n)}
 	case *cmdpb.Command_Noop:
 		res = &cmdpb.Result{}

@@ -282,7 +282,7 @@ func (a *applier) resolveKeys(c *cmdpb.ResolveKeys) (*cmdpb.Result, error) {
 		}
 		kl.Holders = append(kl.Holders[:i], kl.Holders[i+1:]...)
 		if len(kl.Holders) == 0 {
-			err = mvcc.DeleteRecord(a.rw, a.b, mvcc.KindKeyLock, key)
+			err = mvcc.ClearRecord(a.rw, a.b, mvcc.KindKeyLock, key)
 			if a.kls != nil {
 				a.kls.removed()
 			}

@@ -334,3 +334,57 @@ func TestPutRecordInvalidMessage(t *testing.T) {
 		t.Fatalf("after a refused PutRecord the engine holds:\n%s (%v)", dump, err)
 	}
 }
+
+// TestClearedRecords: a cleared record is absent to GetRecord and
+// ScanRecords whether read through a batch or the DB, a record written
+// over it is found again, and PurgeCleared deletes only the markers.
+func TestClearedRecords(t *testing.T) {
+	e := newTestEngine(t)
+	names := [][]byte{[]byte("a"), []byte("b"), []byte("c")}
+	b := e.NewBatch()
+	defer b.Close()
+	for i, name := range names {
+		must(t, PutRecord(b, 1, KindKeyLock, name, testLockRecord(string(name), uint64(i+1))))
+	}
+	must(t, ClearRecord(b, 1, KindKeyLock, names[0]))
+	must(t, ClearRecord(b, 1, KindKeyLock, names[1]))
+	must(t, PutRecord(b, 1, KindKeyLock, names[1], testLockRecord("b", 9)))
+	scan := func(r Reader) []string {
+		t.Helper()
+		var got []string
+		must(t, ScanRecords(r, 1, KindKeyLock, nil, func(name, _ []byte) error {
+			got = append(got, string(name))
+			return nil
+		}))
+		return got
+	}
+	check := func(what string, r Reader) {
+		t.Helper()
+		var rec cmdpb.NamedLockRecord
+		if ok, err := GetRecord(r, 1, KindKeyLock, names[0], &rec); err != nil || ok {
+			t.Fatalf("%s: cleared record: found=%t err=%v", what, ok, err)
+		}
+		if ok, err := GetRecord(r, 1, KindKeyLock, names[1], &rec); err != nil || !ok || rec.Fence != 9 {
+			t.Fatalf("%s: record written over a cleared one: %v found=%t err=%v", what, &rec, ok, err)
+		}
+		if got := scan(r); !slices.Equal(got, []string{"b", "c"}) {
+			t.Fatalf("%s: ScanRecords = %v, want [b c]", what, got)
+		}
+	}
+	check("batch", b)
+	must(t, b.Commit(pebble.Sync))
+	check("db", e.DB())
+
+	pb := e.NewBatch()
+	defer pb.Close()
+	n, err := PurgeCleared(pb, 1, KindKeyLock)
+	must(t, err)
+	if n != 1 {
+		t.Fatalf("PurgeCleared deleted %d, want 1", n)
+	}
+	must(t, pb.Commit(pebble.Sync))
+	check("after purge", e.DB())
+	if _, ok, err := getRaw(e.DB(), RecordKey(1, KindKeyLock, names[0])); err != nil || ok {
+		t.Fatalf("the purged marker is still stored: found=%t err=%v", ok, err)
+	}
+}
