@@ -130,6 +130,42 @@ func peakRSSMB(path string) (float64, error) {
 	return 0, fmt.Errorf("%w: VmHWM in %s", ErrMissing, path)
 }
 
+// CPUTime returns the CPU time (user and system) the process has used.
+func (p *Proc) CPUTime() (time.Duration, error) {
+	return cpuTime(fmt.Sprintf("/proc/%d/stat", p.PID()))
+}
+
+// clockTicksPerSecond is Linux's USER_HZ, the unit of /proc/PID/stat's
+// times; it is 100 on every architecture Go supports.
+const clockTicksPerSecond = 100
+
+// cpuTime reads utime and stime from a /proc/PID/stat file.
+func cpuTime(path string) (time.Duration, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	// The command name, field 2, is in parentheses and may hold spaces;
+	// utime and stime are fields 14 and 15, the 12th and 13th after it.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("%w: command name in %s", ErrMissing, path)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("%w: utime and stime in %s", ErrMissing, path)
+	}
+	var ticks uint64
+	for _, s := range f[11:13] {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("bench: %s: %w", path, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / clockTicksPerSecond, nil
+}
+
 // WaitReady calls probe every 50ms until it succeeds. It fails when the
 // process exits first (with the log's tail) or ctx ends.
 func (p *Proc) WaitReady(ctx context.Context, probe func(ctx context.Context) error) error {
@@ -176,6 +212,64 @@ func (c *Cluster) PeakRSSMB() float64 {
 		}
 	}
 	return peak
+}
+
+// CPUTime returns the CPU time the processes have used between them; ok is
+// false without processes or if one could not be read.
+func (c *Cluster) CPUTime() (total time.Duration, ok bool) {
+	for _, p := range c.Procs {
+		t, err := p.CPUTime()
+		if err != nil {
+			return 0, false
+		}
+		total += t
+	}
+	return total, len(c.Procs) > 0
+}
+
+// cpuMeter measures the servers' CPU time per operation over a run's
+// measured window, from the progress reports: the CPU the servers used
+// between the first report inside the window and the last, divided by the
+// operations counted in between. Server CPU per operation is steadier than
+// throughput on a shared machine, where other load takes cores from both
+// systems alike.
+type cpuMeter struct {
+	servers *Cluster
+	warmup  time.Duration
+	first   *cpuSample
+	last    *cpuSample
+}
+
+type cpuSample struct {
+	cpu time.Duration
+	ops int64
+}
+
+// wrap returns a progress function that samples the servers and then calls
+// progress (if not nil).
+func (m *cpuMeter) wrap(progress func(Progress)) func(Progress) {
+	return func(p Progress) {
+		if p.Elapsed >= m.warmup {
+			if cpu, ok := m.servers.CPUTime(); ok {
+				s := &cpuSample{cpu: cpu, ops: p.Ops}
+				if m.first == nil {
+					m.first = s
+				}
+				m.last = s
+			}
+		}
+		if progress != nil {
+			progress(p)
+		}
+	}
+}
+
+// perOp returns the servers' CPU time per operation, 0 if unknown.
+func (m *cpuMeter) perOp() time.Duration {
+	if m.first == nil || m.last.ops <= m.first.ops {
+		return 0
+	}
+	return (m.last.cpu - m.first.cpu) / time.Duration(m.last.ops-m.first.ops)
 }
 
 // Alive returns an error naming the first process that has exited.

@@ -27,6 +27,72 @@ func TestPeakRSS(t *testing.T) {
 	}
 }
 
+// TestCPUTime reads utime and stime from a stat file whose command name
+// holds spaces and a parenthesis, and refuses a truncated one.
+func TestCPUTime(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "stat")
+	stat := "4242 (a b) c) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 9 0 123 456 789\n"
+	if err := os.WriteFile(path, []byte(stat), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := cpuTime(path); err != nil || got != 3250*time.Millisecond {
+		t.Fatalf("got %v, %v; want 3.25s", got, err)
+	}
+	if err := os.WriteFile(path, []byte("4242 (x) S 1 2 3"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cpuTime(path); err == nil {
+		t.Fatal("truncated stat: no error")
+	}
+}
+
+// TestCPUMeter: the CPU per operation counts only reports inside the
+// measured window, and is unknown without two of them.
+func TestCPUMeter(t *testing.T) {
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		t.Skip("no /proc")
+	}
+	p, err := StartProc("spinner", []string{"sh", "-c", "while :; do :; done"}, filepath.Join(t.TempDir(), "spin.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &Cluster{Procs: []*Proc{p}}
+	t.Cleanup(func() { _ = c.Stop(context.Background()) })
+	m := &cpuMeter{servers: c, warmup: time.Second}
+	var seen int
+	progress := m.wrap(func(Progress) { seen++ })
+	progress(Progress{Elapsed: 500 * time.Millisecond, Ops: 0})
+	progress(Progress{Elapsed: time.Second, Ops: 0})
+	if m.perOp() != 0 {
+		t.Fatalf("one report in the window: %v per op, want unknown", m.perOp())
+	}
+	// Let the spinner use some CPU (the machine may be busy).
+	start := time.Now()
+	for {
+		cpu, ok := c.CPUTime()
+		if !ok {
+			t.Fatal("cannot read the spinner's CPU time")
+		}
+		if cpu-m.first.cpu >= 50*time.Millisecond {
+			break
+		}
+		if time.Since(start) > 20*time.Second {
+			t.Fatal("the spinner used no CPU in 20s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	wall := time.Since(start)
+	progress(Progress{Elapsed: 2 * time.Second, Ops: 100})
+	if seen != 3 {
+		t.Fatalf("the wrapped progress ran %d times, want 3", seen)
+	}
+	// The spinner used at least 50ms and at most the wall time of CPU
+	// (one thread) over 100 operations; ticks are 10ms.
+	if got := m.perOp(); got < 500*time.Microsecond || got > (wall+20*time.Millisecond)/100 {
+		t.Fatalf("%v per op after %v, want within [0.5ms, %v]", got, wall, (wall+20*time.Millisecond)/100)
+	}
+}
+
 // TestProc starts real processes: Stop reaps them (after SIGTERM, or
 // SIGKILL when SIGTERM is ignored), the peak RSS is read, and WaitReady
 // reports a process that died.

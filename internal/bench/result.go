@@ -31,6 +31,9 @@ type Result struct {
 	// RSSMB is the peak resident set (VmHWM) of the largest server process
 	// during the run, in MiB; 0 when unknown (--endpoints).
 	RSSMB float64 `json:"rss_mb"`
+	// CPUPerOp is the CPU time all the server processes used per operation
+	// inside the measured window; 0 when unknown (--endpoints).
+	CPUPerOp time.Duration `json:"cpu_per_op_ns"`
 	// Violations counts failed safety checks (mutual exclusion, fences,
 	// account totals); Notes describe the first few.
 	Violations int      `json:"violations"`
@@ -105,6 +108,9 @@ type Ratio struct {
 	Throughput float64
 	// P99 is the peer's p99 divided by ours (>1: our tail is shorter).
 	P99 float64
+	// CPU is the peer's server CPU per operation divided by ours (>1: we
+	// use less); 0 when either is unknown.
+	CPU float64
 }
 
 // Ratios pairs every result of another target with ours (the result of
@@ -131,6 +137,9 @@ func Ratios(results []Result, ours string) []Ratio {
 		if m.P99 > 0 {
 			rt.P99 = float64(r.P99) / float64(m.P99)
 		}
+		if m.CPUPerOp > 0 && r.CPUPerOp > 0 {
+			rt.CPU = float64(r.CPUPerOp) / float64(m.CPUPerOp)
+		}
 		out = append(out, rt)
 	}
 	return out
@@ -152,29 +161,35 @@ func WriteTable(w io.Writer, results []Result, ours string) error {
 		}
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "target\tworkload\tclients\tnodes\tops/s\tp50 ms\tp99 ms\tmax ms\terrors\trss MB\tx ops/s\tx p99\t\n")
+	fmt.Fprintf(tw, "target\tworkload\tclients\tnodes\tops/s\tp50 ms\tp99 ms\tmax ms\terrors\trss MB\tcpu ms/op\tx ops/s\tx p99\tx cpu\t\n")
 	for i := range results {
 		r := &results[i]
-		tput, tail := "", ""
+		tput, tail, cpu := "", "", ""
 		if rt, ok := ratio[r]; ok {
 			tput = fmt.Sprintf("%.2fx", rt.Throughput)
 			if rt.P99 > 0 {
 				tail = fmt.Sprintf("%.2fx", rt.P99)
 			}
+			if rt.CPU > 0 {
+				cpu = fmt.Sprintf("%.2fx", rt.CPU)
+			}
 		}
-		rss := "-"
+		rss, cpuPerOp := "-", "-"
 		if r.RSSMB > 0 {
 			rss = fmt.Sprintf("%.0f", r.RSSMB)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.0f\t%.2f\t%.2f\t%.1f\t%d\t%s\t%s\t%s\t\n",
+		if r.CPUPerOp > 0 {
+			cpuPerOp = fmt.Sprintf("%.3f", msf(r.CPUPerOp))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.0f\t%.2f\t%.2f\t%.1f\t%d\t%s\t%s\t%s\t%s\t%s\t\n",
 			r.Target, r.Workload, r.Concurrency, r.Nodes, r.OpsPerSec,
-			msf(r.P50), msf(r.P99), msf(r.Max), r.Errors, rss, tput, tail)
+			msf(r.P50), msf(r.P99), msf(r.Max), r.Errors, rss, cpuPerOp, tput, tail, cpu)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	if len(rs) > 0 {
-		fmt.Fprintf(w, "x ops/s: %s's ops/s ÷ the row's; x p99: the row's p99 ÷ %s's (above 1: %s is better)\n", ours, ours, ours)
+		fmt.Fprintf(w, "x ops/s: %s's ops/s ÷ the row's; x p99 and x cpu: the row's p99 and server CPU per operation ÷ %s's (above 1: %s is better)\n", ours, ours, ours)
 	}
 	for _, r := range results {
 		if r.ErrorSample != "" {

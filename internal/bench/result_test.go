@@ -13,9 +13,11 @@ import (
 func sampleResults() []Result {
 	return []Result{
 		{Target: OpenCluster, Workload: "put", Concurrency: 16, Nodes: 1, Ops: 30000, OpsPerSec: 3000.04,
-			P50: 1234567 * time.Nanosecond, P99: 10 * time.Millisecond, Max: 31 * time.Millisecond, RSSMB: 61.26},
+			P50: 1234567 * time.Nanosecond, P99: 10 * time.Millisecond, Max: 31 * time.Millisecond, RSSMB: 61.26,
+			CPUPerOp: 500 * time.Microsecond},
 		{Target: Etcd, Workload: "put", Concurrency: 16, Nodes: 1, OpsPerSec: 1500,
 			P50: 2 * time.Millisecond, P99: 20 * time.Millisecond, Max: 40 * time.Millisecond, Errors: 3, RSSMB: 50,
+			CPUPerOp:    1250 * time.Microsecond,
 			ErrorSample: "boom", Violations: 1, Notes: []string{"fence 2, not above"}},
 		{Target: Redis, Workload: "put", Concurrency: 64, Nodes: 1, OpsPerSec: 50000, P99: time.Millisecond},
 	}
@@ -75,7 +77,7 @@ func mapsKeys[V any](m map[string]V) func(func(string) bool) {
 
 func TestRatios(t *testing.T) {
 	got := Ratios(sampleResults(), OpenCluster)
-	want := []Ratio{{Workload: "put", Concurrency: 16, Peer: Etcd, Throughput: 3000.04 / 1500, P99: 2}}
+	want := []Ratio{{Workload: "put", Concurrency: 16, Peer: Etcd, Throughput: 3000.04 / 1500, P99: 2, CPU: 2.5}}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %+v, want %+v", got, want)
 	}
@@ -87,7 +89,7 @@ func TestWriteTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := buf.String()
-	for _, want := range []string{"x ops/s", "2.00x", "1.23", "61", "etcd put c=16: first error: boom", "etcd put c=16: fence 2, not above", "above 1: opencluster is better"} {
+	for _, want := range []string{"x ops/s", "2.00x", "1.23", "61", "x cpu", "0.500", "1.250", "2.50x", "etcd put c=16: first error: boom", "etcd put c=16: fence 2, not above", "above 1: opencluster is better"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}

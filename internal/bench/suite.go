@@ -246,14 +246,17 @@ func (s *LocalSystem) Name() string             { return s.name }
 func (s *LocalSystem) Nodes() int               { return s.nodes }
 func (s *LocalSystem) Supports(w Workload) bool { return s.target.Supports(w) }
 
-// Run resets the servers' peak RSS, measures, and reads it.
+// Run resets the servers' peak RSS, measures, and reads it and the
+// servers' CPU per operation.
 func (s *LocalSystem) Run(ctx context.Context, spec Spec, progress func(Progress)) (Result, error) {
 	if err := s.servers.Alive(); err != nil {
 		return Result{}, err
 	}
 	s.servers.ResetPeakRSS()
-	res, err := Run(ctx, s.target, spec, progress)
+	cpu := &cpuMeter{servers: s.servers, warmup: spec.Warmup}
+	res, err := Run(ctx, s.target, spec, cpu.wrap(progress))
 	res.RSSMB = s.servers.PeakRSSMB()
+	res.CPUPerOp = cpu.perOp()
 	return res, err
 }
 
@@ -282,14 +285,17 @@ func (s *PeerSystem) Name() string             { return s.name }
 func (s *PeerSystem) Nodes() int               { return len(s.servers.Procs) }
 func (s *PeerSystem) Supports(w Workload) bool { return s.supports(w) }
 
-// Run resets the servers' peak RSS, has a peer measure, and reads it.
+// Run resets the servers' peak RSS, has a peer measure, and reads it and
+// the servers' CPU per operation.
 func (s *PeerSystem) Run(ctx context.Context, spec Spec, progress func(Progress)) (Result, error) {
 	if err := s.servers.Alive(); err != nil {
 		return Result{}, err
 	}
 	s.servers.ResetPeakRSS()
-	res, err := RunPeer(ctx, s.bin, PeerRequest{Target: s.name, Endpoints: s.endpoints, Spec: spec}, progress)
+	cpu := &cpuMeter{servers: s.servers, warmup: spec.Warmup}
+	res, err := RunPeer(ctx, s.bin, PeerRequest{Target: s.name, Endpoints: s.endpoints, Spec: spec}, cpu.wrap(progress))
 	res.RSSMB = s.servers.PeakRSSMB()
+	res.CPUPerOp = cpu.perOp()
 	return res, err
 }
 
