@@ -350,7 +350,7 @@ func TestStaleMoveRecords(t *testing.T) {
 	if ids := moveIDs(n); len(ids) != 2 || slices.Contains(ids, "orphan") {
 		t.Fatalf("after dropping own stale records, moves = %v, want other and the running one", ids)
 	}
-	done()
+	done() // drops the record in the background
 	deadline := time.Now().Add(5 * time.Second)
 	for !slices.Equal(moveIDs(n), []string{"other"}) {
 		if time.Now().After(deadline) {

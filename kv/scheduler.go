@@ -264,12 +264,16 @@ func (s *scheduler) apply(work []readyWork) error {
 	if err := b.Commit(pebble.NoSync); err != nil {
 		return err
 	}
+	// Publish the applied indexes before answering, so that a proposer
+	// reads its own write in anything keyed by them (the meta view).
+	for r, idx := range lastApplied {
+		r.setApplied(idx)
+	}
 	for _, a := range done {
 		a.r.finish(a.id, a.res, nil)
 		n.notify(a.r, a.effect)
 	}
 	for r, idx := range lastApplied {
-		r.setApplied(idx)
 		if err := s.maybeCompact(r, idx); err != nil {
 			return err
 		}
