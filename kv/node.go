@@ -56,6 +56,8 @@ type Node struct {
 	handoffs    handoffs
 	deadlines   *locks.Deadlines
 	proposalIDs atomic.Uint64
+	// fetchingBound: establishVersionBounds has a fetch in flight.
+	fetchingBound atomic.Bool
 	// gcThreshold is the last GC timestamp: snapshot reads below it are
 	// refused.
 	gcThreshold atomic.Uint64
@@ -474,6 +476,37 @@ func (n *Node) gcLoop() {
 		}
 		n.gcThreshold.Store(uint64(before))
 	}
+}
+
+// establishVersionBounds makes the unknown version bounds of this node's
+// buckets known (locks.VersionBound), from one fresh oracle timestamp
+// taken in the background (scheduler goroutine; one fetch at a time).
+func (n *Node) establishVersionBounds() {
+	gens := make(map[*replica]uint64)
+	for _, r := range n.replicas[:n.buckets] {
+		if gen, unknown := r.cache.Versions.Unknown(); unknown {
+			gens[r] = gen
+		}
+	}
+	if len(gens) == 0 || !n.fetchingBound.CompareAndSwap(false, true) {
+		return
+	}
+	n.goBackground(func(ctx context.Context) {
+		defer n.fetchingBound.Store(false)
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		// Asked after Unknown returned gens: above every version those
+		// buckets held then.
+		fresh, err := n.tso.now(ctx)
+		if err != nil {
+			return // the next maintenance tick asks again
+		}
+		n.submit(func() {
+			for r, gen := range gens {
+				r.cache.Versions.Establish(gen, fresh)
+			}
+		})
+	})
 }
 
 func unmarshalRecord(raw []byte, m proto.Message) error {

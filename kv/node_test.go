@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/opencluster/opencluster/mvcc/ts"
 	"github.com/opencluster/opencluster/rpc/cmdpb"
 	"github.com/opencluster/opencluster/rpc/ocpb"
 )
@@ -366,4 +367,50 @@ func moveIDs(n *Node) []string {
 		ids = append(ids, m.GetId())
 	}
 	return ids
+}
+
+// TestVersionBoundsEstablished: every bucket's version bound becomes known
+// from the oracle soon after the node starts, and again after the bucket's
+// cache is invalidated (as a snapshot does), above every version written.
+func TestVersionBoundsEstablished(t *testing.T) {
+	n := openTestNode(t)
+	ctx := ctxT(t)
+	put, err := n.Put(ctx, &ocpb.PutRequest{Key: []byte("k"), Value: []byte("v")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := n.replicaOf([]byte("k"))
+	waitKnown := func() {
+		t.Helper()
+		for {
+			unknown := 0
+			if err := n.onScheduler(ctx, func() error {
+				for _, r := range n.replicas[:n.buckets] {
+					if _, u := r.cache.Versions.Unknown(); u {
+						unknown++
+					}
+				}
+				return nil
+			}); err != nil {
+				t.Fatalf("%d buckets without a version bound: %v", unknown, err)
+			}
+			if unknown == 0 {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitKnown()
+	if err := n.onScheduler(ctx, func() error { b.cache.Invalidate(); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	waitKnown()
+	if err := n.onScheduler(ctx, func() error {
+		if b.cache.Versions.Above(ts.Timestamp(put.Version)) {
+			return fmt.Errorf("the bound is below the version %d written before it", put.Version)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -28,9 +28,9 @@ type replica struct {
 	bucket  mvcc.Bucket // meaningless for the meta group
 	rn      *raft.RawNode
 	storage *raftlog.Storage
-	// keyLocks counts the bucket's key locks for the apply path
-	// (scheduler goroutine only).
-	keyLocks *locks.KeyLocks
+	// cache is the apply path's memory of the bucket (its key-lock count
+	// and version bound; scheduler goroutine only).
+	cache *locks.Cache
 
 	// gate orders write timestamps before snapshot reads (invariant 4):
 	// writers hold it shared from taking a timestamp until their proposal is
@@ -91,7 +91,7 @@ type readReq struct {
 }
 
 func newReplica(n *Node, group uint32, st *raftlog.Storage) (*replica, error) {
-	r := &replica{node: n, group: group, bucket: mvcc.Bucket(group), storage: st, keyLocks: locks.NewKeyLocks()}
+	r := &replica{node: n, group: group, bucket: mvcc.Bucket(group), storage: st, cache: locks.NewCache()}
 	r.mu.waiting = make(map[uint64]*proposal)
 	r.mu.readRounds = make(map[uint64][]*readReq)
 	r.mu.appliedCh = make(chan struct{})
@@ -463,6 +463,6 @@ func (r *replica) apply(b mvcc.ReadWriter, e *raftpb.Entry) (uint64, *cmdpb.Resu
 		res, err := applyMeta(b, cmd)
 		return cmd.ProposalId, res, locks.Effects{}, err
 	}
-	res, eff, err := locks.ApplyCounted(b, r.bucket, cmd, r.keyLocks)
+	res, eff, err := locks.ApplyCached(b, r.bucket, cmd, r.cache)
 	return cmd.ProposalId, res, eff, err
 }

@@ -136,7 +136,7 @@ func (n *Node) forgetReplica(r *replica) error {
 	if err := b.Commit(pebble.Sync); err != nil {
 		return err
 	}
-	r.keyLocks.Invalidate()
+	r.cache.Invalidate()
 	st, err := raftlog.Load(db, r.group, raftlog.Config{})
 	if err != nil {
 		return fmt.Errorf("kv: reload group %d after replica GC: %w", r.group, err)

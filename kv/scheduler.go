@@ -57,6 +57,7 @@ func (s *scheduler) run() {
 			}
 			if s.ticks++; s.ticks%maintainEveryTicks == 0 {
 				s.n.maintain()
+				s.n.establishVersionBounds()
 			}
 		case <-s.wakeCh:
 		}

@@ -27,13 +27,17 @@ type Effects struct {
 // is non-nil only for storage failures and corrupt state; refusals are
 // results with an ErrorCode.
 func Apply(rw mvcc.ReadWriter, b mvcc.Bucket, cmd *cmdpb.Command) (*cmdpb.Result, Effects, error) {
-	return ApplyCounted(rw, b, cmd, nil)
+	return ApplyCached(rw, b, cmd, nil)
 }
 
-// ApplyCounted is Apply keeping kls, the bucket's key-lock count, in step
-// (nil: no count; every plain write looks for a key lock).
-func ApplyCounted(rw mvcc.ReadWriter, b mvcc.Bucket, cmd *cmdpb.Command, kls *KeyLocks) (*cmdpb.Result, Effects, error) {
-	a := applier{rw: rw, b: b, kls: kls}
+// ApplyCached is Apply keeping c, the bucket's cache, in step (nil: no
+// cache; every plain write looks for a key lock and reads its key's newest
+// version).
+func ApplyCached(rw mvcc.ReadWriter, b mvcc.Bucket, cmd *cmdpb.Command, c *Cache) (*cmdpb.Result, Effects, error) {
+	a := applier{rw: rw, b: b}
+	if c != nil {
+		a.kls, a.versions = &c.KeyLocks, &c.Versions
+	}
 	var res *cmdpb.Result
 	var err error
 	switch c := cmd.Body.(type) {
@@ -78,10 +82,12 @@ func ApplyCounted(rw mvcc.ReadWriter, b mvcc.Bucket, cmd *cmdpb.Command, kls *Ke
 }
 
 type applier struct {
-	rw      mvcc.ReadWriter
-	b       mvcc.Bucket
-	kls     *KeyLocks // nil: not counted
-	effects Effects
+	rw  mvcc.ReadWriter
+	b   mvcc.Bucket
+	kls *KeyLocks // nil: not counted
+	// versions bounds the bucket's versions (nil: no bound).
+	versions *VersionBound
+	effects  Effects
 }
 
 // deduped applies a write at most once per request id: a retry of a
@@ -153,8 +159,10 @@ func (a *applier) noKeyLocks() (bool, error) {
 	return a.kls.none(a.rw, a.b)
 }
 
-// checkWritable enforces invariant 3 for a plain write at t.
-func (a *applier) checkWritable(key []byte, t ts.Timestamp) (*cmdpb.Result, mvcc.Value, error) {
+// checkWritable enforces invariant 3 for a plain write at t, and returns
+// the key's newest version if current is set (else it may skip reading
+// it, when t is above the bucket's version bound).
+func (a *applier) checkWritable(key []byte, t ts.Timestamp, current bool) (*cmdpb.Result, mvcc.Value, error) {
 	var kl *cmdpb.KeyLock
 	locked := false
 	none, err := a.noKeyLocks()
@@ -169,6 +177,9 @@ func (a *applier) checkWritable(key []byte, t ts.Timestamp) (*cmdpb.Result, mvcc
 		}
 		return nil, mvcc.Value{}, err
 	}
+	if !current && a.versions.Above(t) {
+		return nil, mvcc.Value{}, nil
+	}
 	cur, err := mvcc.Get(a.rw, a.b, key, mvcc.Latest)
 	if err != nil {
 		return nil, cur, err
@@ -180,6 +191,7 @@ func (a *applier) checkWritable(key []byte, t ts.Timestamp) (*cmdpb.Result, mvcc
 }
 
 func (a *applier) writeVersion(key, value []byte, tombstone bool, t ts.Timestamp) error {
+	a.versions.wrote(t)
 	if tombstone {
 		return mvcc.PutTombstone(a.rw, a.b, key, t)
 	}
@@ -188,7 +200,7 @@ func (a *applier) writeVersion(key, value []byte, tombstone bool, t ts.Timestamp
 
 func (a *applier) put(c *cmdpb.Put) (*cmdpb.Result, error) {
 	t := ts.Timestamp(c.Ts)
-	if res, _, err := a.checkWritable(c.Key, t); res != nil || err != nil {
+	if res, _, err := a.checkWritable(c.Key, t, false); res != nil || err != nil {
 		return res, err
 	}
 	if c.FenceName != "" {
@@ -224,7 +236,7 @@ func (a *applier) checkFence(key []byte, name string, token uint64) (*cmdpb.Resu
 
 func (a *applier) cas(c *cmdpb.CompareAndSwap) (*cmdpb.Result, error) {
 	t := ts.Timestamp(c.Ts)
-	res, cur, err := a.checkWritable(c.Key, t)
+	res, cur, err := a.checkWritable(c.Key, t, true)
 	if res != nil || err != nil {
 		return res, err
 	}

@@ -368,13 +368,14 @@ func TestFinishedRecordFreesItsName(t *testing.T) {
 func TestKeyLockCountFollowsRecords(t *testing.T) {
 	const W, R = cmdpb.KeyMode_WRITE, cmdpb.KeyMode_READ
 	e := openEngine(t)
-	kls := NewKeyLocks()
+	cache := NewCache()
+	kls := &cache.KeyLocks
 	var tsNow uint64
 	apply := func(cmd *cmdpb.Command) *cmdpb.Result {
 		t.Helper()
 		b := e.NewBatch()
 		defer b.Close()
-		res, _, err := ApplyCounted(b, 0, cmd, kls)
+		res, _, err := ApplyCached(b, 0, cmd, cache)
 		if err != nil {
 			t.Fatal(err)
 		}

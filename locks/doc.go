@@ -15,8 +15,10 @@
 // the commit point, key locks k/<key> in each key's bucket hold the
 // provisional values inline, and ResolveKeys turns them into versions at
 // the commit timestamp (or drops them) after the record is finished.
-// ApplyCounted also keeps a bucket's count of key locks (KeyLocks), so a
-// plain write looks for a key lock only when the bucket has one.
+// ApplyCached also keeps a bucket's Cache: its count of key locks
+// (KeyLocks), so a plain write looks for a key lock only when the bucket
+// has one, and a bound on its versions (VersionBound), so a Put reads its
+// key's newest version only when its timestamp is not above them all.
 //
 // # Invariants
 //

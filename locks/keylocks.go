@@ -5,7 +5,7 @@ import "github.com/opencluster/opencluster/mvcc"
 // KeyLocks counts a bucket's key-lock records, so that a plain write can
 // skip looking for one when the bucket holds none (most buckets, most of
 // the time): that point read was the most expensive part of applying a
-// Put. The count is the apply path's own: ApplyCounted keeps it in step
+// Put. The count is the apply path's own: ApplyCached keeps it in step
 // with the records it writes, and only code running where commands apply
 // (the scheduler goroutine) may touch it. Anything else that rewrites a
 // bucket's records (a snapshot, a wipe) calls Invalidate, and the next
@@ -14,9 +14,6 @@ type KeyLocks struct {
 	// n is the count; below zero it is unknown.
 	n int
 }
-
-// NewKeyLocks returns a count that is recounted on first use.
-func NewKeyLocks() *KeyLocks { return &KeyLocks{n: -1} }
 
 // Invalidate marks the count unknown.
 func (k *KeyLocks) Invalidate() { k.n = -1 }
