@@ -105,6 +105,34 @@ func (n *Node) bucketPropose(ctx context.Context, b mvcc.Bucket, cmd *cmdpb.Comm
 	return n.cfg.Remote.Propose(ctx, leader, &cmdpb.BucketProposeRequest{Group: r.group, Command: cmd})
 }
 
+// proposeIdempotent is bucketPropose for a command that may apply twice
+// (ResolveKeys). When this node holds a voter of b that follows a known
+// leader, the command goes through Raft's own forwarding, in the round's
+// batched messages to the leader, rather than an RPC of its own (the RPC
+// cost more CPU than the proposal), and its result is this replica's apply
+// of the entry. Raft drops a forwarded proposal that the leader cannot
+// take (it is stepping down or handing over) without a word, so the wait
+// is bounded by forwardTimeout, after which the command is sent by RPC
+// after all.
+func (n *Node) proposeIdempotent(ctx context.Context, b mvcc.Bucket, cmd *cmdpb.Command) (*cmdpb.Result, error) {
+	r := n.replicas[b]
+	if leader, voters, _ := r.membership(); leader != 0 && leader != n.id && slices.Contains(voters, n.id) {
+		fctx, cancel := context.WithTimeout(ctx, n.forwardTimeout())
+		res, err := r.await(fctx, r.enqueue(cmd))
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return res, err
+		}
+	}
+	return n.bucketPropose(ctx, b, cmd)
+}
+
+// forwardTimeout is how long a proposal forwarded through Raft may take
+// to apply here before it is sent again by RPC.
+func (n *Node) forwardTimeout() time.Duration {
+	return 2 * time.Duration(n.cfg.ElectionTicks) * n.cfg.TickInterval
+}
+
 // ServePropose is the leader's half of bucketPropose.
 func (n *Node) ServePropose(ctx context.Context, req *cmdpb.BucketProposeRequest) (*cmdpb.Result, error) {
 	r, err := n.servedReplica(ctx, req.GetGroup())

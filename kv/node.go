@@ -56,6 +56,9 @@ type Node struct {
 	handoffs    handoffs
 	deadlines   *locks.Deadlines
 	proposalIDs atomic.Uint64
+	// marks are released restrictive-lock holders whose records do not say
+	// so yet (resolved_marks.go).
+	marks resolvedMarks
 	// fetchingBound: establishVersionBounds has a fetch in flight.
 	fetchingBound atomic.Bool
 	// gcThreshold is the last GC timestamp: snapshot reads below it are

@@ -1,6 +1,7 @@
 package kv
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/opencluster/opencluster/locks"
 	"github.com/opencluster/opencluster/mvcc/ts"
 	"github.com/opencluster/opencluster/rpc/cmdpb"
 	"github.com/opencluster/opencluster/rpc/ocpb"
@@ -412,5 +414,60 @@ func TestVersionBoundsEstablished(t *testing.T) {
 		return nil
 	}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestResolvedMarks: once a committed lock's keys are released, the mark
+// that says so rides on the name's next TxnBegin (no round of its own);
+// with no next command, the sweeper proposes it.
+func TestResolvedMarks(t *testing.T) {
+	n := openTestNode(t)
+	ctx := ctxT(t)
+	ttl := durationpb.New(15 * time.Second)
+	record := func() *cmdpb.TxnRecord {
+		t.Helper()
+		rec, found, err := locks.TxnRecord(n.eng.DB(), n.replicaOfName("T").bucket, "T")
+		if err != nil || !found {
+			t.Fatalf("record: %v, %v", found, err)
+		}
+		return rec
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 5s", what)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	commit := func(key string) []byte {
+		t.Helper()
+		l, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "T", Ttl: ttl, Keys: []*ocpb.KeyLockRequest{{Key: []byte(key), Mode: ocpb.KeyMode_WRITE}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := n.Commit(ctx, &ocpb.CommitRequest{Name: "T", Code: l.Code, Writes: []*ocpb.TxnWrite{{Key: []byte(key), Value: []byte("v")}}}); err != nil {
+			t.Fatal(err)
+		}
+		code, _ := decodeCode(l.Code)
+		return code
+	}
+	first := commit("a")
+	waitFor("the first holder's keys released", func() bool { return n.marks.has("T", first) })
+	if rec := record(); rec.Resolved {
+		t.Fatal("the record was marked resolved in a round of its own")
+	}
+	second := commit("b") // its TxnBegin carries the first holder's mark
+	if rec := record(); len(rec.Unresolved) != 0 || n.marks.has("T", first) {
+		t.Fatalf("the next TxnBegin did not carry the mark: unresolved %d", len(rec.Unresolved))
+	}
+	waitFor("the second holder marked resolved by the sweeper", func() bool {
+		rec := record()
+		return bytes.Equal(rec.Code, second) && rec.Resolved
+	})
+	if n.marks.has("T", second) {
+		t.Fatal("a proposed mark is still held")
 	}
 }

@@ -210,7 +210,7 @@ func (r *replica) propose(ctx context.Context, cmd *cmdpb.Command) (*cmdpb.Resul
 
 // enqueue queues cmd for the scheduler without waiting.
 func (r *replica) enqueue(cmd *cmdpb.Command) *proposal {
-	cmd.ProposalId = r.node.proposalIDs.Add(1)
+	cmd.ProposalId, cmd.Proposer = r.node.proposalIDs.Add(1), r.node.id
 	data, err := mvcc.Marshal(cmd)
 	if err != nil {
 		panic(fmt.Sprintf("kv: marshal command: %v", err))
@@ -459,10 +459,14 @@ func (r *replica) apply(b mvcc.ReadWriter, e *raftpb.Entry) (uint64, *cmdpb.Resu
 	if err := unmarshalCommand(e.Data, cmd); err != nil {
 		return 0, nil, locks.Effects{}, err
 	}
+	id := cmd.ProposalId
+	if cmd.Proposer != 0 && cmd.Proposer != r.node.id {
+		id = 0 // another node's proposal: nobody here waits for it
+	}
 	if r.isMeta() {
 		res, err := applyMeta(b, cmd)
-		return cmd.ProposalId, res, locks.Effects{}, err
+		return id, res, locks.Effects{}, err
 	}
 	res, eff, err := locks.ApplyCached(b, r.bucket, cmd, r.cache)
-	return cmd.ProposalId, res, eff, err
+	return id, res, eff, err
 }

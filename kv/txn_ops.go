@@ -85,11 +85,29 @@ func (n *Node) beginTxn(ctx, wctx context.Context, rr *replica, req *ocpb.Restri
 		if err != nil {
 			return nil, err
 		}
-		return rr.propose(ctx, &cmdpb.Command{Body: &cmdpb.Command_TxnBegin{TxnBegin: &cmdpb.TxnBegin{
+		return n.proposeCarryingMarks(ctx, rr, req.Name, &cmdpb.Command{Body: &cmdpb.Command_TxnBegin{TxnBegin: &cmdpb.TxnBegin{
 			Name: req.Name, Code: code, Owner: req.Owner, TtlMs: ttlMillis(req.Ttl), StartTs: uint64(t),
 			Isolation: cmdpb.Isolation(req.Isolation), Keys: specs, RequestId: req.RequestId,
 		}}})
 	})
+}
+
+// proposeCarryingMarks proposes cmd, a TxnBegin or TxnFinish of name on
+// its bucket rr, carrying name's resolved marks (resolved_marks.go); they
+// are put back if the proposal may not have applied.
+func (n *Node) proposeCarryingMarks(ctx context.Context, rr *replica, name string, cmd *cmdpb.Command) (*cmdpb.Result, error) {
+	marks := n.marks.take(name)
+	switch c := cmd.Body.(type) {
+	case *cmdpb.Command_TxnBegin:
+		c.TxnBegin.Resolved = marks
+	case *cmdpb.Command_TxnFinish:
+		c.TxnFinish.Resolved = marks
+	}
+	res, err := rr.propose(ctx, cmd)
+	if err != nil {
+		n.marks.restore(name, marks)
+	}
+	return res, err
 }
 
 // lockKeys takes the key locks, each bucket's on its leader, and returns
@@ -288,7 +306,7 @@ func (n *Node) prepareAndFinish(ctx context.Context, name string, code []byte, r
 	if err != nil {
 		return nil, err
 	}
-	return n.replicaOfName(name).propose(ctx, &cmdpb.Command{Body: &cmdpb.Command_TxnFinish{TxnFinish: &cmdpb.TxnFinish{
+	return n.proposeCarryingMarks(ctx, n.replicaOfName(name), name, &cmdpb.Command{Body: &cmdpb.Command_TxnFinish{TxnFinish: &cmdpb.TxnFinish{
 		Name: name, Code: code, Status: cmdpb.TxnStatus_COMMITTED, CommitTs: uint64(commitTS), Writes: writes,
 	}}})
 }
@@ -333,7 +351,7 @@ func (n *Node) Abort(ctx context.Context, req *ocpb.AbortRequest) (*ocpb.AbortRe
 // abortTxn moves the record to ABORTED and releases its keys.
 func (n *Node) abortTxn(ctx context.Context, name string, code []byte, expired bool) error {
 	rr := n.replicaOfName(name)
-	res, err := rr.propose(ctx, &cmdpb.Command{Body: &cmdpb.Command_TxnFinish{TxnFinish: &cmdpb.TxnFinish{
+	res, err := n.proposeCarryingMarks(ctx, rr, name, &cmdpb.Command{Body: &cmdpb.Command_TxnFinish{TxnFinish: &cmdpb.TxnFinish{
 		Name: name, Code: code, Status: cmdpb.TxnStatus_ABORTED, Expired: expired,
 	}}})
 	if err != nil {
@@ -373,10 +391,12 @@ func (n *Node) resolve(ctx context.Context, name string, confirm bool) error {
 	}
 	var errs []error
 	for _, u := range rec.Unresolved {
-		errs = append(errs, n.resolveRecord(ctx, rr, name, u))
+		if !n.marks.has(name, u.Code) { // marked: released already
+			errs = append(errs, n.resolveRecord(ctx, name, u))
+		}
 	}
-	if rec.Status != cmdpb.TxnStatus_PENDING && !rec.Resolved {
-		errs = append(errs, n.resolveRecord(ctx, rr, name, rec))
+	if rec.Status != cmdpb.TxnStatus_PENDING && !rec.Resolved && !n.marks.has(name, rec.Code) {
+		errs = append(errs, n.resolveRecord(ctx, name, rec))
 	}
 	return errors.Join(errs...)
 }
@@ -399,8 +419,9 @@ func needsResolving(rec *cmdpb.TxnRecord) bool {
 
 // resolveRecord releases the key locks of one finished record of name
 // (committing its provisional values if it committed), then marks it
-// resolved in the name's bucket rr.
-func (n *Node) resolveRecord(ctx context.Context, rr *replica, name string, rec *cmdpb.TxnRecord) error {
+// resolved: the mark rides on the name's next command from this node, or
+// the sweeper proposes it (resolved_marks.go).
+func (n *Node) resolveRecord(ctx context.Context, name string, rec *cmdpb.TxnRecord) error {
 	keys := make([][]byte, 0, len(rec.Keys))
 	for _, k := range rec.Keys {
 		keys = append(keys, k.Key)
@@ -408,21 +429,16 @@ func (n *Node) resolveRecord(ctx context.Context, rr *replica, name string, rec 
 	order, groups := n.byBucket(keys)
 	commit := rec.Status == cmdpb.TxnStatus_COMMITTED
 	writes := n.writesByBucket(rec.Writes)
-	// Each bucket resolves its own keys: all at once.
-	if err := n.proposeEach(ctx, order, func(b mvcc.Bucket) *cmdpb.Command {
+	// Each bucket resolves its own keys: all at once. Resolving twice
+	// changes nothing, so the proposals may be forwarded through Raft.
+	if err := n.proposeEachWith(ctx, n.proposeIdempotent, order, func(b mvcc.Bucket) *cmdpb.Command {
 		return &cmdpb.Command{Body: &cmdpb.Command_ResolveKeys{ResolveKeys: &cmdpb.ResolveKeys{
 			Name: name, Code: rec.Code, Keys: groups[b], Commit: commit, CommitTs: rec.CommitTs, Writes: writes[b],
 		}}}
 	}); err != nil {
 		return err
 	}
-	res, err := rr.propose(ctx, &cmdpb.Command{Body: &cmdpb.Command_TxnResolved{TxnResolved: &cmdpb.TxnResolved{Name: name, Code: rec.Code}}})
-	if err != nil {
-		return err
-	}
-	if err := resultErr(res); err != nil && !errors.Is(err, ErrNotHolder) {
-		return err
-	}
+	n.marks.add(name, rec.Code)
 	return nil
 }
 
@@ -430,8 +446,14 @@ func (n *Node) resolveRecord(ctx context.Context, rr *replica, name string, rec 
 // returns their errors, refusals included, joined (nil if all applied
 // successfully). One bucket runs inline.
 func (n *Node) proposeEach(ctx context.Context, buckets []mvcc.Bucket, cmd func(b mvcc.Bucket) *cmdpb.Command) error {
+	return n.proposeEachWith(ctx, n.bucketPropose, buckets, cmd)
+}
+
+// proposeEachWith is proposeEach proposing with via.
+func (n *Node) proposeEachWith(ctx context.Context, via func(context.Context, mvcc.Bucket, *cmdpb.Command) (*cmdpb.Result, error),
+	buckets []mvcc.Bucket, cmd func(b mvcc.Bucket) *cmdpb.Command) error {
 	propose := func(b mvcc.Bucket) error {
-		res, err := n.bucketPropose(ctx, b, cmd(b))
+		res, err := via(ctx, b, cmd(b))
 		if err != nil {
 			return err
 		}
@@ -463,8 +485,28 @@ type resolveSweeper struct {
 	inFlight map[string]bool
 }
 
+// begin claims name for one resolution (or proposal of its marks), unless
+// one is under way.
+func (s *resolveSweeper) begin(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inFlight[name] {
+		return false
+	}
+	s.inFlight[name] = true
+	return true
+}
+
+// done releases name's claim.
+func (s *resolveSweeper) done(name string) {
+	s.mu.Lock()
+	delete(s.inFlight, name)
+	s.mu.Unlock()
+}
+
 func (s *resolveSweeper) sweep() {
 	n := s.n
+	s.proposeDueMarks()
 	for _, r := range n.replicas[:n.buckets] {
 		if !r.isReadyLeader() {
 			continue
@@ -485,15 +527,11 @@ func (s *resolveSweeper) sweep() {
 			continue
 		}
 		for _, name := range names {
-			s.mu.Lock()
-			busy := s.inFlight[name]
-			s.inFlight[name] = true
-			s.mu.Unlock()
-			if busy {
+			if !s.begin(name) {
 				continue
 			}
 			n.goBackground(func(ctx context.Context) {
-				defer func() { s.mu.Lock(); delete(s.inFlight, name); s.mu.Unlock() }()
+				defer s.done(name)
 				ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 				defer cancel()
 				if err := n.resolveFinished(ctx, name); err != nil {

@@ -424,3 +424,65 @@ func TestKeyLockCountFollowsRecords(t *testing.T) {
 		t.Fatalf("after every key lock went: count %d", kls.n)
 	}
 }
+
+// TestResolvedCodesRideOnLaterCommands: the resolved list of a TxnBegin or
+// TxnFinish on the same name marks earlier holders resolved as TxnResolved
+// would, and is kept even when the command itself is refused.
+func TestResolvedCodesRideOnLaterCommands(t *testing.T) {
+	const W = cmdpb.KeyMode_WRITE
+	e := openEngine(t)
+	record := func() *cmdpb.TxnRecord {
+		t.Helper()
+		rec, _, err := TxnRecord(e.DB(), 0, "T")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rec
+	}
+	begin := func(c []byte, resolved ...[]byte) *cmdpb.Result {
+		return applyOne(t, e, &cmdpb.Command{Body: &cmdpb.Command_TxnBegin{TxnBegin: &cmdpb.TxnBegin{Name: "T", Code: c, Keys: keys("a", W), Resolved: resolved}}})
+	}
+	finish := func(c []byte, resolved ...[]byte) *cmdpb.Result {
+		return applyOne(t, e, &cmdpb.Command{Body: &cmdpb.Command_TxnFinish{TxnFinish: &cmdpb.TxnFinish{Name: "T", Code: c, Status: cmdpb.TxnStatus_COMMITTED, CommitTs: 9, Resolved: resolved}}})
+	}
+	// Holder 1 commits; holder 2 takes the name before 1 is resolved.
+	begin(code(1))
+	finish(code(1))
+	if res := begin(code(2)); res.Error != cmdpb.ErrorCode_OK {
+		t.Fatal(res)
+	}
+	if rec := record(); len(rec.Unresolved) != 1 {
+		t.Fatalf("holder 1 not kept: %v", rec)
+	}
+	// A refused TxnBegin (the name is PENDING) still marks holder 1.
+	if res := begin(code(3), code(1)); res.Error != cmdpb.ErrorCode_LOCK_HELD {
+		t.Fatalf("a third holder while the second is PENDING: %v", res)
+	}
+	if rec := record(); len(rec.Unresolved) != 0 || !bytes.Equal(rec.Code, code(2)) {
+		t.Fatalf("after the refused TxnBegin carried holder 1: %v", rec)
+	}
+	// Holder 2 commits; holder 4 takes the name carrying 2 as resolved.
+	if res := finish(code(2)); res.Error != cmdpb.ErrorCode_OK {
+		t.Fatal(res)
+	}
+	if res := begin(code(4), code(2)); res.Error != cmdpb.ErrorCode_OK {
+		t.Fatal(res)
+	}
+	if rec := record(); len(rec.Unresolved) != 0 {
+		t.Fatalf("holder 2 kept though its TxnBegin-borne mark: %v", rec)
+	}
+	// Holder 4 commits and a retried commit carries its own code: the
+	// record is finished, so it becomes resolved.
+	if res := finish(code(4)); res.Error != cmdpb.ErrorCode_OK {
+		t.Fatal(res)
+	}
+	if rec := record(); rec.Resolved {
+		t.Fatal("resolved before anyone said so")
+	}
+	if res := finish(code(4), code(4)); res.Error != cmdpb.ErrorCode_OK {
+		t.Fatal(res)
+	}
+	if rec := record(); !rec.Resolved || rec.Status != cmdpb.TxnStatus_COMMITTED {
+		t.Fatalf("a retried commit carrying its own code: %v", rec)
+	}
+}

@@ -2,6 +2,7 @@ package locks
 
 import (
 	"bytes"
+	"slices"
 
 	"github.com/opencluster/opencluster/mvcc"
 	"github.com/opencluster/opencluster/mvcc/ts"
@@ -24,7 +25,13 @@ func (a *applier) txnBegin(c *cmdpb.TxnBegin) (*cmdpb.Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	marked := found && markResolved(rec, c.Resolved)
 	if found && rec.Status == cmdpb.TxnStatus_PENDING {
+		if marked {
+			if err := a.putTxnRecord(c.Name, rec); err != nil {
+				return nil, err
+			}
+		}
 		if c.RequestId != "" && rec.RequestId == c.RequestId {
 			return &cmdpb.Result{Code: rec.Code, Fence: rec.Fence, Ts: rec.StartTs}, nil
 		}
@@ -213,8 +220,17 @@ func (a *applier) txnFinish(c *cmdpb.TxnFinish) (*cmdpb.Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !found || !bytes.Equal(rec.Code, c.Code) {
+	if !found {
 		// Invariant 5: never create a missing record.
+		return refuse(cmdpb.ErrorCode_NOT_HOLDER, "restrictive lock %q is not held with this code", c.Name), nil
+	}
+	if markResolved(rec, c.Resolved) && (rec.Status != cmdpb.TxnStatus_PENDING || !bytes.Equal(rec.Code, c.Code)) {
+		// Kept even though this command changes nothing else.
+		if err := a.putTxnRecord(c.Name, rec); err != nil {
+			return nil, err
+		}
+	}
+	if !bytes.Equal(rec.Code, c.Code) {
 		return refuse(cmdpb.ErrorCode_NOT_HOLDER, "restrictive lock %q is not held with this code", c.Name), nil
 	}
 	switch rec.Status {
@@ -297,6 +313,24 @@ func (a *applier) resolveKeys(c *cmdpb.ResolveKeys) (*cmdpb.Result, error) {
 		n++
 	}
 	return &cmdpb.Result{Count: int32(n)}, nil
+}
+
+// markResolved applies the codes of a command's resolved list to rec, the
+// name's record, as TxnResolved would apply each: an earlier holder
+// leaves Unresolved; the record itself, if finished, becomes resolved. It
+// reports whether rec changed.
+func markResolved(rec *cmdpb.TxnRecord, codes [][]byte) bool {
+	changed := false
+	for _, code := range codes {
+		if i := slices.IndexFunc(rec.Unresolved, func(u *cmdpb.TxnRecord) bool { return bytes.Equal(u.Code, code) }); i >= 0 {
+			rec.Unresolved = slices.Delete(rec.Unresolved, i, i+1)
+			changed = true
+		} else if bytes.Equal(rec.Code, code) && rec.Status != cmdpb.TxnStatus_PENDING && !rec.Resolved {
+			rec.Resolved, rec.Writes = true, nil
+			changed = true
+		}
+	}
+	return changed
 }
 
 func (a *applier) txnResolved(c *cmdpb.TxnResolved) (*cmdpb.Result, error) {

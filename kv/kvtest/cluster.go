@@ -34,7 +34,17 @@ type Network struct {
 		// dropEvery drops every n-th message batch on a link (0: none).
 		dropEvery map[[2]uint64]int
 		sent      map[[2]uint64]int
+		// proposed counts the proposals sent by RPC, by command type.
+		proposed map[string]int
 	}
+}
+
+// Proposed returns how many commands of cmd's type were proposed by RPC
+// (BucketPropose) so far.
+func (nw *Network) Proposed(cmd any) int {
+	nw.mu.Lock()
+	defer nw.mu.Unlock()
+	return nw.mu.proposed[fmt.Sprintf("%T", cmd)]
 }
 
 // transport is one node's sending side.
@@ -141,6 +151,9 @@ func (r remote) Timestamp(ctx context.Context, node uint64, count int) (ts.Times
 }
 
 func (r remote) Propose(ctx context.Context, node uint64, req *cmdpb.BucketProposeRequest) (*cmdpb.Result, error) {
+	r.net.mu.Lock()
+	r.net.mu.proposed[fmt.Sprintf("%T", req.GetCommand().GetBody())]++
+	r.net.mu.Unlock()
 	p, err := r.peer(node)
 	if err != nil {
 		return nil, err
@@ -289,6 +302,7 @@ func Start(t testing.TB, o Options) *Cluster {
 	c.Net.mu.delay = make(map[[2]uint64]time.Duration)
 	c.Net.mu.dropEvery = make(map[[2]uint64]int)
 	c.Net.mu.sent = make(map[[2]uint64]int)
+	c.Net.mu.proposed = make(map[string]int)
 	c.mu.nodes = make(map[uint64]*kv.Node)
 	c.mu.fs = make(map[uint64]vfs.FS)
 	t.Cleanup(c.stopAll)

@@ -3,6 +3,8 @@ package kvtest
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -10,6 +12,8 @@ import (
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/opencluster/opencluster/mvcc"
+	"github.com/opencluster/opencluster/rpc/cmdpb"
 	"github.com/opencluster/opencluster/rpc/ocpb"
 )
 
@@ -84,5 +88,62 @@ func TestTransfersAcrossLeaders(t *testing.T) {
 	}
 	if total != 600 {
 		t.Fatalf("total %d after the transfers, want 600", total)
+	}
+}
+
+// TestResolveIsForwardedThroughRaft: a committed lock's keys are released
+// by ResolveKeys proposals that a node holding a follower replica of the
+// keys' bucket forwards through Raft, not by RPC; the keys are released
+// all the same.
+func TestResolveIsForwardedThroughRaft(t *testing.T) {
+	c := Start(t, Options{Nodes: 3})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const commits = 20
+	n := c.Primary()
+	// Keys whose bucket a node other than the name's leader leads.
+	var st *ocpb.StatusResponse
+	c.WaitFor(10*time.Second, "leaders on every node", func() bool {
+		var err error
+		if st, err = n.Status(ctx, nil); err != nil {
+			return false
+		}
+		led := map[string]bool{}
+		for _, b := range st.Buckets {
+			led[b.Leader] = b.Leader != ""
+		}
+		return len(led) == 3 && !slices.Contains(slices.Collect(maps.Values(led)), false)
+	})
+	leaderOf := func(k string) string { return st.Buckets[mvcc.BucketOf([]byte(k), n.Buckets())].Leader }
+	var keys [][]byte
+	for i := 0; len(keys) < commits; i++ {
+		if k := fmt.Sprintf("k/%d", i); leaderOf(k) != leaderOf("r") {
+			keys = append(keys, []byte(k))
+		}
+	}
+	for i, key := range keys {
+		lock, err := On(ctx, n, func() (*ocpb.RestrictResponse, error) {
+			return n.Restrict(ctx, &ocpb.RestrictRequest{Name: "r", Keys: []*ocpb.KeyLockRequest{{Key: key, Mode: ocpb.KeyMode_WRITE}}, Ttl: durationpb.New(10 * time.Second)})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := On(ctx, n, func() (*ocpb.CommitResponse, error) {
+			return n.Commit(ctx, &ocpb.CommitRequest{Name: "r", Code: lock.Code, Writes: []*ocpb.TxnWrite{{Key: key, Value: []byte("v")}}})
+		}); err != nil {
+			t.Fatal(err)
+		}
+		// A plain write waits for the key's release.
+		if _, err := On(ctx, n, func() (*ocpb.PutResponse, error) {
+			return n.Put(ctx, &ocpb.PutRequest{Key: key, Value: []byte("w"), Wait: durationpb.New(10 * time.Second)})
+		}); err != nil {
+			t.Fatalf("write after commit %d: %v", i, err)
+		}
+	}
+	// Keys whose bucket another node leads are resolved from the name's
+	// leader, a follower there; an RPC is only the fallback for a
+	// forwarded proposal that did not apply in time.
+	if rpcs := c.Net.Proposed(&cmdpb.Command_ResolveKeys{}); rpcs > commits/2 {
+		t.Fatalf("%d of %d resolutions went by RPC", rpcs, commits)
 	}
 }

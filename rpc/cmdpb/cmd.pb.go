@@ -311,6 +311,11 @@ type Command struct {
 	// proposal_id lets the proposing node find the waiter for this entry's
 	// result. It is not part of the replicated state.
 	ProposalId uint64 `protobuf:"varint,1,opt,name=proposal_id,json=proposalId,proto3" json:"proposal_id,omitempty"`
+	// proposer is the node that proposed the entry: a follower may propose
+	// through Raft's forwarding and read its result from its own apply, so
+	// ids of different nodes must not be taken for each other. 0 (entries
+	// written before it existed): the leader that applies it.
+	Proposer uint64 `protobuf:"varint,2,opt,name=proposer,proto3" json:"proposer,omitempty"`
 	// Types that are valid to be assigned to Body:
 	//
 	//	*Command_Put
@@ -369,6 +374,13 @@ func (*Command) Descriptor() ([]byte, []int) {
 func (x *Command) GetProposalId() uint64 {
 	if x != nil {
 		return x.ProposalId
+	}
+	return 0
+}
+
+func (x *Command) GetProposer() uint64 {
+	if x != nil {
+		return x.Proposer
 	}
 	return 0
 }
@@ -1458,15 +1470,19 @@ func (x *NamedRelease) GetHandoff() *NamedAcquire {
 // TxnBegin creates a restrictive lock's record as PENDING if the name is
 // free.
 type TxnBegin struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Code          []byte                 `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
-	Owner         string                 `protobuf:"bytes,3,opt,name=owner,proto3" json:"owner,omitempty"`
-	TtlMs         int64                  `protobuf:"varint,4,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
-	StartTs       uint64                 `protobuf:"varint,5,opt,name=start_ts,json=startTs,proto3" json:"start_ts,omitempty"`
-	Isolation     Isolation              `protobuf:"varint,6,opt,name=isolation,proto3,enum=opencluster.cmd.v1.Isolation" json:"isolation,omitempty"`
-	Keys          []*KeySpec             `protobuf:"bytes,7,rep,name=keys,proto3" json:"keys,omitempty"`
-	RequestId     string                 `protobuf:"bytes,8,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Name      string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Code      []byte                 `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
+	Owner     string                 `protobuf:"bytes,3,opt,name=owner,proto3" json:"owner,omitempty"`
+	TtlMs     int64                  `protobuf:"varint,4,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	StartTs   uint64                 `protobuf:"varint,5,opt,name=start_ts,json=startTs,proto3" json:"start_ts,omitempty"`
+	Isolation Isolation              `protobuf:"varint,6,opt,name=isolation,proto3,enum=opencluster.cmd.v1.Isolation" json:"isolation,omitempty"`
+	Keys      []*KeySpec             `protobuf:"bytes,7,rep,name=keys,proto3" json:"keys,omitempty"`
+	RequestId string                 `protobuf:"bytes,8,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// resolved are codes of earlier holders of the name whose key locks are
+	// all released: applied as TxnResolved would be, when the command
+	// succeeds, sparing a round of its own.
+	Resolved      [][]byte `protobuf:"bytes,9,rep,name=resolved,proto3" json:"resolved,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1555,6 +1571,13 @@ func (x *TxnBegin) GetRequestId() string {
 		return x.RequestId
 	}
 	return ""
+}
+
+func (x *TxnBegin) GetResolved() [][]byte {
+	if x != nil {
+		return x.Resolved
+	}
+	return nil
 }
 
 // LockKeys takes key locks of one bucket in the given order for the
@@ -1810,7 +1833,9 @@ type TxnFinish struct {
 	// record until its keys are resolved. A strict lock commits this way in
 	// one round: its keys need no prepare, since every reader waits for a
 	// strict WRITE lock anyway.
-	Writes        []*TxnWrite `protobuf:"bytes,6,rep,name=writes,proto3" json:"writes,omitempty"`
+	Writes []*TxnWrite `protobuf:"bytes,6,rep,name=writes,proto3" json:"writes,omitempty"`
+	// resolved: as in TxnBegin.
+	Resolved      [][]byte `protobuf:"bytes,7,rep,name=resolved,proto3" json:"resolved,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1883,6 +1908,13 @@ func (x *TxnFinish) GetExpired() bool {
 func (x *TxnFinish) GetWrites() []*TxnWrite {
 	if x != nil {
 		return x.Writes
+	}
+	return nil
+}
+
+func (x *TxnFinish) GetResolved() [][]byte {
+	if x != nil {
+		return x.Resolved
 	}
 	return nil
 }
@@ -3171,10 +3203,11 @@ const file_cmd_proto_rawDesc = "" +
 	"\tcmd.proto\x12\x12opencluster.cmd.v1\x1a\x11opencluster.proto\"L\n" +
 	"\aKeySpec\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12/\n" +
-	"\x04mode\x18\x02 \x01(\x0e2\x1b.opencluster.cmd.v1.KeyModeR\x04mode\"\xae\t\n" +
+	"\x04mode\x18\x02 \x01(\x0e2\x1b.opencluster.cmd.v1.KeyModeR\x04mode\"\xca\t\n" +
 	"\aCommand\x12\x1f\n" +
 	"\vproposal_id\x18\x01 \x01(\x04R\n" +
-	"proposalId\x12+\n" +
+	"proposalId\x12\x1a\n" +
+	"\bproposer\x18\x02 \x01(\x04R\bproposer\x12+\n" +
 	"\x03put\x18\n" +
 	" \x01(\v2\x17.opencluster.cmd.v1.PutH\x00R\x03put\x126\n" +
 	"\x03cas\x18\v \x01(\v2\".opencluster.cmd.v1.CompareAndSwapH\x00R\x03cas\x12G\n" +
@@ -3262,7 +3295,7 @@ const file_cmd_proto_rawDesc = "" +
 	"request_id\x18\x04 \x01(\tR\trequestId\x12\x0e\n" +
 	"\x02ts\x18\x05 \x01(\x04R\x02ts\x12#\n" +
 	"\rcheck_applied\x18\x06 \x01(\bR\fcheckApplied\x12:\n" +
-	"\ahandoff\x18\a \x01(\v2 .opencluster.cmd.v1.NamedAcquireR\ahandoff\"\x87\x02\n" +
+	"\ahandoff\x18\a \x01(\v2 .opencluster.cmd.v1.NamedAcquireR\ahandoff\"\xa3\x02\n" +
 	"\bTxnBegin\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\fR\x04code\x12\x14\n" +
@@ -3272,7 +3305,8 @@ const file_cmd_proto_rawDesc = "" +
 	"\tisolation\x18\x06 \x01(\x0e2\x1d.opencluster.cmd.v1.IsolationR\tisolation\x12/\n" +
 	"\x04keys\x18\a \x03(\v2\x1b.opencluster.cmd.v1.KeySpecR\x04keys\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\b \x01(\tR\trequestId\"\xc1\x01\n" +
+	"request_id\x18\b \x01(\tR\trequestId\x12\x1a\n" +
+	"\bresolved\x18\t \x03(\fR\bresolved\"\xc1\x01\n" +
 	"\bLockKeys\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\fR\x04code\x12;\n" +
@@ -3292,14 +3326,15 @@ const file_cmd_proto_rawDesc = "" +
 	"\x04code\x18\x02 \x01(\fR\x04code\x12\x12\n" +
 	"\x04keys\x18\x03 \x03(\fR\x04keys\x12\"\n" +
 	"\rmin_commit_ts\x18\x04 \x01(\x04R\vminCommitTs\x124\n" +
-	"\x06writes\x18\x05 \x03(\v2\x1c.opencluster.cmd.v1.TxnWriteR\x06writes\"\xd7\x01\n" +
+	"\x06writes\x18\x05 \x03(\v2\x1c.opencluster.cmd.v1.TxnWriteR\x06writes\"\xf3\x01\n" +
 	"\tTxnFinish\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\fR\x04code\x125\n" +
 	"\x06status\x18\x03 \x01(\x0e2\x1d.opencluster.cmd.v1.TxnStatusR\x06status\x12\x1b\n" +
 	"\tcommit_ts\x18\x04 \x01(\x04R\bcommitTs\x12\x18\n" +
 	"\aexpired\x18\x05 \x01(\bR\aexpired\x124\n" +
-	"\x06writes\x18\x06 \x03(\v2\x1c.opencluster.cmd.v1.TxnWriteR\x06writes\"\xb4\x01\n" +
+	"\x06writes\x18\x06 \x03(\v2\x1c.opencluster.cmd.v1.TxnWriteR\x06writes\x12\x1a\n" +
+	"\bresolved\x18\a \x03(\fR\bresolved\"\xb4\x01\n" +
 	"\vResolveKeys\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\fR\x04code\x12\x12\n" +
