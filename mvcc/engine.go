@@ -18,14 +18,10 @@ import (
 type Config struct {
 	// FS is the filesystem; nil is the OS filesystem. Tests use vfs.NewMem().
 	FS vfs.FS
-	// CacheBytes is the block cache size (default 16 MiB). The OS page
-	// cache holds the sstables too; a large block cache mostly added to a
-	// server's resident set (64 MiB took a 3-node bench's servers to 230 MB
-	// against etcd's 100 MB).
+	// CacheBytes is the block cache size (default 64 MiB).
 	CacheBytes int64
-	// MemTableBytes is the memtable size (default 16 MiB; up to four may be
-	// queued for flushing, so writers stall only when flushes fall 64 MiB
-	// behind, which small machines need).
+	// MemTableBytes is the memtable size (default 32 MiB). Larger memtables
+	// avoid write stalls on small machines, where flushes cannot keep up.
 	MemTableBytes uint64
 	// Logger receives Pebble's log lines; nil discards them.
 	Logger *slog.Logger
@@ -69,10 +65,10 @@ var (
 // Open opens (creating if needed) the engine in dir.
 func Open(dir string, cfg Config) (*Engine, error) {
 	if cfg.CacheBytes <= 0 {
-		cfg.CacheBytes = 16 << 20
+		cfg.CacheBytes = 64 << 20
 	}
 	if cfg.MemTableBytes == 0 {
-		cfg.MemTableBytes = 16 << 20
+		cfg.MemTableBytes = 32 << 20
 	}
 	cache := pebble.NewCache(cfg.CacheBytes)
 	defer cache.Unref()
