@@ -61,7 +61,10 @@
 //     WRITE lock, and for a prepared key lock at or above its min_commit_ts,
 //     until the resolution (T4, T5). A finished lock whose resolution failed
 //     midway is resolved again by its bucket's leader every second, so no
-//     key stays locked by it; its name is free once it is finished.
+//     key stays locked by it; its name is free once it is finished. The
+//     mark that a record's keys are all released rides on the name's next
+//     TxnBegin or TxnFinish (resolved_marks.go); a lost mark only means a
+//     second, idempotent resolution.
 //  6. A write, CAS or Release applies at most once per request id: a retry
 //     (marked so by the client) finds the dedup record of the first attempt
 //     in the bucket and gets its result back.
@@ -69,4 +72,8 @@
 //     retried as it is; any other ErrUnavailable is ambiguous.
 //  8. Only the leader of a bucket tracks its lock deadlines; a node that
 //     loses the leadership forgets them and the new leader restarts them.
+//  9. A proposal's result goes only to a waiter of the node that proposed
+//     it (Command.proposer): a follower may forward an idempotent command
+//     (ResolveKeys) through Raft and read its result from its own apply,
+//     falling back to an RPC if it does not apply in time.
 package kv
