@@ -150,7 +150,7 @@ func (n *Node) forgetReplica(r *replica) error {
 	r.mu.Lock()
 	r.mu.applied, r.mu.epoch, r.mu.leaderID, r.mu.reported = 0, 0, 0, 0
 	r.mu.voters, r.mu.learners = nil, nil
-	for id, p := range r.mu.waiting { // none expected: it leads nothing
+	for id, p := range r.mu.waiting { // proposals it forwarded, if any (it leads nothing)
 		p.done <- proposalResult{err: fmt.Errorf("%w: replica of bucket %d removed", ErrNotApplied, r.bucket)}
 		delete(r.mu.waiting, id)
 	}
