@@ -40,8 +40,9 @@ func newBenchCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Benchmark OpenCluster against etcd and Redis on this machine",
-		Long: `Measure throughput, latency (p50, p99, max), errors and the servers' peak RSS
-for each workload at each client concurrency, after a warm-up.
+		Long: `Measure throughput, latency (p50, p99, max), errors, the servers' peak RSS and
+their CPU time per operation (table only) for each workload at each client
+concurrency, after a warm-up.
 
 The bench starts the servers it measures, in a temporary directory: OpenCluster
 by running this binary's start command; Redis from Debian's redis-server package
