@@ -471,3 +471,14 @@ func TestResolvedMarks(t *testing.T) {
 		t.Fatal("a proposed mark is still held")
 	}
 }
+
+// TestProposalIDsDifferAcrossOpens: each Open starts its proposal ids at
+// a random value, so an entry proposed before a restart never answers a
+// proposal made after it (a follower forwarding does not wait for its log
+// to catch up first).
+func TestProposalIDsDifferAcrossOpens(t *testing.T) {
+	a, b := openTestNode(t), openTestNode(t)
+	if a.proposalIDs.Load() == b.proposalIDs.Load() {
+		t.Fatalf("two opens start their proposal ids at the same value %d", a.proposalIDs.Load())
+	}
+}
