@@ -72,8 +72,11 @@
 //     retried as it is; any other ErrUnavailable is ambiguous.
 //  8. Only the leader of a bucket tracks its lock deadlines; a node that
 //     loses the leadership forgets them and the new leader restarts them.
-//  9. A proposal's result goes only to a waiter of the node that proposed
-//     it (Command.proposer): a follower may forward an idempotent command
-//     (ResolveKeys) through Raft and read its result from its own apply,
-//     falling back to an RPC if it does not apply in time.
+//  9. A proposal's result goes only to the waiter that proposed it: the
+//     entry names its proposer (Command.proposer), and a node's proposal
+//     ids start at a random value on every open, so an entry proposed
+//     before a restart never answers one made after it. A follower may
+//     forward an idempotent command (ResolveKeys) through Raft and read its
+//     result from its own apply, falling back to an RPC if it does not
+//     apply in time.
 package kv
