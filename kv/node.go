@@ -498,9 +498,12 @@ func (n *Node) gcLoop() {
 // buckets known (locks.VersionBound), from one fresh oracle timestamp
 // taken in the background (scheduler goroutine; one fetch at a time).
 func (n *Node) establishVersionBounds() {
-	gens := make(map[*replica]uint64)
+	var gens map[*replica]uint64 // allocated only when one is unknown: this runs every few ticks
 	for _, r := range n.replicas[:n.buckets] {
 		if gen, unknown := r.cache.Versions.Unknown(); unknown {
+			if gens == nil {
+				gens = make(map[*replica]uint64)
+			}
 			gens[r] = gen
 		}
 	}

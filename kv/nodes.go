@@ -209,11 +209,12 @@ func applyRecordMove(state *cmdpb.MetaState, c *cmdpb.RecordMove) {
 }
 
 // staleMoves returns the ids of recorded moves that no executor will
-// finish: their executor is down, or (with ownOnly, for every executor
-// else) is this node and not running them: it restarted since, or the
-// meta group was unavailable when the move ended and its Done was lost.
-// The meta leader drops both kinds; every other node drops its own, which
-// the leader cannot tell from moves still running.
+// finish: those whose executor is this node and that it is not running
+// (it restarted since, or the meta group was unavailable when the move
+// ended and its Done was lost), and, unless ownOnly, those whose executor
+// is down. The meta leader drops both kinds; every other node drops only
+// its own, since the leader cannot tell another live node's finished move
+// from one still running.
 func (n *Node) staleMoves(ownOnly bool) []string {
 	n.runningMoves.Lock()
 	defer n.runningMoves.Unlock()

@@ -146,7 +146,9 @@ func (n *Node) lockKeys(ctx, wctx context.Context, name string, code []byte, iso
 			short++
 		}
 		if short < len(order) {
-			// Give back what the buckets after it took.
+			// Give back what the buckets after it took, by RPC rather than
+			// proposeIdempotent: the lock waits on this, and a forwarded
+			// proposal that Raft drops costs two election timeouts.
 			later := make([]mvcc.Bucket, 0, len(order)-short-1)
 			keys := make(map[mvcc.Bucket][][]byte)
 			for i := short + 1; i < len(order); i++ {

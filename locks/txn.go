@@ -317,8 +317,8 @@ func (a *applier) resolveKeys(c *cmdpb.ResolveKeys) (*cmdpb.Result, error) {
 
 // markResolved applies the codes of a command's resolved list to rec, the
 // name's record, as TxnResolved would apply each: an earlier holder
-// leaves Unresolved; the record itself, if finished, becomes resolved. It
-// reports whether rec changed.
+// leaves Unresolved; the record itself, if finished, becomes resolved and
+// drops its writes (applied by then). It reports whether rec changed.
 func markResolved(rec *cmdpb.TxnRecord, codes [][]byte) bool {
 	changed := false
 	for _, code := range codes {
@@ -338,24 +338,17 @@ func (a *applier) txnResolved(c *cmdpb.TxnResolved) (*cmdpb.Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if found && !bytes.Equal(rec.Code, c.Code) {
-		// An earlier holder's record, kept until now.
-		for i, u := range rec.Unresolved {
-			if bytes.Equal(u.Code, c.Code) {
-				rec.Unresolved = append(rec.Unresolved[:i], rec.Unresolved[i+1:]...)
-				return &cmdpb.Result{Ts: u.CommitTs}, a.putTxnRecord(c.Name, rec)
-			}
-		}
+	var done *cmdpb.TxnRecord
+	if found {
+		done, found = FinishedTxn(rec, c.Code)
 	}
-	if !found || !bytes.Equal(rec.Code, c.Code) || rec.Status == cmdpb.TxnStatus_PENDING {
+	if !found {
 		return refuse(cmdpb.ErrorCode_NOT_HOLDER, "restrictive lock %q is not finished with this code", c.Name), nil
 	}
-	if !rec.Resolved {
-		rec.Resolved = true
-		rec.Writes = nil // applied; the record keeps only its outcome
+	if markResolved(rec, [][]byte{c.Code}) {
 		if err := a.putTxnRecord(c.Name, rec); err != nil {
 			return nil, err
 		}
 	}
-	return &cmdpb.Result{Ts: rec.CommitTs}, nil
+	return &cmdpb.Result{Ts: done.CommitTs}, nil
 }

@@ -28,7 +28,9 @@
 //     the first version <= ts. A tombstone version hides older versions.
 //  3. Records (locks, fences, meta) are unversioned and marshalled
 //     deterministically, so replicas applying the same commands hold the
-//     same bytes.
+//     same bytes. A cleared record (ClearRecord) is a one-byte marker that
+//     GetRecord and ScanRecords treat as absent; PurgeCleared deletes the
+//     markers.
 //  4. GC below a timestamp keeps every version above it and the newest
 //     version at or below it (unless that one is a tombstone), so reads at
 //     any timestamp >= the GC timestamp are unchanged.
