@@ -30,6 +30,8 @@ type Remote interface {
 	Timestamp(ctx context.Context, node uint64, count int) (ts.Timestamp, error)
 	Propose(ctx context.Context, node uint64, req *cmdpb.BucketProposeRequest) (*cmdpb.Result, error)
 	LockKeys(ctx context.Context, node uint64, req *cmdpb.BucketLockKeysRequest) (*cmdpb.BucketLockKeysResponse, error)
+	// TxnLive runs ServeTxnLive on node.
+	TxnLive(ctx context.Context, node uint64, req *cmdpb.BucketTxnLiveRequest) (bool, error)
 	Read(ctx context.Context, node uint64, req *cmdpb.BucketReadRequest) ([]mvcc.Value, error)
 	Scan(ctx context.Context, node uint64, req *cmdpb.BucketScanRequest) ([]mvcc.KV, bool, error)
 	List(ctx context.Context, node uint64, req *cmdpb.BucketListRequest) ([]*ocpb.LockInfo, error)

@@ -58,6 +58,9 @@ type Config struct {
 	// ExpiryInterval is how often the leader checks lock deadlines
 	// (default 100ms).
 	ExpiryInterval time.Duration
+	// OrphanSweepInterval is how often each bucket's leader lists its key
+	// locks to release orphans (default 2s; see orphanSweeper).
+	OrphanSweepInterval time.Duration
 	// MemTableBytes is passed to the engine (default: mvcc's).
 	MemTableBytes uint64
 
@@ -108,21 +111,22 @@ type Config struct {
 // DefaultConfig returns the production defaults.
 func DefaultConfig() Config {
 	return Config{
-		Buckets:           64,
-		Replicas:          3,
-		RaftLogKeep:       1000,
-		SnapshotSSTBytes:  snapshotSSTBytes,
-		SnapshotRate:      64 << 20,
-		RebalanceInterval: 2 * time.Second,
-		DeadAfter:         time.Minute,
-		Clock:             ts.RealClock{},
-		Rand:              rand.Reader,
-		TickInterval:      100 * time.Millisecond,
-		ElectionTicks:     10,
-		HeartbeatTicks:    1,
-		GCWindow:          10 * time.Minute,
-		GCInterval:        time.Minute,
-		ExpiryInterval:    100 * time.Millisecond,
+		Buckets:             64,
+		Replicas:            3,
+		RaftLogKeep:         1000,
+		SnapshotSSTBytes:    snapshotSSTBytes,
+		SnapshotRate:        64 << 20,
+		RebalanceInterval:   2 * time.Second,
+		DeadAfter:           time.Minute,
+		Clock:               ts.RealClock{},
+		Rand:                rand.Reader,
+		TickInterval:        100 * time.Millisecond,
+		ElectionTicks:       10,
+		HeartbeatTicks:      1,
+		GCWindow:            10 * time.Minute,
+		GCInterval:          time.Minute,
+		ExpiryInterval:      100 * time.Millisecond,
+		OrphanSweepInterval: 2 * time.Second,
 	}
 }
 
@@ -134,6 +138,7 @@ func TestConfig() Config {
 	c.Buckets = 8
 	c.TickInterval = 10 * time.Millisecond
 	c.ExpiryInterval = 10 * time.Millisecond
+	c.OrphanSweepInterval = 200 * time.Millisecond
 	return c
 }
 
@@ -189,6 +194,9 @@ func (c *Config) fillDefaults() {
 	}
 	if c.ExpiryInterval == 0 {
 		c.ExpiryInterval = d.ExpiryInterval
+	}
+	if c.OrphanSweepInterval == 0 {
+		c.OrphanSweepInterval = d.OrphanSweepInterval
 	}
 }
 

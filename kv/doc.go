@@ -64,7 +64,10 @@
 //     key stays locked by it; its name is free once it is finished. The
 //     mark that a record's keys are all released rides on the name's next
 //     TxnBegin or TxnFinish (resolved_marks.go); a lost mark only means a
-//     second, idempotent resolution.
+//     second, idempotent resolution. A key lock its record no longer
+//     accounts for (a LockKeys that applied after the lock's keys were
+//     resolved) is released by its bucket's leader within a few
+//     Config.OrphanSweepInterval (orphan_keys.go).
 //  6. A write, CAS or Release applies at most once per request id: a retry
 //     (marked so by the client) finds the dedup record of the first attempt
 //     in the bucket and gets its result back.

@@ -8,6 +8,8 @@ type metrics struct {
 	lockExpired prometheus.Counter
 	staleRetry  prometheus.Counter
 	handoffs    prometheus.Counter
+	// orphanedKeyLocks counts key locks released by the orphan sweeper.
+	orphanedKeyLocks prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -28,9 +30,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: "opencluster", Name: "lock_handoffs_total",
 			Help: "Named locks granted to a waiter in the releasing command's own Raft round.",
 		}),
+		orphanedKeyLocks: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "opencluster", Name: "orphaned_key_locks_released_total",
+			Help: "Key locks released because their restrictive lock's record no longer accounted for them.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.lockWaits, m.lockExpired, m.staleRetry, m.handoffs)
+		reg.MustRegister(m.lockWaits, m.lockExpired, m.staleRetry, m.handoffs, m.orphanedKeyLocks)
 	}
 	return m
 }

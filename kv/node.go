@@ -428,7 +428,8 @@ func (n *Node) expiryLoop() {
 	inFlight := make(map[locks.LeaseID]bool)
 	var mu sync.Mutex
 	sweeper := &resolveSweeper{n: n, inFlight: make(map[string]bool)}
-	lastSweep := time.Now()
+	orphans := newOrphanSweeper(n)
+	lastSweep, lastOrphanSweep := time.Now(), time.Now()
 	for {
 		select {
 		case <-n.stopper:
@@ -438,6 +439,10 @@ func (n *Node) expiryLoop() {
 		if time.Since(lastSweep) >= resolveSweepInterval {
 			lastSweep = time.Now()
 			sweeper.sweep()
+		}
+		if time.Since(lastOrphanSweep) >= n.cfg.OrphanSweepInterval {
+			lastOrphanSweep = time.Now()
+			orphans.sweep()
 		}
 		for _, id := range n.deadlines.Expired(n.cfg.Clock.Now()) {
 			mu.Lock()

@@ -1,6 +1,8 @@
 package locks
 
 import (
+	"bytes"
+
 	"github.com/opencluster/opencluster/mvcc"
 	"github.com/opencluster/opencluster/mvcc/ts"
 	"github.com/opencluster/opencluster/rpc/cmdpb"
@@ -82,4 +84,24 @@ func TxnRecord(r mvcc.Reader, b mvcc.Bucket, name string) (*cmdpb.TxnRecord, boo
 	rec := &cmdpb.TxnRecord{}
 	found, err := mvcc.GetRecord(r, b, mvcc.KindTxn, []byte(name), rec)
 	return rec, found, err
+}
+
+// TracksKeyLocks reports whether rec, the record of a restrictive lock's
+// name, still accounts for key locks held with code: it is PENDING with
+// code, or it finished with code (itself, or an earlier holder in its
+// unresolved list) and is not yet known resolved. A key lock whose holder
+// it does not track can only be an orphan: a LockKeys that applied after
+// the holder's keys were resolved (its coordinator had given up on it).
+// Nothing else will release such a lock, and no command can make the
+// record track it again, because codes are never reused.
+func TracksKeyLocks(rec *cmdpb.TxnRecord, code []byte) bool {
+	if bytes.Equal(rec.Code, code) {
+		return rec.Status == cmdpb.TxnStatus_PENDING || !rec.Resolved
+	}
+	for _, u := range rec.Unresolved {
+		if bytes.Equal(u.Code, code) {
+			return true
+		}
+	}
+	return false
 }

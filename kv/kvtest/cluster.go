@@ -169,6 +169,14 @@ func (r remote) LockKeys(ctx context.Context, node uint64, req *cmdpb.BucketLock
 	return p.ServeLockKeys(ctx, req)
 }
 
+func (r remote) TxnLive(ctx context.Context, node uint64, req *cmdpb.BucketTxnLiveRequest) (bool, error) {
+	p, err := r.peer(node)
+	if err != nil {
+		return false, err
+	}
+	return p.ServeTxnLive(ctx, req)
+}
+
 func (r remote) Read(ctx context.Context, node uint64, req *cmdpb.BucketReadRequest) ([]mvcc.Value, error) {
 	p, err := r.peer(node)
 	if err != nil {

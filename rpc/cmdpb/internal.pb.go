@@ -404,6 +404,113 @@ func (x *BucketLockKeysResponse) GetValues() []*ocpb.KeyValue {
 	return nil
 }
 
+type BucketTxnLiveRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// group is the bucket of name.
+	Group         uint32 `protobuf:"varint,1,opt,name=group,proto3" json:"group,omitempty"`
+	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Code          []byte `protobuf:"bytes,3,opt,name=code,proto3" json:"code,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BucketTxnLiveRequest) Reset() {
+	*x = BucketTxnLiveRequest{}
+	mi := &file_internal_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BucketTxnLiveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BucketTxnLiveRequest) ProtoMessage() {}
+
+func (x *BucketTxnLiveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BucketTxnLiveRequest.ProtoReflect.Descriptor instead.
+func (*BucketTxnLiveRequest) Descriptor() ([]byte, []int) {
+	return file_internal_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *BucketTxnLiveRequest) GetGroup() uint32 {
+	if x != nil {
+		return x.Group
+	}
+	return 0
+}
+
+func (x *BucketTxnLiveRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *BucketTxnLiveRequest) GetCode() []byte {
+	if x != nil {
+		return x.Code
+	}
+	return nil
+}
+
+type BucketTxnLiveResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// live: the record is PENDING with code, or finished with code and its
+	// key locks not yet all released (itself or in its unresolved list).
+	Live          bool `protobuf:"varint,1,opt,name=live,proto3" json:"live,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BucketTxnLiveResponse) Reset() {
+	*x = BucketTxnLiveResponse{}
+	mi := &file_internal_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BucketTxnLiveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BucketTxnLiveResponse) ProtoMessage() {}
+
+func (x *BucketTxnLiveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BucketTxnLiveResponse.ProtoReflect.Descriptor instead.
+func (*BucketTxnLiveResponse) Descriptor() ([]byte, []int) {
+	return file_internal_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *BucketTxnLiveResponse) GetLive() bool {
+	if x != nil {
+		return x.Live
+	}
+	return false
+}
+
 type BucketReadRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Group uint32                 `protobuf:"varint,1,opt,name=group,proto3" json:"group,omitempty"`
@@ -418,7 +525,7 @@ type BucketReadRequest struct {
 
 func (x *BucketReadRequest) Reset() {
 	*x = BucketReadRequest{}
-	mi := &file_internal_proto_msgTypes[7]
+	mi := &file_internal_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -430,7 +537,7 @@ func (x *BucketReadRequest) String() string {
 func (*BucketReadRequest) ProtoMessage() {}
 
 func (x *BucketReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_proto_msgTypes[7]
+	mi := &file_internal_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -443,7 +550,7 @@ func (x *BucketReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BucketReadRequest.ProtoReflect.Descriptor instead.
 func (*BucketReadRequest) Descriptor() ([]byte, []int) {
-	return file_internal_proto_rawDescGZIP(), []int{7}
+	return file_internal_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *BucketReadRequest) GetGroup() uint32 {
@@ -490,7 +597,7 @@ type BucketReadResponse struct {
 
 func (x *BucketReadResponse) Reset() {
 	*x = BucketReadResponse{}
-	mi := &file_internal_proto_msgTypes[8]
+	mi := &file_internal_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -502,7 +609,7 @@ func (x *BucketReadResponse) String() string {
 func (*BucketReadResponse) ProtoMessage() {}
 
 func (x *BucketReadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_proto_msgTypes[8]
+	mi := &file_internal_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -515,7 +622,7 @@ func (x *BucketReadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BucketReadResponse.ProtoReflect.Descriptor instead.
 func (*BucketReadResponse) Descriptor() ([]byte, []int) {
-	return file_internal_proto_rawDescGZIP(), []int{8}
+	return file_internal_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *BucketReadResponse) GetValues() []*ReadValue {
@@ -536,7 +643,7 @@ type ReadValue struct {
 
 func (x *ReadValue) Reset() {
 	*x = ReadValue{}
-	mi := &file_internal_proto_msgTypes[9]
+	mi := &file_internal_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -548,7 +655,7 @@ func (x *ReadValue) String() string {
 func (*ReadValue) ProtoMessage() {}
 
 func (x *ReadValue) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_proto_msgTypes[9]
+	mi := &file_internal_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -561,7 +668,7 @@ func (x *ReadValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadValue.ProtoReflect.Descriptor instead.
 func (*ReadValue) Descriptor() ([]byte, []int) {
-	return file_internal_proto_rawDescGZIP(), []int{9}
+	return file_internal_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ReadValue) GetFound() bool {
@@ -600,7 +707,7 @@ type BucketScanRequest struct {
 
 func (x *BucketScanRequest) Reset() {
 	*x = BucketScanRequest{}
-	mi := &file_internal_proto_msgTypes[10]
+	mi := &file_internal_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -612,7 +719,7 @@ func (x *BucketScanRequest) String() string {
 func (*BucketScanRequest) ProtoMessage() {}
 
 func (x *BucketScanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_proto_msgTypes[10]
+	mi := &file_internal_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -625,7 +732,7 @@ func (x *BucketScanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BucketScanRequest.ProtoReflect.Descriptor instead.
 func (*BucketScanRequest) Descriptor() ([]byte, []int) {
-	return file_internal_proto_rawDescGZIP(), []int{10}
+	return file_internal_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *BucketScanRequest) GetGroup() uint32 {
@@ -687,7 +794,7 @@ type BucketScanResponse struct {
 
 func (x *BucketScanResponse) Reset() {
 	*x = BucketScanResponse{}
-	mi := &file_internal_proto_msgTypes[11]
+	mi := &file_internal_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -699,7 +806,7 @@ func (x *BucketScanResponse) String() string {
 func (*BucketScanResponse) ProtoMessage() {}
 
 func (x *BucketScanResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_proto_msgTypes[11]
+	mi := &file_internal_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -712,7 +819,7 @@ func (x *BucketScanResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BucketScanResponse.ProtoReflect.Descriptor instead.
 func (*BucketScanResponse) Descriptor() ([]byte, []int) {
-	return file_internal_proto_rawDescGZIP(), []int{11}
+	return file_internal_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *BucketScanResponse) GetKvs() []*ocpb.KeyValue {
@@ -739,7 +846,7 @@ type BucketListRequest struct {
 
 func (x *BucketListRequest) Reset() {
 	*x = BucketListRequest{}
-	mi := &file_internal_proto_msgTypes[12]
+	mi := &file_internal_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -751,7 +858,7 @@ func (x *BucketListRequest) String() string {
 func (*BucketListRequest) ProtoMessage() {}
 
 func (x *BucketListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_proto_msgTypes[12]
+	mi := &file_internal_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -764,7 +871,7 @@ func (x *BucketListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BucketListRequest.ProtoReflect.Descriptor instead.
 func (*BucketListRequest) Descriptor() ([]byte, []int) {
-	return file_internal_proto_rawDescGZIP(), []int{12}
+	return file_internal_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *BucketListRequest) GetGroup() uint32 {
@@ -792,7 +899,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_internal_proto_msgTypes[13]
+	mi := &file_internal_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -804,7 +911,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_proto_msgTypes[13]
+	mi := &file_internal_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -817,7 +924,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_internal_proto_rawDescGZIP(), []int{13}
+	return file_internal_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SnapshotChunk) GetHeader() *RaftBatch {
@@ -846,7 +953,7 @@ type RaftBatch struct {
 
 func (x *RaftBatch) Reset() {
 	*x = RaftBatch{}
-	mi := &file_internal_proto_msgTypes[14]
+	mi := &file_internal_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -858,7 +965,7 @@ func (x *RaftBatch) String() string {
 func (*RaftBatch) ProtoMessage() {}
 
 func (x *RaftBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_proto_msgTypes[14]
+	mi := &file_internal_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -871,7 +978,7 @@ func (x *RaftBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftBatch.ProtoReflect.Descriptor instead.
 func (*RaftBatch) Descriptor() ([]byte, []int) {
-	return file_internal_proto_rawDescGZIP(), []int{14}
+	return file_internal_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RaftBatch) GetFrom() uint64 {
@@ -913,7 +1020,7 @@ type GroupMessage struct {
 
 func (x *GroupMessage) Reset() {
 	*x = GroupMessage{}
-	mi := &file_internal_proto_msgTypes[15]
+	mi := &file_internal_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -925,7 +1032,7 @@ func (x *GroupMessage) String() string {
 func (*GroupMessage) ProtoMessage() {}
 
 func (x *GroupMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_proto_msgTypes[15]
+	mi := &file_internal_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -938,7 +1045,7 @@ func (x *GroupMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupMessage.ProtoReflect.Descriptor instead.
 func (*GroupMessage) Descriptor() ([]byte, []int) {
-	return file_internal_proto_rawDescGZIP(), []int{15}
+	return file_internal_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GroupMessage) GetGroup() uint32 {
@@ -963,7 +1070,7 @@ type RaftAck struct {
 
 func (x *RaftAck) Reset() {
 	*x = RaftAck{}
-	mi := &file_internal_proto_msgTypes[16]
+	mi := &file_internal_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -975,7 +1082,7 @@ func (x *RaftAck) String() string {
 func (*RaftAck) ProtoMessage() {}
 
 func (x *RaftAck) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_proto_msgTypes[16]
+	mi := &file_internal_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -988,7 +1095,7 @@ func (x *RaftAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftAck.ProtoReflect.Descriptor instead.
 func (*RaftAck) Descriptor() ([]byte, []int) {
-	return file_internal_proto_rawDescGZIP(), []int{16}
+	return file_internal_proto_rawDescGZIP(), []int{18}
 }
 
 type JoinRequest struct {
@@ -1002,7 +1109,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_internal_proto_msgTypes[17]
+	mi := &file_internal_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1014,7 +1121,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_proto_msgTypes[17]
+	mi := &file_internal_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1027,7 +1134,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_internal_proto_rawDescGZIP(), []int{17}
+	return file_internal_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *JoinRequest) GetNodeId() uint64 {
@@ -1055,7 +1162,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_internal_proto_msgTypes[18]
+	mi := &file_internal_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1067,7 +1174,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_proto_msgTypes[18]
+	mi := &file_internal_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1080,7 +1187,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_internal_proto_rawDescGZIP(), []int{18}
+	return file_internal_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *JoinResponse) GetClusterId() string {
@@ -1114,7 +1221,7 @@ type SetClockRequest struct {
 
 func (x *SetClockRequest) Reset() {
 	*x = SetClockRequest{}
-	mi := &file_internal_proto_msgTypes[19]
+	mi := &file_internal_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1126,7 +1233,7 @@ func (x *SetClockRequest) String() string {
 func (*SetClockRequest) ProtoMessage() {}
 
 func (x *SetClockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_proto_msgTypes[19]
+	mi := &file_internal_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1139,7 +1246,7 @@ func (x *SetClockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetClockRequest.ProtoReflect.Descriptor instead.
 func (*SetClockRequest) Descriptor() ([]byte, []int) {
-	return file_internal_proto_rawDescGZIP(), []int{19}
+	return file_internal_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SetClockRequest) GetOffsetMs() int64 {
@@ -1167,7 +1274,7 @@ type SetFaultsRequest struct {
 
 func (x *SetFaultsRequest) Reset() {
 	*x = SetFaultsRequest{}
-	mi := &file_internal_proto_msgTypes[20]
+	mi := &file_internal_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1179,7 +1286,7 @@ func (x *SetFaultsRequest) String() string {
 func (*SetFaultsRequest) ProtoMessage() {}
 
 func (x *SetFaultsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_proto_msgTypes[20]
+	mi := &file_internal_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1192,7 +1299,7 @@ func (x *SetFaultsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetFaultsRequest.ProtoReflect.Descriptor instead.
 func (*SetFaultsRequest) Descriptor() ([]byte, []int) {
-	return file_internal_proto_rawDescGZIP(), []int{20}
+	return file_internal_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SetFaultsRequest) GetStaleReads() bool {
@@ -1229,7 +1336,7 @@ type BucketChangeRequest struct {
 
 func (x *BucketChangeRequest) Reset() {
 	*x = BucketChangeRequest{}
-	mi := &file_internal_proto_msgTypes[21]
+	mi := &file_internal_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1241,7 +1348,7 @@ func (x *BucketChangeRequest) String() string {
 func (*BucketChangeRequest) ProtoMessage() {}
 
 func (x *BucketChangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_proto_msgTypes[21]
+	mi := &file_internal_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1254,7 +1361,7 @@ func (x *BucketChangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BucketChangeRequest.ProtoReflect.Descriptor instead.
 func (*BucketChangeRequest) Descriptor() ([]byte, []int) {
-	return file_internal_proto_rawDescGZIP(), []int{21}
+	return file_internal_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *BucketChangeRequest) GetGroup() uint32 {
@@ -1295,7 +1402,7 @@ type BucketChangeResponse struct {
 
 func (x *BucketChangeResponse) Reset() {
 	*x = BucketChangeResponse{}
-	mi := &file_internal_proto_msgTypes[22]
+	mi := &file_internal_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1307,7 +1414,7 @@ func (x *BucketChangeResponse) String() string {
 func (*BucketChangeResponse) ProtoMessage() {}
 
 func (x *BucketChangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_proto_msgTypes[22]
+	mi := &file_internal_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1320,7 +1427,7 @@ func (x *BucketChangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BucketChangeResponse.ProtoReflect.Descriptor instead.
 func (*BucketChangeResponse) Descriptor() ([]byte, []int) {
-	return file_internal_proto_rawDescGZIP(), []int{22}
+	return file_internal_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *BucketChangeResponse) GetLeader() uint64 {
@@ -1399,7 +1506,13 @@ const file_internal_proto_rawDesc = "" +
 	"\vread_values\x18\a \x01(\bR\n" +
 	"readValues\"J\n" +
 	"\x16BucketLockKeysResponse\x120\n" +
-	"\x06values\x18\x01 \x03(\v2\x18.opencluster.v1.KeyValueR\x06values\"z\n" +
+	"\x06values\x18\x01 \x03(\v2\x18.opencluster.v1.KeyValueR\x06values\"T\n" +
+	"\x14BucketTxnLiveRequest\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\rR\x05group\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
+	"\x04code\x18\x03 \x01(\fR\x04code\"+\n" +
+	"\x15BucketTxnLiveResponse\x12\x12\n" +
+	"\x04live\x18\x01 \x01(\bR\x04live\"z\n" +
 	"\x11BucketReadRequest\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\rR\x05group\x12\x12\n" +
 	"\x04keys\x18\x02 \x03(\fR\x04keys\x12\x0e\n" +
@@ -1473,14 +1586,15 @@ const file_internal_proto_rawDesc = "" +
 	"\n" +
 	"MatchEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\x04R\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x012\xbe\a\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x012\xa4\b\n" +
 	"\bInternal\x12D\n" +
 	"\x04Raft\x12\x1d.opencluster.cmd.v1.RaftBatch\x1a\x1b.opencluster.cmd.v1.RaftAck(\x01\x12I\n" +
 	"\x04Join\x12\x1f.opencluster.cmd.v1.JoinRequest\x1a .opencluster.cmd.v1.JoinResponse\x12L\n" +
 	"\bSnapshot\x12!.opencluster.cmd.v1.SnapshotChunk\x1a\x1b.opencluster.cmd.v1.RaftAck(\x01\x12X\n" +
 	"\tTimestamp\x12$.opencluster.cmd.v1.TimestampRequest\x1a%.opencluster.cmd.v1.TimestampResponse\x12U\n" +
 	"\rBucketPropose\x12(.opencluster.cmd.v1.BucketProposeRequest\x1a\x1a.opencluster.cmd.v1.Result\x12g\n" +
-	"\x0eBucketLockKeys\x12).opencluster.cmd.v1.BucketLockKeysRequest\x1a*.opencluster.cmd.v1.BucketLockKeysResponse\x12[\n" +
+	"\x0eBucketLockKeys\x12).opencluster.cmd.v1.BucketLockKeysRequest\x1a*.opencluster.cmd.v1.BucketLockKeysResponse\x12d\n" +
+	"\rBucketTxnLive\x12(.opencluster.cmd.v1.BucketTxnLiveRequest\x1a).opencluster.cmd.v1.BucketTxnLiveResponse\x12[\n" +
 	"\n" +
 	"BucketRead\x12%.opencluster.cmd.v1.BucketReadRequest\x1a&.opencluster.cmd.v1.BucketReadResponse\x12[\n" +
 	"\n" +
@@ -1505,7 +1619,7 @@ func file_internal_proto_rawDescGZIP() []byte {
 	return file_internal_proto_rawDescData
 }
 
-var file_internal_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_internal_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_internal_proto_goTypes = []any{
 	(*CallRequest)(nil),            // 0: opencluster.cmd.v1.CallRequest
 	(*CallResponse)(nil),           // 1: opencluster.cmd.v1.CallResponse
@@ -1514,72 +1628,76 @@ var file_internal_proto_goTypes = []any{
 	(*BucketProposeRequest)(nil),   // 4: opencluster.cmd.v1.BucketProposeRequest
 	(*BucketLockKeysRequest)(nil),  // 5: opencluster.cmd.v1.BucketLockKeysRequest
 	(*BucketLockKeysResponse)(nil), // 6: opencluster.cmd.v1.BucketLockKeysResponse
-	(*BucketReadRequest)(nil),      // 7: opencluster.cmd.v1.BucketReadRequest
-	(*BucketReadResponse)(nil),     // 8: opencluster.cmd.v1.BucketReadResponse
-	(*ReadValue)(nil),              // 9: opencluster.cmd.v1.ReadValue
-	(*BucketScanRequest)(nil),      // 10: opencluster.cmd.v1.BucketScanRequest
-	(*BucketScanResponse)(nil),     // 11: opencluster.cmd.v1.BucketScanResponse
-	(*BucketListRequest)(nil),      // 12: opencluster.cmd.v1.BucketListRequest
-	(*SnapshotChunk)(nil),          // 13: opencluster.cmd.v1.SnapshotChunk
-	(*RaftBatch)(nil),              // 14: opencluster.cmd.v1.RaftBatch
-	(*GroupMessage)(nil),           // 15: opencluster.cmd.v1.GroupMessage
-	(*RaftAck)(nil),                // 16: opencluster.cmd.v1.RaftAck
-	(*JoinRequest)(nil),            // 17: opencluster.cmd.v1.JoinRequest
-	(*JoinResponse)(nil),           // 18: opencluster.cmd.v1.JoinResponse
-	(*SetClockRequest)(nil),        // 19: opencluster.cmd.v1.SetClockRequest
-	(*SetFaultsRequest)(nil),       // 20: opencluster.cmd.v1.SetFaultsRequest
-	(*BucketChangeRequest)(nil),    // 21: opencluster.cmd.v1.BucketChangeRequest
-	(*BucketChangeResponse)(nil),   // 22: opencluster.cmd.v1.BucketChangeResponse
-	nil,                            // 23: opencluster.cmd.v1.BucketChangeResponse.MatchEntry
-	(*Command)(nil),                // 24: opencluster.cmd.v1.Command
-	(Isolation)(0),                 // 25: opencluster.cmd.v1.Isolation
-	(*KeySpec)(nil),                // 26: opencluster.cmd.v1.KeySpec
-	(*ocpb.KeyValue)(nil),          // 27: opencluster.v1.KeyValue
-	(*ocpb.ListRequest)(nil),       // 28: opencluster.v1.ListRequest
-	(*SnapshotKV)(nil),             // 29: opencluster.cmd.v1.SnapshotKV
-	(*Result)(nil),                 // 30: opencluster.cmd.v1.Result
-	(*ocpb.ListResponse)(nil),      // 31: opencluster.v1.ListResponse
+	(*BucketTxnLiveRequest)(nil),   // 7: opencluster.cmd.v1.BucketTxnLiveRequest
+	(*BucketTxnLiveResponse)(nil),  // 8: opencluster.cmd.v1.BucketTxnLiveResponse
+	(*BucketReadRequest)(nil),      // 9: opencluster.cmd.v1.BucketReadRequest
+	(*BucketReadResponse)(nil),     // 10: opencluster.cmd.v1.BucketReadResponse
+	(*ReadValue)(nil),              // 11: opencluster.cmd.v1.ReadValue
+	(*BucketScanRequest)(nil),      // 12: opencluster.cmd.v1.BucketScanRequest
+	(*BucketScanResponse)(nil),     // 13: opencluster.cmd.v1.BucketScanResponse
+	(*BucketListRequest)(nil),      // 14: opencluster.cmd.v1.BucketListRequest
+	(*SnapshotChunk)(nil),          // 15: opencluster.cmd.v1.SnapshotChunk
+	(*RaftBatch)(nil),              // 16: opencluster.cmd.v1.RaftBatch
+	(*GroupMessage)(nil),           // 17: opencluster.cmd.v1.GroupMessage
+	(*RaftAck)(nil),                // 18: opencluster.cmd.v1.RaftAck
+	(*JoinRequest)(nil),            // 19: opencluster.cmd.v1.JoinRequest
+	(*JoinResponse)(nil),           // 20: opencluster.cmd.v1.JoinResponse
+	(*SetClockRequest)(nil),        // 21: opencluster.cmd.v1.SetClockRequest
+	(*SetFaultsRequest)(nil),       // 22: opencluster.cmd.v1.SetFaultsRequest
+	(*BucketChangeRequest)(nil),    // 23: opencluster.cmd.v1.BucketChangeRequest
+	(*BucketChangeResponse)(nil),   // 24: opencluster.cmd.v1.BucketChangeResponse
+	nil,                            // 25: opencluster.cmd.v1.BucketChangeResponse.MatchEntry
+	(*Command)(nil),                // 26: opencluster.cmd.v1.Command
+	(Isolation)(0),                 // 27: opencluster.cmd.v1.Isolation
+	(*KeySpec)(nil),                // 28: opencluster.cmd.v1.KeySpec
+	(*ocpb.KeyValue)(nil),          // 29: opencluster.v1.KeyValue
+	(*ocpb.ListRequest)(nil),       // 30: opencluster.v1.ListRequest
+	(*SnapshotKV)(nil),             // 31: opencluster.cmd.v1.SnapshotKV
+	(*Result)(nil),                 // 32: opencluster.cmd.v1.Result
+	(*ocpb.ListResponse)(nil),      // 33: opencluster.v1.ListResponse
 }
 var file_internal_proto_depIdxs = []int32{
-	24, // 0: opencluster.cmd.v1.BucketProposeRequest.command:type_name -> opencluster.cmd.v1.Command
-	25, // 1: opencluster.cmd.v1.BucketLockKeysRequest.isolation:type_name -> opencluster.cmd.v1.Isolation
-	26, // 2: opencluster.cmd.v1.BucketLockKeysRequest.keys:type_name -> opencluster.cmd.v1.KeySpec
-	27, // 3: opencluster.cmd.v1.BucketLockKeysResponse.values:type_name -> opencluster.v1.KeyValue
-	9,  // 4: opencluster.cmd.v1.BucketReadResponse.values:type_name -> opencluster.cmd.v1.ReadValue
-	27, // 5: opencluster.cmd.v1.BucketScanResponse.kvs:type_name -> opencluster.v1.KeyValue
-	28, // 6: opencluster.cmd.v1.BucketListRequest.request:type_name -> opencluster.v1.ListRequest
-	14, // 7: opencluster.cmd.v1.SnapshotChunk.header:type_name -> opencluster.cmd.v1.RaftBatch
-	29, // 8: opencluster.cmd.v1.SnapshotChunk.kvs:type_name -> opencluster.cmd.v1.SnapshotKV
-	15, // 9: opencluster.cmd.v1.RaftBatch.messages:type_name -> opencluster.cmd.v1.GroupMessage
-	23, // 10: opencluster.cmd.v1.BucketChangeResponse.match:type_name -> opencluster.cmd.v1.BucketChangeResponse.MatchEntry
-	14, // 11: opencluster.cmd.v1.Internal.Raft:input_type -> opencluster.cmd.v1.RaftBatch
-	17, // 12: opencluster.cmd.v1.Internal.Join:input_type -> opencluster.cmd.v1.JoinRequest
-	13, // 13: opencluster.cmd.v1.Internal.Snapshot:input_type -> opencluster.cmd.v1.SnapshotChunk
+	26, // 0: opencluster.cmd.v1.BucketProposeRequest.command:type_name -> opencluster.cmd.v1.Command
+	27, // 1: opencluster.cmd.v1.BucketLockKeysRequest.isolation:type_name -> opencluster.cmd.v1.Isolation
+	28, // 2: opencluster.cmd.v1.BucketLockKeysRequest.keys:type_name -> opencluster.cmd.v1.KeySpec
+	29, // 3: opencluster.cmd.v1.BucketLockKeysResponse.values:type_name -> opencluster.v1.KeyValue
+	11, // 4: opencluster.cmd.v1.BucketReadResponse.values:type_name -> opencluster.cmd.v1.ReadValue
+	29, // 5: opencluster.cmd.v1.BucketScanResponse.kvs:type_name -> opencluster.v1.KeyValue
+	30, // 6: opencluster.cmd.v1.BucketListRequest.request:type_name -> opencluster.v1.ListRequest
+	16, // 7: opencluster.cmd.v1.SnapshotChunk.header:type_name -> opencluster.cmd.v1.RaftBatch
+	31, // 8: opencluster.cmd.v1.SnapshotChunk.kvs:type_name -> opencluster.cmd.v1.SnapshotKV
+	17, // 9: opencluster.cmd.v1.RaftBatch.messages:type_name -> opencluster.cmd.v1.GroupMessage
+	25, // 10: opencluster.cmd.v1.BucketChangeResponse.match:type_name -> opencluster.cmd.v1.BucketChangeResponse.MatchEntry
+	16, // 11: opencluster.cmd.v1.Internal.Raft:input_type -> opencluster.cmd.v1.RaftBatch
+	19, // 12: opencluster.cmd.v1.Internal.Join:input_type -> opencluster.cmd.v1.JoinRequest
+	15, // 13: opencluster.cmd.v1.Internal.Snapshot:input_type -> opencluster.cmd.v1.SnapshotChunk
 	2,  // 14: opencluster.cmd.v1.Internal.Timestamp:input_type -> opencluster.cmd.v1.TimestampRequest
 	4,  // 15: opencluster.cmd.v1.Internal.BucketPropose:input_type -> opencluster.cmd.v1.BucketProposeRequest
 	5,  // 16: opencluster.cmd.v1.Internal.BucketLockKeys:input_type -> opencluster.cmd.v1.BucketLockKeysRequest
-	7,  // 17: opencluster.cmd.v1.Internal.BucketRead:input_type -> opencluster.cmd.v1.BucketReadRequest
-	10, // 18: opencluster.cmd.v1.Internal.BucketScan:input_type -> opencluster.cmd.v1.BucketScanRequest
-	12, // 19: opencluster.cmd.v1.Internal.BucketList:input_type -> opencluster.cmd.v1.BucketListRequest
-	21, // 20: opencluster.cmd.v1.Internal.BucketChange:input_type -> opencluster.cmd.v1.BucketChangeRequest
-	0,  // 21: opencluster.cmd.v1.Internal.Call:input_type -> opencluster.cmd.v1.CallRequest
-	19, // 22: opencluster.cmd.v1.TestAdmin.SetClock:input_type -> opencluster.cmd.v1.SetClockRequest
-	20, // 23: opencluster.cmd.v1.TestAdmin.SetFaults:input_type -> opencluster.cmd.v1.SetFaultsRequest
-	16, // 24: opencluster.cmd.v1.Internal.Raft:output_type -> opencluster.cmd.v1.RaftAck
-	18, // 25: opencluster.cmd.v1.Internal.Join:output_type -> opencluster.cmd.v1.JoinResponse
-	16, // 26: opencluster.cmd.v1.Internal.Snapshot:output_type -> opencluster.cmd.v1.RaftAck
-	3,  // 27: opencluster.cmd.v1.Internal.Timestamp:output_type -> opencluster.cmd.v1.TimestampResponse
-	30, // 28: opencluster.cmd.v1.Internal.BucketPropose:output_type -> opencluster.cmd.v1.Result
-	6,  // 29: opencluster.cmd.v1.Internal.BucketLockKeys:output_type -> opencluster.cmd.v1.BucketLockKeysResponse
-	8,  // 30: opencluster.cmd.v1.Internal.BucketRead:output_type -> opencluster.cmd.v1.BucketReadResponse
-	11, // 31: opencluster.cmd.v1.Internal.BucketScan:output_type -> opencluster.cmd.v1.BucketScanResponse
-	31, // 32: opencluster.cmd.v1.Internal.BucketList:output_type -> opencluster.v1.ListResponse
-	22, // 33: opencluster.cmd.v1.Internal.BucketChange:output_type -> opencluster.cmd.v1.BucketChangeResponse
-	1,  // 34: opencluster.cmd.v1.Internal.Call:output_type -> opencluster.cmd.v1.CallResponse
-	16, // 35: opencluster.cmd.v1.TestAdmin.SetClock:output_type -> opencluster.cmd.v1.RaftAck
-	16, // 36: opencluster.cmd.v1.TestAdmin.SetFaults:output_type -> opencluster.cmd.v1.RaftAck
-	24, // [24:37] is the sub-list for method output_type
-	11, // [11:24] is the sub-list for method input_type
+	7,  // 17: opencluster.cmd.v1.Internal.BucketTxnLive:input_type -> opencluster.cmd.v1.BucketTxnLiveRequest
+	9,  // 18: opencluster.cmd.v1.Internal.BucketRead:input_type -> opencluster.cmd.v1.BucketReadRequest
+	12, // 19: opencluster.cmd.v1.Internal.BucketScan:input_type -> opencluster.cmd.v1.BucketScanRequest
+	14, // 20: opencluster.cmd.v1.Internal.BucketList:input_type -> opencluster.cmd.v1.BucketListRequest
+	23, // 21: opencluster.cmd.v1.Internal.BucketChange:input_type -> opencluster.cmd.v1.BucketChangeRequest
+	0,  // 22: opencluster.cmd.v1.Internal.Call:input_type -> opencluster.cmd.v1.CallRequest
+	21, // 23: opencluster.cmd.v1.TestAdmin.SetClock:input_type -> opencluster.cmd.v1.SetClockRequest
+	22, // 24: opencluster.cmd.v1.TestAdmin.SetFaults:input_type -> opencluster.cmd.v1.SetFaultsRequest
+	18, // 25: opencluster.cmd.v1.Internal.Raft:output_type -> opencluster.cmd.v1.RaftAck
+	20, // 26: opencluster.cmd.v1.Internal.Join:output_type -> opencluster.cmd.v1.JoinResponse
+	18, // 27: opencluster.cmd.v1.Internal.Snapshot:output_type -> opencluster.cmd.v1.RaftAck
+	3,  // 28: opencluster.cmd.v1.Internal.Timestamp:output_type -> opencluster.cmd.v1.TimestampResponse
+	32, // 29: opencluster.cmd.v1.Internal.BucketPropose:output_type -> opencluster.cmd.v1.Result
+	6,  // 30: opencluster.cmd.v1.Internal.BucketLockKeys:output_type -> opencluster.cmd.v1.BucketLockKeysResponse
+	8,  // 31: opencluster.cmd.v1.Internal.BucketTxnLive:output_type -> opencluster.cmd.v1.BucketTxnLiveResponse
+	10, // 32: opencluster.cmd.v1.Internal.BucketRead:output_type -> opencluster.cmd.v1.BucketReadResponse
+	13, // 33: opencluster.cmd.v1.Internal.BucketScan:output_type -> opencluster.cmd.v1.BucketScanResponse
+	33, // 34: opencluster.cmd.v1.Internal.BucketList:output_type -> opencluster.v1.ListResponse
+	24, // 35: opencluster.cmd.v1.Internal.BucketChange:output_type -> opencluster.cmd.v1.BucketChangeResponse
+	1,  // 36: opencluster.cmd.v1.Internal.Call:output_type -> opencluster.cmd.v1.CallResponse
+	18, // 37: opencluster.cmd.v1.TestAdmin.SetClock:output_type -> opencluster.cmd.v1.RaftAck
+	18, // 38: opencluster.cmd.v1.TestAdmin.SetFaults:output_type -> opencluster.cmd.v1.RaftAck
+	25, // [25:39] is the sub-list for method output_type
+	11, // [11:25] is the sub-list for method input_type
 	11, // [11:11] is the sub-list for extension type_name
 	11, // [11:11] is the sub-list for extension extendee
 	0,  // [0:11] is the sub-list for field type_name
@@ -1597,7 +1715,7 @@ func file_internal_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_internal_proto_rawDesc), len(file_internal_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   24,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -30,6 +30,7 @@ const (
 	Internal_Timestamp_FullMethodName      = "/opencluster.cmd.v1.Internal/Timestamp"
 	Internal_BucketPropose_FullMethodName  = "/opencluster.cmd.v1.Internal/BucketPropose"
 	Internal_BucketLockKeys_FullMethodName = "/opencluster.cmd.v1.Internal/BucketLockKeys"
+	Internal_BucketTxnLive_FullMethodName  = "/opencluster.cmd.v1.Internal/BucketTxnLive"
 	Internal_BucketRead_FullMethodName     = "/opencluster.cmd.v1.Internal/BucketRead"
 	Internal_BucketScan_FullMethodName     = "/opencluster.cmd.v1.Internal/BucketScan"
 	Internal_BucketList_FullMethodName     = "/opencluster.cmd.v1.Internal/BucketList"
@@ -59,6 +60,10 @@ type InternalClient interface {
 	Timestamp(ctx context.Context, in *TimestampRequest, opts ...grpc.CallOption) (*TimestampResponse, error)
 	BucketPropose(ctx context.Context, in *BucketProposeRequest, opts ...grpc.CallOption) (*Result, error)
 	BucketLockKeys(ctx context.Context, in *BucketLockKeysRequest, opts ...grpc.CallOption) (*BucketLockKeysResponse, error)
+	// BucketTxnLive answers, on the leader of a lock name's bucket, whether
+	// the name's restrictive-lock record still accounts for the key locks of
+	// a code (see kv's orphan sweeper).
+	BucketTxnLive(ctx context.Context, in *BucketTxnLiveRequest, opts ...grpc.CallOption) (*BucketTxnLiveResponse, error)
 	BucketRead(ctx context.Context, in *BucketReadRequest, opts ...grpc.CallOption) (*BucketReadResponse, error)
 	BucketScan(ctx context.Context, in *BucketScanRequest, opts ...grpc.CallOption) (*BucketScanResponse, error)
 	BucketList(ctx context.Context, in *BucketListRequest, opts ...grpc.CallOption) (*ocpb.ListResponse, error)
@@ -144,6 +149,16 @@ func (c *internalClient) BucketLockKeys(ctx context.Context, in *BucketLockKeysR
 	return out, nil
 }
 
+func (c *internalClient) BucketTxnLive(ctx context.Context, in *BucketTxnLiveRequest, opts ...grpc.CallOption) (*BucketTxnLiveResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BucketTxnLiveResponse)
+	err := c.cc.Invoke(ctx, Internal_BucketTxnLive_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *internalClient) BucketRead(ctx context.Context, in *BucketReadRequest, opts ...grpc.CallOption) (*BucketReadResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(BucketReadResponse)
@@ -216,6 +231,10 @@ type InternalServer interface {
 	Timestamp(context.Context, *TimestampRequest) (*TimestampResponse, error)
 	BucketPropose(context.Context, *BucketProposeRequest) (*Result, error)
 	BucketLockKeys(context.Context, *BucketLockKeysRequest) (*BucketLockKeysResponse, error)
+	// BucketTxnLive answers, on the leader of a lock name's bucket, whether
+	// the name's restrictive-lock record still accounts for the key locks of
+	// a code (see kv's orphan sweeper).
+	BucketTxnLive(context.Context, *BucketTxnLiveRequest) (*BucketTxnLiveResponse, error)
 	BucketRead(context.Context, *BucketReadRequest) (*BucketReadResponse, error)
 	BucketScan(context.Context, *BucketScanRequest) (*BucketScanResponse, error)
 	BucketList(context.Context, *BucketListRequest) (*ocpb.ListResponse, error)
@@ -252,6 +271,9 @@ func (UnimplementedInternalServer) BucketPropose(context.Context, *BucketPropose
 }
 func (UnimplementedInternalServer) BucketLockKeys(context.Context, *BucketLockKeysRequest) (*BucketLockKeysResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method BucketLockKeys not implemented")
+}
+func (UnimplementedInternalServer) BucketTxnLive(context.Context, *BucketTxnLiveRequest) (*BucketTxnLiveResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method BucketTxnLive not implemented")
 }
 func (UnimplementedInternalServer) BucketRead(context.Context, *BucketReadRequest) (*BucketReadResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method BucketRead not implemented")
@@ -375,6 +397,24 @@ func _Internal_BucketLockKeys_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Internal_BucketTxnLive_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BucketTxnLiveRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InternalServer).BucketTxnLive(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Internal_BucketTxnLive_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InternalServer).BucketTxnLive(ctx, req.(*BucketTxnLiveRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Internal_BucketRead_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(BucketReadRequest)
 	if err := dec(in); err != nil {
@@ -487,6 +527,10 @@ var Internal_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "BucketLockKeys",
 			Handler:    _Internal_BucketLockKeys_Handler,
+		},
+		{
+			MethodName: "BucketTxnLive",
+			Handler:    _Internal_BucketTxnLive_Handler,
 		},
 		{
 			MethodName: "BucketRead",

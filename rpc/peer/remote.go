@@ -97,6 +97,16 @@ func (r *Remote) LockKeys(ctx context.Context, node uint64, req *cmdpb.BucketLoc
 	return resp, fromStatus(err)
 }
 
+// TxnLive implements kv.Remote.
+func (r *Remote) TxnLive(ctx context.Context, node uint64, req *cmdpb.BucketTxnLiveRequest) (bool, error) {
+	c, err := r.client(node)
+	if err != nil {
+		return false, err
+	}
+	resp, err := c.BucketTxnLive(ctx, req)
+	return resp.GetLive(), fromStatus(err)
+}
+
 // Read implements kv.Remote.
 func (r *Remote) Read(ctx context.Context, node uint64, req *cmdpb.BucketReadRequest) ([]mvcc.Value, error) {
 	c, err := r.client(node)

@@ -26,6 +26,7 @@ type Local interface {
 	ServeTimestamp(ctx context.Context, count int) (ts.Timestamp, error)
 	ServePropose(ctx context.Context, req *cmdpb.BucketProposeRequest) (*cmdpb.Result, error)
 	ServeLockKeys(ctx context.Context, req *cmdpb.BucketLockKeysRequest) (*cmdpb.BucketLockKeysResponse, error)
+	ServeTxnLive(ctx context.Context, req *cmdpb.BucketTxnLiveRequest) (bool, error)
 	ServeRead(ctx context.Context, req *cmdpb.BucketReadRequest) ([]mvcc.Value, error)
 	ServeScan(ctx context.Context, req *cmdpb.BucketScanRequest) ([]mvcc.KV, bool, error)
 	ServeList(ctx context.Context, req *cmdpb.BucketListRequest) ([]*ocpb.LockInfo, error)
@@ -146,6 +147,16 @@ func (s *Service) BucketLockKeys(ctx context.Context, req *cmdpb.BucketLockKeysR
 		return nil, toStatus(err)
 	}
 	return resp, nil
+}
+
+// BucketTxnLive reports whether a restrictive lock's record, in a group
+// this node leads, still accounts for the key locks of a code.
+func (s *Service) BucketTxnLive(ctx context.Context, req *cmdpb.BucketTxnLiveRequest) (*cmdpb.BucketTxnLiveResponse, error) {
+	live, err := s.node.ServeTxnLive(ctx, req)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &cmdpb.BucketTxnLiveResponse{Live: live}, nil
 }
 
 // BucketRead reads keys of a group this node leads.
