@@ -286,25 +286,27 @@ func (n *Node) ServeRead(ctx context.Context, req *cmdpb.BucketReadRequest) ([]m
 }
 
 func (n *Node) readHere(ctx, wctx context.Context, r *replica, keys [][]byte, at ts.Timestamp, code []byte) ([]mvcc.Value, error) {
-	var err error
+	var out []mvcc.Value
+	read := func() error {
+		out = make([]mvcc.Value, 0, len(keys))
+		for _, k := range keys {
+			v, err := n.readKey(wctx, r, k, at, code)
+			if err != nil {
+				return err
+			}
+			out = append(out, v)
+		}
+		return nil
+	}
 	if at == 0 {
 		at = mvcc.Latest
-		err = r.linearizable(ctx)
-	} else {
-		err = barrier(ctx, []*replica{r}, true)
+		err := r.readLinearizable(ctx, read)
+		return out, err
 	}
-	if err != nil {
+	if err := barrier(ctx, []*replica{r}, true); err != nil {
 		return nil, err
 	}
-	out := make([]mvcc.Value, 0, len(keys))
-	for _, k := range keys {
-		v, err := n.readKey(wctx, r, k, at, code)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, nil
+	return out, read()
 }
 
 // bucketScan scans bucket b at the snapshot at on its leader.

@@ -58,6 +58,9 @@ type Config struct {
 	// ExpiryInterval is how often the leader checks lock deadlines
 	// (default 100ms).
 	ExpiryInterval time.Duration
+	// DisableLeaseReads makes every linearizable read take a ReadIndex
+	// round, as if no leader ever held a read lease (lease.go).
+	DisableLeaseReads bool
 	// OrphanSweepInterval is how often each bucket's leader lists its key
 	// locks to release orphans (default 2s; see orphanSweeper).
 	OrphanSweepInterval time.Duration

@@ -168,21 +168,24 @@ func (n *Node) Get(ctx context.Context, req *ocpb.GetRequest) (*ocpb.GetResponse
 		}
 		return &ocpb.GetResponse{Kv: &ocpb.KeyValue{Key: req.Key, Value: v.Bytes, Version: uint64(v.Version)}}, nil
 	}
-	at := mvcc.Latest
-	if req.Version != 0 {
-		if at, err = n.snapshotTS(ctx, req.Version); err != nil {
-			return nil, err
-		}
-		err = barrier(ctx, []*replica{r}, true)
-	} else {
-		err = r.linearizable(ctx)
-	}
-	if err != nil {
-		return nil, err
-	}
 	wctx, cancel := waitContext(ctx, req.Wait)
 	defer cancel()
-	v, err := n.readKey(wctx, r, req.Key, at, code)
+	var v mvcc.Value
+	if req.Version != 0 {
+		at, err := n.snapshotTS(ctx, req.Version)
+		if err != nil {
+			return nil, err
+		}
+		if err := barrier(ctx, []*replica{r}, true); err != nil {
+			return nil, err
+		}
+		v, err = n.readKey(wctx, r, req.Key, at, code)
+	} else {
+		err = r.readLinearizable(ctx, func() (err error) {
+			v, err = n.readKey(wctx, r, req.Key, mvcc.Latest, code)
+			return err
+		})
+	}
 	if err != nil {
 		return nil, err
 	}

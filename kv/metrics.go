@@ -10,6 +10,9 @@ type metrics struct {
 	handoffs    prometheus.Counter
 	// orphanedKeyLocks counts key locks released by the orphan sweeper.
 	orphanedKeyLocks prometheus.Counter
+	// leaseReads and readRounds count linearizable reads served under a
+	// read lease and ReadIndex rounds started (lease.go).
+	leaseReads, readRounds prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -34,9 +37,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: "opencluster", Name: "orphaned_key_locks_released_total",
 			Help: "Key locks released because their restrictive lock's record no longer accounted for them.",
 		}),
+		leaseReads: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "opencluster", Name: "lease_reads_total",
+			Help: "Linearizable reads served under the leader's read lease, without a ReadIndex round.",
+		}),
+		readRounds: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "opencluster", Name: "read_index_rounds_total",
+			Help: "ReadIndex rounds started (each serves every read queued for its group).",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.lockWaits, m.lockExpired, m.staleRetry, m.handoffs, m.orphanedKeyLocks)
+		reg.MustRegister(m.lockWaits, m.lockExpired, m.staleRetry, m.handoffs, m.orphanedKeyLocks, m.leaseReads, m.readRounds)
 	}
 	return m
 }

@@ -87,7 +87,9 @@ type Node struct {
 		ids map[string]bool
 	}
 
-	stopper  chan struct{}
+	stopper chan struct{}
+	// started is when Open ran (refusesVotes).
+	started  time.Time
 	stopOnce sync.Once
 	wg       sync.WaitGroup
 	// bg bounds the lifetime of background work started from the
@@ -114,6 +116,7 @@ func Open(cfg Config) (*Node, error) {
 		waits:     locks.NewWaitQueues(),
 		deadlines: locks.NewDeadlines(),
 		stopper:   make(chan struct{}),
+		started:   time.Now(),
 	}
 	n.bg, n.bgCancel = context.WithCancel(context.Background())
 	var idStart [8]byte

@@ -46,10 +46,14 @@ type replica struct {
 		waiting map[uint64]*proposal
 		// reads wait for the next ReadIndex round.
 		reads []*readReq
-		// readRounds maps a ReadIndex context to its readers.
-		readRounds map[uint64][]*readReq
+		// readRounds maps a ReadIndex context to its round.
+		readRounds map[uint64]readRound
 		nextRound  uint64
-		applied    uint64
+		// commit is the commit index of the last Ready (setCommit).
+		commit uint64
+		// lease is this leader's read lease (lease.go).
+		lease   leaseState
+		applied uint64
 		// appliedCh is closed and replaced whenever applied grows.
 		appliedCh chan struct{}
 		leader    bool
@@ -93,7 +97,7 @@ type readReq struct {
 func newReplica(n *Node, group uint32, st *raftlog.Storage) (*replica, error) {
 	r := &replica{node: n, group: group, bucket: mvcc.Bucket(group), storage: st, cache: locks.NewCache()}
 	r.mu.waiting = make(map[uint64]*proposal)
-	r.mu.readRounds = make(map[uint64][]*readReq)
+	r.mu.readRounds = make(map[uint64]readRound)
 	r.mu.appliedCh = make(chan struct{})
 	r.mu.readyCh = make(chan struct{})
 	r.mu.applied = st.Applied()
@@ -176,6 +180,7 @@ func (r *replica) setLeaderID(id uint64) {
 // Status and placement.
 func (r *replica) setConfState(cs *raftpb.ConfState, index uint64) {
 	r.mu.Lock()
+	r.voidLeaseLocked() // the quorum may have changed
 	r.mu.epoch = max(r.mu.epoch, index)
 	r.mu.voters, r.mu.learners = configMembers(cs.GetVoters(), cs.GetVotersOutgoing(), cs.GetLearners(), cs.GetLearnersNext())
 	r.mu.Unlock()
@@ -334,7 +339,9 @@ func (r *replica) handOff() {
 	if len(reads) > 0 {
 		r.mu.nextRound++
 		round = r.mu.nextRound
-		r.mu.readRounds[round] = reads
+		// Taken before the heartbeat goes out: the lease it may renew
+		// counts from no later than when the followers heard it.
+		r.mu.readRounds[round] = readRound{reads: reads, start: time.Now(), epoch: r.mu.lease.epoch}
 	}
 	for _, p := range pending {
 		r.mu.waiting[p.id] = p
@@ -353,15 +360,17 @@ func (r *replica) handOff() {
 		var rctx [8]byte
 		binary.BigEndian.PutUint64(rctx[:], round)
 		r.rn.ReadIndex(rctx[:])
+		r.node.metrics.readRounds.Inc()
 	}
 }
 
 func (r *replica) failReads(round uint64) {
 	r.mu.Lock()
-	reads := r.mu.readRounds[round]
+	rr := r.mu.readRounds[round]
 	delete(r.mu.readRounds, round)
+	r.mu.lease.renewing = false
 	r.mu.Unlock()
-	for _, req := range reads {
+	for _, req := range rr.reads {
 		close(req.done) // a zero index read fails the ready check below
 	}
 }
@@ -384,10 +393,14 @@ func (r *replica) readStates(states []raft.ReadState) {
 		}
 		round := binary.BigEndian.Uint64(rs.RequestCtx)
 		r.mu.Lock()
-		reads := r.mu.readRounds[round]
+		rr, ok := r.mu.readRounds[round]
 		delete(r.mu.readRounds, round)
+		if ok {
+			r.renewLeaseLocked(rr)
+			r.mu.lease.renewing = false
+		}
 		r.mu.Unlock()
-		for _, req := range reads {
+		for _, req := range rr.reads {
 			req.done <- rs.Index
 		}
 	}
@@ -419,6 +432,9 @@ func (r *replica) setLeader(leader bool, termStart uint64) {
 	r.mu.Lock()
 	was := r.mu.leader
 	r.mu.leader = leader
+	if leader != was {
+		r.voidLeaseLocked()
+	}
 	var failed []*proposal
 	var rounds []uint64
 	switch {

@@ -104,6 +104,9 @@ func (s *scheduler) cycle() error {
 			continue
 		}
 		rd := r.rn.Ready()
+		if rd.HardState.GetCommit() != 0 {
+			r.setCommit(rd.HardState.GetCommit())
+		}
 		// A leader that was leader already at its last Ready (same term,
 		// same vote) sends its appends and heartbeats before its own log
 		// write is durable, so that the followers' fsyncs overlap its own

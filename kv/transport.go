@@ -86,6 +86,9 @@ func (n *Node) stepInbox(msgs []*cmdpb.GroupMessage) {
 		if m.GetType() == raftpb.MsgTimeoutNow && n.draining.Load() {
 			continue // a stopping node takes no leadership by transfer
 		}
+		if t := m.GetType(); (t == raftpb.MsgVote || t == raftpb.MsgPreVote) && n.refusesVotes() {
+			continue // a leader's read lease may count on this node (lease.go)
+		}
 		if err := r.rn.Step(m); err != nil && err != raft.ErrStepPeerNotFound {
 			n.log.Debug("step", "group", r.group, "type", m.GetType(), "err", err)
 		}
@@ -128,6 +131,7 @@ func (n *Node) outgoing(out map[uint64][]*cmdpb.GroupMessage, r *replica, msgs [
 	if n.cfg.Transport == nil {
 		return out, nil, nil
 	}
+	r.voidLeaseBefore(msgs)
 	var left []*raftpb.Message
 	for _, m := range msgs {
 		if m.GetType() == raftpb.MsgSnap {

@@ -8,6 +8,8 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -599,3 +601,66 @@ func TestRebalancerSpreadsAndRepairs(t *testing.T) {
 }
 
 func idStr(id uint64) string { return strconv.FormatUint(id, 10) }
+
+// TestIsolatedLeaderReadsNothingStale: a leader serving reads under its
+// read lease is cut off while a reader keeps reading from it. The majority
+// elects a new leader and acknowledges a new value; no read that started
+// after that acknowledgement returns the old value (the lease ended before
+// anyone else could lead).
+func TestIsolatedLeaderReadsNothingStale(t *testing.T) {
+	c := Start(t, Options{Nodes: 3})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	old := c.Primary()
+	key := []byte("leased")
+	if _, err := old.Put(ctx, &ocpb.PutRequest{Key: key, Value: []byte("old")}); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		acked atomic.Int64 // UnixNano of the new value's acknowledgement
+		stale atomic.Int32
+		reads atomic.Int32
+		done  = make(chan struct{})
+		wg    sync.WaitGroup
+	)
+	wg.Go(func() {
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			start := time.Now().UnixNano()
+			rctx, rcancel := context.WithTimeout(ctx, 200*time.Millisecond)
+			got, err := old.Get(rctx, &ocpb.GetRequest{Key: key})
+			rcancel()
+			if err != nil {
+				continue
+			}
+			reads.Add(1)
+			if a := acked.Load(); a != 0 && start > a && string(got.Kv.Value) == "old" {
+				stale.Add(1)
+			}
+		}
+	})
+	time.Sleep(50 * time.Millisecond) // reads under the lease
+	c.Net.Isolate(old.ID(), c.IDs())
+	if _, err := Do(ctx, c, func(n *kv.Node) (*ocpb.PutResponse, error) {
+		if n == old {
+			return nil, kv.ErrUnavailable
+		}
+		return n.Put(ctx, &ocpb.PutRequest{Key: key, Value: []byte("new")})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	acked.Store(time.Now().UnixNano())
+	time.Sleep(300 * time.Millisecond)
+	close(done)
+	wg.Wait()
+	if n := stale.Load(); n != 0 {
+		t.Fatalf("%d reads on the isolated leader returned the old value after the new one was acknowledged", n)
+	}
+	if reads.Load() == 0 {
+		t.Fatal("the old leader served no read at all")
+	}
+}

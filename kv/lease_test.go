@@ -1,0 +1,116 @@
+package kv
+
+import (
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/opencluster/opencluster/rpc/ocpb"
+)
+
+// TestLeaseServesReads: after one ReadIndex round a leader serves reads
+// under its lease, without a round each, and renews the lease while reads
+// keep coming; a value written is read back at once.
+func TestLeaseServesReads(t *testing.T) {
+	n := openTestNode(t)
+	ctx := ctxT(t)
+	key := []byte("k")
+	for i := range 200 {
+		v := []byte{byte(i)}
+		if _, err := n.Put(ctx, &ocpb.PutRequest{Key: key, Value: v}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := n.Get(ctx, &ocpb.GetRequest{Key: key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Kv.Value[0] != byte(i) {
+			t.Fatalf("read %v after writing %v", got.Kv.Value, v)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	leased, rounds := testutil.ToFloat64(n.metrics.leaseReads), testutil.ToFloat64(n.metrics.readRounds)
+	if leased < 100 {
+		t.Fatalf("%v of 200 reads served under the lease (%v ReadIndex rounds)", leased, rounds)
+	}
+	if rounds > 100 {
+		t.Fatalf("%v ReadIndex rounds for 200 reads", rounds)
+	}
+}
+
+// TestLeaseVoided: whatever could let another node lead voids the lease
+// at once: handing the leadership over (MsgTimeoutNow), a configuration
+// change, and losing the leadership; a round that started before the void
+// does not renew it.
+func TestLeaseVoided(t *testing.T) {
+	n := openTestNode(t)
+	ctx := ctxT(t)
+	r := n.replicaOf([]byte("k"))
+	establish := func() uint64 {
+		t.Helper()
+		if err := r.linearizable(ctx); err != nil {
+			t.Fatal(err)
+		}
+		epoch, _, ok := r.leased()
+		if !ok {
+			t.Fatal("no lease after a ReadIndex round")
+		}
+		return epoch
+	}
+	epoch := establish()
+	r.voidLeaseBefore([]*raftpb.Message{{Type: raftpb.MsgApp.Enum()}, {Type: raftpb.MsgTimeoutNow.Enum()}})
+	if r.leaseHeld(epoch) {
+		t.Fatal("the lease survived a MsgTimeoutNow")
+	}
+	if _, _, ok := r.leased(); ok {
+		t.Fatal("leased after a MsgTimeoutNow")
+	}
+
+	// A round that started before a void does not renew the lease.
+	epoch = establish()
+	r.mu.Lock()
+	stale := readRound{start: time.Now(), epoch: r.mu.lease.epoch}
+	r.voidLeaseLocked()
+	r.renewLeaseLocked(stale)
+	r.mu.Unlock()
+	if _, _, ok := r.leased(); ok || r.leaseHeld(epoch) {
+		t.Fatal("a round from before the void renewed the lease")
+	}
+
+	epoch = establish()
+	r.setConfState(&raftpb.ConfState{Voters: []uint64{n.id}}, 1)
+	if r.leaseHeld(epoch) {
+		t.Fatal("the lease survived a configuration change")
+	}
+	epoch = establish()
+	r.setLeader(false, 0)
+	if r.leaseHeld(epoch) {
+		t.Fatal("the lease survived losing the leadership")
+	}
+}
+
+// TestLeaseDuration: the lease ends before any follower that heard the
+// round could vote for another leader, and a restarted node refuses votes
+// for an election timeout.
+func TestLeaseDuration(t *testing.T) {
+	cfg := TestConfig()
+	n := &Node{cfg: cfg, started: time.Now()}
+	safe := time.Duration(cfg.ElectionTicks-1) * cfg.TickInterval
+	if d := n.leaseDuration(); d <= 0 || d >= safe {
+		t.Fatalf("lease %s, want in (0, %s)", d, safe)
+	}
+	if !n.refusesVotes() {
+		t.Fatal("a node just started grants votes")
+	}
+	n.started = time.Now().Add(-time.Duration(cfg.ElectionTicks) * cfg.TickInterval)
+	if n.refusesVotes() {
+		t.Fatal("a node still refuses votes an election timeout after it started")
+	}
+	n.cfg.DisableLeaseReads = true
+	n.started = time.Now()
+	if n.leaseDuration() != 0 || n.refusesVotes() {
+		t.Fatal("leases disabled, yet a lease or a refused vote")
+	}
+}
