@@ -59,8 +59,10 @@
 //     not above the key's newest version (STALE_TS) and the leader retries
 //     with a fresh timestamp, so versions grow in apply order (T3).
 //  4. A snapshot read at R first waits for every write that took its
-//     timestamp before R was chosen to apply (the proposal gate plus
-//     ReadIndex), so no version <= R appears after the read (T4).
+//     timestamp before R was chosen to apply (the proposal gate, then a
+//     ReadIndex round that also waits for every entry appended when it
+//     started: the commit index alone does not cover writes still in
+//     flight), so no version <= R appears after the read (T4).
 //  5. A restrictive lock commits by oracle timestamp -> record COMMITTED
 //     (a strict lock's record carries its writes; a snapshot lock prepares
 //     its keys first) -> answer -> resolve keys; readers wait for a strict

@@ -53,11 +53,13 @@ func (n *Node) leaseDuration() time.Duration {
 }
 
 // readRound is a ReadIndex round in flight: its readers, when it started,
-// and the lease epoch then.
+// the lease epoch then, and its floor: the last index appended when it
+// started, which snapshot readers wait for too (replica.readStates).
 type readRound struct {
 	reads []*readReq
 	start time.Time
 	epoch uint64
+	floor uint64
 }
 
 // leaseState is a leader's read lease (in replica.mu).
@@ -122,7 +124,7 @@ func (r *replica) leased() (epoch, index uint64, ok bool) {
 	}
 	r.mu.Unlock()
 	if renew {
-		r.requestRead() // answered to nobody: it only renews the lease
+		r.requestRead(false) // answered to nobody: it only renews the lease
 	}
 	return epoch, index, true
 }

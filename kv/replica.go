@@ -77,6 +77,9 @@ type replica struct {
 	// The scheduler's own state of this replica.
 	lastConfChange time.Time // when this node last proposed a conf change
 	lastTransfer   time.Time // when this node last asked to transfer leadership
+	// unfloored lists the read rounds started since the last Ready whose
+	// floor is not set yet (setFloors).
+	unfloored []uint64
 }
 
 type proposal struct {
@@ -91,7 +94,8 @@ type proposalResult struct {
 }
 
 type readReq struct {
-	done chan uint64 // receives the read index; buffered
+	done     chan uint64 // receives the read index; buffered
+	snapshot bool        // wait for the round's floor too
 }
 
 func newReplica(n *Node, group uint32, st *raftlog.Storage) (*replica, error) {
@@ -248,13 +252,17 @@ func (r *replica) linearizable(ctx context.Context) error {
 	if err := r.waitReady(ctx); err != nil {
 		return err
 	}
-	return r.awaitRead(ctx, r.requestRead())
+	return r.awaitRead(ctx, r.requestRead(false))
 }
 
 // requestRead queues a ReadIndex request for the scheduler's next round.
 // Requests queued on many replicas before any is awaited share one round.
-func (r *replica) requestRead() *readReq {
-	req := &readReq{done: make(chan uint64, 1)}
+// A snapshot request also waits for every entry appended when its round
+// starts, applied or dropped: the writes queued before a snapshot read
+// passed the proposal gate may not be committed yet, and the commit index
+// that ReadIndex answers does not cover them (invariant 4).
+func (r *replica) requestRead(snapshot bool) *readReq {
+	req := &readReq{done: make(chan uint64, 1), snapshot: snapshot}
 	r.mu.Lock()
 	r.mu.reads = append(r.mu.reads, req)
 	r.mu.Unlock()
@@ -317,7 +325,7 @@ func barrier(ctx context.Context, rs []*replica, snapshot bool) error {
 	}
 	reqs := make([]*readReq, len(rs))
 	for i, r := range rs {
-		reqs[i] = r.requestRead()
+		reqs[i] = r.requestRead(snapshot)
 	}
 	for i, r := range rs {
 		if err := r.awaitRead(ctx, reqs[i]); err != nil {
@@ -361,6 +369,7 @@ func (r *replica) handOff() {
 		binary.BigEndian.PutUint64(rctx[:], round)
 		r.rn.ReadIndex(rctx[:])
 		r.node.metrics.readRounds.Inc()
+		r.unfloored = append(r.unfloored, round)
 	}
 }
 
@@ -386,6 +395,25 @@ func (r *replica) finish(id uint64, res *cmdpb.Result, err error) {
 	}
 }
 
+// setFloors sets the floor of the rounds started since the last Ready to
+// the last index appended now: this Ready holds every proposal handed to
+// Raft before them.
+func (r *replica) setFloors() {
+	if len(r.unfloored) == 0 {
+		return
+	}
+	last, _ := r.storage.LastIndex()
+	r.mu.Lock()
+	for _, round := range r.unfloored {
+		if rr, ok := r.mu.readRounds[round]; ok {
+			rr.floor = last
+			r.mu.readRounds[round] = rr
+		}
+	}
+	r.mu.Unlock()
+	r.unfloored = r.unfloored[:0]
+}
+
 func (r *replica) readStates(states []raft.ReadState) {
 	for _, rs := range states {
 		if len(rs.RequestCtx) != 8 {
@@ -400,8 +428,16 @@ func (r *replica) readStates(states []raft.ReadState) {
 			r.mu.lease.renewing = false
 		}
 		r.mu.Unlock()
+		floor := rr.floor
+		if ok && floor == 0 {
+			floor, _ = r.storage.LastIndex() // no Ready since it started; later is safe
+		}
 		for _, req := range rr.reads {
-			req.done <- rs.Index
+			if req.snapshot {
+				req.done <- max(rs.Index, floor)
+			} else {
+				req.done <- rs.Index
+			}
 		}
 	}
 }

@@ -129,6 +129,7 @@ func (s *scheduler) cycle() error {
 		if err := r.storage.Append(logBatch, rd.Entries, hardStateOrNil(rd.HardState)); err != nil {
 			return err
 		}
+		r.setFloors()
 		work = append(work, readyWork{r: r, rd: rd})
 	}
 	for to, msgs := range early {
