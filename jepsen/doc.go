@@ -43,6 +43,9 @@
 //     linearizability with porcupine, one key at a time; a group of at
 //     most a few processes shares a key and moves to a fresh key after a
 //     bounded number of operations, which keeps porcupine's search small.
+//     A tenth of the operations are snapshot reads: a BatchGet at a fresh
+//     snapshot (checked as a read) read again at that snapshot a moment
+//     later, which must answer the same (T4).
 //   - lock: acquire and release of a few named locks, checked as a mutex
 //     with fences: fences unique and growing in real-time order, and no
 //     grant while an earlier holder (smaller fence) still held the lock.

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/opencluster/opencluster/rpc/client"
 )
@@ -78,8 +79,10 @@ func (r *register) Setup(context.Context, *process) error { return nil }
 func (r *register) Step(ctx context.Context, p *process) {
 	key := r.key(p.Worker)
 	switch x := p.Rand.IntN(100); {
-	case x < 50:
+	case x < 40:
 		r.read(ctx, p, key)
+	case x < 50:
+		r.snapshotRead(ctx, p, key)
 	case x < 80:
 		r.write(ctx, p, key)
 	default:
@@ -115,6 +118,52 @@ func (r *register) read(ctx context.Context, p *process, key string) {
 		// A read has no effect: whatever went wrong, drop it.
 		p.complete(inv, Fail, nil, err)
 	}
+}
+
+// snapshotRepeatDelay is how long a snapshot read waits before it reads
+// its snapshot again: long enough for a write that was in flight at the
+// first read to apply.
+const snapshotRepeatDelay = 5 * time.Millisecond
+
+// snapshotRead reads key as a BatchGet at a fresh snapshot, which is a
+// linearizable read and checked as one, then reads it again at that
+// snapshot's version a moment later: the two answers must be the same
+// (design T4: no version at or below a snapshot appears after a read at
+// it).
+func (r *register) snapshotRead(ctx context.Context, p *process, key string) {
+	ctx, cancel := p.opContext(ctx, 0)
+	defer cancel()
+	inv := p.invoke(fSnapshotRead, key, nil)
+	keys := [][]byte{[]byte(key)}
+	first, err := p.Client.BatchGet(ctx, keys)
+	if err == nil && len(first.Items) != 1 {
+		err = errBatchSize
+	}
+	if err != nil {
+		p.complete(inv, Fail, nil, err) // a read has no effect
+		return
+	}
+	time.Sleep(snapshotRepeatDelay)
+	again, err := p.Client.BatchGet(ctx, keys, client.AtVersion(first.Version))
+	if err == nil && len(again.Items) != 1 {
+		err = errBatchSize
+	}
+	if err != nil {
+		p.complete(inv, Fail, nil, err)
+		return
+	}
+	res := snapshotReadResult{registerResult: itemResult(first.Items[0]), Snapshot: first.Version, Again: itemResult(again.Items[0])}
+	if res.Found {
+		r.versions[p.Worker][key] = res.Version
+	}
+	p.complete(inv, OK, res, nil)
+}
+
+func itemResult(it client.BatchGetItem) registerResult {
+	if !it.Found {
+		return registerResult{}
+	}
+	return registerResult{Found: true, Value: string(it.Value), Version: it.Version}
 }
 
 func (r *register) write(ctx context.Context, p *process, key string) {

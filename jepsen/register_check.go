@@ -18,7 +18,18 @@ const (
 	fRead  = "read"
 	fWrite = "write"
 	fCAS   = "cas"
+	// fSnapshotRead is a read at a fresh snapshot (checked as a read)
+	// repeated at that snapshot (the answers must be equal).
+	fSnapshotRead = "snapshot-read"
 )
+
+// snapshotReadResult is the value of an ok snapshot read: the first
+// answer, the snapshot's version and the answer read again at it.
+type snapshotReadResult struct {
+	registerResult
+	Snapshot uint64         `json:"snapshot"`
+	Again    registerResult `json:"again"`
+}
 
 // registerArgs is the value of a register invoke.
 type registerArgs struct {
@@ -201,6 +212,9 @@ func registerOps(pairs []Pair) (registerHistory, error) {
 	rh := registerHistory{byKey: map[string][]porcupine.Operation{}, stats: map[string]int64{}}
 	for _, p := range pairs {
 		f := p.Invoke.F
+		if f == fSnapshotRead {
+			f = fRead // its first answer is a linearizable read
+		}
 		if f != fRead && f != fWrite && f != fCAS {
 			continue
 		}
@@ -300,6 +314,10 @@ func checkRegister(ctx context.Context, pairs []Pair, opts CheckOptions) (res Re
 		return res
 	}
 	res.Stats = rh.stats
+	if err := checkSnapshotRepeats(pairs, &res); err != nil {
+		res.Verdict, res.Reason = Inconclusive, err.Error()
+		return res
+	}
 	keys := make([]string, 0, len(rh.byKey))
 	for k := range rh.byKey {
 		keys = append(keys, k)
@@ -335,6 +353,33 @@ func checkRegister(ctx context.Context, pairs []Pair, opts CheckOptions) (res Re
 	res.requireOK("successful reads of a value", rh.stats["reads"], opts.MinOK)
 	res.requireOK("successful writes", rh.stats["writes"], opts.MinOK)
 	return res
+}
+
+// checkSnapshotRepeats reports every snapshot read whose second answer,
+// at the first one's snapshot, differs from the first (T4).
+func checkSnapshotRepeats(pairs []Pair, res *Result) error {
+	for _, p := range pairs {
+		if p.Invoke.F != fSnapshotRead || p.Type() != OK {
+			continue
+		}
+		var out snapshotReadResult
+		if err := decodeValue(p.Complete, &out); err != nil {
+			return err
+		}
+		res.Stats["snapshot reads repeated"]++
+		if out.registerResult != out.Again {
+			res.anomaly("key %s: process %d read %s at snapshot %d, then %s at the same snapshot",
+				p.Invoke.Key, p.Invoke.Process, describeRead(out.registerResult), out.Snapshot, describeRead(out.Again))
+		}
+	}
+	return nil
+}
+
+func describeRead(r registerResult) string {
+	if !r.Found {
+		return "absent"
+	}
+	return fmt.Sprintf("%s@%d", r.Value, r.Version)
 }
 
 // explainRegister re-checks an illegal key verbosely: it names the first
