@@ -42,7 +42,9 @@ type serverConfig struct {
 	FastGossip bool
 	// Rebalance runs the rebalancer, with DeadAfter.
 	Rebalance bool
-	DeadAfter time.Duration
+	// NoLeaseReads makes every linearizable read take a ReadIndex round.
+	NoLeaseReads bool
+	DeadAfter    time.Duration
 	// SnapshotMiBps bounds outgoing snapshots (0: kv's default; negative:
 	// unbounded).
 	SnapshotMiBps int
@@ -82,6 +84,7 @@ func startServer(cfg serverConfig) (*runningServer, error) {
 		kcfg.Replicas = cfg.Replicas
 	}
 	kcfg.Rebalance, kcfg.DeadAfter = cfg.Rebalance, cfg.DeadAfter
+	kcfg.DisableLeaseReads = cfg.NoLeaseReads
 	kcfg.SnapshotRate = int64(cfg.SnapshotMiBps) << 20
 	var admin *peer.TestAdmin
 	if cfg.TestAdmin {
