@@ -50,11 +50,13 @@
 //     of earlier terms (leader ready); then it restarts every lock
 //     deadline at now + ttl, so no lock expires early. A linearizable read
 //     runs after a ReadIndex round, or under the leader's read lease
-//     (lease.go): within (ElectionTicks-1) ticks, less a margin, of the
+//     (lease.go): within (ElectionTicks-2) ticks, less a margin, of the
 //     start of a round a quorum answered, no other leader can exist. The
-//     lease is voided before a MsgTimeoutNow is sent and on a
-//     configuration change, a restarted node refuses votes for an election
-//     timeout, and a read is checked against the lease after it ran.
+//     lease is voided on a configuration change, a new term and before a
+//     MsgTimeoutNow is sent (then for the rest of the leadership), a
+//     restarted node refuses votes for an election timeout, and a read is
+//     checked against the lease, by a clock that counts suspended time,
+//     after it ran.
 //  3. Write timestamps come from the oracle; apply refuses a write that is
 //     not above the key's newest version (STALE_TS) and the leader retries
 //     with a fresh timestamp, so versions grow in apply order (T3).

@@ -1,11 +1,13 @@
 package kv
 
 import (
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/opencluster/opencluster/rpc/ocpb"
 )
@@ -41,9 +43,10 @@ func TestLeaseServesReads(t *testing.T) {
 }
 
 // TestLeaseVoided: whatever could let another node lead voids the lease
-// at once: handing the leadership over (MsgTimeoutNow), a configuration
-// change, and losing the leadership; a round that started before the void
-// does not renew it.
+// at once: handing the leadership over (MsgTimeoutNow, after which no
+// round renews it until the leadership changes), a configuration change,
+// losing the leadership and a new term; a round that started before the
+// void does not renew it.
 func TestLeaseVoided(t *testing.T) {
 	n := openTestNode(t)
 	ctx := ctxT(t)
@@ -64,14 +67,20 @@ func TestLeaseVoided(t *testing.T) {
 	if r.leaseHeld(epoch) {
 		t.Fatal("the lease survived a MsgTimeoutNow")
 	}
-	if _, _, ok := r.leased(); ok {
-		t.Fatal("leased after a MsgTimeoutNow")
+	if err := r.linearizable(ctx); err != nil {
+		t.Fatal(err)
 	}
+	if _, _, ok := r.leased(); ok {
+		t.Fatal("a round after a MsgTimeoutNow renewed the lease in the same leadership")
+	}
+	r.mu.Lock()
+	r.leadershipChangedLocked()
+	r.mu.Unlock()
+	epoch = establish()
 
 	// A round that started before a void does not renew the lease.
-	epoch = establish()
 	r.mu.Lock()
-	stale := readRound{start: time.Now(), epoch: r.mu.lease.epoch}
+	stale := readRound{start: leaseNow(), epoch: r.mu.lease.epoch}
 	r.voidLeaseLocked()
 	r.renewLeaseLocked(stale)
 	r.mu.Unlock()
@@ -85,9 +94,43 @@ func TestLeaseVoided(t *testing.T) {
 		t.Fatal("the lease survived a configuration change")
 	}
 	epoch = establish()
+	r.mu.Lock()
+	term := r.mu.term
+	r.mu.Unlock()
+	r.noteHardState(&raftpb.HardState{Term: proto.Uint64(term + 1)})
+	if r.leaseHeld(epoch) {
+		t.Fatal("the lease survived a new term")
+	}
+	epoch = establish()
 	r.setLeader(false, 0)
 	if r.leaseHeld(epoch) {
 		t.Fatal("the lease survived losing the leadership")
+	}
+}
+
+// TestSnapshotFloorGivesUpOnLeaderChange: a snapshot reader waiting for
+// entries above the commit index fails, retryably, when the leadership
+// changes, since the new leader may drop them; it does not wait forever.
+func TestSnapshotFloorGivesUpOnLeaderChange(t *testing.T) {
+	n := openTestNode(t)
+	ctx := ctxT(t)
+	r := n.replicaOf([]byte("k"))
+	r.mu.Lock()
+	gen, applied := r.mu.leaderGen, r.mu.applied
+	r.mu.Unlock()
+	errc := make(chan error, 1)
+	go func() { errc <- r.waitAppliedLeading(ctx, applied+1000, gen) }()
+	time.Sleep(20 * time.Millisecond)
+	r.mu.Lock()
+	r.leadershipChangedLocked()
+	r.mu.Unlock()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, ErrNotApplied) {
+			t.Fatalf("err = %v, want ErrNotApplied", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the snapshot reader still waits after the leadership changed")
 	}
 }
 
@@ -96,21 +139,26 @@ func TestLeaseVoided(t *testing.T) {
 // for an election timeout.
 func TestLeaseDuration(t *testing.T) {
 	cfg := TestConfig()
-	n := &Node{cfg: cfg, started: time.Now()}
-	safe := time.Duration(cfg.ElectionTicks-1) * cfg.TickInterval
+	n := &Node{cfg: cfg, started: leaseNow()}
+	safe := time.Duration(cfg.ElectionTicks-2) * cfg.TickInterval
 	if d := n.leaseDuration(); d <= 0 || d >= safe {
 		t.Fatalf("lease %s, want in (0, %s)", d, safe)
 	}
 	if !n.refusesVotes() {
 		t.Fatal("a node just started grants votes")
 	}
-	n.started = time.Now().Add(-time.Duration(cfg.ElectionTicks) * cfg.TickInterval)
+	n.started = leaseNow() - time.Duration(cfg.ElectionTicks)*cfg.TickInterval
 	if n.refusesVotes() {
 		t.Fatal("a node still refuses votes an election timeout after it started")
 	}
+	// Another node's lease counts on this one, whatever it uses itself.
 	n.cfg.DisableLeaseReads = true
-	n.started = time.Now()
-	if n.leaseDuration() != 0 || n.refusesVotes() {
-		t.Fatal("leases disabled, yet a lease or a refused vote")
+	n.started = leaseNow()
+	if n.leaseDuration() != 0 || !n.refusesVotes() {
+		t.Fatal("leases disabled: want no lease and votes still refused after a start")
+	}
+	n.cfg.DisableLeaseReads, n.cfg.ElectionTicks = false, 2
+	if n.leaseDuration() != 0 {
+		t.Fatal("a lease with an election timeout of 2 ticks, which one late tick can cut to nothing")
 	}
 }

@@ -88,8 +88,8 @@ type Node struct {
 	}
 
 	stopper chan struct{}
-	// started is when Open ran (refusesVotes).
-	started  time.Time
+	// started is when Open ran, by leaseNow (refusesVotes).
+	started  time.Duration
 	stopOnce sync.Once
 	wg       sync.WaitGroup
 	// bg bounds the lifetime of background work started from the
@@ -116,7 +116,7 @@ func Open(cfg Config) (*Node, error) {
 		waits:     locks.NewWaitQueues(),
 		deadlines: locks.NewDeadlines(),
 		stopper:   make(chan struct{}),
-		started:   time.Now(),
+		started:   leaseNow(),
 	}
 	n.bg, n.bgCancel = context.WithCancel(context.Background())
 	var idStart [8]byte

@@ -49,8 +49,10 @@ type replica struct {
 		// readRounds maps a ReadIndex context to its round.
 		readRounds map[uint64]readRound
 		nextRound  uint64
-		// commit is the commit index of the last Ready (setCommit).
-		commit uint64
+		// commit and term are the last Ready's (noteHardState).
+		commit, term uint64
+		// leaderGen counts changes of leadership and term.
+		leaderGen uint64
 		// lease is this leader's read lease (lease.go).
 		lease   leaseState
 		applied uint64
@@ -96,6 +98,10 @@ type proposalResult struct {
 type readReq struct {
 	done     chan uint64 // receives the read index; buffered
 	snapshot bool        // wait for the round's floor too
+	// leaderGen is the replica's when the request was made: a snapshot
+	// reader waiting for its floor gives up if the leadership changes,
+	// since the new leader may drop the entries above the commit index.
+	leaderGen uint64
 }
 
 func newReplica(n *Node, group uint32, st *raftlog.Storage) (*replica, error) {
@@ -264,6 +270,7 @@ func (r *replica) linearizable(ctx context.Context) error {
 func (r *replica) requestRead(snapshot bool) *readReq {
 	req := &readReq{done: make(chan uint64, 1), snapshot: snapshot}
 	r.mu.Lock()
+	req.leaderGen = r.mu.leaderGen
 	r.mu.reads = append(r.mu.reads, req)
 	r.mu.Unlock()
 	r.node.sched.wake()
@@ -284,7 +291,33 @@ func (r *replica) awaitRead(ctx context.Context, req *readReq) error {
 	case <-r.node.stopper:
 		return fmt.Errorf("%w: node stopping", ErrUnavailable)
 	}
+	if req.snapshot {
+		return r.waitAppliedLeading(ctx, index, req.leaderGen)
+	}
 	return r.waitApplied(ctx, index)
+}
+
+// waitAppliedLeading is waitApplied for a snapshot reader's floor: it
+// fails (retryably) if the leadership changes first.
+func (r *replica) waitAppliedLeading(ctx context.Context, index, gen uint64) error {
+	for {
+		r.mu.Lock()
+		applied, ch, same := r.mu.applied, r.mu.appliedCh, r.mu.leaderGen == gen
+		r.mu.Unlock()
+		if applied >= index {
+			return nil
+		}
+		if !same {
+			return fmt.Errorf("%w: %w: group %d changed leadership during a snapshot read", ErrUnavailable, ErrNotApplied, r.group)
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-r.node.stopper:
+			return fmt.Errorf("%w: node stopping", ErrUnavailable)
+		}
+	}
 }
 
 func (r *replica) waitApplied(ctx context.Context, index uint64) error {
@@ -349,7 +382,7 @@ func (r *replica) handOff() {
 		round = r.mu.nextRound
 		// Taken before the heartbeat goes out: the lease it may renew
 		// counts from no later than when the followers heard it.
-		r.mu.readRounds[round] = readRound{reads: reads, start: time.Now(), epoch: r.mu.lease.epoch}
+		r.mu.readRounds[round] = readRound{reads: reads, start: leaseNow(), epoch: r.mu.lease.epoch}
 	}
 	for _, p := range pending {
 		r.mu.waiting[p.id] = p
@@ -469,7 +502,7 @@ func (r *replica) setLeader(leader bool, termStart uint64) {
 	was := r.mu.leader
 	r.mu.leader = leader
 	if leader != was {
-		r.voidLeaseLocked()
+		r.leadershipChangedLocked()
 	}
 	var failed []*proposal
 	var rounds []uint64

@@ -104,9 +104,7 @@ func (s *scheduler) cycle() error {
 			continue
 		}
 		rd := r.rn.Ready()
-		if rd.HardState.GetCommit() != 0 {
-			r.setCommit(rd.HardState.GetCommit())
-		}
+		r.noteHardState(rd.HardState)
 		// A leader that was leader already at its last Ready (same term,
 		// same vote) sends its appends and heartbeats before its own log
 		// write is durable, so that the followers' fsyncs overlap its own

@@ -664,3 +664,78 @@ func TestIsolatedLeaderReadsNothingStale(t *testing.T) {
 		t.Fatal("the old leader served no read at all")
 	}
 }
+
+// TestTransferredLeaderReadsNothingStale: while a bucket's leader serves
+// reads under its lease, its leadership is handed to another node, which
+// acknowledges a new value at once. No read that started after that
+// acknowledgement, on any node, returns the old value: the lease was
+// voided before the handover message left (MsgTimeoutNow).
+func TestTransferredLeaderReadsNothingStale(t *testing.T) {
+	c := Start(t, Options{Nodes: 3})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	key := []byte("handed-over")
+	b := bucket.Of(key, kv.TestConfig().Buckets)
+	for round := range 5 {
+		old := fmt.Sprintf("v%d", round)
+		if _, err := Do(ctx, c, func(n *kv.Node) (*ocpb.PutResponse, error) {
+			return n.Put(ctx, &ocpb.PutRequest{Key: key, Value: []byte(old)})
+		}); err != nil {
+			t.Fatal(err)
+		}
+		st, err := c.Primary().Status(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leader := st.Buckets[b].Leader
+		var from, to *kv.Node
+		for _, n := range c.Nodes() {
+			if fmt.Sprint(n.ID()) == leader {
+				from = n
+			} else if to == nil {
+				to = n
+			}
+		}
+		if from == nil || to == nil {
+			t.Fatalf("round %d: bucket %d led by %q", round, b, leader)
+		}
+		var (
+			acked atomic.Int64
+			stale atomic.Int32
+			done  = make(chan struct{})
+			wg    sync.WaitGroup
+		)
+		for _, n := range c.Nodes() {
+			wg.Go(func() {
+				for {
+					select {
+					case <-done:
+						return
+					default:
+					}
+					start := time.Now().UnixNano()
+					got, err := n.Get(ctx, &ocpb.GetRequest{Key: key})
+					if err == nil && acked.Load() != 0 && start > acked.Load() && string(got.Kv.Value) == old {
+						stale.Add(1)
+					}
+				}
+			})
+		}
+		time.Sleep(30 * time.Millisecond) // reads under the lease
+		if _, err := from.TransferLeader(ctx, &ocpb.TransferLeaderRequest{Bucket: uint32(b), To: fmt.Sprint(to.ID())}); err != nil {
+			t.Fatalf("round %d: transfer: %v", round, err)
+		}
+		if _, err := On(ctx, to, func() (*ocpb.PutResponse, error) {
+			return to.Put(ctx, &ocpb.PutRequest{Key: key, Value: []byte("after-" + old)})
+		}); err != nil {
+			t.Fatal(err)
+		}
+		acked.Store(time.Now().UnixNano())
+		time.Sleep(50 * time.Millisecond)
+		close(done)
+		wg.Wait()
+		if n := stale.Load(); n != 0 {
+			t.Fatalf("round %d: %d reads returned %q after the new value was acknowledged", round, n, old)
+		}
+	}
+}
