@@ -1,6 +1,7 @@
 package kv
 
 import (
+	"bytes"
 	"context"
 	"time"
 
@@ -193,6 +194,20 @@ func (r *replica) voidLeaseBefore(msgs []*raftpb.Message) {
 			return
 		}
 	}
+}
+
+// campaignTransfer is the context etcd raft puts on the vote requests of
+// a campaign that a leader's MsgTimeoutNow started.
+var campaignTransfer = []byte("CampaignTransfer")
+
+// isPlainVoteRequest reports whether m asks for a vote or pre-vote in an
+// election that no leader handed over. A handed-over election is safe to
+// vote in even right after a restart: the leader that started it voided
+// its lease first, and no older leader holds a lease, since the current
+// one was elected after theirs ended.
+func isPlainVoteRequest(m *raftpb.Message) bool {
+	t := m.GetType()
+	return (t == raftpb.MsgVote || t == raftpb.MsgPreVote) && !bytes.Equal(m.GetContext(), campaignTransfer)
 }
 
 // refusesVotes reports whether this node still ignores vote requests

@@ -162,3 +162,22 @@ func TestLeaseDuration(t *testing.T) {
 		t.Fatal("a lease with an election timeout of 2 ticks, which one late tick can cut to nothing")
 	}
 }
+
+// TestPlainVoteRequests: right after a restart a node ignores vote and
+// pre-vote requests, but not the election a leader handed over.
+func TestPlainVoteRequests(t *testing.T) {
+	for _, tc := range []struct {
+		m    *raftpb.Message
+		want bool
+	}{
+		{&raftpb.Message{Type: raftpb.MsgVote.Enum()}, true},
+		{&raftpb.Message{Type: raftpb.MsgPreVote.Enum()}, true},
+		{&raftpb.Message{Type: raftpb.MsgVote.Enum(), Context: []byte("CampaignTransfer")}, false},
+		{&raftpb.Message{Type: raftpb.MsgVoteResp.Enum()}, false},
+		{&raftpb.Message{Type: raftpb.MsgApp.Enum()}, false},
+	} {
+		if got := isPlainVoteRequest(tc.m); got != tc.want {
+			t.Errorf("isPlainVoteRequest(%v) = %v, want %v", tc.m, got, tc.want)
+		}
+	}
+}

@@ -86,7 +86,7 @@ func (n *Node) stepInbox(msgs []*cmdpb.GroupMessage) {
 		if m.GetType() == raftpb.MsgTimeoutNow && n.draining.Load() {
 			continue // a stopping node takes no leadership by transfer
 		}
-		if t := m.GetType(); (t == raftpb.MsgVote || t == raftpb.MsgPreVote) && n.refusesVotes() {
+		if isPlainVoteRequest(m) && n.refusesVotes() {
 			continue // a leader's read lease may count on this node (lease.go)
 		}
 		if err := r.rn.Step(m); err != nil && err != raft.ErrStepPeerNotFound {
