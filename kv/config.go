@@ -141,7 +141,7 @@ func TestConfig() Config {
 	c.Buckets = 8
 	c.TickInterval = 10 * time.Millisecond
 	c.ExpiryInterval = 10 * time.Millisecond
-	c.OrphanSweepInterval = 200 * time.Millisecond
+	c.OrphanSweepInterval = time.Second
 	return c
 }
 

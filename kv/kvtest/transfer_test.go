@@ -2,6 +2,7 @@ package kvtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -12,6 +13,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/opencluster/opencluster/kv"
 	"github.com/opencluster/opencluster/mvcc"
 	"github.com/opencluster/opencluster/rpc/cmdpb"
 	"github.com/opencluster/opencluster/rpc/ocpb"
@@ -22,9 +24,15 @@ import (
 // node, take their key locks (a no-wait pass over every bucket at once,
 // then in order), prefetch the balances and commit the writes they carry.
 // None deadlocks, and the total holds.
+//
+// The windows are wide because a starved CI machine makes leaders step
+// down every few hundred milliseconds right after the start, and a lock
+// that an attempt left behind when its abort was dropped is reclaimed
+// only a ttl after leadership settles (every new leader restarts lock
+// deadlines at now + ttl). A deadlock would still fail it.
 func TestTransfersAcrossLeaders(t *testing.T) {
 	c := Start(t, Options{Nodes: 3})
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	accts := make([][]byte, 6)
 	for i := range accts {
@@ -47,30 +55,18 @@ func TestTransfersAcrossLeaders(t *testing.T) {
 				}
 				name := fmt.Sprintf("transfer/%d", g)
 				specs := []*ocpb.KeyLockRequest{{Key: from, Mode: ocpb.KeyMode_WRITE}, {Key: to, Mode: ocpb.KeyMode_WRITE}}
-				tctx, tcancel := context.WithTimeout(ctx, 20*time.Second)
-				lock, err := On(tctx, n, func() (*ocpb.RestrictResponse, error) {
-					return n.Restrict(tctx, &ocpb.RestrictRequest{Name: name, Keys: specs, Ttl: durationpb.New(10 * time.Second), Prefetch: true})
-				})
-				if err != nil {
-					tcancel()
-					t.Errorf("restrict through node %d: %v", n.ID(), err)
-					return
-				}
-				bal := make(map[string]int)
-				for _, kv := range lock.Values {
-					bal[string(kv.Key)], _ = strconv.Atoi(string(kv.Value))
-				}
-				writes := []*ocpb.TxnWrite{
-					{Key: from, Value: []byte(strconv.Itoa(bal[string(from)] - 1))},
-					{Key: to, Value: []byte(strconv.Itoa(bal[string(to)] + 1))},
-				}
-				_, err = On(tctx, n, func() (*ocpb.CommitResponse, error) {
-					return n.Commit(tctx, &ocpb.CommitRequest{Name: name, Code: lock.Code, Writes: writes})
-				})
-				tcancel()
-				if err != nil {
-					t.Errorf("commit through node %d: %v", n.ID(), err)
-					return
+				// A lock lost to its ttl while the cluster was unavailable
+				// (leader churn on a starved CI machine) discards its writes:
+				// do the transfer again, as the Go client's Txn does.
+				for attempt := 0; ; attempt++ {
+					err := transferOnce(ctx, n, name, specs, from, to)
+					if err == nil {
+						break
+					}
+					if !errors.Is(err, kv.ErrAborted) || attempt == 2 {
+						t.Errorf("transfer %d through node %d: %v", i, n.ID(), err)
+						return
+					}
 				}
 			}
 		})
@@ -146,4 +142,37 @@ func TestResolveIsForwardedThroughRaft(t *testing.T) {
 	if rpcs := c.Net.Proposed(&cmdpb.Command_ResolveKeys{}); rpcs > commits/2 {
 		t.Fatalf("%d of %d resolutions went by RPC", rpcs, commits)
 	}
+}
+
+// transferOnce moves one unit from one account to the other under a
+// restrictive lock through node n. A Restrict that On retries after an
+// ambiguous failure waits for its earlier attempt's record to expire: it
+// carries no request id. (With request ids, as the Go client sends them,
+// this test can stall for a minute on a loaded machine: a key stays locked
+// by a retried lock whose record is PENDING; not understood yet, see
+// docs/performance.md, "What is left".)
+func transferOnce(ctx context.Context, n *kv.Node, name string, specs []*ocpb.KeyLockRequest, from, to []byte) error {
+	tctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	lock, err := On(tctx, n, func() (*ocpb.RestrictResponse, error) {
+		return n.Restrict(tctx, &ocpb.RestrictRequest{Name: name, Keys: specs, Ttl: durationpb.New(10 * time.Second), Prefetch: true})
+	})
+	if err != nil {
+		return fmt.Errorf("restrict: %w", err)
+	}
+	bal := make(map[string]int)
+	for _, v := range lock.Values {
+		bal[string(v.Key)], _ = strconv.Atoi(string(v.Value))
+	}
+	writes := []*ocpb.TxnWrite{
+		{Key: from, Value: []byte(strconv.Itoa(bal[string(from)] - 1))},
+		{Key: to, Value: []byte(strconv.Itoa(bal[string(to)] + 1))},
+	}
+	_, err = On(tctx, n, func() (*ocpb.CommitResponse, error) {
+		return n.Commit(tctx, &ocpb.CommitRequest{Name: name, Code: lock.Code, Writes: writes})
+	})
+	if err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
 }
