@@ -1,6 +1,7 @@
 package kv
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"slices"
@@ -196,6 +197,19 @@ func (n *Node) ServeLockKeys(ctx context.Context, req *cmdpb.BucketLockKeysReque
 	return &cmdpb.BucketLockKeysResponse{Values: values}, nil
 }
 
+// holdsKey reports whether code holds key's lock in r's applied state. A
+// Restrict retried with its request id reuses its code, and its LockKeys
+// must not queue behind the waiters that wait for the keys it holds
+// already: they would wait for each other until both timed out (found by
+// TestTransfersAcrossLeaders with request ids).
+func (n *Node) holdsKey(r *replica, key, code []byte) bool {
+	kl, found, err := locks.KeyLockOf(n.eng.DB(), r.bucket, key)
+	if err != nil || !found {
+		return false
+	}
+	return slices.ContainsFunc(kl.Holders, func(h *cmdpb.KeyLockHolder) bool { return bytes.Equal(h.Code, code) })
+}
+
 // lockKeysHere takes key locks in one bucket this node leads, queueing
 // FIFO per key while another lock holds it, and returns the keys'
 // committed values if read is set.
@@ -208,7 +222,7 @@ func (n *Node) lockKeysHere(ctx, wctx context.Context, r *replica, name string, 
 	}()
 	var values []*ocpb.KeyValue
 	for i := 0; i < len(specs); {
-		if w == nil && n.waits.Len(keyResource(specs[i].Key)) > 0 {
+		if w == nil && n.waits.Len(keyResource(specs[i].Key)) > 0 && !n.holdsKey(r, specs[i].Key, code) {
 			// Others queue for the key: take a place behind them (FIFO),
 			// or give up at once if no wait is asked.
 			what := fmt.Sprintf("key %q has waiters", specs[i].Key)

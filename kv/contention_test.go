@@ -275,3 +275,37 @@ func TestRestrictAcrossBucketsNoDeadlock(t *testing.T) {
 		t.Fatalf("total %d after the transfers, want 400", total)
 	}
 }
+
+// TestRetriedRestrictDoesNotQueueBehindItsWaiters: a Restrict retried with
+// its request id gets its first grant back, and its key locks are its own
+// already; it must not queue behind the locks waiting for those keys (they
+// wait for it), or both wait until they time out.
+func TestRetriedRestrictDoesNotQueueBehindItsWaiters(t *testing.T) {
+	n := openTestNode(t)
+	ctx := ctxT(t)
+	ttl := durationpb.New(15 * time.Second)
+	keys := []*ocpb.KeyLockRequest{{Key: []byte("k"), Mode: ocpb.KeyMode_WRITE}}
+	first, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "a", Ttl: ttl, Keys: keys, RequestId: "a-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waiter := make(chan error, 1)
+	go func() {
+		_, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "b", Ttl: ttl, Keys: keys, Wait: durationpb.New(5 * time.Second)})
+		waiter <- err
+	}()
+	waitUntil(t, 5*time.Second, func() bool { return n.waits.Len(keyResource([]byte("k"))) > 0 })
+	retry, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "a", Ttl: ttl, Keys: keys, RequestId: "a-1", Wait: durationpb.New(time.Second)})
+	if err != nil {
+		t.Fatalf("the retried Restrict waited behind its own waiter: %v", err)
+	}
+	if retry.Code != first.Code {
+		t.Fatalf("retry got code %s, want the first grant's %s", retry.Code, first.Code)
+	}
+	if _, err := n.Commit(ctx, &ocpb.CommitRequest{Name: "a", Code: first.Code}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-waiter; err != nil {
+		t.Fatalf("the waiter after the commit: %v", err)
+	}
+}

@@ -59,7 +59,7 @@ func TestTransfersAcrossLeaders(t *testing.T) {
 				// (leader churn on a starved CI machine) discards its writes:
 				// do the transfer again, as the Go client's Txn does.
 				for attempt := 0; ; attempt++ {
-					err := transferOnce(ctx, n, name, specs, from, to)
+					err := transferOnce(ctx, n, name, fmt.Sprintf("%s/%d/%d", name, i, attempt), specs, from, to)
 					if err == nil {
 						break
 					}
@@ -145,17 +145,15 @@ func TestResolveIsForwardedThroughRaft(t *testing.T) {
 }
 
 // transferOnce moves one unit from one account to the other under a
-// restrictive lock through node n. A Restrict that On retries after an
-// ambiguous failure waits for its earlier attempt's record to expire: it
-// carries no request id. (With request ids, as the Go client sends them,
-// this test can stall for a minute on a loaded machine: a key stays locked
-// by a retried lock whose record is PENDING; not understood yet, see
-// docs/performance.md, "What is left".)
-func transferOnce(ctx context.Context, n *kv.Node, name string, specs []*ocpb.KeyLockRequest, from, to []byte) error {
+// restrictive lock through node n. Its request id, as the Go client sends
+// one, makes a Restrict that On retries after an ambiguous failure get its
+// first grant back (and its key locks, which it must not queue for behind
+// the locks waiting for them: the stall this test found).
+func transferOnce(ctx context.Context, n *kv.Node, name, requestID string, specs []*ocpb.KeyLockRequest, from, to []byte) error {
 	tctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	lock, err := On(tctx, n, func() (*ocpb.RestrictResponse, error) {
-		return n.Restrict(tctx, &ocpb.RestrictRequest{Name: name, Keys: specs, Ttl: durationpb.New(10 * time.Second), Prefetch: true})
+		return n.Restrict(tctx, &ocpb.RestrictRequest{Name: name, Keys: specs, Ttl: durationpb.New(10 * time.Second), Prefetch: true, RequestId: requestID})
 	})
 	if err != nil {
 		return fmt.Errorf("restrict: %w", err)
