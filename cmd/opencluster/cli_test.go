@@ -343,6 +343,16 @@ func TestLockKeepAlive(t *testing.T) {
 	// A wrong code is refused at once.
 	h.cli(t, "lock", "keepalive", "L", strings.Repeat("2", 32)).fails(t, "FailedPrecondition")
 
+	// Lost before the keepalive attached: the same JSON report (CI once
+	// caught the loss landing between Attach's first renewal and its
+	// return, and the command printed nothing).
+	code = h.cli(t, "lock", "acquire", "L", "--ttl", "2s", "-o", "json").ok(t).obj(t)["code"].(string)
+	h.Fake.DropLock("L")
+	r = h.cliCtx(ctx2, env, "lock", "keepalive", "L", code, "-o", "json").fails(t, "FailedPrecondition")
+	if m := r.obj(t); m["lost"] != true || m["name"] != "L" || m["renewals"] != float64(0) {
+		t.Fatalf("keepalive json after a loss before attaching = %v", m)
+	}
+
 	// A restrictive lock that is lost reports Aborted.
 	code = h.cli(t, "lock", "restrict", "T", "--write", "a", "--ttl", "2s", "-o", "json").ok(t).obj(t)["code"].(string)
 	go func() { done <- h.cliCtx(ctx2, env, "lock", "keepalive", "T", code, "--kind", "restrictive") }()

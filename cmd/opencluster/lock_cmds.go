@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -176,14 +177,20 @@ JSON, when it ends: {"name","renewals","lost"[,"reason"]}.`,
 			actx, cancel := context.WithTimeout(ctx, a.flags.timeout)
 			l, err := c.Attach(actx, name, code, kind, client.OnRenew(onRenew))
 			cancel()
-			if err != nil {
-				return err
-			}
 			var lost error
-			select {
-			case <-ctx.Done():
-			case <-l.Lost():
-				lost = l.Err()
+			switch {
+			case errors.Is(err, client.ErrNotHolder), errors.Is(err, client.ErrLost), errors.Is(err, client.ErrAborted):
+				// Lost, or never held, before Attach returned (it can be
+				// lost right after its first renewal): the same report.
+				lost = err
+			case err != nil:
+				return err
+			default:
+				select {
+				case <-ctx.Done():
+				case <-l.Lost():
+					lost = l.Err()
+				}
 			}
 			// Close stops the renewals (and their output) before the result.
 			_ = c.Close()
