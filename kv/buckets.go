@@ -1,7 +1,6 @@
 package kv
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"slices"
@@ -203,11 +202,8 @@ func (n *Node) ServeLockKeys(ctx context.Context, req *cmdpb.BucketLockKeysReque
 // already: they would wait for each other until both timed out (found by
 // TestTransfersAcrossLeaders with request ids).
 func (n *Node) holdsKey(r *replica, key, code []byte) bool {
-	kl, found, err := locks.KeyLockOf(n.eng.DB(), r.bucket, key)
-	if err != nil || !found {
-		return false
-	}
-	return slices.ContainsFunc(kl.Holders, func(h *cmdpb.KeyLockHolder) bool { return bytes.Equal(h.Code, code) })
+	held, err := locks.KeyHeldBy(n.eng.DB(), r.bucket, key, code)
+	return err == nil && held
 }
 
 // lockKeysHere takes key locks in one bucket this node leads, queueing

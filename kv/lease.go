@@ -83,8 +83,8 @@ type leaseState struct {
 	handedOver bool
 }
 
-// voidLease ends the lease now and keeps rounds in flight from renewing
-// it. The caller holds r.mu.
+// voidLeaseLocked ends the lease now and keeps rounds in flight from
+// renewing it. The caller holds r.mu.
 func (r *replica) voidLeaseLocked() {
 	r.mu.lease.expiry = 0
 	r.mu.lease.epoch++

@@ -119,7 +119,7 @@ func TestSnapshotFloorGivesUpOnLeaderChange(t *testing.T) {
 	gen, applied := r.mu.leaderGen, r.mu.applied
 	r.mu.Unlock()
 	errc := make(chan error, 1)
-	go func() { errc <- r.waitAppliedLeading(ctx, applied+1000, gen) }()
+	go func() { errc <- r.waitAppliedLeading(ctx, applied+1000, &gen) }()
 	time.Sleep(20 * time.Millisecond)
 	r.mu.Lock()
 	r.leadershipChangedLocked()

@@ -3,7 +3,7 @@ package kv
 import (
 	"context"
 	"fmt"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/opencluster/opencluster/locks"
@@ -29,7 +29,7 @@ type orphanSweeper struct {
 	// last holds the holders listed by the previous sweep.
 	last map[orphanHolder][][]byte
 	// busy is set while the previous sweep's checks run.
-	busy sync.Mutex
+	busy atomic.Bool
 }
 
 // orphanHolder is one restrictive lock holding key locks in a bucket.
@@ -47,7 +47,7 @@ func newOrphanSweeper(n *Node) *orphanSweeper {
 // leads, and checks in the background those the previous sweep listed
 // too. It skips a round while the previous checks still run.
 func (s *orphanSweeper) sweep() {
-	if !s.busy.TryLock() {
+	if !s.busy.CompareAndSwap(false, true) {
 		return
 	}
 	n := s.n
@@ -79,11 +79,11 @@ func (s *orphanSweeper) sweep() {
 	}
 	s.last = held
 	if len(suspects) == 0 {
-		s.busy.Unlock()
+		s.busy.Store(false)
 		return
 	}
 	n.goBackground(func(ctx context.Context) {
-		defer s.busy.Unlock()
+		defer s.busy.Store(false)
 		ctx, cancel := context.WithTimeout(ctx, max(n.cfg.OrphanSweepInterval, time.Second))
 		defer cancel()
 		for _, id := range suspects {

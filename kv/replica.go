@@ -292,41 +292,28 @@ func (r *replica) awaitRead(ctx context.Context, req *readReq) error {
 		return fmt.Errorf("%w: node stopping", ErrUnavailable)
 	}
 	if req.snapshot {
-		return r.waitAppliedLeading(ctx, index, req.leaderGen)
+		return r.waitAppliedLeading(ctx, index, &req.leaderGen)
 	}
 	return r.waitApplied(ctx, index)
 }
 
-// waitAppliedLeading is waitApplied for a snapshot reader's floor: it
-// fails (retryably) if the leadership changes first.
-func (r *replica) waitAppliedLeading(ctx context.Context, index, gen uint64) error {
+func (r *replica) waitApplied(ctx context.Context, index uint64) error {
+	return r.waitAppliedLeading(ctx, index, nil)
+}
+
+// waitAppliedLeading waits until index is applied here; with gen set (a
+// snapshot reader's floor) it fails, retryably, if the leadership changes
+// from *gen first.
+func (r *replica) waitAppliedLeading(ctx context.Context, index uint64, gen *uint64) error {
 	for {
 		r.mu.Lock()
-		applied, ch, same := r.mu.applied, r.mu.appliedCh, r.mu.leaderGen == gen
+		applied, ch, same := r.mu.applied, r.mu.appliedCh, gen == nil || r.mu.leaderGen == *gen
 		r.mu.Unlock()
 		if applied >= index {
 			return nil
 		}
 		if !same {
 			return fmt.Errorf("%w: %w: group %d changed leadership during a snapshot read", ErrUnavailable, ErrNotApplied, r.group)
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-r.node.stopper:
-			return fmt.Errorf("%w: node stopping", ErrUnavailable)
-		}
-	}
-}
-
-func (r *replica) waitApplied(ctx context.Context, index uint64) error {
-	for {
-		r.mu.Lock()
-		applied, ch := r.mu.applied, r.mu.appliedCh
-		r.mu.Unlock()
-		if applied >= index {
-			return nil
 		}
 		select {
 		case <-ch:

@@ -72,6 +72,12 @@ func KeyLockOf(r mvcc.Reader, b mvcc.Bucket, key []byte) (*cmdpb.KeyLock, bool, 
 	return kl, found && len(kl.Holders) > 0, err
 }
 
+// KeyHeldBy reports whether code holds key's lock.
+func KeyHeldBy(r mvcc.Reader, b mvcc.Bucket, key, code []byte) (bool, error) {
+	kl, found, err := KeyLockOf(r, b, key)
+	return found && holderIndex(kl, code) >= 0, err
+}
+
 // NamedRecord returns the named-lock record of name.
 func NamedRecord(r mvcc.Reader, b mvcc.Bucket, name string) (*cmdpb.NamedLockRecord, bool, error) {
 	rec := &cmdpb.NamedLockRecord{}
@@ -95,13 +101,9 @@ func TxnRecord(r mvcc.Reader, b mvcc.Bucket, name string) (*cmdpb.TxnRecord, boo
 // Nothing else will release such a lock, and no command can make the
 // record track it again, because codes are never reused.
 func TracksKeyLocks(rec *cmdpb.TxnRecord, code []byte) bool {
+	done, finished := FinishedTxn(rec, code)
 	if bytes.Equal(rec.Code, code) {
-		return rec.Status == cmdpb.TxnStatus_PENDING || !rec.Resolved
+		return !finished || !done.Resolved
 	}
-	for _, u := range rec.Unresolved {
-		if bytes.Equal(u.Code, code) {
-			return true
-		}
-	}
-	return false
+	return finished // an earlier holder still in Unresolved
 }

@@ -623,33 +623,7 @@ func TestIsolatedLeaderReadsNothingStale(t *testing.T) {
 	if _, err := old.Put(ctx, &ocpb.PutRequest{Key: key, Value: []byte("old")}); err != nil {
 		t.Fatal(err)
 	}
-	var (
-		acked atomic.Int64 // UnixNano of the new value's acknowledgement
-		stale atomic.Int32
-		reads atomic.Int32
-		done  = make(chan struct{})
-		wg    sync.WaitGroup
-	)
-	wg.Go(func() {
-		for {
-			select {
-			case <-done:
-				return
-			default:
-			}
-			start := time.Now().UnixNano()
-			rctx, rcancel := context.WithTimeout(ctx, 200*time.Millisecond)
-			got, err := old.Get(rctx, &ocpb.GetRequest{Key: key})
-			rcancel()
-			if err != nil {
-				continue
-			}
-			reads.Add(1)
-			if a := acked.Load(); a != 0 && start > a && string(got.Kv.Value) == "old" {
-				stale.Add(1)
-			}
-		}
-	})
+	sr := readWhile(ctx, key, "old", old)
 	time.Sleep(50 * time.Millisecond) // reads under the lease
 	c.Net.Isolate(old.ID(), c.IDs())
 	if _, err := Do(ctx, c, func(n *kv.Node) (*ocpb.PutResponse, error) {
@@ -660,14 +634,13 @@ func TestIsolatedLeaderReadsNothingStale(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	acked.Store(time.Now().UnixNano())
+	sr.acknowledged()
 	time.Sleep(300 * time.Millisecond)
-	close(done)
-	wg.Wait()
-	if n := stale.Load(); n != 0 {
-		t.Fatalf("%d reads on the isolated leader returned the old value after the new one was acknowledged", n)
+	stale, reads := sr.stop()
+	if stale != 0 {
+		t.Fatalf("%d reads on the isolated leader returned the old value after the new one was acknowledged", stale)
 	}
-	if reads.Load() == 0 {
+	if reads == 0 {
 		t.Fatal("the old leader served no read at all")
 	}
 }
@@ -706,28 +679,7 @@ func TestTransferredLeaderReadsNothingStale(t *testing.T) {
 		if from == nil || to == nil {
 			t.Fatalf("round %d: bucket %d led by %q", round, b, leader)
 		}
-		var (
-			acked atomic.Int64
-			stale atomic.Int32
-			done  = make(chan struct{})
-			wg    sync.WaitGroup
-		)
-		for _, n := range c.Nodes() {
-			wg.Go(func() {
-				for {
-					select {
-					case <-done:
-						return
-					default:
-					}
-					start := time.Now().UnixNano()
-					got, err := n.Get(ctx, &ocpb.GetRequest{Key: key})
-					if err == nil && acked.Load() != 0 && start > acked.Load() && string(got.Kv.Value) == old {
-						stale.Add(1)
-					}
-				}
-			})
-		}
+		sr := readWhile(ctx, key, old, c.Nodes()...)
 		time.Sleep(30 * time.Millisecond) // reads under the lease
 		if _, err := from.TransferLeader(ctx, &ocpb.TransferLeaderRequest{Bucket: uint32(b), To: fmt.Sprint(to.ID())}); err != nil {
 			t.Fatalf("round %d: transfer: %v", round, err)
@@ -737,12 +689,58 @@ func TestTransferredLeaderReadsNothingStale(t *testing.T) {
 		}); err != nil {
 			t.Fatal(err)
 		}
-		acked.Store(time.Now().UnixNano())
+		sr.acknowledged()
 		time.Sleep(50 * time.Millisecond)
-		close(done)
-		wg.Wait()
-		if n := stale.Load(); n != 0 {
+		if n, _ := sr.stop(); n != 0 {
 			t.Fatalf("round %d: %d reads returned %q after the new value was acknowledged", round, n, old)
 		}
 	}
+}
+
+// staleReads reads a key in a loop on some nodes, counting the reads that
+// started after a new value was acknowledged and still returned the old.
+type staleReads struct {
+	acked        atomic.Int64 // UnixNano of the acknowledgement (0: not yet)
+	stale, reads atomic.Int32
+	done         chan struct{}
+	wg           sync.WaitGroup
+}
+
+// readWhile starts one reader of key on each of nodes; old is the value
+// that must not be read after acknowledged.
+func readWhile(ctx context.Context, key []byte, old string, nodes ...*kv.Node) *staleReads {
+	sr := &staleReads{done: make(chan struct{})}
+	for _, n := range nodes {
+		sr.wg.Go(func() {
+			for {
+				select {
+				case <-sr.done:
+					return
+				default:
+				}
+				start := time.Now().UnixNano()
+				rctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+				got, err := n.Get(rctx, &ocpb.GetRequest{Key: key})
+				cancel()
+				if err != nil {
+					continue
+				}
+				sr.reads.Add(1)
+				if a := sr.acked.Load(); a != 0 && start > a && string(got.Kv.Value) == old {
+					sr.stale.Add(1)
+				}
+			}
+		})
+	}
+	return sr
+}
+
+// acknowledged marks the new value acknowledged now.
+func (sr *staleReads) acknowledged() { sr.acked.Store(time.Now().UnixNano()) }
+
+// stop stops the readers and returns the stale and total reads.
+func (sr *staleReads) stop() (stale, reads int32) {
+	close(sr.done)
+	sr.wg.Wait()
+	return sr.stale.Load(), sr.reads.Load()
 }
