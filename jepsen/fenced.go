@@ -95,6 +95,7 @@ func (f *fenced) Step(ctx context.Context, p *process) {
 		return
 	}
 	p.complete(inv, OK, lockResult{Fence: l.Fence(), TTL: l.TTL()}, nil)
+	holder := p.ID
 	if zombie {
 		_ = cl.Close() // stop renewing: the lock will expire
 		sleep(ctx, ttl+ttl/2)
@@ -103,7 +104,11 @@ func (f *fenced) Step(ctx context.Context, p *process) {
 	f.write(ctx, p, name, l.Fence(), zombie)
 
 	lost := zombie || isClosed(l.Lost())
-	rinv := p.invoke(fRelease, name, lockArgs{Fence: l.Fence(), Lost: lost})
+	args := lockArgs{Fence: l.Fence(), Lost: lost}
+	if p.ID != holder { // the write ended in info
+		args.Holder = &holder
+	}
+	rinv := p.invoke(fRelease, name, args)
 	rctx, cancel = context.WithTimeout(ctx, 3*p.OpTimeout)
 	err = retryAmbiguous(rctx, func(ctx context.Context) error {
 		uctx, cancel := p.opContext(ctx, 0)

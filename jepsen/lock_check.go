@@ -22,6 +22,10 @@ type lockArgs struct {
 	// Lost reports that the holder's handle said the lock was lost before
 	// the release was sent.
 	Lost bool `json:"lost,omitempty"`
+	// Holder is the process id the release's hold was acquired under,
+	// when the releasing process has since taken a new one (an operation
+	// between the two ended in info).
+	Holder *int `json:"holder,omitempty"`
 }
 
 // lockResult is the value of an ok acquire.
@@ -57,9 +61,10 @@ func lockHolds(pairs []Pair, drift float64) ([]hold, map[string]int64, error) {
 		args lockArgs
 	}
 	// releases by lock name, fence and process: the acquire that got a
-	// fence and the release that ends it share a process id (ids change
-	// only after an info), and a duplicated fence must not pair a hold
-	// with another's release.
+	// fence and the release that ends it share a process id (or the
+	// release names the acquire's, in Holder, if an info in between
+	// changed it), and a duplicated fence must not pair a hold with
+	// another's release.
 	type holdID struct {
 		name    string
 		fence   uint64
@@ -74,7 +79,11 @@ func lockHolds(pairs []Pair, drift float64) ([]hold, map[string]int64, error) {
 		if err := decodeValue(p.Invoke, &args); err != nil {
 			return nil, nil, err
 		}
-		releases[holdID{p.Invoke.Key, args.Fence, p.Invoke.Process}] = release{p, args}
+		holder := p.Invoke.Process
+		if args.Holder != nil {
+			holder = *args.Holder
+		}
+		releases[holdID{p.Invoke.Key, args.Fence, holder}] = release{p, args}
 		stats["release "+string(p.Type())]++
 		if args.Lost {
 			stats["lost holds"]++

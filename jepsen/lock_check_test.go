@@ -57,6 +57,28 @@ func TestLockTwoHolders(t *testing.T) {
 		"lock L: two holders: process 1 was granted fence 2 by 30ns, but fence 1 (process 0, acquired from 0s) was released from 50ns")
 }
 
+// A holder whose process took a new id between acquire and release (an
+// operation in between ended in info) names its acquire's process: the
+// release still ends the hold. Without Holder the hold would last its ttl.
+func TestLockReleaseUnderNewProcessID(t *testing.T) {
+	for _, named := range []bool{true, false} {
+		h := &history{}
+		h.add(0, fAcquire, "L", lockArgs{TTL: testTTL}, 0, 10, OK, lockResult{Fence: 1, TTL: testTTL})
+		args := lockArgs{Fence: 1}
+		if named {
+			holder := 0
+			args.Holder = &holder
+		}
+		h.add(10, fRelease, "L", args, 50, 60, OK, nil)
+		addHold(h, holdSpec{p: 1, name: "L", fence: 2, a0: 55, a1: 70, r0: 80, r1: 90, release: OK})
+		if named {
+			wantVerdict(t, h.check(t, "lock", CheckOptions{}), Valid)
+		} else {
+			wantVerdict(t, h.check(t, "lock", CheckOptions{}), Invalid, "held by its ttl until")
+		}
+	}
+}
+
 // A lock lost by its holder may go to another only after its ttl: a
 // grant earlier than that is an early expiry.
 func TestLockEarlyExpiry(t *testing.T) {
