@@ -122,12 +122,52 @@ func TestContendedLockHandedOff(t *testing.T) {
 	if h := testutil.ToFloat64(n.metrics.handoffs); h != 1 {
 		t.Fatalf("%v hand-offs, want 1", h)
 	}
+	// Both waiters saw the lock held and offered without an acquire of
+	// their own that would have been refused.
+	if s := testutil.ToFloat64(n.metrics.triesSkipped); s != 2 {
+		t.Fatalf("%v waiters skipped their try, want 2", s)
+	}
 	// The grant is a real one: its code releases it, and then it is free.
 	if _, err := n.Release(ctx, &ocpb.ReleaseRequest{Name: "h", Code: second.Code}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := n.Acquire(ctx, &ocpb.AcquireRequest{Name: "h", Ttl: ttl, Wait: durationpb.New(0)}); err != nil {
 		t.Fatalf("lock not free after the handed grant was released: %v", err)
+	}
+}
+
+// TestRetriedAcquireDoesNotQueueBehindItsWaiters: a retried Acquire (same
+// request id) of a lock it already holds gets its grant back at once, even
+// with waiters queued for the lock: they wait for it, so queueing behind
+// them would stall everyone until the lock's ttl.
+func TestRetriedAcquireDoesNotQueueBehindItsWaiters(t *testing.T) {
+	n := openTestNode(t)
+	ctx := ctxT(t)
+	ttl := durationpb.New(5 * time.Second)
+	first, err := n.Acquire(ctx, &ocpb.AcquireRequest{Name: "r", Ttl: ttl, RequestId: "first"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waiting := make(chan error, 1)
+	go func() {
+		_, err := n.Acquire(ctx, &ocpb.AcquireRequest{Name: "r", Ttl: ttl, Wait: durationpb.New(3 * time.Second), RequestId: "waiter"})
+		waiting <- err
+	}()
+	for n.waits.Len(namedResource("r")) == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	retried, err := n.Acquire(ctx, &ocpb.AcquireRequest{Name: "r", Ttl: ttl, Wait: durationpb.New(time.Second), RequestId: "first"})
+	if err != nil {
+		t.Fatalf("retried acquire of a held lock: %v", err)
+	}
+	if retried.Code != first.Code || retried.Fence != first.Fence {
+		t.Fatalf("retry got code %s fence %d, want the first grant's %s %d", retried.Code, retried.Fence, first.Code, first.Fence)
+	}
+	if _, err := n.Release(ctx, &ocpb.ReleaseRequest{Name: "r", Code: first.Code}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-waiting; err != nil {
+		t.Fatalf("waiter after the release: %v", err)
 	}
 }
 

@@ -35,7 +35,9 @@ func (n *Node) Acquire(ctx context.Context, req *ocpb.AcquireRequest) (*ocpb.Acq
 	defer cancel()
 	noWait := req.Wait != nil && req.Wait.AsDuration() == 0
 	acquire := &cmdpb.NamedAcquire{Name: req.Name, Code: code, Owner: req.Owner, TtlMs: ttl.Milliseconds(), RequestId: req.RequestId}
-	res, err := n.takeInTurn(wctx, namedResource(req.Name), fmt.Sprintf("lock %q is held", req.Name), noWait, acquire, func() (*cmdpb.Result, error) {
+	res, err := n.takeInTurn(wctx, namedResource(req.Name), fmt.Sprintf("lock %q is held", req.Name), noWait, acquire, func() lockHolder {
+		return r.namedHolder(req.Name, req.RequestId)
+	}, func() (*cmdpb.Result, error) {
 		t, err := n.tso.dating(ctx)
 		if err != nil {
 			return nil, err
@@ -310,4 +312,27 @@ func (n *Node) txnInfo(name string, rec *cmdpb.TxnRecord) *ocpb.LockInfo {
 		}
 	}
 	return info
+}
+
+// namedHolder tells, from this replica's applied state, who holds the
+// named lock name, for an acquire with request id requestID: holderUnknown
+// unless this replica is its group's ready leader.
+func (r *replica) namedHolder(name, requestID string) lockHolder {
+	r.mu.Lock()
+	ready := r.mu.ready
+	r.mu.Unlock()
+	if !ready {
+		return holderUnknown
+	}
+	rec, found, err := locks.NamedRecord(r.node.eng.DB(), r.bucket, name)
+	switch {
+	case err != nil:
+		return holderUnknown
+	case !found || !rec.Held:
+		return holderNone
+	case requestID != "" && rec.RequestId == requestID:
+		return holderRequest
+	default:
+		return holderOther
+	}
 }

@@ -8,6 +8,9 @@ type metrics struct {
 	lockExpired prometheus.Counter
 	staleRetry  prometheus.Counter
 	handoffs    prometheus.Counter
+	// triesSkipped counts head waiters that offered a hand-off without
+	// proposing an acquire, the lock being held (takeInTurn).
+	triesSkipped prometheus.Counter
 	// orphanedKeyLocks counts key locks released by the orphan sweeper.
 	orphanedKeyLocks prometheus.Counter
 	// leaseReads and readRounds count linearizable reads served under a
@@ -33,6 +36,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: "opencluster", Name: "lock_handoffs_total",
 			Help: "Named locks granted to a waiter in the releasing command's own Raft round.",
 		}),
+		triesSkipped: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "opencluster", Name: "lock_tries_skipped_total",
+			Help: "Acquires that queued for a hand-off without a Raft round, the lock being held by another.",
+		}),
 		orphanedKeyLocks: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "opencluster", Name: "orphaned_key_locks_released_total",
 			Help: "Key locks released because their restrictive lock's record no longer accounted for them.",
@@ -47,7 +54,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.lockWaits, m.lockExpired, m.staleRetry, m.handoffs, m.orphanedKeyLocks, m.leaseReads, m.readRounds)
+		reg.MustRegister(m.lockWaits, m.lockExpired, m.staleRetry, m.handoffs, m.triesSkipped, m.orphanedKeyLocks, m.leaseReads, m.readRounds)
 	}
 	return m
 }
