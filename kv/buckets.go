@@ -206,6 +206,16 @@ func (n *Node) holdsKey(r *replica, key, code []byte) bool {
 	return err == nil && held
 }
 
+// keyRefuses reports whether r, the ready leader of its group, shows
+// spec's key locked against code in its applied state, and by whom.
+func (n *Node) keyRefuses(r *replica, spec *cmdpb.KeySpec, code []byte) (string, bool) {
+	if !r.isReady() {
+		return "", false
+	}
+	by, refused, err := locks.KeyRefuses(n.eng.DB(), r.bucket, spec.Key, code, spec.Mode)
+	return by, err == nil && refused
+}
+
 // lockKeysHere takes key locks in one bucket this node leads, queueing
 // FIFO per key while another lock holds it, and returns the keys'
 // committed values if read is set.
@@ -229,6 +239,24 @@ func (n *Node) lockKeysHere(ctx, wctx context.Context, r *replica, name string, 
 		}
 		if w != nil && !w.IsHead() {
 			if err := n.waitFor(wctx, w, fmt.Sprintf("key %q is locked", specs[i].Key)); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		// A key the applied state shows locked against us would only be
+		// refused: wait for its release without a Raft round (stale looks
+		// are harmless, as in takeInTurn: the waiter joins, then looks).
+		if by, refused := n.keyRefuses(r, specs[i], code); refused {
+			what := fmt.Sprintf("key %q is locked by %q", specs[i].Key, by)
+			if wctx.Err() != nil {
+				return nil, fmt.Errorf("%w: %s", ErrWaitTimeout, what) // no wait asked
+			}
+			if w == nil {
+				w = n.waits.Join(keyResource(specs[i].Key))
+				continue // look again once queued, so no release is missed
+			}
+			n.metrics.triesSkipped.Inc()
+			if err := n.waitFor(wctx, w, what); err != nil {
 				return nil, err
 			}
 			continue

@@ -260,6 +260,48 @@ func TestRestrictGivesBackKeysTakenOutOfOrder(t *testing.T) {
 	}
 }
 
+// TestKeyWaiterDoesNotProposeWhileLocked: a Restrict that finds a key
+// WRITE-locked by another waits for its release without proposing key
+// locks that would be refused, and takes the key once it is released; READ
+// locks share a key without waiting.
+func TestKeyWaiterDoesNotProposeWhileLocked(t *testing.T) {
+	n := openTestNode(t)
+	ctx := ctxT(t)
+	ttl := durationpb.New(5 * time.Second)
+	key := []byte("k")
+	holder, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "holder", Ttl: ttl, Keys: []*ocpb.KeyLockRequest{{Key: key, Mode: ocpb.KeyMode_WRITE}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		_, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "waiter", Ttl: ttl, Keys: []*ocpb.KeyLockRequest{{Key: key, Mode: ocpb.KeyMode_READ}}})
+		got <- err
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for testutil.ToFloat64(n.metrics.triesSkipped) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the waiter never began waiting without a Raft round")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := n.Commit(ctx, &ocpb.CommitRequest{Name: "holder", Code: holder.Code}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; err != nil {
+		t.Fatalf("waiter after the holder committed: %v", err)
+	}
+	skipped := testutil.ToFloat64(n.metrics.triesSkipped)
+	// The waiter holds k READ now: another READ shares it at once.
+	if _, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "reader", Ttl: ttl, Wait: durationpb.New(0),
+		Keys: []*ocpb.KeyLockRequest{{Key: key, Mode: ocpb.KeyMode_READ}}}); err != nil {
+		t.Fatalf("READ after READ: %v", err)
+	}
+	if s := testutil.ToFloat64(n.metrics.triesSkipped); s != skipped {
+		t.Fatalf("a READ lock waited for a READ lock (%v waits without a round, %v before)", s, skipped)
+	}
+}
+
 // TestRestrictAcrossBucketsNoDeadlock: transfers over a few accounts in
 // different buckets, taken in every order, all finish and keep the total.
 func TestRestrictAcrossBucketsNoDeadlock(t *testing.T) {

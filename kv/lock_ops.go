@@ -318,10 +318,7 @@ func (n *Node) txnInfo(name string, rec *cmdpb.TxnRecord) *ocpb.LockInfo {
 // named lock name, for an acquire with request id requestID: holderUnknown
 // unless this replica is its group's ready leader.
 func (r *replica) namedHolder(name, requestID string) lockHolder {
-	r.mu.Lock()
-	ready := r.mu.ready
-	r.mu.Unlock()
-	if !ready {
+	if !r.isReady() {
 		return holderUnknown
 	}
 	rec, found, err := locks.NamedRecord(r.node.eng.DB(), r.bucket, name)

@@ -8,8 +8,8 @@ type metrics struct {
 	lockExpired prometheus.Counter
 	staleRetry  prometheus.Counter
 	handoffs    prometheus.Counter
-	// triesSkipped counts head waiters that offered a hand-off without
-	// proposing an acquire, the lock being held (takeInTurn).
+	// triesSkipped counts waits begun without proposing a lock that the
+	// leader's applied state showed taken (takeInTurn, lockKeysHere).
 	triesSkipped prometheus.Counter
 	// orphanedKeyLocks counts key locks released by the orphan sweeper.
 	orphanedKeyLocks prometheus.Counter
@@ -38,7 +38,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		triesSkipped: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "opencluster", Name: "lock_tries_skipped_total",
-			Help: "Acquires that queued for a hand-off without a Raft round, the lock being held by another.",
+			Help: "Lock and key-lock requests that waited without a Raft round, the leader's applied state showing the lock taken.",
 		}),
 		orphanedKeyLocks: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "opencluster", Name: "orphaned_key_locks_released_total",

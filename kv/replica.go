@@ -150,6 +150,13 @@ func (r *replica) newRawNode(st *raftlog.Storage) (*raft.RawNode, error) {
 
 func (r *replica) isMeta() bool { return r.group == metaGroup }
 
+// isReady reports whether this replica is its group's ready leader now.
+func (r *replica) isReady() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.mu.ready
+}
+
 // waitReady blocks until this replica is a ready leader (invariant 2). It
 // gives up after a few election timeouts, so that a request on a node that
 // does not lead the group fails over instead of waiting out its deadline.

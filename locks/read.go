@@ -78,6 +78,16 @@ func KeyHeldBy(r mvcc.Reader, b mvcc.Bucket, key, code []byte) (bool, error) {
 	return found && holderIndex(kl, code) >= 0, err
 }
 
+// KeyRefuses reports whether a LockKeys by code of key in mode would be
+// refused now (another holds it in a conflicting mode), and by whom.
+func KeyRefuses(r mvcc.Reader, b mvcc.Bucket, key, code []byte, mode cmdpb.KeyMode) (string, bool, error) {
+	kl, found, err := KeyLockOf(r, b, key)
+	if err != nil || !found || holderIndex(kl, code) >= 0 || compatible(kl, mode) {
+		return "", false, err
+	}
+	return kl.Holders[0].Name, true, nil
+}
+
 // NamedRecord returns the named-lock record of name.
 func NamedRecord(r mvcc.Reader, b mvcc.Bucket, name string) (*cmdpb.NamedLockRecord, bool, error) {
 	rec := &cmdpb.NamedLockRecord{}
