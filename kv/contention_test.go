@@ -302,6 +302,46 @@ func TestKeyWaiterDoesNotProposeWhileLocked(t *testing.T) {
 	}
 }
 
+// TestRestrictNameWaiters: a Restrict of a name another holds waits
+// without proposing a record that would be refused, and a retry of the
+// holder's Restrict (same request id) gets its grant back at once instead
+// of queueing behind that waiter, which waits for it.
+func TestRestrictNameWaiters(t *testing.T) {
+	n := openTestNode(t)
+	ctx := ctxT(t)
+	ttl := durationpb.New(5 * time.Second)
+	keys := []*ocpb.KeyLockRequest{{Key: []byte("x"), Mode: ocpb.KeyMode_READ}}
+	holder, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "t", Ttl: ttl, Keys: keys, RequestId: "holder"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		_, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "t", Ttl: ttl, Keys: keys, Wait: durationpb.New(4 * time.Second), RequestId: "waiter"})
+		got <- err
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for testutil.ToFloat64(n.metrics.triesSkipped) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the name's waiter never began waiting without a Raft round")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	retried, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "t", Ttl: ttl, Keys: keys, Wait: durationpb.New(time.Second), RequestId: "holder"})
+	if err != nil {
+		t.Fatalf("retried Restrict of the held name: %v", err)
+	}
+	if retried.Code != holder.Code || retried.Fence != holder.Fence {
+		t.Fatalf("retry got code %s fence %d, want the first grant's %s %d", retried.Code, retried.Fence, holder.Code, holder.Fence)
+	}
+	if _, err := n.Commit(ctx, &ocpb.CommitRequest{Name: "t", Code: holder.Code}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; err != nil {
+		t.Fatalf("the name's waiter after the holder committed: %v", err)
+	}
+}
+
 // TestRestrictAcrossBucketsNoDeadlock: transfers over a few accounts in
 // different buckets, taken in every order, all finish and keep the total.
 func TestRestrictAcrossBucketsNoDeadlock(t *testing.T) {

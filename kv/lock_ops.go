@@ -322,12 +322,27 @@ func (r *replica) namedHolder(name, requestID string) lockHolder {
 		return holderUnknown
 	}
 	rec, found, err := locks.NamedRecord(r.node.eng.DB(), r.bucket, name)
+	return holderFrom(err, found && rec.Held, rec.GetRequestId(), requestID)
+}
+
+// txnHolder is namedHolder for the restrictive lock name: a PENDING
+// record holds it (TxnBegin refuses others until it finishes).
+func (r *replica) txnHolder(name, requestID string) lockHolder {
+	if !r.isReady() {
+		return holderUnknown
+	}
+	rec, found, err := locks.TxnRecord(r.node.eng.DB(), r.bucket, name)
+	return holderFrom(err, found && rec.Status == cmdpb.TxnStatus_PENDING, rec.GetRequestId(), requestID)
+}
+
+// holderFrom classifies a record's holder for a request with requestID.
+func holderFrom(err error, held bool, holderRequestID, requestID string) lockHolder {
 	switch {
 	case err != nil:
 		return holderUnknown
-	case !found || !rec.Held:
+	case !held:
 		return holderNone
-	case requestID != "" && rec.RequestId == requestID:
+	case requestID != "" && holderRequestID == requestID:
 		return holderRequest
 	default:
 		return holderOther

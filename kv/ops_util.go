@@ -103,11 +103,11 @@ func (n *Node) byBucket(keys [][]byte) ([]mvcc.Bucket, map[mvcc.Bucket][][]byte)
 //   - holderRequest: a retry of the acquire that holds the lock tries at
 //     once, wherever it queued, and gets its grant back, instead of
 //     waiting behind waiters that wait for it;
-//   - holderOther: the head offers its hand-off without proposing an
-//     acquire that would only be refused, which saves a Raft round per
-//     grant of a contended lock. A stale look is harmless: the waiter
-//     joined before looking, so a release applied after it still wakes
-//     the waiter.
+//   - holderOther: the head waits (offering its hand-off, if any) without
+//     proposing an acquire that would only be refused, which saves a Raft
+//     round per grant of a contended lock. A stale look is harmless: the
+//     waiter joined before looking, so a release applied after it still
+//     wakes the waiter.
 func (n *Node) takeInTurn(wctx context.Context, resource, what string, noWait bool, handoff *cmdpb.NamedAcquire, holder func() lockHolder, try func() (*cmdpb.Result, error)) (*cmdpb.Result, error) {
 	w := n.waits.Join(resource)
 	defer w.Leave()
@@ -123,7 +123,7 @@ func (n *Node) takeInTurn(wctx context.Context, resource, what string, noWait bo
 			if grant := n.reclaim(&offer); grant != nil {
 				return grant, nil
 			}
-			if canOffer && held == holderOther {
+			if held == holderOther && !noWait {
 				n.metrics.triesSkipped.Inc()
 			} else {
 				res, err := try()
