@@ -95,7 +95,7 @@ func (f *fenced) Step(ctx context.Context, p *process) {
 		return
 	}
 	p.complete(inv, OK, lockResult{Fence: l.Fence(), TTL: l.TTL()}, nil)
-	holder := p.ID
+	holder := inv.Process
 	if zombie {
 		_ = cl.Close() // stop renewing: the lock will expire
 		sleep(ctx, ttl+ttl/2)

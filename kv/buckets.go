@@ -207,13 +207,26 @@ func (n *Node) holdsKey(r *replica, key, code []byte) bool {
 }
 
 // keyRefuses reports whether r, the ready leader of its group, shows
-// spec's key locked against code in its applied state, and by whom.
-func (n *Node) keyRefuses(r *replica, spec *cmdpb.KeySpec, code []byte) (string, bool) {
+// spec's key locked against code in its applied state, and by whom. A
+// waiter only waits on the answer, but without a wait (noWait) the answer
+// is the refusal the client gets, so it must be linearizable: it is then
+// read under r's read lease, else not given (the caller proposes).
+func (n *Node) keyRefuses(r *replica, spec *cmdpb.KeySpec, code []byte, noWait bool) (string, bool) {
 	if !r.isReady() {
 		return "", false
 	}
+	var epoch uint64
+	if noWait {
+		var ok bool
+		if epoch, ok = r.leasedApplied(); !ok {
+			return "", false
+		}
+	}
 	by, refused, err := locks.KeyRefuses(n.eng.DB(), r.bucket, spec.Key, code, spec.Mode)
-	return by, err == nil && refused
+	if err != nil || !refused || (noWait && !r.leaseHeld(epoch)) {
+		return "", false
+	}
+	return by, true
 }
 
 // lockKeysHere takes key locks in one bucket this node leads, queueing
@@ -246,7 +259,7 @@ func (n *Node) lockKeysHere(ctx, wctx context.Context, r *replica, name string, 
 		// A key the applied state shows locked against us would only be
 		// refused: wait for its release without a Raft round (stale looks
 		// are harmless, as in takeInTurn: the waiter joins, then looks).
-		if by, refused := n.keyRefuses(r, specs[i], code); refused {
+		if by, refused := n.keyRefuses(r, specs[i], code, wctx.Err() != nil); refused {
 			what := fmt.Sprintf("key %q is locked by %q", specs[i].Key, by)
 			if wctx.Err() != nil {
 				return nil, fmt.Errorf("%w: %s", ErrWaitTimeout, what) // no wait asked

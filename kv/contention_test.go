@@ -293,12 +293,54 @@ func TestKeyWaiterDoesNotProposeWhileLocked(t *testing.T) {
 	}
 	skipped := testutil.ToFloat64(n.metrics.triesSkipped)
 	// The waiter holds k READ now: another READ shares it at once.
-	if _, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "reader", Ttl: ttl, Wait: durationpb.New(0),
+	if _, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "reader", Ttl: ttl, Wait: durationpb.New(time.Second),
 		Keys: []*ocpb.KeyLockRequest{{Key: key, Mode: ocpb.KeyMode_READ}}}); err != nil {
 		t.Fatalf("READ after READ: %v", err)
 	}
 	if s := testutil.ToFloat64(n.metrics.triesSkipped); s != skipped {
 		t.Fatalf("a READ lock waited for a READ lock (%v waits without a round, %v before)", s, skipped)
+	}
+}
+
+// TestNamedHolder: the look a waiter takes before proposing knows a
+// retry by its request id or its code, and does not give a retry back a
+// grant that is being given back.
+func TestNamedHolder(t *testing.T) {
+	n := openTestNode(t)
+	ctx := ctxT(t)
+	l, err := n.Acquire(ctx, &ocpb.AcquireRequest{Name: "g", Ttl: durationpb.New(5 * time.Second), RequestId: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, err := decodeCode(l.Code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := n.replicaOfName("g")
+	for _, c := range []struct {
+		requestID string
+		code      []byte
+		want      lockHolder
+	}{
+		{"a", nil, holderRequest},
+		{"", code, holderRequest},
+		{"b", []byte("another code 16b"), holderOther},
+		{"", nil, holderOther},
+	} {
+		if got := r.namedHolder("g", c.requestID, c.code); got != c.want {
+			t.Errorf("namedHolder(request %q, code %x) = %v, want %v", c.requestID, c.code, got, c.want)
+		}
+	}
+	if got := r.namedHolder("free", "a", code); got != holderNone {
+		t.Errorf("namedHolder of a free name = %v, want holderNone", got)
+	}
+	n.givingBack.add(code)
+	if got := r.namedHolder("g", "a", nil); got != holderOther {
+		t.Errorf("a retry saw a grant being given back as its own (%v)", got)
+	}
+	n.givingBack.remove(code)
+	if got := r.namedHolder("g", "a", nil); got != holderRequest {
+		t.Errorf("after the give-back ended: %v, want holderRequest", got)
 	}
 }
 

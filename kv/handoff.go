@@ -97,11 +97,43 @@ func (n *Node) reclaim(o **handoffOffer) *cmdpb.Result {
 }
 
 // giveBack releases a lock handed to a waiter that left as it was handed
-// (its deadline, set by the releaser, frees it if this fails).
+// (its deadline, set by the releaser, frees it if this fails). Until the
+// release is done the code is in givingBack, so that a retry of the
+// waiter's acquire does not take the grant back as it is released.
 func (n *Node) giveBack(name string, code []byte) {
+	n.givingBack.add(code)
 	n.goBackground(func(ctx context.Context) {
+		defer n.givingBack.remove(code)
 		if err := n.expireOrRelease(ctx, name, code, false); err != nil {
 			n.log.Warn("releasing a lock handed to a waiter that left", "lock", name, "err", err)
 		}
 	})
+}
+
+// codeSet is a set of lock codes, safe for concurrent use.
+type codeSet struct {
+	mu    sync.Mutex
+	codes map[string]struct{}
+}
+
+func (s *codeSet) add(code []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.codes == nil {
+		s.codes = make(map[string]struct{})
+	}
+	s.codes[string(code)] = struct{}{}
+}
+
+func (s *codeSet) remove(code []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.codes, string(code))
+}
+
+func (s *codeSet) has(code []byte) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.codes[string(code)]
+	return ok
 }

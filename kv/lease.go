@@ -150,6 +150,19 @@ func (r *replica) leased() (epoch, index uint64, ok bool) {
 	return epoch, index, true
 }
 
+// leasedApplied reports whether this replica holds a read lease and has
+// applied the lease's commit index, so that a read of its applied state
+// made now is linearizable if leaseHeld(epoch) still holds after it.
+func (r *replica) leasedApplied() (epoch uint64, ok bool) {
+	epoch, index, ok := r.leased()
+	if !ok {
+		return 0, false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return epoch, r.mu.applied >= index
+}
+
 // leaseHeld reports whether the lease of epoch still holds.
 func (r *replica) leaseHeld(epoch uint64) bool {
 	now := leaseNow()

@@ -36,7 +36,7 @@ func (n *Node) Acquire(ctx context.Context, req *ocpb.AcquireRequest) (*ocpb.Acq
 	noWait := req.Wait != nil && req.Wait.AsDuration() == 0
 	acquire := &cmdpb.NamedAcquire{Name: req.Name, Code: code, Owner: req.Owner, TtlMs: ttl.Milliseconds(), RequestId: req.RequestId}
 	res, err := n.takeInTurn(wctx, namedResource(req.Name), fmt.Sprintf("lock %q is held", req.Name), noWait, acquire, func() lockHolder {
-		return r.namedHolder(req.Name, req.RequestId)
+		return r.namedHolder(req.Name, req.RequestId, code)
 	}, func() (*cmdpb.Result, error) {
 		t, err := n.tso.dating(ctx)
 		if err != nil {
@@ -315,34 +315,42 @@ func (n *Node) txnInfo(name string, rec *cmdpb.TxnRecord) *ocpb.LockInfo {
 }
 
 // namedHolder tells, from this replica's applied state, who holds the
-// named lock name, for an acquire with request id requestID: holderUnknown
-// unless this replica is its group's ready leader.
-func (r *replica) namedHolder(name, requestID string) lockHolder {
+// named lock name, for an acquire with request id requestID and code:
+// holderUnknown unless this replica is its group's ready leader. A grant
+// being given back (giveBack) is another's: a retry must not take it back
+// as it is released.
+func (r *replica) namedHolder(name, requestID string, code []byte) lockHolder {
 	if !r.isReady() {
 		return holderUnknown
 	}
 	rec, found, err := locks.NamedRecord(r.node.eng.DB(), r.bucket, name)
-	return holderFrom(err, found && rec.Held, rec.GetRequestId(), requestID)
+	h := holderFrom(err, found && rec.Held, rec.GetRequestId(), rec.GetCode(), requestID, code)
+	if h == holderRequest && r.node.givingBack.has(rec.GetCode()) {
+		return holderOther
+	}
+	return h
 }
 
 // txnHolder is namedHolder for the restrictive lock name: a PENDING
 // record holds it (TxnBegin refuses others until it finishes).
-func (r *replica) txnHolder(name, requestID string) lockHolder {
+func (r *replica) txnHolder(name, requestID string, code []byte) lockHolder {
 	if !r.isReady() {
 		return holderUnknown
 	}
 	rec, found, err := locks.TxnRecord(r.node.eng.DB(), r.bucket, name)
-	return holderFrom(err, found && rec.Status == cmdpb.TxnStatus_PENDING, rec.GetRequestId(), requestID)
+	return holderFrom(err, found && rec.Status == cmdpb.TxnStatus_PENDING, rec.GetRequestId(), rec.GetCode(), requestID, code)
 }
 
-// holderFrom classifies a record's holder for a request with requestID.
-func holderFrom(err error, held bool, holderRequestID, requestID string) lockHolder {
+// holderFrom classifies a record's holder for a request with requestID
+// and code: the request holds it if either matches (the apply path
+// accepts either as a retry).
+func holderFrom(err error, held bool, holderRequestID string, holderCode []byte, requestID string, code []byte) lockHolder {
 	switch {
 	case err != nil:
 		return holderUnknown
 	case !held:
 		return holderNone
-	case requestID != "" && holderRequestID == requestID:
+	case (requestID != "" && holderRequestID == requestID) || (len(code) > 0 && bytes.Equal(holderCode, code)):
 		return holderRequest
 	default:
 		return holderOther

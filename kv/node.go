@@ -53,8 +53,10 @@ type Node struct {
 
 	waits *locks.WaitQueues
 	// handoffs: head waiters of named locks, offered to the next Release.
-	handoffs  handoffs
-	deadlines *locks.Deadlines
+	handoffs handoffs
+	// givingBack holds the codes of hand-offs being released (giveBack).
+	givingBack codeSet
+	deadlines  *locks.Deadlines
 	// proposalIDs numbers this node's proposals. It starts at a random
 	// value so that ids never repeat across restarts: a follower forwarding
 	// a proposal does not wait for its log to catch up, so an entry it

@@ -123,7 +123,9 @@ func (n *Node) takeInTurn(wctx context.Context, resource, what string, noWait bo
 			if grant := n.reclaim(&offer); grant != nil {
 				return grant, nil
 			}
-			if held == holderOther && !noWait {
+			// Without a wait left the try's refusal is the answer, and
+			// only a committed command gives it (the look may be stale).
+			if held == holderOther && !noWait && wctx.Err() == nil {
 				n.metrics.triesSkipped.Inc()
 			} else {
 				res, err := try()

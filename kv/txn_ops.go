@@ -79,7 +79,7 @@ func (n *Node) Restrict(ctx context.Context, req *ocpb.RestrictRequest) (*ocpb.R
 
 func (n *Node) beginTxn(ctx, wctx context.Context, rr *replica, req *ocpb.RestrictRequest, code []byte, specs []*cmdpb.KeySpec) (*cmdpb.Result, error) {
 	return n.takeInTurn(wctx, txnResource(req.Name), fmt.Sprintf("restrictive lock %q is held", req.Name), false, nil, func() lockHolder {
-		return rr.txnHolder(req.Name, req.RequestId)
+		return rr.txnHolder(req.Name, req.RequestId, code)
 	}, func() (*cmdpb.Result, error) {
 		// start_ts only dates the record (its acquired version); the
 		// version the holder reads at is taken once its keys are locked.
