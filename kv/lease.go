@@ -132,6 +132,12 @@ func (r *replica) leadershipChangedLocked() {
 // lease, and if so the lease's epoch and the index a read must wait for.
 // It starts a renewal round when less than half the lease is left.
 func (r *replica) leased() (epoch, index uint64, ok bool) {
+	return r.leasedRenewing(true)
+}
+
+// leasedRenewing is leased; renewal false never starts a renewal round
+// (for callers that only use a lease already there).
+func (r *replica) leasedRenewing(renewal bool) (epoch, index uint64, ok bool) {
 	now := leaseNow()
 	r.mu.Lock()
 	if !r.mu.ready || now >= r.mu.lease.expiry {
@@ -139,7 +145,7 @@ func (r *replica) leased() (epoch, index uint64, ok bool) {
 		return 0, 0, false
 	}
 	epoch, index = r.mu.lease.epoch, r.mu.commit
-	renew := !r.mu.lease.renewing && r.mu.lease.expiry-now < r.node.leaseDuration()/2
+	renew := renewal && !r.mu.lease.renewing && r.mu.lease.expiry-now < r.node.leaseDuration()/2
 	if renew {
 		r.mu.lease.renewing = true
 	}
@@ -152,9 +158,11 @@ func (r *replica) leased() (epoch, index uint64, ok bool) {
 
 // leasedApplied reports whether this replica holds a read lease and has
 // applied the lease's commit index, so that a read of its applied state
-// made now is linearizable if leaseHeld(epoch) still holds after it.
+// made now is linearizable if leaseHeld(epoch) still holds after it. It
+// only uses a lease that reads keep renewed: renewing one for this alone
+// cost more rounds than it saved.
 func (r *replica) leasedApplied() (epoch uint64, ok bool) {
-	epoch, index, ok := r.leased()
+	epoch, index, ok := r.leasedRenewing(false)
 	if !ok {
 		return 0, false
 	}
