@@ -16,7 +16,13 @@ type metrics struct {
 	// leaseReads and readRounds count linearizable reads served under a
 	// read lease and ReadIndex rounds started (lease.go).
 	leaseReads, readRounds prometheus.Counter
+	// cycle times one scheduler cycle that had work (scheduler.cycle);
+	// logSync the wait for its Raft log write to be durable.
+	cycle, logSync prometheus.Histogram
 }
+
+// latencyBuckets span 100µs to about 1.6s, doubling.
+var latencyBuckets = prometheus.ExponentialBuckets(0.0001, 2, 15)
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
@@ -52,9 +58,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: "opencluster", Name: "read_index_rounds_total",
 			Help: "ReadIndex rounds started (each serves every read queued for its group).",
 		}),
+		cycle: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "opencluster", Name: "raft_cycle_duration_seconds", Buckets: latencyBuckets,
+			Help: "Scheduler cycles that had work: stepping, the Raft log write, applying every group's committed entries and sending.",
+		}),
+		logSync: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "opencluster", Name: "raft_log_sync_duration_seconds", Buckets: latencyBuckets,
+			Help: "Raft log writes that had to be durable: from the write to the end of its fsync.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.lockWaits, m.lockExpired, m.staleRetry, m.handoffs, m.triesSkipped, m.orphanedKeyLocks, m.leaseReads, m.readRounds)
+		reg.MustRegister(m.lockWaits, m.lockExpired, m.staleRetry, m.handoffs, m.triesSkipped, m.orphanedKeyLocks, m.leaseReads, m.readRounds, m.cycle, m.logSync)
 	}
 	return m
 }

@@ -136,6 +136,8 @@ func (s *scheduler) cycle() error {
 	if len(work) == 0 {
 		return nil
 	}
+	start := time.Now()
+	defer func() { n.metrics.cycle.Observe(time.Since(start).Seconds()) }()
 	// The round's log write goes to the WAL now and its fsync runs while
 	// the committed entries are applied (as etcd's server applies while it
 	// saves): an entry a quorum committed may be applied and answered before
@@ -145,8 +147,10 @@ func (s *scheduler) cycle() error {
 	// commit index it stands on. What must wait for the fsync does: the
 	// messages sent below (votes, acknowledgements) and Advance.
 	syncPending := false
+	var syncStart time.Time
 	if !logBatch.Empty() {
 		if mustSync {
+			syncStart = time.Now()
 			if err := n.eng.DB().ApplyNoSyncWait(logBatch, pebble.Sync); err != nil {
 				return err
 			}
@@ -187,6 +191,7 @@ func (s *scheduler) cycle() error {
 		if err := logBatch.SyncWait(); err != nil {
 			return err
 		}
+		n.metrics.logSync.Observe(time.Since(syncStart).Seconds())
 	}
 	if err := n.send(work); err != nil {
 		return err
