@@ -259,9 +259,10 @@ func (n *Node) lockKeysHere(ctx, wctx context.Context, r *replica, name string, 
 		// A key the applied state shows locked against us would only be
 		// refused: wait for its release without a Raft round (stale looks
 		// are harmless, as in takeInTurn: the waiter joins, then looks).
-		if by, refused := n.keyRefuses(r, specs[i], code, wctx.Err() != nil); refused {
+		noWait := wctx.Err() != nil
+		if by, refused := n.keyRefuses(r, specs[i], code, noWait); refused {
 			what := fmt.Sprintf("key %q is locked by %q", specs[i].Key, by)
-			if wctx.Err() != nil {
+			if noWait {
 				return nil, fmt.Errorf("%w: %s", ErrWaitTimeout, what) // no wait asked
 			}
 			if w == nil {

@@ -278,13 +278,8 @@ func TestKeyWaiterDoesNotProposeWhileLocked(t *testing.T) {
 		_, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "waiter", Ttl: ttl, Keys: []*ocpb.KeyLockRequest{{Key: key, Mode: ocpb.KeyMode_READ}}})
 		got <- err
 	}()
-	deadline := time.Now().Add(5 * time.Second)
-	for testutil.ToFloat64(n.metrics.triesSkipped) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the waiter never began waiting without a Raft round")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	// The waiter begins waiting without a Raft round.
+	waitUntil(t, 5*time.Second, func() bool { return testutil.ToFloat64(n.metrics.triesSkipped) > 0 })
 	if _, err := n.Commit(ctx, &ocpb.CommitRequest{Name: "holder", Code: holder.Code}); err != nil {
 		t.Fatal(err)
 	}
@@ -362,13 +357,8 @@ func TestRestrictNameWaiters(t *testing.T) {
 		_, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "t", Ttl: ttl, Keys: keys, Wait: durationpb.New(4 * time.Second), RequestId: "waiter"})
 		got <- err
 	}()
-	deadline := time.Now().Add(5 * time.Second)
-	for testutil.ToFloat64(n.metrics.triesSkipped) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the name's waiter never began waiting without a Raft round")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	// The name's waiter begins waiting without a Raft round.
+	waitUntil(t, 5*time.Second, func() bool { return testutil.ToFloat64(n.metrics.triesSkipped) > 0 })
 	retried, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "t", Ttl: ttl, Keys: keys, Wait: durationpb.New(time.Second), RequestId: "holder"})
 	if err != nil {
 		t.Fatalf("retried Restrict of the held name: %v", err)

@@ -16,7 +16,11 @@
 // leader's, which go before its own fsync so the followers' overlap it
 // (snapshots stream in chunks, transport.go; a big one is ingested as SSTs,
 // snapshot_ingest.go). A contended named lock passes to its next waiter in
-// the releasing command (handoff.go).
+// the releasing command (handoff.go). A waiter never proposes a lock that
+// its leader's applied state shows taken: it joins the queue, then looks,
+// and waits (takeInTurn, lockKeysHere). The look only saves rounds; a
+// client's refusal comes from a committed command, or for a key lock with
+// no wait from a look under the read lease.
 //
 // # Cluster
 //

@@ -97,8 +97,8 @@ func (n *Node) byBucket(keys [][]byte) ([]mvcc.Bucket, map[mvcc.Bucket][][]byte)
 // next Release while it waits, which may grant it in its own round
 // (handoff.go).
 //
-// holder, if given, tells from this node's applied state who holds the
-// lock (holderUnknown when this node does not lead its group). Two
+// holder tells from this node's applied state who holds the lock
+// (holderUnknown when this node does not lead its group). Two
 // shortcuts follow, both only ever skipping work:
 //   - holderRequest: a retry of the acquire that holds the lock tries at
 //     once, wherever it queued, and gets its grant back, instead of
@@ -116,7 +116,7 @@ func (n *Node) takeInTurn(wctx context.Context, resource, what string, noWait bo
 	for first := true; ; first = false {
 		head := w.IsHead()
 		held := holderUnknown
-		if holder != nil && (head || first) {
+		if head || first {
 			held = holder()
 		}
 		if head || held == holderRequest {

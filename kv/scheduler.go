@@ -77,6 +77,7 @@ type readyWork struct {
 // cycle runs one round of Ready handling for every group.
 func (s *scheduler) cycle() error {
 	n := s.n
+	start := time.Now()
 	s.mu.Lock()
 	fns, inbox := s.mu.fns, s.mu.inbox
 	s.mu.fns, s.mu.inbox = nil, nil
@@ -136,7 +137,6 @@ func (s *scheduler) cycle() error {
 	if len(work) == 0 {
 		return nil
 	}
-	start := time.Now()
 	defer func() { n.metrics.cycle.Observe(time.Since(start).Seconds()) }()
 	// The round's log write goes to the WAL now and its fsync runs while
 	// the committed entries are applied (as etcd's server applies while it
