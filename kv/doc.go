@@ -81,7 +81,10 @@
 //     second, idempotent resolution. A key lock its record no longer
 //     accounts for (a LockKeys that applied after the lock's keys were
 //     resolved) is released by its bucket's leader within a few
-//     Config.OrphanSweepInterval (orphan_keys.go).
+//     Config.OrphanSweepInterval (orphan_keys.go). A read skips the look
+//     for a key lock only while replica.noKeyLocks says its bucket holds
+//     none; the scheduler clears that flag before it commits a batch that
+//     may hold a key lock, so a lock is never acknowledged while it is set.
 //  6. A write, CAS or Release applies at most once per request id: a retry
 //     (marked so by the client) finds the dedup record of the first attempt
 //     in the bucket and gets its result back.

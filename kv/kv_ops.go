@@ -204,7 +204,13 @@ func (n *Node) readKey(ctx context.Context, r *replica, key []byte, at ts.Timest
 		}
 	}()
 	for {
-		res, err := locks.Read(n.eng.DB(), r.bucket, key, at, code)
+		var res locks.ReadResult
+		var err error
+		if r.noKeyLocks.Load() {
+			res, err = locks.ReadUnlocked(n.eng.DB(), r.bucket, key, at)
+		} else {
+			res, err = locks.Read(n.eng.DB(), r.bucket, key, at, code)
+		}
 		if err != nil {
 			return mvcc.Value{}, err
 		}

@@ -482,3 +482,41 @@ func TestProposalIDsDifferAcrossOpens(t *testing.T) {
 		t.Fatalf("two opens start their proposal ids at the same value %d", a.proposalIDs.Load())
 	}
 }
+
+// TestReadLooksForKeyLocksOnlyWhileHeld: a read skips the look for a key
+// lock only while the bucket holds none. The flag that says so is cleared
+// before a key lock is acknowledged, so a strict WRITE lock still blocks
+// readers, and set again once the lock is resolved.
+func TestReadLooksForKeyLocksOnlyWhileHeld(t *testing.T) {
+	n := openTestNode(t)
+	ctx := ctxT(t)
+	key := []byte("k")
+	if _, err := n.Put(ctx, &ocpb.PutRequest{Key: key, Value: []byte("1")}); err != nil {
+		t.Fatal(err)
+	}
+	r := n.replicaOf(key)
+	if !r.noKeyLocks.Load() {
+		t.Fatal("after a plain Put the bucket is not known to hold no key lock")
+	}
+	tx, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "w", Ttl: durationpb.New(5 * time.Second), Isolation: ocpb.Isolation_STRICT,
+		Keys: []*ocpb.KeyLockRequest{{Key: key, Mode: ocpb.KeyMode_WRITE}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.noKeyLocks.Load() {
+		t.Fatal("a granted key lock left the bucket marked as holding none")
+	}
+	_, err = n.Get(ctx, &ocpb.GetRequest{Key: key, Wait: durationpb.New(50 * time.Millisecond)})
+	if !errors.Is(err, ErrWaitTimeout) {
+		t.Fatalf("Get of a strictly WRITE-locked key: err = %v, want ErrWaitTimeout", err)
+	}
+	if _, err := n.Commit(ctx, &ocpb.CommitRequest{Name: "w", Code: tx.Code,
+		Writes: []*ocpb.TxnWrite{{Key: key, Value: []byte("2")}}}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 5*time.Second, r.noKeyLocks.Load)
+	got, err := n.Get(ctx, &ocpb.GetRequest{Key: key})
+	if err != nil || string(got.Kv.Value) != "2" {
+		t.Fatalf("after commit Get = %v, %v; want 2", got, err)
+	}
+}

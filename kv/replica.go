@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/raft/v3"
@@ -31,6 +32,12 @@ type replica struct {
 	// cache is the apply path's memory of the bucket (its key-lock count
 	// and version bound; scheduler goroutine only).
 	cache *locks.Cache
+	// noKeyLocks: the bucket's stored state holds no key-lock record, so a
+	// read need not look for one. The scheduler clears it before it commits
+	// a batch that may hold one and sets it only after a batch left none,
+	// so it never claims "none" while a key lock is in the database; false
+	// when unknown (a new replica, a snapshot on its way in).
+	noKeyLocks atomic.Bool
 
 	// gate orders write timestamps before snapshot reads (invariant 4):
 	// writers hold it shared from taking a timestamp until their proposal is
@@ -146,6 +153,13 @@ func (r *replica) newRawNode(st *raftlog.Storage) (*raft.RawNode, error) {
 		return nil, fmt.Errorf("kv: group %d: %w", r.group, err)
 	}
 	return rn, nil
+}
+
+// invalidateCache forgets what the apply path knew of the bucket, before
+// its stored state is replaced (scheduler goroutine).
+func (r *replica) invalidateCache() {
+	r.noKeyLocks.Store(false)
+	r.cache.Invalidate()
 }
 
 func (r *replica) isMeta() bool { return r.group == metaGroup }

@@ -133,10 +133,10 @@ func (n *Node) forgetReplica(r *replica) error {
 	if err := r.storage.Forget(b); err != nil {
 		return err
 	}
+	r.invalidateCache()
 	if err := b.Commit(pebble.Sync); err != nil {
 		return err
 	}
-	r.cache.Invalidate()
 	st, err := raftlog.Load(db, r.group, raftlog.Config{})
 	if err != nil {
 		return fmt.Errorf("kv: reload group %d after replica GC: %w", r.group, err)

@@ -267,10 +267,25 @@ func (s *scheduler) apply(work []readyWork) error {
 	if len(lastApplied) == 0 {
 		return nil
 	}
+	for r := range lastApplied {
+		if !r.isMeta() && !r.cache.KeyLocks.KnownNone() {
+			r.noKeyLocks.Store(false) // the batch may hold a key lock
+		}
+	}
 	// NoSync: the Raft log is durable; a crash replays from the applied
 	// index, which commits atomically with the state it describes.
 	if err := b.Commit(pebble.NoSync); err != nil {
 		return err
+	}
+	for r := range lastApplied {
+		if r.isMeta() {
+			continue
+		}
+		none, err := r.cache.KeyLocks.None(n.eng.DB(), r.bucket)
+		if err != nil {
+			return err
+		}
+		r.noKeyLocks.Store(none)
 	}
 	// Publish the applied indexes before answering, so that a proposer
 	// reads its own write in anything keyed by them (the meta view).

@@ -244,7 +244,7 @@ func (n *Node) streamSnapshot(ctx context.Context, it *pebble.Iterator, to uint6
 // round's log batch, which commits it atomically with the rest of the
 // round.
 func (n *Node) applySnapshot(b *pebble.Batch, r *replica, snap *raftpb.Snapshot) error {
-	r.cache.Invalidate() // the bucket's records are replaced
+	r.invalidateCache() // the bucket's records are replaced
 	data := &cmdpb.SnapshotData{}
 	if err := proto.Unmarshal(snap.GetData(), data); err != nil {
 		return fmt.Errorf("group %d: corrupt snapshot: %w", r.group, err)

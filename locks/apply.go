@@ -156,7 +156,7 @@ func (a *applier) noKeyLocks() (bool, error) {
 	if a.kls == nil {
 		return false, nil
 	}
-	return a.kls.none(a.rw, a.b)
+	return a.kls.None(a.rw, a.b)
 }
 
 // checkWritable enforces invariant 3 for a plain write at t, and returns

@@ -17,7 +17,8 @@
 // the commit timestamp (or drops them) after the record is finished.
 // ApplyCached also keeps a bucket's Cache: its count of key locks
 // (KeyLocks), so a plain write looks for a key lock only when the bucket
-// has one, and a bound on its versions (VersionBound), so a Put reads its
+// has one (and a read, through ReadUnlocked, only when the caller knows it
+// may have one), and a bound on its versions (VersionBound), so a Put reads its
 // key's newest version only when its timestamp is not above them all.
 //
 // # Invariants

@@ -18,9 +18,13 @@ type KeyLocks struct {
 // Invalidate marks the count unknown.
 func (k *KeyLocks) Invalidate() { k.n = -1 }
 
-// none reports whether bucket b of r holds no key-lock record, recounting
+// KnownNone reports whether the count is known to be zero, without
+// reading anything.
+func (k *KeyLocks) KnownNone() bool { return k.n == 0 }
+
+// None reports whether bucket b of r holds no key-lock record, recounting
 // first if the count is unknown.
-func (k *KeyLocks) none(r mvcc.Reader, b mvcc.Bucket) (bool, error) {
+func (k *KeyLocks) None(r mvcc.Reader, b mvcc.Bucket) (bool, error) {
 	if k.n < 0 {
 		n := 0
 		if err := mvcc.ScanRecords(r, b, mvcc.KindKeyLock, nil, func(_, _ []byte) error { n++; return nil }); err != nil {

@@ -50,6 +50,14 @@ func Read(r mvcc.Reader, b mvcc.Bucket, key []byte, at ts.Timestamp, code []byte
 	return ReadResult{Value: v}, err
 }
 
+// ReadUnlocked is Read of a bucket that holds no key lock: it skips the
+// look for one, which costs as much as the read itself (a point lookup
+// that misses goes through every level's filter).
+func ReadUnlocked(r mvcc.Reader, b mvcc.Bucket, key []byte, at ts.Timestamp) (ReadResult, error) {
+	v, err := mvcc.Get(r, b, key, at)
+	return ReadResult{Value: v}, err
+}
+
 // BlocksReader reports whether key lock kl makes a reader that does not
 // hold it wait before reading at at, and which lock it waits for: a strict
 // WRITE lock always does; a snapshot WRITE lock does once it is prepared at
