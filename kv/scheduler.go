@@ -34,6 +34,10 @@ type scheduler struct {
 	}
 	// ticks counts ticks, to run the cluster maintenance every few.
 	ticks int
+	// work is the cycle's Ready list, kept between cycles so that a
+	// Ready (a large struct) is not reallocated for every group every
+	// cycle; cleared after each cycle so it pins no entries.
+	work []readyWork
 }
 
 func (s *scheduler) wake() {
@@ -89,7 +93,11 @@ func (s *scheduler) cycle() error {
 	for _, r := range n.replicas {
 		r.handOff()
 	}
-	var work []readyWork
+	work := s.work[:0]
+	defer func() {
+		clear(work)
+		s.work = work[:0]
+	}()
 	var early map[uint64][]*cmdpb.GroupMessage
 	// mustSync: the round persists entries, a new term or vote
 	// (Ready.MustSync), or a snapshot. A round that only moves commit
