@@ -250,6 +250,9 @@ func TestRestrictGivesBackKeysTakenOutOfOrder(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the later bucket's key stayed held by a waiting lock: %v", err)
 	}
+	if g := testutil.ToFloat64(n.metrics.keysGivenBack); g != 1 {
+		t.Fatalf("key_locks_given_back_total = %v, want 1", g)
+	}
 	for _, l := range []*ocpb.RestrictResponse{first, third} {
 		if _, err := n.Commit(ctx, &ocpb.CommitRequest{Name: l.Name, Code: l.Code}); err != nil {
 			t.Fatal(err)

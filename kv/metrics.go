@@ -11,6 +11,9 @@ type metrics struct {
 	// triesSkipped counts waits begun without proposing a lock that the
 	// leader's applied state showed taken (takeInTurn, lockKeysHere).
 	triesSkipped prometheus.Counter
+	// keysGivenBack counts buckets whose key locks a Restrict took and gave
+	// back because an earlier bucket's keys were taken (lockKeys).
+	keysGivenBack prometheus.Counter
 	// orphanedKeyLocks counts key locks released by the orphan sweeper.
 	orphanedKeyLocks prometheus.Counter
 	// leaseReads and readRounds count linearizable reads served under a
@@ -47,6 +50,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			"Named locks granted to a waiter in the releasing command's own Raft round."),
 		triesSkipped: counter("lock_tries_skipped_total",
 			"Lock and key-lock requests that waited without a Raft round, the leader's applied state showing the lock taken."),
+		keysGivenBack: counter("key_locks_given_back_total",
+			"Buckets whose key locks a restrictive lock took in its first, parallel pass and gave back because an earlier bucket's keys were taken."),
 		orphanedKeyLocks: counter("orphaned_key_locks_released_total",
 			"Key locks released because their restrictive lock's record no longer accounted for them."),
 		leaseReads: counter("lease_reads_total",
@@ -59,7 +64,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			"Raft log writes that had to be durable: from the write to the end of its fsync."),
 	}
 	if reg != nil {
-		reg.MustRegister(m.lockWaits, m.lockExpired, m.staleRetry, m.handoffs, m.triesSkipped, m.orphanedKeyLocks, m.leaseReads, m.readRounds, m.cycle, m.logSync)
+		reg.MustRegister(m.lockWaits, m.lockExpired, m.staleRetry, m.handoffs, m.triesSkipped, m.keysGivenBack, m.orphanedKeyLocks, m.leaseReads, m.readRounds, m.cycle, m.logSync)
 	}
 	return m
 }

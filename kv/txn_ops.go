@@ -160,6 +160,7 @@ func (n *Node) lockKeys(ctx, wctx context.Context, name string, code []byte, iso
 				}
 				values[i] = nil
 			}
+			n.metrics.keysGivenBack.Add(float64(len(later)))
 			if err := n.proposeEach(ctx, later, func(b mvcc.Bucket) *cmdpb.Command {
 				return &cmdpb.Command{Body: &cmdpb.Command_ResolveKeys{ResolveKeys: &cmdpb.ResolveKeys{
 					Name: name, Code: code, Keys: keys[b],
