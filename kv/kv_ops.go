@@ -395,6 +395,9 @@ func (n *Node) Scan(ctx context.Context, req *ocpb.ScanRequest) (*ocpb.ScanRespo
 // at (the same rule as locks.Read).
 func (n *Node) waitScanLocks(ctx context.Context, r *replica, prefix, startAfter []byte, at ts.Timestamp) error {
 	for {
+		if r.noKeyLocks.Load() {
+			return nil
+		}
 		var blocked []byte
 		err := mvcc.ScanRecords(n.eng.DB(), r.bucket, mvcc.KindKeyLock, prefix, func(key, raw []byte) error {
 			if blocked != nil || startAfter != nil && bytes.Compare(key, startAfter) <= 0 {

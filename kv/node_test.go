@@ -483,8 +483,8 @@ func TestProposalIDsDifferAcrossOpens(t *testing.T) {
 	}
 }
 
-// TestReadLooksForKeyLocksOnlyWhileHeld: a read skips the look for a key
-// lock only while the bucket holds none. The flag that says so is cleared
+// TestReadLooksForKeyLocksOnlyWhileHeld: a read (Get or Scan) skips the
+// look for a key lock only while the bucket holds none. The flag that says so is cleared
 // before a key lock is acknowledged, so a strict WRITE lock still blocks
 // readers, and set again once the lock is resolved.
 func TestReadLooksForKeyLocksOnlyWhileHeld(t *testing.T) {
@@ -509,6 +509,10 @@ func TestReadLooksForKeyLocksOnlyWhileHeld(t *testing.T) {
 	_, err = n.Get(ctx, &ocpb.GetRequest{Key: key, Wait: durationpb.New(50 * time.Millisecond)})
 	if !errors.Is(err, ErrWaitTimeout) {
 		t.Fatalf("Get of a strictly WRITE-locked key: err = %v, want ErrWaitTimeout", err)
+	}
+	_, err = n.Scan(ctx, &ocpb.ScanRequest{Prefix: key, Wait: durationpb.New(50 * time.Millisecond)})
+	if !errors.Is(err, ErrWaitTimeout) {
+		t.Fatalf("Scan over a strictly WRITE-locked key: err = %v, want ErrWaitTimeout", err)
 	}
 	if _, err := n.Commit(ctx, &ocpb.CommitRequest{Name: "w", Code: tx.Code,
 		Writes: []*ocpb.TxnWrite{{Key: key, Value: []byte("2")}}}); err != nil {
