@@ -163,6 +163,16 @@ func (n *Node) servedReplica(ctx context.Context, group uint32) (*replica, error
 	return r, nil
 }
 
+// servedBucket is servedReplica for requests that read a bucket's data:
+// the meta group holds no bucket's data (its replica's bucket field is
+// meaningless), so it is refused rather than read as bucket 0.
+func (n *Node) servedBucket(ctx context.Context, group uint32) (*replica, error) {
+	if group == metaGroup {
+		return nil, fmt.Errorf("%w: group %d is the meta group, not a bucket", ErrInvalid, group)
+	}
+	return n.servedReplica(ctx, group)
+}
+
 // bucketLockKeys takes the key locks of one bucket (keys in key order) on
 // its leader, waiting in each key's queue up to wctx's deadline (not at
 // all if it has passed). With read it returns the keys' committed values.
@@ -328,7 +338,7 @@ func (n *Node) bucketRead(ctx, wctx context.Context, b mvcc.Bucket, keys [][]byt
 
 // ServeRead is the leader's half of bucketRead.
 func (n *Node) ServeRead(ctx context.Context, req *cmdpb.BucketReadRequest) ([]mvcc.Value, error) {
-	r, err := n.servedReplica(ctx, req.GetGroup())
+	r, err := n.servedBucket(ctx, req.GetGroup())
 	if err != nil {
 		return nil, err
 	}
@@ -378,7 +388,7 @@ func (n *Node) bucketScan(ctx, wctx context.Context, b mvcc.Bucket, req *cmdpb.B
 
 // ServeScan is the leader's half of bucketScan.
 func (n *Node) ServeScan(ctx context.Context, req *cmdpb.BucketScanRequest) ([]mvcc.KV, bool, error) {
-	r, err := n.servedReplica(ctx, req.GetGroup())
+	r, err := n.servedBucket(ctx, req.GetGroup())
 	if err != nil {
 		return nil, false, err
 	}

@@ -524,3 +524,16 @@ func TestReadLooksForKeyLocksOnlyWhileHeld(t *testing.T) {
 		t.Fatalf("after commit Get = %v, %v; want 2", got, err)
 	}
 }
+
+// TestServeReadRefusesMetaGroup: the meta group holds no bucket's data, so
+// a bucket read or scan addressed to it is refused, not served from bucket 0.
+func TestServeReadRefusesMetaGroup(t *testing.T) {
+	n := openTestNode(t)
+	ctx := ctxT(t)
+	if _, err := n.ServeRead(ctx, &cmdpb.BucketReadRequest{Group: metaGroup, Keys: [][]byte{[]byte("k")}}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("ServeRead(meta group) err = %v, want ErrInvalid", err)
+	}
+	if _, _, err := n.ServeScan(ctx, &cmdpb.BucketScanRequest{Group: metaGroup}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("ServeScan(meta group) err = %v, want ErrInvalid", err)
+	}
+}
