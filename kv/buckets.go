@@ -222,8 +222,8 @@ func (n *Node) holdsKey(r *replica, key, code []byte) bool {
 // is the refusal the client gets, so it must be linearizable: it is then
 // read under r's read lease, else not given (the caller proposes).
 func (n *Node) keyRefuses(r *replica, spec *cmdpb.KeySpec, code []byte, noWait bool) (string, bool) {
-	if !r.isReady() {
-		return "", false
+	if r.noKeyLocks.Load() || !r.isReadyLeader() {
+		return "", false // nothing to refuse with, or nothing known
 	}
 	var epoch uint64
 	if noWait {

@@ -320,7 +320,7 @@ func (n *Node) txnInfo(name string, rec *cmdpb.TxnRecord) *ocpb.LockInfo {
 // being given back (giveBack) is another's: a retry must not take it back
 // as it is released.
 func (r *replica) namedHolder(name, requestID string, code []byte) lockHolder {
-	if !r.isReady() {
+	if !r.isReadyLeader() {
 		return holderUnknown
 	}
 	rec, found, err := locks.NamedRecord(r.node.eng.DB(), r.bucket, name)
@@ -334,7 +334,7 @@ func (r *replica) namedHolder(name, requestID string, code []byte) lockHolder {
 // txnHolder is namedHolder for the restrictive lock name: a PENDING
 // record holds it (TxnBegin refuses others until it finishes).
 func (r *replica) txnHolder(name, requestID string, code []byte) lockHolder {
-	if !r.isReady() {
+	if !r.isReadyLeader() {
 		return holderUnknown
 	}
 	rec, found, err := locks.TxnRecord(r.node.eng.DB(), r.bucket, name)

@@ -155,6 +155,30 @@ func (r *replica) newRawNode(st *raftlog.Storage) (*raft.RawNode, error) {
 	return rn, nil
 }
 
+// keyLocksMayAppear is called before an apply batch of this replica's
+// commits: unless the batch is known to leave the bucket without key
+// locks, readers must look for them from now on (scheduler goroutine).
+func (r *replica) keyLocksMayAppear() {
+	if !r.cache.KeyLocks.KnownNone() {
+		r.noKeyLocks.Store(false)
+	}
+}
+
+// publishKeyLocks is called after the batch committed: it tells readers
+// whether the bucket now holds no key lock, recounting if the apply path
+// lost count (scheduler goroutine). The meta group holds no bucket.
+func (r *replica) publishKeyLocks() error {
+	if r.isMeta() {
+		return nil
+	}
+	none, err := r.cache.KeyLocks.None(r.node.eng.DB(), r.bucket)
+	if err != nil {
+		return err
+	}
+	r.noKeyLocks.Store(none)
+	return nil
+}
+
 // invalidateCache forgets what the apply path knew of the bucket, before
 // its stored state is replaced (scheduler goroutine).
 func (r *replica) invalidateCache() {
@@ -163,13 +187,6 @@ func (r *replica) invalidateCache() {
 }
 
 func (r *replica) isMeta() bool { return r.group == metaGroup }
-
-// isReady reports whether this replica is its group's ready leader now.
-func (r *replica) isReady() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.mu.ready
-}
 
 // waitReady blocks until this replica is a ready leader (invariant 2). It
 // gives up after a few election timeouts, so that a request on a node that

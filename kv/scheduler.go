@@ -276,9 +276,7 @@ func (s *scheduler) apply(work []readyWork) error {
 		return nil
 	}
 	for r := range lastApplied {
-		if !r.isMeta() && !r.cache.KeyLocks.KnownNone() {
-			r.noKeyLocks.Store(false) // the batch may hold a key lock
-		}
+		r.keyLocksMayAppear()
 	}
 	// NoSync: the Raft log is durable; a crash replays from the applied
 	// index, which commits atomically with the state it describes.
@@ -286,14 +284,9 @@ func (s *scheduler) apply(work []readyWork) error {
 		return err
 	}
 	for r := range lastApplied {
-		if r.isMeta() {
-			continue
-		}
-		none, err := r.cache.KeyLocks.None(n.eng.DB(), r.bucket)
-		if err != nil {
+		if err := r.publishKeyLocks(); err != nil {
 			return err
 		}
-		r.noKeyLocks.Store(none)
 	}
 	// Publish the applied indexes before answering, so that a proposer
 	// reads its own write in anything keyed by them (the meta view).
