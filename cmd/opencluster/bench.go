@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -30,6 +31,7 @@ type benchFlags struct {
 	seed        uint64
 	cacheDir    string
 	source      string
+	cpuProfile  string
 }
 
 // newBenchCmd returns `opencluster bench`: measure OpenCluster, etcd and
@@ -78,6 +80,7 @@ Workloads: ` + bench.WorkloadNames() + `.`,
 	fl.Uint64Var(&f.seed, "seed", 0, "seed of the clients' random choices (0: from the clock; printed)")
 	fl.StringVar(&f.cacheDir, "cache-dir", "", "where etcd and its driver are built (default: $XDG_CACHE_HOME/opencluster)")
 	fl.StringVar(&f.source, "source", "", "OpenCluster source tree, to build the etcd driver from (default: found from the working directory)")
+	fl.StringVar(&f.cpuProfile, "cpuprofile", "", "write the bench process's CPU profile (OpenCluster's clients, not the servers) to this file")
 	cmd.AddCommand(newBenchMovesCmd(a))
 	return cmd
 }
@@ -168,6 +171,17 @@ func (a *app) runBench(cmd *cobra.Command, cfg bench.Config, f benchFlags) (err 
 		return failf(codes.Internal, "temp dir: %s", err.Error())
 	}
 	defer os.RemoveAll(work)
+	if f.cpuProfile != "" {
+		prof, err := os.Create(f.cpuProfile)
+		if err != nil {
+			return failf(codes.InvalidArgument, "--cpuprofile: %s", err.Error())
+		}
+		defer prof.Close()
+		if err := pprof.StartCPUProfile(prof); err != nil {
+			return failf(codes.FailedPrecondition, "--cpuprofile: %s", err.Error())
+		}
+		defer pprof.StopCPUProfile()
+	}
 	scfg := systems.Config{
 		Exe:       exe,
 		WorkDir:   work,

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -39,6 +41,7 @@ func TestBenchFlagErrors(t *testing.T) {
 		{[]string{"--nodes", "0"}, "--nodes must be at least 1"},
 		{[]string{"--target", "redis", "--nodes", "3"}, "--nodes: 3, but redis runs as one server only"},
 		{[]string{"--target", "etcd", "--endpoints", "127.0.0.1:1"}, "--endpoints: given, but opencluster is not a target"},
+		{[]string{"--workload", "put", "--cpuprofile", "/nonexistent/dir/cpu.pprof"}, "--cpuprofile: open /nonexistent/dir/cpu.pprof"},
 		{[]string{"extra"}, "unknown command"},
 	} {
 		r := benchCLI(t, 10*time.Second, append([]string{"bench"}, tc.args...)...).fails(t, "InvalidArgument")
@@ -56,8 +59,10 @@ func TestBenchOpenCluster(t *testing.T) {
 		t.Skip("starts a server process")
 	}
 	t.Setenv(execMainEnv, "1") // the server child runs main, not the tests
+	profile := filepath.Join(t.TempDir(), "cpu.pprof")
 	r := benchCLI(t, 2*time.Minute, "bench", "--workload", "put,lock-contended,transfer-10",
-		"--duration", "1s", "--warmup", "200ms", "--concurrency", "4", "--buckets", "8", "--seed", "7", "-o", "json")
+		"--duration", "1s", "--warmup", "200ms", "--concurrency", "4", "--buckets", "8", "--seed", "7", "-o", "json",
+		"--cpuprofile", profile)
 	if r.code != 0 {
 		t.Fatalf("exit %d\nstderr:\n%s\nstdout:\n%s", r.code, r.stderr, r.stdout)
 	}
@@ -84,5 +89,9 @@ func TestBenchOpenCluster(t *testing.T) {
 		if !strings.Contains(r.stderr, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
 		}
+	}
+	// A CPU profile is gzipped protobuf; an empty or unfinished one is not.
+	if b, err := os.ReadFile(profile); err != nil || len(b) < 100 || !bytes.HasPrefix(b, []byte{0x1f, 0x8b}) {
+		t.Errorf("--cpuprofile wrote %d bytes (%v), want a gzipped profile", len(b), err)
 	}
 }
