@@ -19,6 +19,9 @@ type metrics struct {
 	// leaseReads and readRounds count linearizable reads served under a
 	// read lease and ReadIndex rounds started (lease.go).
 	leaseReads, readRounds prometheus.Counter
+	// commitAppendsSkipped counts commit-only appends not sent to a
+	// caught-up follower (transport.go).
+	commitAppendsSkipped prometheus.Counter
 	// cycle times one scheduler cycle that had work (scheduler.cycle);
 	// logSync the wait for its Raft log write to be durable.
 	cycle, logSync prometheus.Histogram
@@ -58,13 +61,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			"Linearizable reads served under the leader's read lease, without a ReadIndex round."),
 		readRounds: counter("read_index_rounds_total",
 			"ReadIndex rounds started (each serves every read queued for its group)."),
+		commitAppendsSkipped: counter("raft_commit_appends_skipped_total",
+			"Empty Raft appends, carrying only a moved commit index, not sent to a caught-up follower of a bucket (it learns the index from the next append or heartbeat)."),
 		cycle: latency("raft_cycle_duration_seconds",
 			"Scheduler cycles that had work: stepping, the Raft log write, applying every group's committed entries and sending."),
 		logSync: latency("raft_log_sync_duration_seconds",
 			"Raft log writes that had to be durable: from the write to the end of its fsync."),
 	}
 	if reg != nil {
-		reg.MustRegister(m.lockWaits, m.lockExpired, m.staleRetry, m.handoffs, m.triesSkipped, m.keysGivenBack, m.orphanedKeyLocks, m.leaseReads, m.readRounds, m.cycle, m.logSync)
+		reg.MustRegister(m.lockWaits, m.lockExpired, m.staleRetry, m.handoffs, m.triesSkipped, m.keysGivenBack, m.orphanedKeyLocks, m.leaseReads, m.readRounds, m.commitAppendsSkipped, m.cycle, m.logSync)
 	}
 	return m
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
+	"go.etcd.io/raft/v3/tracker"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/opencluster/opencluster/kv/raftlog"
@@ -133,7 +134,17 @@ func (n *Node) outgoing(out map[uint64][]*cmdpb.GroupMessage, r *replica, msgs [
 	}
 	r.voidLeaseBefore(msgs)
 	var left []*raftpb.Message
+	var caughtUp map[uint64]bool
 	for _, m := range msgs {
+		if isEmptyAppend(m) && !r.isMeta() {
+			if caughtUp == nil {
+				caughtUp = r.caughtUpFollowers()
+			}
+			if caughtUp[m.GetTo()] {
+				n.metrics.commitAppendsSkipped.Inc()
+				continue
+			}
+		}
 		if m.GetType() == raftpb.MsgSnap {
 			if !snapshots {
 				left = append(left, m)
@@ -152,6 +163,35 @@ func (n *Node) outgoing(out map[uint64][]*cmdpb.GroupMessage, r *replica, msgs [
 		out[m.GetTo()] = append(out[m.GetTo()], &cmdpb.GroupMessage{Group: r.group, Message: data})
 	}
 	return out, left, nil
+}
+
+// Commit-only appends. When a leader's commit index moves, etcd raft
+// sends every follower an append with no entries, only to tell it the
+// new index sooner; the follower steps it in a cycle of its own and
+// answers. A bucket's follower serves no request (reads and writes run
+// on its leader), so for bucket groups these are not sent to a follower
+// that has acknowledged everything it was sent: it learns the index from
+// the next append or heartbeat (HeartbeatTicks), applying in larger
+// batches, and a leader it becomes applies all it inherited before it
+// serves (isReadyLeader). An empty append is still sent where it may
+// carry more than the commit index: to a follower being probed (its
+// answer finds where the logs match) or with appends in flight (were
+// they lost, its rejection starts the probe that resends them). The meta
+// group always sends them: every node reads its local meta replica.
+
+// isEmptyAppend reports whether m is an append with no entries.
+func isEmptyAppend(m *raftpb.Message) bool {
+	return m.GetType() == raftpb.MsgApp && len(m.GetEntries()) == 0
+}
+
+// caughtUpFollowers returns the followers of r, a leader, that replicate
+// with nothing in flight: each has acknowledged every entry sent to it.
+func (r *replica) caughtUpFollowers() map[uint64]bool {
+	caughtUp := make(map[uint64]bool, 2)
+	r.rn.WithProgress(func(id uint64, _ raft.ProgressType, pr tracker.Progress) {
+		caughtUp[id] = pr.State == tracker.StateReplicate && pr.Match+1 == pr.Next
+	})
+	return caughtUp
 }
 
 // groupSpan returns the engine span holding a group's replicated state.

@@ -8,11 +8,14 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/opencluster/opencluster/bucket"
@@ -360,6 +363,74 @@ func TestSlowLossyLinks(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("release after healing: %v", err)
 	}
+}
+
+// TestFollowersLearnCommitsWithoutEmptyAppends checks that bucket leaders
+// skip the empty appends that only carry a moved commit index, and that
+// their followers still apply everything: after the last write, from
+// heartbeats alone. (TestSlowLossyLinks checks that appends lost in flight
+// are still resent.)
+func TestFollowersLearnCommitsWithoutEmptyAppends(t *testing.T) {
+	reg := &registry{}
+	cfg := kv.TestConfig()
+	cfg.Registerer = reg
+	c := Start(t, Options{Nodes: 3, Config: &cfg})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n := c.Primary()
+	for i := range 40 {
+		k := []byte(fmt.Sprint("commit/", i))
+		if _, err := On(ctx, n, func() (*ocpb.PutResponse, error) { return n.Put(ctx, &ocpb.PutRequest{Key: k, Value: k}) }); err != nil {
+			t.Fatalf("put %s: %v", k, err)
+		}
+	}
+	if skipped := reg.sum("opencluster_raft_commit_appends_skipped_total"); skipped == 0 {
+		t.Fatal("no commit-only append was skipped")
+	}
+	for _, node := range c.Nodes() {
+		c.WaitCaughtUp(node)
+	}
+}
+
+// registry is a prometheus.Registerer that keeps what every node of a
+// cluster registers, names repeated.
+type registry struct {
+	mu         sync.Mutex
+	collectors []prometheus.Collector
+}
+
+func (r *registry) Register(c prometheus.Collector) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.collectors = append(r.collectors, c)
+	return nil
+}
+
+func (r *registry) MustRegister(cs ...prometheus.Collector) {
+	for _, c := range cs {
+		_ = r.Register(c)
+	}
+}
+
+func (r *registry) Unregister(prometheus.Collector) bool { return false }
+
+// sum adds up the value of every registered counter or gauge named name.
+func (r *registry) sum(name string) float64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	total := 0.0
+	for _, c := range r.collectors {
+		descs := make(chan *prometheus.Desc, 8)
+		c.Describe(descs)
+		close(descs)
+		for d := range descs {
+			if strings.Contains(d.String(), `fqName: "`+name+`"`) {
+				total += testutil.ToFloat64(c)
+				break
+			}
+		}
+	}
+	return total
 }
 
 // TestNodeWithoutBucketsServes runs four nodes with three replicas per
