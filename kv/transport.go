@@ -134,16 +134,10 @@ func (n *Node) outgoing(out map[uint64][]*cmdpb.GroupMessage, r *replica, msgs [
 	}
 	r.voidLeaseBefore(msgs)
 	var left []*raftpb.Message
-	var caughtUp map[uint64]bool
 	for _, m := range msgs {
-		if isEmptyAppend(m) && !r.isMeta() {
-			if caughtUp == nil {
-				caughtUp = r.caughtUpFollowers()
-			}
-			if caughtUp[m.GetTo()] {
-				n.metrics.commitAppendsSkipped.Inc()
-				continue
-			}
+		if isEmptyAppend(m) && !r.isMeta() && r.caughtUp(m.GetTo()) {
+			n.metrics.commitAppendsSkipped.Inc()
+			continue
 		}
 		if m.GetType() == raftpb.MsgSnap {
 			if !snapshots {
@@ -184,12 +178,14 @@ func isEmptyAppend(m *raftpb.Message) bool {
 	return m.GetType() == raftpb.MsgApp && len(m.GetEntries()) == 0
 }
 
-// caughtUpFollowers returns the followers of r, a leader, that replicate
-// with nothing in flight: each has acknowledged every entry sent to it.
-func (r *replica) caughtUpFollowers() map[uint64]bool {
-	caughtUp := make(map[uint64]bool, 2)
-	r.rn.WithProgress(func(id uint64, _ raft.ProgressType, pr tracker.Progress) {
-		caughtUp[id] = pr.State == tracker.StateReplicate && pr.Match+1 == pr.Next
+// caughtUp reports whether follower id of r, a leader, replicates with
+// nothing in flight: it has acknowledged every entry sent to it.
+func (r *replica) caughtUp(id uint64) bool {
+	caughtUp := false
+	r.rn.WithProgress(func(peer uint64, _ raft.ProgressType, pr tracker.Progress) {
+		if peer == id {
+			caughtUp = pr.State == tracker.StateReplicate && pr.Match+1 == pr.Next
+		}
 	})
 	return caughtUp
 }
