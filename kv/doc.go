@@ -17,7 +17,8 @@
 // (snapshots stream in chunks, transport.go; a big one is ingested as SSTs,
 // snapshot_ingest.go). A bucket leader does not send a caught-up follower
 // the empty append that only moves its commit index: the next append or
-// heartbeat carries it (transport.go). A contended named lock passes to its next waiter in
+// heartbeat carries it (transport.go), unless it is the first to announce
+// a committed configuration change. A contended named lock passes to its next waiter in
 // the releasing command (handoff.go). A waiter never proposes a lock that
 // its leader's applied state shows taken: it joins the queue, then looks,
 // and waits (takeInTurn, lockKeysHere). The look only saves rounds; a

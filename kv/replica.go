@@ -86,6 +86,14 @@ type replica struct {
 	// The scheduler's own state of this replica.
 	lastConfChange time.Time // when this node last proposed a conf change
 	lastTransfer   time.Time // when this node last asked to transfer leadership
+	// confIndex is the index of the last configuration change in this
+	// replica's log (or, after a restart, an index no lower), and
+	// toldCommit the highest commit index sent to each follower in an
+	// append or heartbeat: together they say whether a commit-only append
+	// would tell a follower that a configuration change committed
+	// (commitsConfChange).
+	confIndex  uint64
+	toldCommit map[uint64]uint64
 	// unfloored lists the read rounds started since the last Ready whose
 	// floor is not set yet (setFloors).
 	unfloored []uint64
@@ -113,12 +121,20 @@ type readReq struct {
 
 func newReplica(n *Node, group uint32, st *raftlog.Storage) (*replica, error) {
 	r := &replica{node: n, group: group, bucket: mvcc.Bucket(group), storage: st, cache: locks.NewCache()}
+	var err error
 	r.mu.waiting = make(map[uint64]*proposal)
 	r.mu.readRounds = make(map[uint64]readRound)
 	r.mu.appliedCh = make(chan struct{})
 	r.mu.readyCh = make(chan struct{})
 	r.mu.applied = st.Applied()
 	r.setConfState(st.ConfState(), st.Applied())
+	// The log may hold a configuration change past the applied index;
+	// take its last entry for one (at worst a few more commit-only
+	// appends go out).
+	if r.confIndex, err = st.LastIndex(); err != nil {
+		return nil, err
+	}
+	r.toldCommit = make(map[uint64]uint64)
 	rn, err := r.newRawNode(st)
 	if err != nil {
 		return nil, err

@@ -114,6 +114,7 @@ func (s *scheduler) cycle() error {
 		}
 		rd := r.rn.Ready()
 		r.noteHardState(rd.HardState)
+		r.noteConfEntries(rd.Entries)
 		// A leader that was leader already at its last Ready (same term,
 		// same vote) sends its appends and heartbeats before its own log
 		// write is durable, so that the followers' fsyncs overlap its own

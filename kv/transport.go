@@ -135,9 +135,12 @@ func (n *Node) outgoing(out map[uint64][]*cmdpb.GroupMessage, r *replica, msgs [
 	r.voidLeaseBefore(msgs)
 	var left []*raftpb.Message
 	for _, m := range msgs {
-		if isEmptyAppend(m) && !r.isMeta() && r.caughtUp(m.GetTo()) {
+		if isEmptyAppend(m) && !r.isMeta() && !r.commitsConfChange(m) && r.caughtUp(m.GetTo()) {
 			n.metrics.commitAppendsSkipped.Inc()
 			continue
+		}
+		if t := m.GetType(); t == raftpb.MsgApp || t == raftpb.MsgHeartbeat {
+			r.toldCommit[m.GetTo()] = max(r.toldCommit[m.GetTo()], m.GetCommit())
 		}
 		if m.GetType() == raftpb.MsgSnap {
 			if !snapshots {
@@ -170,12 +173,37 @@ func (n *Node) outgoing(out map[uint64][]*cmdpb.GroupMessage, r *replica, msgs [
 // serves (isReadyLeader). An empty append is still sent where it may
 // carry more than the commit index: to a follower being probed (its
 // answer finds where the logs match) or with appends in flight (were
-// they lost, its rejection starts the probe that resends them). The meta
-// group always sends them: every node reads its local meta replica.
+// they lost, its rejection starts the probe that resends them), and
+// where it is the first to say that a configuration change committed: a
+// follower acts on the configuration it has applied, so until it hears
+// of the commit, a learner promoted to voter cannot campaign and a voter
+// counts the old voters. Were the leader cut off in that window, which
+// heartbeats would stretch from a round trip to HeartbeatTicks, the
+// group could not elect a new one (TestPartitionedPrimaryStopsServing
+// caught this). The meta group always sends them: every node reads its
+// local meta replica.
 
 // isEmptyAppend reports whether m is an append with no entries.
 func isEmptyAppend(m *raftpb.Message) bool {
 	return m.GetType() == raftpb.MsgApp && len(m.GetEntries()) == 0
+}
+
+// noteConfEntries records the last configuration change among entries
+// this replica is about to append (scheduler goroutine). An index whose
+// entry a new leader overwrites stays recorded: it only errs towards
+// sending.
+func (r *replica) noteConfEntries(entries []*raftpb.Entry) {
+	for _, e := range entries {
+		if t := e.GetType(); t == raftpb.EntryConfChange || t == raftpb.EntryConfChangeV2 {
+			r.confIndex = max(r.confIndex, e.GetIndex())
+		}
+	}
+}
+
+// commitsConfChange reports whether m, from r's leader, carries the first
+// news to its follower that the last configuration change committed.
+func (r *replica) commitsConfChange(m *raftpb.Message) bool {
+	return m.GetCommit() >= r.confIndex && r.toldCommit[m.GetTo()] < r.confIndex
 }
 
 // caughtUp reports whether follower id of r, a leader, replicates with
