@@ -379,17 +379,17 @@ func (c *ProcessCluster) killLocked(pn *procNode) {
 	}
 }
 
-// Pause sends SIGSTOP to node n.
+// Pause sends SIGSTOP to node n and waits until it has stopped.
 func (c *ProcessCluster) Pause(ctx context.Context, n int) error {
-	return c.signal(n, syscall.SIGSTOP, true)
+	return c.signal(ctx, n, syscall.SIGSTOP, true)
 }
 
 // Resume sends SIGCONT to a paused node n.
 func (c *ProcessCluster) Resume(ctx context.Context, n int) error {
-	return c.signal(n, syscall.SIGCONT, false)
+	return c.signal(ctx, n, syscall.SIGCONT, false)
 }
 
-func (c *ProcessCluster) signal(n int, sig syscall.Signal, pause bool) error {
+func (c *ProcessCluster) signal(ctx context.Context, n int, sig syscall.Signal, pause bool) error {
 	pn, err := c.node(n)
 	if err != nil {
 		return err
@@ -403,6 +403,9 @@ func (c *ProcessCluster) signal(n int, sig syscall.Signal, pause bool) error {
 		return fmt.Errorf("jepsen: node %d: %s: %w", n, sig, err)
 	}
 	pn.paused = pause
+	if pause {
+		return waitStopped(ctx, pn.proc.cmd.Process.Pid)
+	}
 	return nil
 }
 

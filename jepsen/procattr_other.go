@@ -2,7 +2,10 @@
 
 package jepsen
 
-import "syscall"
+import (
+	"context"
+	"syscall"
+)
 
 // childProcAttr puts a node in its own process group, so a Ctrl-C meant
 // for the harness reaches only the harness. Without Linux's Pdeathsig a
@@ -10,3 +13,7 @@ import "syscall"
 func childProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true}
 }
+
+// waitStopped trusts SIGSTOP to take effect: without /proc there is
+// nothing to watch.
+func waitStopped(ctx context.Context, pid int) error { return nil }
