@@ -71,8 +71,11 @@ type diffRun struct {
 	ms    *raft.MemoryStorage
 
 	// The model of what MemoryStorage does not hold.
-	term    uint64 // the highest term used so far
-	hs      hardState
+	term uint64 // the highest term used so far
+	hs   hardState
+	// stored is the HardState last written: Append does not write one
+	// that only moves the commit index.
+	stored  hardState
 	applied uint64
 	cs      *raftpb.ConfState
 
@@ -119,6 +122,7 @@ func newDiffRun(t *testing.T, rng *rand.Rand, cfg Config) *diffRun {
 		t.Fatal(err)
 	}
 	r.term, r.hs, r.applied = term, hardState{term, 0, index}, index
+	r.stored = r.hs
 	r.compare()
 	return r
 }
@@ -168,9 +172,11 @@ func (r *diffRun) step() {
 		}
 		r.eng = openEngine(r.t, r.fs)
 		r.s = mustLoad(r.t, r.eng.DB(), r.group, r.cfg)
+		r.reloaded()
 	case 1, 2:
 		r.note("reload")
 		r.s = mustLoad(r.t, db, r.group, r.cfg)
+		r.reloaded()
 	}
 	r.compare()
 }
@@ -224,16 +230,34 @@ func (r *diffRun) appendOp(b *pebble.Batch) {
 	if err := r.ms.Append(ents); err != nil {
 		r.fatalf("MemoryStorage.Append: %v", err)
 	}
-	r.hs = newHS
+	if hs != nil {
+		r.setHardState(newHS)
+	}
+}
+
+// setHardState is the model of Append's HardState: a new term or vote is
+// written, a new commit index alone is not.
+func (r *diffRun) setHardState(hs hardState) {
+	if hs.term != r.stored.term || hs.vote != r.stored.vote {
+		r.stored = hs
+	}
+	r.hs = hs
+}
+
+// reloaded is the model of Load: the commit index is the stored one or
+// the applied index, whichever is higher.
+func (r *diffRun) reloaded() {
+	r.hs.commit = max(r.stored.commit, r.applied)
 }
 
 func (r *diffRun) hardStateOp(b *pebble.Batch) {
 	_, last := r.bounds()
-	r.hs = hardState{r.term, r.rng.Uint64N(4), r.hs.commit + r.rng.Uint64N(last-r.hs.commit+1)}
-	r.note("hard state %v", r.hs)
-	if err := r.s.Append(b, nil, hardSt(r.hs.term, r.hs.vote, r.hs.commit)); err != nil {
+	hs := hardState{r.term, r.rng.Uint64N(4), r.hs.commit + r.rng.Uint64N(last-r.hs.commit+1)}
+	r.note("hard state %v", hs)
+	if err := r.s.Append(b, nil, hardSt(hs.term, hs.vote, hs.commit)); err != nil {
 		r.fatalf("Append(hs): %v", err)
 	}
+	r.setHardState(hs)
 }
 
 func (r *diffRun) appliedOp(b *pebble.Batch) {
@@ -295,6 +319,7 @@ func (r *diffRun) snapshotOp(b *pebble.Batch) {
 		r.hs.term, r.hs.vote = r.term, 0
 	}
 	r.hs.commit, r.applied = index, index
+	r.stored = r.hs
 }
 
 // invalidOp attempts a write that must fail its checks and stage nothing.

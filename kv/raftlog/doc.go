@@ -42,7 +42,12 @@
 //
 //  1. The entries of the log are exactly the keys (trunc.index, last.index]
 //     of the entry span: contiguous, no key at or below trunc.index.
-//  2. trunc.index <= applied <= HardState.Commit <= last.index.
+//  2. trunc.index <= applied <= last.index, and HardState.Commit <=
+//     last.index. The stored Commit may be below applied: a HardState
+//     that only moves the commit index is not written (raft needs only
+//     the term and vote durable), and Load takes max(Commit, applied) as
+//     the commit index, so trunc.index <= applied <= commit <= last.index
+//     holds in memory.
 //  3. Entry terms never decrease along the log, and Term(trunc.index) is
 //     trunc.term: the term of the entry before FirstIndex stays known.
 //  4. Entries at or below HardState.Commit are never rewritten: Append

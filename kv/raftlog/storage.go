@@ -48,6 +48,9 @@ type Storage struct {
 	// hs is the HardState; hasHS reports whether one is stored.
 	hs    hardState
 	hasHS bool
+	// stored is the HardState last staged. Its commit may lag hs.commit:
+	// a change of the commit index alone is not staged (see Append).
+	stored hardState
 	// applied is the applied index.
 	applied uint64
 	// confState is the ConfState as of the applied index.
@@ -102,6 +105,10 @@ func Load(db *pebble.DB, group uint32, cfg Config) (*Storage, error) {
 			ErrCorrupt, group, ok, s.initialized)
 	}
 	s.applied = applied
+	// The stored commit index lags when only commits followed its last
+	// change of term or vote; entries that applied were committed.
+	s.stored = s.hs
+	s.hs.commit = max(s.hs.commit, applied)
 
 	s.last = s.trunc
 	first, last, ok, err := s.logBounds()

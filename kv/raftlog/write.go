@@ -106,9 +106,18 @@ func (s *Storage) Append(b *pebble.Batch, entries []*raftpb.Entry, hs *raftpb.Ha
 		s.cache.evict()
 		s.last = newLast
 	}
+	// A HardState that only moves the commit index is not staged: raft
+	// needs the term and vote durable before it answers (Ready.MustSync),
+	// not the commit index, which a restarted leader learns again from a
+	// quorum and a follower from its leader. Load takes the applied index
+	// for it when that is higher, so the applied index of the state
+	// machine is never past the commit index raft starts with. This saves
+	// every group a write per round on every replica.
 	if stageHS {
-		if err := setProto(b, mvcc.RaftKey(s.group, kindHardState, 0), hs); err != nil {
-			return fmt.Errorf("raftlog: group %d: stage HardState: %w", s.group, err)
+		if !s.hasHS || newHS.term != s.stored.term || newHS.vote != s.stored.vote {
+			if err := s.stageHardState(b, newHS); err != nil {
+				return err
+			}
 		}
 		s.hs, s.hasHS = newHS, true
 	}
@@ -301,12 +310,13 @@ func (s *Storage) stageTrunc(b *pebble.Batch, trunc entryID, cs *raftpb.ConfStat
 	return nil
 }
 
-// stageHardState stages hs.
+// stageHardState stages hs and records it as stored.
 func (s *Storage) stageHardState(b *pebble.Batch, hs hardState) error {
 	m := &raftpb.HardState{Term: new(hs.term), Vote: new(hs.vote), Commit: new(hs.commit)}
 	if err := setProto(b, mvcc.RaftKey(s.group, kindHardState, 0), m); err != nil {
 		return fmt.Errorf("raftlog: group %d: stage HardState: %w", s.group, err)
 	}
+	s.stored = hs
 	return nil
 }
 
