@@ -9,7 +9,8 @@
 // the bucket's leader), is proposed to the bucket's Raft group, persisted,
 // committed and applied by locks.Apply; apply is the only place state
 // changes. One scheduler goroutine drives every group: it writes all
-// groups' new entries and HardStates to the WAL in one Pebble batch and,
+// groups' new entries and changed terms and votes (raftlog: a commit
+// index alone is not written) to the WAL in one Pebble batch and,
 // while that batch's fsync runs, applies all committed entries in one
 // batch and answers proposers; Raft messages for other nodes go out
 // through the Transport once the round is durable, except a steady
