@@ -18,7 +18,7 @@
 // partitions, oracle clock skew, bucket replica moves, leadership-transfer
 // storms); heal everything and wait for every node; run the workload's
 // final reads; check the history; write the run directory (history.jsonl,
-// results.json, summary.txt, test.json, latency.png and throughput.png
+// results.json, summary.txt, test.json, latency.svg and throughput.svg
 // with the faults shaded, register-<key>.html for a non-linearizable key,
 // the servers' logs).
 //

@@ -7,32 +7,22 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
-
-	"gonum.org/v1/plot"
-	"gonum.org/v1/plot/plotter"
-	"gonum.org/v1/plot/vg"
-	"gonum.org/v1/plot/vg/draw"
-	"gonum.org/v1/plot/vg/vgimg"
 )
 
-// The plots a run directory gets (WritePlots).
+// The plots a run directory gets (WritePlots), as SVG: they open in any
+// browser, beside porcupine's HTML. They are drawn by plotsvg.go rather
+// than a plotting library because every process of the single
+// opencluster binary would carry that library: gonum/plot parses its
+// twelve fonts when the binary starts, which cost each server about 6 MB
+// of resident memory and the binary 8 MB (docs/performance.md).
 const (
 	// LatencyPlot shows each completed client operation's latency
 	// against its invoke time, coloured by outcome.
-	LatencyPlot = "latency.png"
+	LatencyPlot = "latency.svg"
 	// ThroughputPlot shows completions per second by outcome.
-	ThroughputPlot = "throughput.png"
-)
-
-// Size of the plots: plotWidth x plotHeight at plotDPI dots per inch,
-// that is 960x432 pixels.
-const (
-	plotWidth  = 10 * vg.Inch
-	plotHeight = 4.5 * vg.Inch
-	plotDPI    = 96
+	ThroughputPlot = "throughput.svg"
 )
 
 // outcomeColors colour client outcomes in both plots.
@@ -103,15 +93,9 @@ func firstClientTime(pairs []Pair) float64 {
 	return math.Floor(seconds(pairs[0].Invoke.Time)*10) / 10
 }
 
-// newPlot returns a plot with a title and the frame's time axis.
-func newPlot(title string, fr plotFrame) *plot.Plot {
-	pl := plot.New()
-	pl.Title.Text = title
-	pl.Title.Padding = vg.Points(8)
-	pl.X.Label.Text = "time since start (s)"
-	pl.X.Min, pl.X.Max = fr.start, max(fr.end, fr.start+1e-9)
-	pl.Legend.Top = true
-	return pl
+// newPlot returns a chart with a title and the frame's time axis.
+func newPlot(title string, fr plotFrame) *chart {
+	return &chart{title: title, xLabel: "time since start (s)", xMin: fr.start, xMax: max(fr.end, fr.start+1e-9)}
 }
 
 // historyEnd returns the time of a history's last entry, in seconds.
@@ -137,16 +121,12 @@ func WritePlots(dir string, ops []Op) ([]string, error) {
 	var errs []error
 	for _, p := range []struct {
 		name string
-		make func([]Pair, []faultSpan, plotFrame) (*plot.Plot, error)
+		make func([]Pair, []faultSpan, plotFrame) *chart
 	}{
 		{LatencyPlot, latencyPlot},
 		{ThroughputPlot, throughputPlot},
 	} {
-		pl, err := p.make(pairs, spans, fr)
-		if err == nil {
-			err = savePNG(pl, filepath.Join(dir, p.name))
-		}
-		if err != nil {
+		if err := writeChart(p.make(pairs, spans, fr), filepath.Join(dir, p.name)); err != nil {
 			errs = append(errs, fmt.Errorf("jepsen: plot %s: %w", p.name, err))
 			continue
 		}
@@ -155,10 +135,8 @@ func WritePlots(dir string, ops []Op) ([]string, error) {
 	return names, errors.Join(errs...)
 }
 
-// savePNG renders pl at the plots' size into path.
-func savePNG(pl *plot.Plot, path string) (err error) {
-	c := vgimg.NewWith(vgimg.UseWH(plotWidth, plotHeight), vgimg.UseDPI(plotDPI))
-	pl.Draw(draw.New(c))
+// writeChart renders c as SVG into path.
+func writeChart(c *chart, path string) (err error) {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
@@ -168,8 +146,7 @@ func savePNG(pl *plot.Plot, path string) (err error) {
 			err = cerr
 		}
 	}()
-	_, err = vgimg.PngCanvas{Canvas: c}.WriteTo(f)
-	return err
+	return c.writeSVG(f)
 }
 
 // minLatencyMs is the least latency plotted (a log axis cannot show 0).
@@ -178,17 +155,17 @@ const minLatencyMs = 1e-3
 // latencyPlot plots each completed operation's latency (ms) against its
 // invoke time (s), one colour per outcome, on a log axis when latencies
 // span more than a decade, with the fault windows shaded behind.
-func latencyPlot(pairs []Pair, spans []faultSpan, fr plotFrame) (*plot.Plot, error) {
-	pl := newPlot("Latency of client operations by invoke time (shaded: faults)", fr)
-	pl.Y.Label.Text = "latency (ms)"
-	pts := map[OpType]plotter.XYs{}
+func latencyPlot(pairs []Pair, spans []faultSpan, fr plotFrame) *chart {
+	c := newPlot("Latency of client operations by invoke time (shaded: faults)", fr)
+	c.yLabel = "latency (ms)"
+	pts := map[OpType][]point{}
 	lo, hi := math.Inf(1), math.Inf(-1)
 	for _, p := range pairs {
 		if p.Complete.Type == "" {
 			continue // still open when the history ended
 		}
 		ms := max(float64(p.Complete.Time-p.Invoke.Time)/float64(time.Millisecond), minLatencyMs)
-		pts[p.Complete.Type] = append(pts[p.Complete.Type], plotter.XY{X: seconds(p.Invoke.Time), Y: ms})
+		pts[p.Complete.Type] = append(pts[p.Complete.Type], point{X: seconds(p.Invoke.Time), Y: ms})
 		lo, hi = min(lo, ms), max(hi, ms)
 	}
 	if math.IsInf(lo, 1) {
@@ -196,29 +173,22 @@ func latencyPlot(pairs []Pair, spans []faultSpan, fr plotFrame) (*plot.Plot, err
 	}
 	// Headroom above the data keeps the legend off the points.
 	if hi/lo > 10 {
-		pl.Y.Scale = plot.LogScale{}
-		pl.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+		c.logY = true
 		lo, hi = lo/1.5, hi*20
 	} else {
 		lo, hi = 0, hi*1.5
 	}
-	pl.Y.Min, pl.Y.Max = lo, hi
-	if err := shadeFaults(pl, spans, lo, hi); err != nil {
-		return nil, err
-	}
+	c.yMin, c.yMax = lo, hi
+	shadeFaults(c, spans)
 	for _, t := range outcomes {
 		if len(pts[t]) == 0 {
 			continue
 		}
-		s, err := plotter.NewScatter(pts[t])
-		if err != nil {
-			return nil, err
-		}
-		s.GlyphStyle = draw.GlyphStyle{Color: outcomeColors[t], Radius: vg.Points(1.3), Shape: draw.CircleGlyph{}}
-		pl.Add(s)
-		pl.Legend.Add(fmt.Sprintf("%s (%d)", t, len(pts[t])), s)
+		c.series = append(c.series, series{
+			label: fmt.Sprintf("%s (%d)", t, len(pts[t])), color: outcomeColors[t], points: pts[t],
+		})
 	}
-	return pl, nil
+	return c
 }
 
 // throughputBins are the widths throughputPlot picks from.
@@ -243,7 +213,7 @@ func throughputBin(span float64) time.Duration {
 // bins by completion time (the last bin may be cut short by the end of
 // the history, and then reads low), with the fault windows shaded
 // behind.
-func throughputPlot(pairs []Pair, spans []faultSpan, fr plotFrame) (*plot.Plot, error) {
+func throughputPlot(pairs []Pair, spans []faultSpan, fr plotFrame) *chart {
 	bin := throughputBin(fr.end - fr.start)
 	width := bin.Seconds()
 	n := max(1, int(math.Ceil((fr.end-fr.start)/width)))
@@ -258,70 +228,40 @@ func throughputPlot(pairs []Pair, spans []faultSpan, fr plotFrame) (*plot.Plot, 
 		i := min(max(int((seconds(p.Complete.Time)-fr.start)/width), 0), n-1)
 		counts[p.Complete.Type][i]++
 	}
-	pl := newPlot(fmt.Sprintf("Completions per second by outcome (%s bins; shaded: faults)", bin), fr)
-	pl.Y.Label.Text = "operations/s"
+	c := newPlot(fmt.Sprintf("Completions per second by outcome (%s bins; shaded: faults)", bin), fr)
+	c.yLabel = "operations/s"
 	hi := 1.0
 	for _, t := range outcomes {
-		for _, c := range counts[t] {
-			hi = max(hi, c/width)
+		for _, n := range counts[t] {
+			hi = max(hi, n/width)
 		}
 	}
-	hi *= 1.4 // headroom for the legend
-	pl.Y.Min, pl.Y.Max = 0, hi
-	if err := shadeFaults(pl, spans, 0, hi); err != nil {
-		return nil, err
-	}
+	c.yMin, c.yMax = 0, hi*1.4 // headroom for the legend
+	shadeFaults(c, spans)
 	for _, t := range outcomes {
-		xys := make(plotter.XYs, n)
+		pts := make([]point, n)
 		total := 0.0
-		for i, c := range counts[t] {
-			xys[i] = plotter.XY{X: min(fr.start+(float64(i)+0.5)*width, fr.end), Y: c / width}
-			total += c
+		for i, k := range counts[t] {
+			pts[i] = point{X: min(fr.start+(float64(i)+0.5)*width, fr.end), Y: k / width}
+			total += k
 		}
-		l, err := plotter.NewLine(xys)
-		if err != nil {
-			return nil, err
-		}
-		l.LineStyle = draw.LineStyle{Color: outcomeColors[t], Width: vg.Points(1.2)}
-		pl.Add(l)
-		pl.Legend.Add(fmt.Sprintf("%s (%d)", t, int(total)), l)
+		c.series = append(c.series, series{
+			label: fmt.Sprintf("%s (%d)", t, int(total)), color: outcomeColors[t], points: pts, line: true,
+		})
 	}
-	return pl, nil
+	return c
 }
 
-// shadeFaults adds a translucent band from lo to hi over every fault
-// window (cut to the time axis), and one legend entry per nemesis shown.
-func shadeFaults(pl *plot.Plot, spans []faultSpan, lo, hi float64) error {
-	var kinds []string
+// shadeFaults adds a translucent band over every fault window (cut to
+// the time axis), and one legend entry per nemesis shown.
+func shadeFaults(c *chart, spans []faultSpan) {
 	for _, s := range spans {
-		from, to := max(s.From, pl.X.Min), min(s.To, pl.X.Max)
+		from, to := max(s.From, c.xMin), min(s.To, c.xMax)
 		if to < from {
 			continue
 		}
-		poly, err := plotter.NewPolygon(plotter.XYs{{X: from, Y: lo}, {X: to, Y: lo}, {X: to, Y: hi}, {X: from, Y: hi}})
-		if err != nil {
-			return err
-		}
-		poly.Color = faultColor(s.Kind)
-		poly.LineStyle = draw.LineStyle{Color: poly.Color, Width: vg.Points(0.5)}
-		pl.Add(poly)
-		if !slices.Contains(kinds, s.Kind) {
-			kinds = append(kinds, s.Kind)
-			pl.Legend.Add(s.Kind, swatch{poly.Color})
-		}
+		c.bands = append(c.bands, band{from: from, to: to, label: s.Kind, color: faultColor(s.Kind)})
 	}
-	return nil
-}
-
-// swatch is a fault's legend entry: a box of its colour, inset so that
-// the translucent boxes of adjacent entries do not overlap.
-type swatch struct{ color.Color }
-
-// Thumbnail implements plot.Thumbnailer.
-func (s swatch) Thumbnail(c *draw.Canvas) {
-	inset := (c.Max.Y - c.Min.Y) / 6
-	lo, hi := c.Min.Y+inset, c.Max.Y-inset
-	c.FillPolygon(s.Color, []vg.Point{{X: c.Min.X, Y: lo}, {X: c.Max.X, Y: lo}, {X: c.Max.X, Y: hi}, {X: c.Min.X, Y: hi}})
 }
 
 func faultColor(kind string) color.Color {

@@ -1,10 +1,12 @@
 package jepsen
 
 import (
-	"image/png"
+	"encoding/xml"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -79,10 +81,78 @@ func TestThroughputBin(t *testing.T) {
 	}
 }
 
-// WritePlots writes both PNGs at the documented size, for a history with
-// faults and for an empty one (no operations to plot is not an error).
+// svgCounts parses an SVG file and counts its elements by name, and
+// collects its text and its root's width and height.
+type svgCounts struct {
+	width, height string
+	elems         map[string]int
+	texts         []string
+}
+
+func readSVG(t *testing.T, path string) svgCounts {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	c := svgCounts{elems: map[string]int{}}
+	d := xml.NewDecoder(f)
+	for {
+		tok, err := d.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("%s is not well-formed XML: %v", path, err)
+		}
+		switch tok := tok.(type) {
+		case xml.StartElement:
+			// encoding/xml accepts a repeated attribute; SVG viewers do not.
+			var names []string
+			for _, a := range tok.Attr {
+				if slices.Contains(names, a.Name.Local) {
+					t.Fatalf("%s: <%s> repeats attribute %s", path, tok.Name.Local, a.Name.Local)
+				}
+				names = append(names, a.Name.Local)
+			}
+			if tok.Name.Local == "svg" {
+				for _, a := range tok.Attr {
+					switch a.Name.Local {
+					case "width":
+						c.width = a.Value
+					case "height":
+						c.height = a.Value
+					}
+				}
+			}
+			c.elems[tok.Name.Local]++
+		case xml.CharData:
+			if s := strings.TrimSpace(string(tok)); s != "" {
+				c.texts = append(c.texts, s)
+			}
+		}
+	}
+	return c
+}
+
+// WritePlots writes both SVGs at the documented size, with one dot per
+// completed operation, one line per outcome, one band per fault window
+// and a legend entry per outcome and per nemesis; an empty history (no
+// operations to plot) is not an error.
 func TestWritePlots(t *testing.T) {
-	for name, ops := range map[string][]Op{"faults": plotHistory(), "empty": nil} {
+	ops := plotHistory()
+	completed := 0
+	pairs, err := Pairs(ops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pairs {
+		if p.Complete.Type != "" {
+			completed++
+		}
+	}
+	for name, ops := range map[string][]Op{"faults": ops, "empty": nil} {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
 			files, err := WritePlots(dir, ops)
@@ -92,21 +162,47 @@ func TestWritePlots(t *testing.T) {
 			if !slices.Equal(files, []string{LatencyPlot, ThroughputPlot}) {
 				t.Fatalf("files %v", files)
 			}
-			for _, f := range files {
-				r, err := os.Open(filepath.Join(dir, f))
-				if err != nil {
-					t.Fatal(err)
+			lat, thr := readSVG(t, filepath.Join(dir, LatencyPlot)), readSVG(t, filepath.Join(dir, ThroughputPlot))
+			for f, c := range map[string]svgCounts{LatencyPlot: lat, ThroughputPlot: thr} {
+				if c.width != "960" || c.height != "432" {
+					t.Errorf("%s is %sx%s, want 960x432", f, c.width, c.height)
 				}
-				img, err := png.Decode(r)
-				_ = r.Close()
-				if err != nil {
-					t.Fatalf("%s: %v", f, err)
+			}
+			if name == "empty" {
+				if lat.elems["circle"] != 0 || thr.elems["polyline"] != 3 {
+					t.Errorf("empty history: %d dots, %d lines", lat.elems["circle"], thr.elems["polyline"])
 				}
-				if b := img.Bounds(); b.Dx() != 960 || b.Dy() != 432 {
-					t.Errorf("%s is %dx%d, want 960x432", f, b.Dx(), b.Dy())
+				return
+			}
+			if got := lat.elems["circle"]; got != completed {
+				t.Errorf("latency plot has %d dots, want one per completed operation (%d)", got, completed)
+			}
+			if got := thr.elems["polyline"]; got != 3 {
+				t.Errorf("throughput plot has %d lines, want one per outcome", got)
+			}
+			text := strings.Join(lat.texts, "|")
+			for _, want := range []string{"ok (", "fail (", "info (", "kill", "partition", "crash", "pause", "latency (ms)"} {
+				if !strings.Contains(text, want) {
+					t.Errorf("latency plot has no %q in its text %q", want, text)
 				}
 			}
 		})
+	}
+}
+
+func TestNiceTicks(t *testing.T) {
+	for _, c := range []struct {
+		lo, hi float64
+		want   []float64
+	}{
+		{0, 10, []float64{0, 2, 4, 6, 8, 10}},
+		{0.3, 11, []float64{2, 4, 6, 8, 10}},
+		{0, 1.4, []float64{0, 0.2, 0.4, 0.6, 0.8, 1, 1.2, 1.4}},
+		{5, 5, []float64{5}},
+	} {
+		if got := niceTicks(c.lo, c.hi); !slices.Equal(got, c.want) {
+			t.Errorf("niceTicks(%g, %g) = %v, want %v", c.lo, c.hi, got, c.want)
+		}
 	}
 }
 

@@ -244,7 +244,7 @@ func newJepsenRunCmd(a *app) *cobra.Command {
 		Long: `Run each workload (comma-separated) against a fresh cluster of --nodes servers
 on 127.0.0.11, .12, …, started by re-executing this binary, for --time-limit
 while the nemeses inject faults. Each run writes a directory under --out with
-history.jsonl, results.json, summary.txt, latency.png and throughput.png
+history.jsonl, results.json, summary.txt, latency.svg and throughput.svg
 (fault windows shaded) and the servers' logs.
 
 Workloads: ` + strings.Join(jepsen.WorkloadNames(), ", ") + `. Nemeses: ` + strings.Join(jepsen.NemesisNames(), ", ") + ` (or none).
