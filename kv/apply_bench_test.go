@@ -30,7 +30,7 @@ const benchKeys = 10_000
 // newBenchGroup returns a node holding one bucket group (bucket 0, this
 // node its only voter, bootstrapped as Open does) with no goroutine
 // running; the caller acts as its scheduler goroutine.
-func newBenchGroup(b *testing.B) (*Node, *replica) {
+func newBenchGroup(b testing.TB) (*Node, *replica) {
 	b.Helper()
 	cfg := TestConfig()
 	cfg.Buckets = 1
