@@ -93,8 +93,8 @@ func firstClientTime(pairs []Pair) float64 {
 	return math.Floor(seconds(pairs[0].Invoke.Time)*10) / 10
 }
 
-// newPlot returns a chart with a title and the frame's time axis.
-func newPlot(title string, fr plotFrame) *chart {
+// newChart returns a chart with a title and the frame's time axis.
+func newChart(title string, fr plotFrame) *chart {
 	return &chart{title: title, xLabel: "time since start (s)", xMin: fr.start, xMax: max(fr.end, fr.start+1e-9)}
 }
 
@@ -156,7 +156,7 @@ const minLatencyMs = 1e-3
 // invoke time (s), one colour per outcome, on a log axis when latencies
 // span more than a decade, with the fault windows shaded behind.
 func latencyPlot(pairs []Pair, spans []faultSpan, fr plotFrame) *chart {
-	c := newPlot("Latency of client operations by invoke time (shaded: faults)", fr)
+	c := newChart("Latency of client operations by invoke time (shaded: faults)", fr)
 	c.yLabel = "latency (ms)"
 	pts := map[OpType][]point{}
 	lo, hi := math.Inf(1), math.Inf(-1)
@@ -228,7 +228,7 @@ func throughputPlot(pairs []Pair, spans []faultSpan, fr plotFrame) *chart {
 		i := min(max(int((seconds(p.Complete.Time)-fr.start)/width), 0), n-1)
 		counts[p.Complete.Type][i]++
 	}
-	c := newPlot(fmt.Sprintf("Completions per second by outcome (%s bins; shaded: faults)", bin), fr)
+	c := newChart(fmt.Sprintf("Completions per second by outcome (%s bins; shaded: faults)", bin), fr)
 	c.yLabel = "operations/s"
 	hi := 1.0
 	for _, t := range outcomes {

@@ -89,8 +89,9 @@ type replica struct {
 	// confIndex is the index of the last configuration change in this
 	// replica's log (or, after a restart, an index no lower), and
 	// toldCommit the highest commit index sent to each follower in an
-	// append or heartbeat: together they say whether a commit-only append
-	// would tell a follower that a configuration change committed
+	// append or heartbeat (bucket groups only: the meta group skips no
+	// append): together they say whether a commit-only append would tell
+	// a follower that a configuration change committed
 	// (commitsConfChange).
 	confIndex  uint64
 	toldCommit map[uint64]uint64
@@ -121,7 +122,6 @@ type readReq struct {
 
 func newReplica(n *Node, group uint32, st *raftlog.Storage) (*replica, error) {
 	r := &replica{node: n, group: group, bucket: mvcc.Bucket(group), storage: st, cache: locks.NewCache()}
-	var err error
 	r.mu.waiting = make(map[uint64]*proposal)
 	r.mu.readRounds = make(map[uint64]readRound)
 	r.mu.appliedCh = make(chan struct{})
@@ -131,10 +131,11 @@ func newReplica(n *Node, group uint32, st *raftlog.Storage) (*replica, error) {
 	// The log may hold a configuration change past the applied index;
 	// take its last entry for one (at worst a few more commit-only
 	// appends go out).
-	if r.confIndex, err = st.LastIndex(); err != nil {
+	last, err := st.LastIndex()
+	if err != nil {
 		return nil, err
 	}
-	r.toldCommit = make(map[uint64]uint64)
+	r.confIndex, r.toldCommit = last, make(map[uint64]uint64)
 	rn, err := r.newRawNode(st)
 	if err != nil {
 		return nil, err

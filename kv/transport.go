@@ -135,12 +135,9 @@ func (n *Node) outgoing(out map[uint64][]*cmdpb.GroupMessage, r *replica, msgs [
 	r.voidLeaseBefore(msgs)
 	var left []*raftpb.Message
 	for _, m := range msgs {
-		if isEmptyAppend(m) && !r.isMeta() && !r.commitsConfChange(m) && r.caughtUp(m.GetTo()) {
+		if !r.isMeta() && r.skipCommitOnly(m) {
 			n.metrics.commitAppendsSkipped.Inc()
 			continue
-		}
-		if t := m.GetType(); t == raftpb.MsgApp || t == raftpb.MsgHeartbeat {
-			r.toldCommit[m.GetTo()] = max(r.toldCommit[m.GetTo()], m.GetCommit())
 		}
 		if m.GetType() == raftpb.MsgSnap {
 			if !snapshots {
@@ -186,6 +183,20 @@ func (n *Node) outgoing(out map[uint64][]*cmdpb.GroupMessage, r *replica, msgs [
 // isEmptyAppend reports whether m is an append with no entries.
 func isEmptyAppend(m *raftpb.Message) bool {
 	return m.GetType() == raftpb.MsgApp && len(m.GetEntries()) == 0
+}
+
+// skipCommitOnly reports whether m is a commit-only append that a bucket
+// leader need not send (above); for a message it sends, it records the
+// commit index the message tells its follower (commitsConfChange).
+func (r *replica) skipCommitOnly(m *raftpb.Message) bool {
+	to := m.GetTo()
+	if isEmptyAppend(m) && !r.commitsConfChange(m) && r.caughtUp(to) {
+		return true
+	}
+	if t := m.GetType(); (t == raftpb.MsgApp || t == raftpb.MsgHeartbeat) && m.GetCommit() > r.toldCommit[to] {
+		r.toldCommit[to] = m.GetCommit()
+	}
+	return false
 }
 
 // noteConfEntries records the last configuration change among entries
