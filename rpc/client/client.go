@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/opencluster/opencluster/rpc/flowcontrol"
 	"github.com/opencluster/opencluster/rpc/ocpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -97,7 +98,8 @@ func New(ctx context.Context, endpoints []string, opts ...Option) (*Client, erro
 	if len(endpoints) == 0 {
 		return nil, invalidf("no endpoints")
 	}
-	dialOpts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, o.dialOpts...)
+	dialOpts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, flowcontrol.DialOptions()...)
+	dialOpts = append(dialOpts, o.dialOpts...)
 	c := &Client{opts: o, closing: make(chan struct{}), dialOpts: dialOpts}
 	c.bgCtx, c.bgCancel = context.WithCancel(context.Background())
 	for _, addr := range endpoints {

@@ -12,15 +12,17 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/opencluster/opencluster/rpc/cmdpb"
+	"github.com/opencluster/opencluster/rpc/flowcontrol"
 )
 
 // queueBatches bounds each destination's queue of unsent batches.
 const queueBatches = 1024
 
 // Dialer returns gRPC dial options whose connections leave from host (the
-// node's own address), so that partitions between node addresses work.
+// node's own address), so that partitions between node addresses work,
+// with fixed flow-control windows (package flowcontrol).
 func Dialer(host string) []grpc.DialOption {
-	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, flowcontrol.DialOptions()...)
 	if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
 		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}, Timeout: 5 * time.Second}
 		opts = append(opts, grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/opencluster/opencluster/kv"
+	"github.com/opencluster/opencluster/rpc/flowcontrol"
 	"github.com/opencluster/opencluster/rpc/ocpb"
 )
 
@@ -102,16 +103,17 @@ func (s *Server) SetServing(serving bool) {
 const streamWorkers = 32
 
 // GRPCServerOptions returns the options the grpc.Server must be built with:
-// the request size limit (Config.MaxRecvMsgBytes) and the unary and stream
+// the request size limit (Config.MaxRecvMsgBytes), fixed flow-control
+// windows (package flowcontrol) and the unary and stream
 // interceptors that recover panics into codes.Internal, count requests and
 // time them, and log one debug line per request.
 func (s *Server) GRPCServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{
+	return append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(s.cfg.MaxRecvMsgBytes),
 		grpc.NumStreamWorkers(streamWorkers),
 		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
 		grpc.ChainStreamInterceptor(s.streamInterceptor),
-	}
+	}, flowcontrol.ServerOptions()...)
 }
 
 // handle runs one unary RPC: validate (and normalise) req, call the backend,
