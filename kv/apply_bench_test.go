@@ -3,6 +3,7 @@ package kv
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -78,14 +79,19 @@ func newBenchGroup(b testing.TB) (*Node, *replica) {
 // benchValue is the value of every benchmark put (read only).
 var benchValue = make([]byte, 128)
 
+// benchRand draws the puts' request ids.
+var benchRand = rand.New(rand.NewPCG(1, 2))
+
 // benchPuts makes count put commands of benchValue to keys taken round
 // robin from benchKeys, at timestamps above *t.
 func benchPuts(count int, next *int, t *uint64) []*cmdpb.Command {
 	cmds := make([]*cmdpb.Command, count)
 	for i := range cmds {
 		*t++
+		// A request id as the Go client makes them: 16 random bytes in hex.
 		cmds[i] = &cmdpb.Command{Body: &cmdpb.Command_Put{Put: &cmdpb.Put{
 			Key: fmt.Appendf(nil, "key-%06d", *next%benchKeys), Value: benchValue, Ts: *t,
+			RequestId: fmt.Sprintf("%016x%016x", benchRand.Uint64(), benchRand.Uint64()),
 		}}}
 		*next++
 	}

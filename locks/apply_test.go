@@ -258,12 +258,42 @@ func TestRetriedWritesApplyOnce(t *testing.T) {
 	if err != nil || uint64(v.Version) != 30 || string(v.Bytes) != "c1" {
 		t.Fatalf("k = %q@%d, %v; want c1@30 and no version from a retry", v.Bytes, v.Version, err)
 	}
+	// A retry is recognised for as long as its version is kept: GC at 35
+	// deletes p1@10 but keeps c1@30, the newest version below 35.
 	applyOne(t, e, &cmdpb.Command{Body: &cmdpb.Command_Gc{Gc: &cmdpb.GC{Ts: 35}}})
 	if res := put(50, "p1"); res.Ts != 50 {
-		t.Fatalf("put p1 after GC forgot it: %v, want a new write at 50", res)
+		t.Fatalf("put p1 after GC deleted its version: %v, want a new write at 50", res)
 	}
+	if res := cas(55, 10, "c1"); res.Error != cmdpb.ErrorCode_OK || res.Ts != 30 {
+		t.Fatalf("cas c1 retried while its version is kept: %v, want the first success (ts 30)", res)
+	}
+	applyOne(t, e, &cmdpb.Command{Body: &cmdpb.Command_Gc{Gc: &cmdpb.GC{Ts: 52}}})
 	if res := cas(60, 10, "c1"); res.Error != cmdpb.ErrorCode_CAS_MISMATCH {
-		t.Fatalf("cas c1 after GC forgot it: %v, want it judged again (mismatch)", res)
+		t.Fatalf("cas c1 after GC deleted its version: %v, want it judged again (mismatch)", res)
+	}
+}
+
+// TestRetriedWriteOfEarlierBuild checks that a retry of a write applied by
+// a build that kept a dedup record per write (no request id in the
+// version) still gets its first result.
+func TestRetriedWriteOfEarlierBuild(t *testing.T) {
+	e := openEngine(t)
+	b := e.DB().NewIndexedBatch()
+	if err := mvcc.PutVersion(b, 0, []byte("k"), 10, []byte("old")); err != nil {
+		t.Fatal(err)
+	}
+	if err := mvcc.PutRecord(b, 0, mvcc.KindRequest, []byte("r"), &cmdpb.AppliedRequest{Result: &cmdpb.Result{Ts: 10}, Ts: 10}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Commit(nil); err != nil {
+		t.Fatal(err)
+	}
+	res := applyOne(t, e, &cmdpb.Command{Body: &cmdpb.Command_Put{Put: &cmdpb.Put{Key: []byte("k"), Value: []byte("new"), Ts: 20, RequestId: "r", CheckApplied: true}}})
+	if res.Error != cmdpb.ErrorCode_OK || res.Ts != 10 {
+		t.Fatalf("retry of a write with a dedup record: %v, want the recorded result (ts 10)", res)
+	}
+	if v, err := mvcc.Get(e.DB(), 0, []byte("k"), mvcc.Latest); err != nil || string(v.Bytes) != "old" {
+		t.Fatalf("k = %q, %v; want old (the retry wrote nothing)", v.Bytes, err)
 	}
 }
 

@@ -291,7 +291,7 @@ func (a *applier) resolveKeys(c *cmdpb.ResolveKeys) (*cmdpb.Result, error) {
 				value, tombstone, has = w.Value, w.Tombstone, true
 			}
 			if has {
-				if err := a.writeVersion(key, value, tombstone, ts.Timestamp(c.CommitTs)); err != nil {
+				if err := a.writeVersion(key, value, tombstone, ts.Timestamp(c.CommitTs), ""); err != nil {
 					return nil, err
 				}
 			}

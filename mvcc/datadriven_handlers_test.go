@@ -15,12 +15,29 @@ import (
 func (env *ddEnv) handlePut(t *testing.T, d *datadriven.TestData) (string, error) {
 	b, key, at := bucketArg(t, d), keyArg(t, d, "k"), tsArg(t, d, "ts")
 	value := keyArg(t, d, "v")
+	if d.HasArg("req") {
+		req := string(keyArg(t, d, "req"))
+		return "", env.write(t, func(rw ReadWriter) error { return PutWrite(rw, b, key, at, value, false, req) })
+	}
 	return "", env.write(t, func(rw ReadWriter) error { return PutVersion(rw, b, key, at, value) })
 }
 
 func (env *ddEnv) handleDel(t *testing.T, d *datadriven.TestData) (string, error) {
 	b, key, at := bucketArg(t, d), keyArg(t, d, "k"), tsArg(t, d, "ts")
+	if d.HasArg("req") {
+		req := string(keyArg(t, d, "req"))
+		return "", env.write(t, func(rw ReadWriter) error { return PutWrite(rw, b, key, at, nil, true, req) })
+	}
 	return "", env.write(t, func(rw ReadWriter) error { return PutTombstone(rw, b, key, at) })
+}
+
+func (env *ddEnv) handleWrittenBy(t *testing.T, d *datadriven.TestData) (string, error) {
+	b, key, req := bucketArg(t, d), keyArg(t, d, "k"), string(keyArg(t, d, "req"))
+	version, found, err := WrittenBy(env.reader(), b, key, req)
+	if err != nil || !found {
+		return "<not found>\n", err
+	}
+	return "@" + fmtTS(version) + "\n", nil
 }
 
 func (env *ddEnv) handleGet(t *testing.T, d *datadriven.TestData) (string, error) {

@@ -26,10 +26,14 @@ import (
 // "a" then a zero byte and v= is the empty value; timestamps are numbers or
 // "latest"):
 //
-//	put b=<bucket> k=<key> ts=<ts> v=<value>
-//	    PutVersion: writes key's version at ts. Prints nothing.
-//	del b=<bucket> k=<key> ts=<ts>
-//	    PutTombstone: writes a deletion of key at ts. Prints nothing.
+//	put b=<bucket> k=<key> ts=<ts> v=<value> [req=<id>]
+//	    PutVersion (PutWrite with req): writes key's version at ts, keeping
+//	    the id of the request that wrote it. Prints nothing.
+//	del b=<bucket> k=<key> ts=<ts> [req=<id>]
+//	    PutTombstone (PutWrite with req): writes a deletion of key at ts.
+//	    Prints nothing.
+//	written-by b=<bucket> k=<key> req=<id>
+//	    WrittenBy. Prints "@<version>" or "<not found>".
 //	get b=<bucket> k=<key> ts=<ts>
 //	    Get at ts. Prints "<value> @<version>", "<deleted @<version>>" for a
 //	    key whose newest version <= ts is a tombstone, or "<not found>".
@@ -40,7 +44,8 @@ import (
 //	    GC. Prints the number of versions deleted.
 //	dump
 //	    Prints every engine key, in engine order, decoded:
-//	    "b=<bucket> d <key> @<ts> -> <value>|<tombstone>" for versions.
+//	    "b=<bucket> d <key> @<ts> -> <value>|<tombstone> [req <id>]" for
+//	    versions.
 //	_breakpoint
 //	    Does nothing: set a debugger breakpoint on its handler to stop at a
 //	    given line of a script.
@@ -154,6 +159,8 @@ func (env *ddEnv) handle(t *testing.T, d *datadriven.TestData) string {
 		out, err = env.handleScan(t, d)
 	case "gc":
 		out, err = env.handleGC(t, d)
+	case "written-by":
+		out, err = env.handleWrittenBy(t, d)
 	case "dump":
 		out, err = env.handleDump(t, d)
 	case "_breakpoint":

@@ -15,7 +15,7 @@
 //	'b' bucket(2) 'f' userkey       highest fence accepted per lock name
 //	'b' bucket(2) 'n' name          named-lock record
 //	'b' bucket(2) 't' name          restrictive-lock (transaction) record
-//	'b' bucket(2) 'q' request id    dedup record: the result of an applied write
+//	'b' bucket(2) 'q' request id    dedup record: the result of an applied release
 //	'r' group(4) kind [index(8)]    Raft log, HardState, applied state (kv/raftlog)
 //	'M' name                        the meta group's replicated state
 //	'm' name                        this node's own metadata (identity)
@@ -26,6 +26,8 @@
 //     so a bucket can be snapshotted, ingested or deleted as a unit.
 //  2. A user key's versions are stored newest first; a read at ts returns
 //     the first version <= ts. A tombstone version hides older versions.
+//     A version may keep the id of the request that wrote it (PutWrite),
+//     which reads ignore.
 //  3. Records (locks, fences, meta) are unversioned and marshalled
 //     deterministically, so replicas applying the same commands hold the
 //     same bytes. A cleared record (ClearRecord) is a one-byte marker that

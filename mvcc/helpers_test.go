@@ -1,7 +1,6 @@
 package mvcc
 
 import (
-	"bytes"
 	"fmt"
 	"strconv"
 	"strings"
@@ -129,13 +128,17 @@ func dumpEngine(r Reader) (string, error) {
 func fmtEngineKV(k, v []byte) string {
 	if b, key, t, err := DecodeVersionKey(k); err == nil {
 		var val string
+		value, tombstone, req, err := splitValue(v)
 		switch {
-		case len(v) > 0 && v[0] == tagValue:
-			val = fmtKey(v[1:])
-		case bytes.Equal(v, []byte{tagTombstone}):
+		case err != nil:
+			val = fmt.Sprintf("<bad value %x>", v)
+		case tombstone:
 			val = "<tombstone>"
 		default:
-			val = fmt.Sprintf("<bad value %x>", v)
+			val = fmtKey(value)
+		}
+		if err == nil && req != "" {
+			val += " req " + fmtKey([]byte(req))
 		}
 		return fmt.Sprintf("b=%d d %s @%s -> %s", b, fmtKey(key), fmtTS(t), val)
 	}

@@ -31,7 +31,8 @@ const (
 	KindFence     Kind = 'f'
 	KindNamedLock Kind = 'n'
 	KindTxn       Kind = 't'
-	// KindRequest holds dedup records of applied writes by request id.
+	// KindRequest holds dedup records of applied releases by request id
+	// (puts keep theirs in their version).
 	KindRequest Kind = 'q'
 )
 

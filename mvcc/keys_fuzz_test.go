@@ -8,6 +8,7 @@ import (
 	"math"
 	"testing"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/cockroachkvs"
 
 	"github.com/opencluster/opencluster/mvcc/ts"
@@ -219,3 +220,41 @@ func checkBucketSpans(t *testing.T, k []byte, b Bucket) {
 		}
 	}
 }
+
+// FuzzVersionValue checks that a version value PutWrite stores decodes back
+// to its value, tombstone flag and request id, and that decoding arbitrary
+// bytes never panics and never reads a request id longer than the value.
+func FuzzVersionValue(f *testing.F) {
+	f.Add([]byte("x"), false, "")
+	f.Add([]byte(""), false, "05d2a3")
+	f.Add([]byte("v"), true, "r")
+	f.Add([]byte{tagValueOfRequest, 0x80}, false, "")
+	f.Add([]byte{tagTombstoneOfRequest, 1, 'a', 'b'}, false, "")
+	f.Fuzz(func(t *testing.T, value []byte, tombstone bool, requestID string) {
+		// Arbitrary bytes: an error or a decoding, never a panic.
+		if v, _, id, err := splitValue(value); err == nil && len(v)+len(id) >= len(value) {
+			t.Fatalf("decoded %d value and %d id bytes from %d", len(v), len(id), len(value))
+		}
+		var w setRecorder
+		if err := PutWrite(&w, 3, []byte("k"), 10, value, tombstone, requestID); err != nil {
+			t.Fatal(err)
+		}
+		v, tomb, id, err := splitValue(w.value)
+		if err != nil {
+			t.Fatalf("decoding what PutWrite stored: %v", err)
+		}
+		if tomb != tombstone || id != requestID || (!tombstone && !bytes.Equal(v, value)) || (tombstone && len(v) != 0) {
+			t.Fatalf("PutWrite(%q, %v, %q) decodes as (%q, %v, %q)", value, tombstone, requestID, v, tomb, id)
+		}
+	})
+}
+
+// setRecorder is a Writer that keeps the value of the last Set.
+type setRecorder struct{ value []byte }
+
+func (w *setRecorder) Set(_, value []byte, _ *pebble.WriteOptions) error {
+	w.value = append([]byte(nil), value...)
+	return nil
+}
+func (*setRecorder) Delete([]byte, *pebble.WriteOptions) error             { return nil }
+func (*setRecorder) DeleteRange(_, _ []byte, _ *pebble.WriteOptions) error { return nil }

@@ -2,6 +2,7 @@ package mvcc
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -13,10 +14,15 @@ import (
 )
 
 // Stored version values start with a tag byte, so an empty value and a
-// tombstone differ.
+// tombstone differ. A version written by a request with an id carries the
+// id after its tag (uvarint length, then the id), so that a retry of the
+// request finds the version (WrittenBy) and the write needs no record of
+// its own.
 const (
-	tagValue     = 'v'
-	tagTombstone = 'x'
+	tagValue              = 'v' // 'v' value
+	tagTombstone          = 'x' // 'x'
+	tagValueOfRequest     = 'w' // 'w' len(id) id value
+	tagTombstoneOfRequest = 'y' // 'y' len(id) id
 )
 
 // Value is the result of reading a key at a timestamp.
@@ -63,30 +69,113 @@ func Get(r Reader, b Bucket, key []byte, at ts.Timestamp) (Value, error) {
 }
 
 func decodeValue(raw []byte, version ts.Timestamp) (Value, error) {
-	if len(raw) == 0 {
-		return Value{}, fmt.Errorf("%w: empty version value", ErrBadValue)
+	value, tombstone, _, err := splitValue(raw)
+	if err != nil {
+		return Value{}, err
 	}
-	switch raw[0] {
-	case tagValue:
-		return Value{Bytes: append([]byte{}, raw[1:]...), Version: version, Found: true}, nil
-	case tagTombstone:
+	if tombstone {
 		return Value{Version: version}, nil
+	}
+	return Value{Bytes: append([]byte{}, value...), Version: version, Found: true}, nil
+}
+
+// splitValue decodes a stored version value into the value (aliasing raw),
+// whether it is a tombstone, and the id of the request that wrote it ("" if
+// none was kept).
+func splitValue(raw []byte) (value []byte, tombstone bool, requestID string, err error) {
+	if len(raw) == 0 {
+		return nil, false, "", fmt.Errorf("%w: empty version value", ErrBadValue)
+	}
+	tag, rest := raw[0], raw[1:]
+	switch tag {
+	case tagValue:
+		return rest, false, "", nil
+	case tagTombstone:
+		return nil, true, "", nil
+	case tagValueOfRequest, tagTombstoneOfRequest:
+		n, w := binary.Uvarint(rest)
+		if w <= 0 || n > uint64(len(rest)-w) {
+			return nil, false, "", fmt.Errorf("%w: request id of %d bytes in a %d-byte value", ErrBadValue, n, len(raw))
+		}
+		id, rest := rest[w:w+int(n)], rest[w+int(n):]
+		if tag == tagTombstoneOfRequest {
+			if len(rest) != 0 {
+				return nil, false, "", fmt.Errorf("%w: %d bytes after a tombstone", ErrBadValue, len(rest))
+			}
+			return nil, true, string(id), nil
+		}
+		return rest, false, string(id), nil
 	default:
-		return Value{}, fmt.Errorf("%w: tag %q", ErrBadValue, raw[0])
+		return nil, false, "", fmt.Errorf("%w: tag %q", ErrBadValue, tag)
 	}
 }
 
 // PutVersion writes key's version at t.
 func PutVersion(w Writer, b Bucket, key []byte, t ts.Timestamp, value []byte) error {
-	v := make([]byte, 1+len(value))
-	v[0] = tagValue
-	copy(v[1:], value)
-	return w.Set(VersionKey(b, key, t), v, nil)
+	return PutWrite(w, b, key, t, value, false, "")
 }
 
 // PutTombstone writes a deletion of key at t.
 func PutTombstone(w Writer, b Bucket, key []byte, t ts.Timestamp) error {
-	return w.Set(VersionKey(b, key, t), []byte{tagTombstone}, nil)
+	return PutWrite(w, b, key, t, nil, true, "")
+}
+
+// PutWrite writes key's version at t, value or a tombstone, as the write of
+// request requestID: a retry of that request finds the version by its id
+// (WrittenBy) for as long as the version is kept. An empty requestID keeps
+// no id.
+func PutWrite(w Writer, b Bucket, key []byte, t ts.Timestamp, value []byte, tombstone bool, requestID string) error {
+	var v []byte
+	switch {
+	case requestID == "" && tombstone:
+		v = []byte{tagTombstone}
+	case requestID == "":
+		v = append(make([]byte, 0, 1+len(value)), tagValue)
+		v = append(v, value...)
+	default:
+		tag := byte(tagValueOfRequest)
+		if tombstone {
+			tag, value = tagTombstoneOfRequest, nil
+		}
+		v = make([]byte, 0, 1+binary.MaxVarintLen64+len(requestID)+len(value))
+		v = append(v, tag)
+		v = binary.AppendUvarint(v, uint64(len(requestID)))
+		v = append(v, requestID...)
+		v = append(v, value...)
+	}
+	return w.Set(VersionKey(b, key, t), v, nil)
+}
+
+// WrittenBy returns the version of key that request requestID wrote, if a
+// version still kept carries that id (PutWrite). It reads every version of
+// key: it is for retries, which are rare.
+func WrittenBy(r Reader, b Bucket, key []byte, requestID string) (ts.Timestamp, bool, error) {
+	if requestID == "" {
+		return 0, false, nil
+	}
+	prefix := VersionKey(b, key, Latest)
+	it, err := r.NewIter(nil)
+	if err != nil {
+		return 0, false, err
+	}
+	defer it.Close()
+	for valid := it.SeekPrefixGE(prefix); valid; valid = it.Next() {
+		_, k, version, err := DecodeVersionKey(it.Key())
+		if err != nil {
+			return 0, false, err
+		}
+		if !bytes.Equal(k, key) {
+			break
+		}
+		_, _, id, err := splitValue(it.Value())
+		if err != nil {
+			return 0, false, err
+		}
+		if id == requestID {
+			return version, true, nil
+		}
+	}
+	return 0, false, it.Error()
 }
 
 // Scan returns up to limit keys of bucket b that start with prefix and sort
@@ -160,7 +249,11 @@ func GC(rw ReadWriter, b Bucket, before ts.Timestamp) (int, error) {
 		}
 		if !keptBase {
 			keptBase = true
-			if len(it.Value()) > 0 && it.Value()[0] != tagTombstone {
+			_, tombstone, _, err := splitValue(it.Value())
+			if err != nil {
+				return 0, err
+			}
+			if !tombstone {
 				continue // the newest version at or below before stays
 			}
 		}

@@ -1037,8 +1037,8 @@ type Put struct {
 	// request_id, if set, makes a retry idempotent: a write whose request id
 	// already applied returns the first result and writes nothing.
 	RequestId string `protobuf:"bytes,7,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	// check_applied: look for a dedup record of request_id first (a retry);
-	// without it the write applies and records one.
+	// check_applied: look for the version request_id wrote first (a retry);
+	// either way the version written keeps request_id (mvcc.PutWrite).
 	CheckApplied  bool `protobuf:"varint,8,opt,name=check_applied,json=checkApplied,proto3" json:"check_applied,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1139,8 +1139,7 @@ type CompareAndSwap struct {
 	ExpectedVersion uint64                 `protobuf:"varint,5,opt,name=expected_version,json=expectedVersion,proto3" json:"expected_version,omitempty"`
 	// request_id: as in Put.
 	RequestId string `protobuf:"bytes,6,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	// check_applied: look for a dedup record of request_id first (a retry);
-	// without it the write applies and records one.
+	// check_applied: as in Put.
 	CheckApplied  bool `protobuf:"varint,7,opt,name=check_applied,json=checkApplied,proto3" json:"check_applied,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1225,8 +1224,10 @@ func (x *CompareAndSwap) GetCheckApplied() bool {
 	return false
 }
 
-// AppliedRequest remembers the result of a write by request id (the dedup
-// record), until GC removes it after the GC window.
+// AppliedRequest remembers the result of a release by request id (the
+// dedup record), until GC removes it after the GC window. Puts and
+// compare-and-swaps keep their request id in their version instead; builds
+// before that recorded them here too.
 type AppliedRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Result        *Result                `protobuf:"bytes,1,opt,name=result,proto3" json:"result,omitempty"`
