@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/opencluster/opencluster/internal/freeport"
 	"github.com/opencluster/opencluster/rpc/client"
 	"github.com/opencluster/opencluster/rpc/ocpb"
 )
@@ -151,31 +152,20 @@ func NewProcessCluster(cfg ProcessConfig) (*ProcessCluster, error) {
 	return c, nil
 }
 
-// freePort finds a TCP port free on the addresses of nodes 1..count.
+// freePort finds a TCP port free on the addresses of nodes 1..count,
+// below the ephemeral range (package freeport): a killed node restarts on
+// it, and a client's outgoing connection from node 1's address must not
+// have taken it meanwhile.
 func freePort(count int) (int, error) {
-	var lastErr error
-	for range 20 {
-		l, err := net.Listen("tcp", net.JoinHostPort(NodeIP(1), "0"))
-		if err != nil {
-			return 0, fmt.Errorf("jepsen: listen on %s: %w", NodeIP(1), err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		held := []net.Listener{l}
-		for n := 2; n <= count && lastErr == nil; n++ {
-			var ln net.Listener
-			if ln, lastErr = net.Listen("tcp", net.JoinHostPort(NodeIP(n), strconv.Itoa(port))); lastErr == nil {
-				held = append(held, ln)
-			}
-		}
-		for _, h := range held {
-			_ = h.Close()
-		}
-		if lastErr == nil {
-			return port, nil
-		}
-		lastErr = nil
+	hosts := make([]string, count)
+	for i := range hosts {
+		hosts[i] = NodeIP(i + 1)
 	}
-	return 0, fmt.Errorf("jepsen: no port free on all %d node addresses", count)
+	port, err := freeport.Pick(hosts...)
+	if err != nil {
+		return 0, fmt.Errorf("jepsen: %w", err)
+	}
+	return port, nil
 }
 
 // Nodes returns 1..N.

@@ -6,13 +6,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/opencluster/opencluster/internal/freeport"
 )
 
 // Proc is a child process the bench started (a server). Its log goes to a
@@ -294,12 +295,12 @@ func (c *Cluster) Stop(ctx context.Context) error {
 }
 
 // FreeAddr returns a loopback address with a port that was free a moment
-// ago.
+// ago, below the ephemeral range (package freeport), so that no outgoing
+// connection takes it before the server binds it.
 func FreeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Addr("127.0.0.1")
 	if err != nil {
-		return "", fmt.Errorf("bench: find a free port: %w", err)
+		return "", fmt.Errorf("bench: %w", err)
 	}
-	defer l.Close()
-	return l.Addr().String(), nil
+	return addr, nil
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/opencluster/opencluster/internal/bench"
+	"github.com/opencluster/opencluster/internal/freeport"
 	"github.com/opencluster/opencluster/rpc/client"
 	"github.com/opencluster/opencluster/rpc/ocpb"
 )
@@ -54,14 +54,14 @@ func newCluster(cfg Config, dir string, hostBase int, rebalance bool) (*cluster,
 	return &cluster{cfg: cfg, dir: dir, rebalance: rebalance, hostBase: hostBase}, nil
 }
 
-// freeAddrOn returns host with a port that was free a moment ago.
+// freeAddrOn returns host with a port that was free a moment ago, below
+// the ephemeral range (package freeport).
 func freeAddrOn(host string) (string, error) {
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	addr, err := freeport.Addr(host)
 	if err != nil {
-		return "", fmt.Errorf("moves: find a free port on %s: %w", host, err)
+		return "", fmt.Errorf("moves: %w", err)
 	}
-	defer l.Close()
-	return l.Addr().String(), nil
+	return addr, nil
 }
 
 // start starts the next node (the first bootstraps the cluster, the others
