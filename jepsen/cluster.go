@@ -152,16 +152,17 @@ func NewProcessCluster(cfg ProcessConfig) (*ProcessCluster, error) {
 	return c, nil
 }
 
-// freePort finds a TCP port free on the addresses of nodes 1..count,
-// below the ephemeral range (package freeport): a killed node restarts on
-// it, and a client's outgoing connection from node 1's address must not
-// have taken it meanwhile.
+// freePort finds a port free on the addresses of nodes 1..count, with the
+// next one (gossip, TCP and UDP) free too, outside the ephemeral range
+// (package freeport): a killed node restarts on them, and a client's
+// outgoing connection from node 1's address must not have taken one
+// meanwhile.
 func freePort(count int) (int, error) {
 	hosts := make([]string, count)
 	for i := range hosts {
 		hosts[i] = NodeIP(i + 1)
 	}
-	port, err := freeport.Pick(hosts...)
+	port, err := freeport.PickSpan(2, hosts...)
 	if err != nil {
 		return 0, fmt.Errorf("jepsen: %w", err)
 	}

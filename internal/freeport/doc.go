@@ -7,10 +7,12 @@
 // that outgoing connections take their source ports from, so in between
 // any connection on the machine may take it, and the server then fails
 // with "address already in use" (seen with etcd under the bench). Ports
-// are therefore picked below the ephemeral range, where only a listener
-// asking for that very port can take them.
+// are therefore picked outside the ephemeral range (below it, or above it
+// where it starts low), where only a listener asking for that very port
+// can take them.
 //
 // Invariant: a picked port is outside the ephemeral range
 // (/proc/sys/net/ipv4/ip_local_port_range, or Linux's default where that
-// cannot be read) and was free on every host asked for.
+// cannot be read), was free for TCP and UDP on every host asked for, and
+// was not picked before by this process.
 package freeport
