@@ -90,8 +90,9 @@
 //     none; the scheduler clears that flag before it commits a batch that
 //     may hold a key lock, so a lock is never acknowledged while it is set.
 //  6. A write, CAS or Release applies at most once per request id: a retry
-//     (marked so by the client) finds the dedup record of the first attempt
-//     in the bucket and gets its result back.
+//     (marked so by the client) finds the first attempt's version (a write
+//     or CAS keeps its request id in the version it writes) or dedup record
+//     (a Release) in the bucket and gets its result back.
 //  7. An error that matches ErrNotApplied changed nothing and may be
 //     retried as it is; any other ErrUnavailable is ambiguous.
 //  8. Only the leader of a bucket tracks its lock deadlines; a node that

@@ -42,9 +42,9 @@ func ApplyCached(rw mvcc.ReadWriter, b mvcc.Bucket, cmd *cmdpb.Command, c *Cache
 	var err error
 	switch c := cmd.Body.(type) {
 	case *cmdpb.Command_Put:
-		res, err = a.dedupedWrite(c.Put.Key, c.Put.RequestId, c.Put.CheckApplied, func() (*cmdpb.Result, error) { return a.put(c.Put) })
+		res, err = a.dedupedWrite(c.Put.Key, c.Put.RequestId, c.Put.CheckApplied, c.Put.Ts, func() (*cmdpb.Result, error) { return a.put(c.Put) })
 	case *cmdpb.Command_Cas:
-		res, err = a.dedupedWrite(c.Cas.Key, c.Cas.RequestId, c.Cas.CheckApplied, func() (*cmdpb.Result, error) { return a.cas(c.Cas) })
+		res, err = a.dedupedWrite(c.Cas.Key, c.Cas.RequestId, c.Cas.CheckApplied, c.Cas.Ts, func() (*cmdpb.Result, error) { return a.cas(c.Cas) })
 	case *cmdpb.Command_NamedAcquire:
 		res, err = a.namedAcquire(c.NamedAcquire)
 	case *cmdpb.Command_NamedRelease:
@@ -123,10 +123,13 @@ func (a *applier) deduped(requestID string, check bool, t uint64, apply func() (
 // version itself keeps the request id (mvcc.PutWrite), so a retry finds it
 // there and the write needs no dedup record. A record per write was about
 // a tenth of the servers' CPU under puts. A dedup record is still looked
-// for, as writes applied by earlier builds have one.
-func (a *applier) dedupedWrite(key []byte, requestID string, check bool, apply func() (*cmdpb.Result, error)) (*cmdpb.Result, error) {
+// for, as writes applied by earlier builds have one. retryTS is the
+// retry's timestamp: the oracle stamped the first attempt before it. A retry reads every
+// version of key from t down (mvcc.WrittenBy); on a key written very often
+// that is the cost of recognising it.
+func (a *applier) dedupedWrite(key []byte, requestID string, check bool, retryTS uint64, apply func() (*cmdpb.Result, error)) (*cmdpb.Result, error) {
 	if requestID != "" && check {
-		t, found, err := mvcc.WrittenBy(a.rw, a.b, key, requestID)
+		t, found, err := mvcc.WrittenBy(a.rw, a.b, key, requestID, ts.Timestamp(retryTS))
 		if err != nil {
 			return nil, err
 		}

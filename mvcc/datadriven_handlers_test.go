@@ -33,7 +33,11 @@ func (env *ddEnv) handleDel(t *testing.T, d *datadriven.TestData) (string, error
 
 func (env *ddEnv) handleWrittenBy(t *testing.T, d *datadriven.TestData) (string, error) {
 	b, key, req := bucketArg(t, d), keyArg(t, d, "k"), string(keyArg(t, d, "req"))
-	version, found, err := WrittenBy(env.reader(), b, key, req)
+	at := Latest
+	if d.HasArg("ts") {
+		at = tsArg(t, d, "ts")
+	}
+	version, found, err := WrittenBy(env.reader(), b, key, req, at)
 	if err != nil || !found {
 		return "<not found>\n", err
 	}

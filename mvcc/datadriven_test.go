@@ -32,8 +32,9 @@ import (
 //	del b=<bucket> k=<key> ts=<ts> [req=<id>]
 //	    PutTombstone (PutWrite with req): writes a deletion of key at ts.
 //	    Prints nothing.
-//	written-by b=<bucket> k=<key> req=<id>
-//	    WrittenBy. Prints "@<version>" or "<not found>".
+//	written-by b=<bucket> k=<key> req=<id> [ts=<ts>]
+//	    WrittenBy at ts (default latest). Prints "@<version>" or
+//	    "<not found>".
 //	get b=<bucket> k=<key> ts=<ts>
 //	    Get at ts. Prints "<value> @<version>", "<deleted @<version>>" for a
 //	    key whose newest version <= ts is a tombstone, or "<not found>".

@@ -27,7 +27,8 @@
 //  2. A user key's versions are stored newest first; a read at ts returns
 //     the first version <= ts. A tombstone version hides older versions.
 //     A version may keep the id of the request that wrote it (PutWrite),
-//     which reads ignore.
+//     which reads ignore. Builds before that format cannot read such a
+//     version: a node is not rolled back across it.
 //  3. Records (locks, fences, meta) are unversioned and marshalled
 //     deterministically, so replicas applying the same commands hold the
 //     same bytes. A cleared record (ClearRecord) is a one-byte marker that

@@ -146,20 +146,22 @@ func PutWrite(w Writer, b Bucket, key []byte, t ts.Timestamp, value []byte, tomb
 	return w.Set(VersionKey(b, key, t), v, nil)
 }
 
-// WrittenBy returns the version of key that request requestID wrote, if a
-// version still kept carries that id (PutWrite). It reads every version of
-// key: it is for retries, which are rare.
-func WrittenBy(r Reader, b Bucket, key []byte, requestID string) (ts.Timestamp, bool, error) {
+// WrittenBy returns the version of key at or below at that request
+// requestID wrote, if a version still kept carries that id (PutWrite). A
+// retry passes its own timestamp as at: the first attempt was stamped
+// before it. It reads every such version of key, newest first, so its cost
+// grows with the key's versions in the GC window: it is for retries, which
+// are rare, where a dedup record per write cost every write.
+func WrittenBy(r Reader, b Bucket, key []byte, requestID string, at ts.Timestamp) (ts.Timestamp, bool, error) {
 	if requestID == "" {
 		return 0, false, nil
 	}
-	prefix := VersionKey(b, key, Latest)
 	it, err := r.NewIter(nil)
 	if err != nil {
 		return 0, false, err
 	}
 	defer it.Close()
-	for valid := it.SeekPrefixGE(prefix); valid; valid = it.Next() {
+	for valid := it.SeekPrefixGE(VersionKey(b, key, at)); valid; valid = it.Next() {
 		_, k, version, err := DecodeVersionKey(it.Key())
 		if err != nil {
 			return 0, false, err
@@ -167,15 +169,29 @@ func WrittenBy(r Reader, b Bucket, key []byte, requestID string) (ts.Timestamp, 
 		if !bytes.Equal(k, key) {
 			break
 		}
-		_, _, id, err := splitValue(it.Value())
-		if err != nil {
+		if id, err := requestIDOf(it.Value()); err != nil {
 			return 0, false, err
-		}
-		if id == requestID {
+		} else if string(id) == requestID { // compared without allocating
 			return version, true, nil
 		}
 	}
 	return 0, false, it.Error()
+}
+
+// requestIDOf returns the request id a stored version value keeps (nil if
+// none), aliasing raw.
+func requestIDOf(raw []byte) ([]byte, error) {
+	if len(raw) == 0 {
+		return nil, fmt.Errorf("%w: empty version value", ErrBadValue)
+	}
+	if raw[0] != tagValueOfRequest && raw[0] != tagTombstoneOfRequest {
+		return nil, nil
+	}
+	n, w := binary.Uvarint(raw[1:])
+	if w <= 0 || n > uint64(len(raw)-1-w) {
+		return nil, fmt.Errorf("%w: request id of %d bytes in a %d-byte value", ErrBadValue, n, len(raw))
+	}
+	return raw[1+w : 1+w+int(n)], nil
 }
 
 // Scan returns up to limit keys of bucket b that start with prefix and sort

@@ -1374,8 +1374,8 @@ type NamedRelease struct {
 	Code    []byte                 `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
 	Expired bool                   `protobuf:"varint,3,opt,name=expired,proto3" json:"expired,omitempty"`
 	// request_id makes a retried Release succeed again even after the lock
-	// was granted and released since (a dedup record, see Put); ts dates
-	// that record for GC.
+	// was granted and released since (a dedup record, AppliedRequest); ts
+	// dates that record for GC.
 	RequestId string `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	Ts        uint64 `protobuf:"varint,5,opt,name=ts,proto3" json:"ts,omitempty"`
 	// check_applied: look for a dedup record of request_id first (a retry);

@@ -12,7 +12,9 @@
 // with fixed windows (docs/performance.md). Fixed windows turn the
 // estimation off.
 //
-// Invariant: both ends of every connection set the windows, so that
-// neither side estimates (a PING from the other end costs a read and a
-// write here too).
+// Invariant: both ends of every connection between servers, and between
+// the Go client and a server, set the windows, so that neither side
+// estimates (a PING from the other end costs a read and a write here too).
+// The Jepsen harness's own connections (black-box: it may not import this
+// package) and the client's test fake keep gRPC's defaults.
 package flowcontrol
