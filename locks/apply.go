@@ -102,13 +102,8 @@ func (a *applier) deduped(requestID string, check bool, t uint64, apply func() (
 		return apply()
 	}
 	if check {
-		rec := &cmdpb.AppliedRequest{}
-		found, err := mvcc.GetRecord(a.rw, a.b, mvcc.KindRequest, []byte(requestID), rec)
-		if err != nil {
-			return nil, err
-		}
-		if found {
-			return rec.Result, nil
+		if res, found, err := a.recordedResult(requestID); err != nil || found {
+			return res, err
 		}
 	}
 	res, err := apply()
@@ -118,15 +113,26 @@ func (a *applier) deduped(requestID string, check bool, t uint64, apply func() (
 	return res, mvcc.PutRecord(a.rw, a.b, mvcc.KindRequest, []byte(requestID), &cmdpb.AppliedRequest{Result: res, Ts: t})
 }
 
+// recordedResult returns the result the dedup record of requestID holds,
+// if there is one.
+func (a *applier) recordedResult(requestID string) (*cmdpb.Result, bool, error) {
+	rec := &cmdpb.AppliedRequest{}
+	found, err := mvcc.GetRecord(a.rw, a.b, mvcc.KindRequest, []byte(requestID), rec)
+	if err != nil || !found {
+		return nil, false, err
+	}
+	return rec.Result, true, nil
+}
+
 // dedupedWrite is deduped for a write whose success is a version of key
 // and whose result is that version's timestamp (Put, CompareAndSwap): the
 // version itself keeps the request id (mvcc.PutWrite), so a retry finds it
 // there and the write needs no dedup record. A record per write was about
 // a tenth of the servers' CPU under puts. A dedup record is still looked
 // for, as writes applied by earlier builds have one. retryTS is the
-// retry's timestamp: the oracle stamped the first attempt before it. A retry reads every
-// version of key from t down (mvcc.WrittenBy); on a key written very often
-// that is the cost of recognising it.
+// retry's timestamp; the oracle stamped the first attempt before it, so
+// the retry reads the versions of key from retryTS down (mvcc.WrittenBy):
+// on a key written very often that is the cost of recognising it.
 func (a *applier) dedupedWrite(key []byte, requestID string, check bool, retryTS uint64, apply func() (*cmdpb.Result, error)) (*cmdpb.Result, error) {
 	if requestID != "" && check {
 		t, found, err := mvcc.WrittenBy(a.rw, a.b, key, requestID, ts.Timestamp(retryTS))
@@ -136,9 +142,8 @@ func (a *applier) dedupedWrite(key []byte, requestID string, check bool, retryTS
 		if found {
 			return &cmdpb.Result{Ts: uint64(t)}, nil
 		}
-		rec := &cmdpb.AppliedRequest{}
-		if found, err = mvcc.GetRecord(a.rw, a.b, mvcc.KindRequest, []byte(requestID), rec); err != nil || found {
-			return rec.Result, err
+		if res, found, err := a.recordedResult(requestID); err != nil || found {
+			return res, err
 		}
 	}
 	return apply()

@@ -137,8 +137,8 @@ func fmtEngineKV(k, v []byte) string {
 		default:
 			val = fmtKey(value)
 		}
-		if err == nil && req != "" {
-			val += " req " + fmtKey([]byte(req))
+		if err == nil && req != nil {
+			val += " req " + fmtKey(req)
 		}
 		return fmt.Sprintf("b=%d d %s @%s -> %s", b, fmtKey(key), fmtTS(t), val)
 	}

@@ -79,34 +79,34 @@ func decodeValue(raw []byte, version ts.Timestamp) (Value, error) {
 	return Value{Bytes: append([]byte{}, value...), Version: version, Found: true}, nil
 }
 
-// splitValue decodes a stored version value into the value (aliasing raw),
-// whether it is a tombstone, and the id of the request that wrote it ("" if
-// none was kept).
-func splitValue(raw []byte) (value []byte, tombstone bool, requestID string, err error) {
+// splitValue decodes a stored version value into the value, whether it is
+// a tombstone, and the id of the request that wrote it (nil if none was
+// kept); value and id alias raw, so reads allocate nothing for the id.
+func splitValue(raw []byte) (value []byte, tombstone bool, requestID []byte, err error) {
 	if len(raw) == 0 {
-		return nil, false, "", fmt.Errorf("%w: empty version value", ErrBadValue)
+		return nil, false, nil, fmt.Errorf("%w: empty version value", ErrBadValue)
 	}
 	tag, rest := raw[0], raw[1:]
 	switch tag {
 	case tagValue:
-		return rest, false, "", nil
+		return rest, false, nil, nil
 	case tagTombstone:
-		return nil, true, "", nil
+		return nil, true, nil, nil
 	case tagValueOfRequest, tagTombstoneOfRequest:
 		n, w := binary.Uvarint(rest)
 		if w <= 0 || n > uint64(len(rest)-w) {
-			return nil, false, "", fmt.Errorf("%w: request id of %d bytes in a %d-byte value", ErrBadValue, n, len(raw))
+			return nil, false, nil, fmt.Errorf("%w: request id of %d bytes in a %d-byte value", ErrBadValue, n, len(raw))
 		}
 		id, rest := rest[w:w+int(n)], rest[w+int(n):]
 		if tag == tagTombstoneOfRequest {
 			if len(rest) != 0 {
-				return nil, false, "", fmt.Errorf("%w: %d bytes after a tombstone", ErrBadValue, len(rest))
+				return nil, false, nil, fmt.Errorf("%w: %d bytes after a tombstone", ErrBadValue, len(rest))
 			}
-			return nil, true, string(id), nil
+			return nil, true, id, nil
 		}
-		return rest, false, string(id), nil
+		return rest, false, id, nil
 	default:
-		return nil, false, "", fmt.Errorf("%w: tag %q", ErrBadValue, tag)
+		return nil, false, nil, fmt.Errorf("%w: tag %q", ErrBadValue, tag)
 	}
 }
 
@@ -125,24 +125,28 @@ func PutTombstone(w Writer, b Bucket, key []byte, t ts.Timestamp) error {
 // (WrittenBy) for as long as the version is kept. An empty requestID keeps
 // no id.
 func PutWrite(w Writer, b Bucket, key []byte, t ts.Timestamp, value []byte, tombstone bool, requestID string) error {
-	var v []byte
+	tag := byte(tagValue)
 	switch {
-	case requestID == "" && tombstone:
-		v = []byte{tagTombstone}
-	case requestID == "":
-		v = append(make([]byte, 0, 1+len(value)), tagValue)
-		v = append(v, value...)
-	default:
-		tag := byte(tagValueOfRequest)
-		if tombstone {
-			tag, value = tagTombstoneOfRequest, nil
-		}
-		v = make([]byte, 0, 1+binary.MaxVarintLen64+len(requestID)+len(value))
-		v = append(v, tag)
+	case tombstone && requestID == "":
+		tag = tagTombstone
+	case tombstone:
+		tag = tagTombstoneOfRequest
+	case requestID != "":
+		tag = tagValueOfRequest
+	}
+	if tombstone {
+		value = nil
+	}
+	size := 1 + len(value)
+	if requestID != "" {
+		size += binary.MaxVarintLen64 + len(requestID)
+	}
+	v := append(make([]byte, 0, size), tag)
+	if requestID != "" {
 		v = binary.AppendUvarint(v, uint64(len(requestID)))
 		v = append(v, requestID...)
-		v = append(v, value...)
 	}
+	v = append(v, value...)
 	return w.Set(VersionKey(b, key, t), v, nil)
 }
 
@@ -169,29 +173,13 @@ func WrittenBy(r Reader, b Bucket, key []byte, requestID string, at ts.Timestamp
 		if !bytes.Equal(k, key) {
 			break
 		}
-		if id, err := requestIDOf(it.Value()); err != nil {
+		if _, _, id, err := splitValue(it.Value()); err != nil {
 			return 0, false, err
 		} else if string(id) == requestID { // compared without allocating
 			return version, true, nil
 		}
 	}
 	return 0, false, it.Error()
-}
-
-// requestIDOf returns the request id a stored version value keeps (nil if
-// none), aliasing raw.
-func requestIDOf(raw []byte) ([]byte, error) {
-	if len(raw) == 0 {
-		return nil, fmt.Errorf("%w: empty version value", ErrBadValue)
-	}
-	if raw[0] != tagValueOfRequest && raw[0] != tagTombstoneOfRequest {
-		return nil, nil
-	}
-	n, w := binary.Uvarint(raw[1:])
-	if w <= 0 || n > uint64(len(raw)-1-w) {
-		return nil, fmt.Errorf("%w: request id of %d bytes in a %d-byte value", ErrBadValue, n, len(raw))
-	}
-	return raw[1+w : 1+w+int(n)], nil
 }
 
 // Scan returns up to limit keys of bucket b that start with prefix and sort

@@ -12,8 +12,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/opencluster/opencluster/internal/freeport"
 )
 
 // Proc is a child process the bench started (a server). Its log goes to a
@@ -292,15 +290,4 @@ func (c *Cluster) Stop(ctx context.Context) error {
 		errs = append(errs, p.Stop(ctx))
 	}
 	return errors.Join(errs...)
-}
-
-// FreeAddr returns a loopback address with a port that was free a moment
-// ago, below the ephemeral range (package freeport), so that no outgoing
-// connection takes it before the server binds it.
-func FreeAddr() (string, error) {
-	addr, err := freeport.Addr("127.0.0.1")
-	if err != nil {
-		return "", fmt.Errorf("bench: %w", err)
-	}
-	return addr, nil
 }

@@ -57,8 +57,9 @@
 //
 // The in-memory view equals the state the DB will hold once every staged
 // batch is committed, except for the commit index, which may be ahead of
-// the stored one (invariant 2). If a batch is dropped or its commit fails, the view
-// is ahead of the DB: the caller must discard the Storage and Load again.
+// the stored one (invariant 2). If a batch is dropped or its commit fails,
+// the view is ahead of the DB: the caller must discard the Storage and
+// Load again.
 // Reads answer from the view, except for entries that are not cached,
 // which come from the DB: an entry staged in a batch not yet committed and
 // already evicted from the cache cannot be read until the commit. Raft

@@ -54,26 +54,16 @@ func newCluster(cfg Config, dir string, hostBase int, rebalance bool) (*cluster,
 	return &cluster{cfg: cfg, dir: dir, rebalance: rebalance, hostBase: hostBase}, nil
 }
 
-// freeAddrOn returns host with a port that was free a moment ago, below
-// the ephemeral range (package freeport).
-func freeAddrOn(host string) (string, error) {
-	addr, err := freeport.Addr(host)
-	if err != nil {
-		return "", fmt.Errorf("moves: %w", err)
-	}
-	return addr, nil
-}
-
 // start starts the next node (the first bootstraps the cluster, the others
 // join it), waits until it serves, and reopens c over every node.
 func (cl *cluster) start(ctx context.Context) (*node, error) {
 	i := len(cl.nodes)
 	host := fmt.Sprintf("127.0.0.%d", cl.hostBase+i)
-	addr, err := freeAddrOn(host)
+	addr, err := freeport.Addr(host)
 	if err != nil {
 		return nil, err
 	}
-	gossip, err := freeAddrOn(host)
+	gossip, err := freeport.Addr(host)
 	if err != nil {
 		return nil, err
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/opencluster/opencluster/internal/bench"
 	"github.com/opencluster/opencluster/internal/bench/octarget"
 	"github.com/opencluster/opencluster/internal/bench/redistarget"
+	"github.com/opencluster/opencluster/internal/freeport"
 	"github.com/opencluster/opencluster/rpc/client"
 	"github.com/opencluster/opencluster/rpc/ocpb"
 )
@@ -101,7 +102,7 @@ func startOpenCluster(ctx context.Context, cfg Config) (bench.System, error) {
 	var endpoints []string
 	var seed string
 	for i := range cfg.Nodes {
-		addr, err := bench.FreeAddr()
+		addr, err := freeport.Addr("127.0.0.1")
 		if err != nil {
 			stopAll(servers)
 			return nil, err
@@ -113,7 +114,7 @@ func startOpenCluster(ctx context.Context, cfg Config) (bench.System, error) {
 			argv = append(argv, "--buckets", strconv.Itoa(cfg.Buckets))
 		}
 		if cfg.Nodes > 1 {
-			gossip, err := bench.FreeAddr()
+			gossip, err := freeport.Addr("127.0.0.1")
 			if err != nil {
 				stopAll(servers)
 				return nil, err
@@ -220,7 +221,7 @@ func startRedis(ctx context.Context, cfg Config) (bench.System, error) {
 	if err != nil {
 		return nil, err
 	}
-	addr, err := bench.FreeAddr()
+	addr, err := freeport.Addr("127.0.0.1")
 	if err != nil {
 		return nil, err
 	}
@@ -256,11 +257,11 @@ func startEtcd(ctx context.Context, cfg Config) (bench.System, error) {
 	var members []member
 	var initial []string
 	for i := range cfg.Nodes {
-		ca, err := bench.FreeAddr()
+		ca, err := freeport.Addr("127.0.0.1")
 		if err != nil {
 			return nil, err
 		}
-		pa, err := bench.FreeAddr()
+		pa, err := freeport.Addr("127.0.0.1")
 		if err != nil {
 			return nil, err
 		}
