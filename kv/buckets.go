@@ -286,7 +286,7 @@ func (n *Node) lockKeysHere(ctx, wctx context.Context, r *replica, name string, 
 			continue
 		}
 		res, err := r.propose(ctx, &cmdpb.Command{Body: &cmdpb.Command_LockKeys{LockKeys: &cmdpb.LockKeys{
-			Name: name, Code: code, Isolation: iso, Keys: specs[i:], ReadValues: read,
+			Name: name, Code: code, Isolation: iso, Keys: specs[i:],
 		}}})
 		if err != nil {
 			return nil, err
@@ -295,8 +295,14 @@ func (n *Node) lockKeysHere(ctx, wctx context.Context, r *replica, name string, 
 			w.Leave() // got the key we queued for
 			w = nil
 		}
+		if read && res.Count > 0 {
+			v, err := n.lockedValues(r, code, specs[i:i+int(res.Count)])
+			if err != nil {
+				return nil, err
+			}
+			values = append(values, v...)
+		}
 		i += int(res.Count)
-		values = append(values, res.Values...)
 		switch res.Error {
 		case cmdpb.ErrorCode_OK:
 		case cmdpb.ErrorCode_KEY_LOCKED:
@@ -314,6 +320,24 @@ func (n *Node) lockKeysHere(ctx, wctx context.Context, r *replica, name string, 
 		default:
 			return nil, resultErr(res)
 		}
+	}
+	return values, nil
+}
+
+// lockedValues reads the committed values of specs' keys, which code has
+// just locked in r's bucket, from this node's state (locks.LockedValues).
+// A view that no longer shows them held means the lock was lost (or this
+// replica's state replaced): the keys' values are then no longer the
+// holder's to read, and the lock is reported lost.
+func (n *Node) lockedValues(r *replica, code []byte, specs []*cmdpb.KeySpec) ([]*ocpb.KeyValue, error) {
+	snap := n.eng.DB().NewSnapshot()
+	defer snap.Close()
+	values, held, err := locks.LockedValues(snap, r.bucket, code, specs)
+	if err != nil {
+		return nil, err
+	}
+	if !held {
+		return nil, fmt.Errorf("%w: key locks released before their values were read", ErrAborted)
 	}
 	return values, nil
 }

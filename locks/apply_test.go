@@ -441,6 +441,10 @@ func TestKeyLockCountFollowsRecords(t *testing.T) {
 	if put("a") != cmdpb.ErrorCode_KEY_LOCKED || put("b") != cmdpb.ErrorCode_KEY_LOCKED {
 		t.Fatal("a plain put went through a key lock")
 	}
+	// LockKeys skips its lookup only in a bucket counted empty.
+	if res := apply(&cmdpb.Command{Body: &cmdpb.Command_LockKeys{LockKeys: &cmdpb.LockKeys{Name: "U", Code: code(3), Keys: keys("b", W)}}}); res.Error != cmdpb.ErrorCode_KEY_LOCKED {
+		t.Fatalf("WRITE over two READ holders: %v, want KEY_LOCKED", res)
+	}
 	resolve(code(1), "a", "b")
 	if kls.n != 1 || put("b") != cmdpb.ErrorCode_KEY_LOCKED {
 		t.Fatalf("b still READ-locked by code 2: count %d", kls.n)

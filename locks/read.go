@@ -6,6 +6,7 @@ import (
 	"github.com/opencluster/opencluster/mvcc"
 	"github.com/opencluster/opencluster/mvcc/ts"
 	"github.com/opencluster/opencluster/rpc/cmdpb"
+	"github.com/opencluster/opencluster/rpc/ocpb"
 )
 
 // ReadResult is the outcome of reading a key while respecting key locks.
@@ -78,6 +79,32 @@ func KeyLockOf(r mvcc.Reader, b mvcc.Bucket, key []byte) (*cmdpb.KeyLock, bool, 
 	kl := &cmdpb.KeyLock{}
 	found, err := mvcc.GetRecord(r, b, mvcc.KindKeyLock, key, kl)
 	return kl, found && len(kl.Holders) > 0, err
+}
+
+// LockedValues returns the newest committed value of each of keys that
+// exists, in order, once code has locked them in bucket b. A key held
+// cannot change until it is released (a writer that held it resolved
+// before leaving), so the leader reads them once, after the LockKeys
+// applied, rather than every replica as it applies. held is false (and
+// values nil) if r does not show every key held by code: the lock was
+// lost, or r is no longer the state it was taken in. r must be one
+// consistent view (a snapshot), so that the values go with the locks it
+// shows.
+func LockedValues(r mvcc.Reader, b mvcc.Bucket, code []byte, keys []*cmdpb.KeySpec) (values []*ocpb.KeyValue, held bool, err error) {
+	for _, k := range keys {
+		held, err := KeyHeldBy(r, b, k.Key, code)
+		if err != nil || !held {
+			return nil, false, err
+		}
+		v, err := mvcc.Get(r, b, k.Key, mvcc.Latest)
+		if err != nil {
+			return nil, false, err
+		}
+		if v.Found {
+			values = append(values, &ocpb.KeyValue{Key: k.Key, Value: v.Bytes, Version: uint64(v.Version)})
+		}
+	}
+	return values, true, nil
 }
 
 // KeyHeldBy reports whether code holds key's lock.

@@ -7,7 +7,6 @@ import (
 	"github.com/opencluster/opencluster/mvcc"
 	"github.com/opencluster/opencluster/mvcc/ts"
 	"github.com/opencluster/opencluster/rpc/cmdpb"
-	"github.com/opencluster/opencluster/rpc/ocpb"
 )
 
 func (a *applier) txnRecord(name string) (*cmdpb.TxnRecord, bool, error) {
@@ -89,7 +88,13 @@ func holderIndex(kl *cmdpb.KeyLock, code []byte) int {
 func (a *applier) lockKeys(c *cmdpb.LockKeys) (*cmdpb.Result, error) {
 	res := &cmdpb.Result{Count: int32(len(c.Keys))}
 	for i, k := range c.Keys {
-		kl, _, err := a.keyLock(k.Key)
+		// A bucket known to hold no key lock has none for this key: skip
+		// the lookup, which misses in every memtable and level.
+		kl := &cmdpb.KeyLock{}
+		none, err := a.noKeyLocks()
+		if err == nil && !none {
+			kl, _, err = a.keyLock(k.Key)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -106,17 +111,6 @@ func (a *applier) lockKeys(c *cmdpb.LockKeys) (*cmdpb.Result, error) {
 			})
 			if err := mvcc.PutRecord(a.rw, a.b, mvcc.KindKeyLock, k.Key, kl); err != nil {
 				return nil, err
-			}
-		}
-		if c.ReadValues {
-			// Locked now, so no other lock can change it until this one
-			// releases it (a writer that held it resolved before leaving).
-			v, err := mvcc.Get(a.rw, a.b, k.Key, mvcc.Latest)
-			if err != nil {
-				return nil, err
-			}
-			if v.Found {
-				res.Values = append(res.Values, &ocpb.KeyValue{Key: k.Key, Value: v.Bytes, Version: uint64(v.Version)})
 			}
 		}
 	}

@@ -15,7 +15,6 @@
 package cmdpb
 
 import (
-	ocpb "github.com/opencluster/opencluster/rpc/ocpb"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -1585,15 +1584,11 @@ func (x *TxnBegin) GetResolved() [][]byte {
 // restrictive lock (name, code), stopping at the first key another lock
 // holds incompatibly.
 type LockKeys struct {
-	state     protoimpl.MessageState `protogen:"open.v1"`
-	Name      string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Code      []byte                 `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
-	Isolation Isolation              `protobuf:"varint,3,opt,name=isolation,proto3,enum=opencluster.cmd.v1.Isolation" json:"isolation,omitempty"`
-	Keys      []*KeySpec             `protobuf:"bytes,4,rep,name=keys,proto3" json:"keys,omitempty"`
-	// read_values: the result lists the newest committed value of each key
-	// this command locked (Result.values). The key being locked, it is the
-	// value the holder reads until it releases it.
-	ReadValues    bool `protobuf:"varint,5,opt,name=read_values,json=readValues,proto3" json:"read_values,omitempty"`
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Code          []byte                 `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
+	Isolation     Isolation              `protobuf:"varint,3,opt,name=isolation,proto3,enum=opencluster.cmd.v1.Isolation" json:"isolation,omitempty"`
+	Keys          []*KeySpec             `protobuf:"bytes,4,rep,name=keys,proto3" json:"keys,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1654,13 +1649,6 @@ func (x *LockKeys) GetKeys() []*KeySpec {
 		return x.Keys
 	}
 	return nil
-}
-
-func (x *LockKeys) GetReadValues() bool {
-	if x != nil {
-		return x.ReadValues
-	}
-	return false
 }
 
 // TxnWrite stores a provisional value in a key lock held WRITE by code.
@@ -2172,9 +2160,7 @@ type Result struct {
 	HeldBy string `protobuf:"bytes,11,opt,name=held_by,json=heldBy,proto3" json:"held_by,omitempty"`
 	// handoff: the outcome of NamedRelease.handoff, when the release freed
 	// the lock.
-	Handoff *Result `protobuf:"bytes,12,opt,name=handoff,proto3" json:"handoff,omitempty"`
-	// values: LockKeys.read_values, the keys that exist.
-	Values        []*ocpb.KeyValue `protobuf:"bytes,13,rep,name=values,proto3" json:"values,omitempty"`
+	Handoff       *Result `protobuf:"bytes,12,opt,name=handoff,proto3" json:"handoff,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2282,13 +2268,6 @@ func (x *Result) GetHeldBy() string {
 func (x *Result) GetHandoff() *Result {
 	if x != nil {
 		return x.Handoff
-	}
-	return nil
-}
-
-func (x *Result) GetValues() []*ocpb.KeyValue {
-	if x != nil {
-		return x.Values
 	}
 	return nil
 }
@@ -3201,7 +3180,7 @@ var File_cmd_proto protoreflect.FileDescriptor
 
 const file_cmd_proto_rawDesc = "" +
 	"\n" +
-	"\tcmd.proto\x12\x12opencluster.cmd.v1\x1a\x11opencluster.proto\"L\n" +
+	"\tcmd.proto\x12\x12opencluster.cmd.v1\"L\n" +
 	"\aKeySpec\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12/\n" +
 	"\x04mode\x18\x02 \x01(\x0e2\x1b.opencluster.cmd.v1.KeyModeR\x04mode\"\xca\t\n" +
@@ -3307,14 +3286,12 @@ const file_cmd_proto_rawDesc = "" +
 	"\x04keys\x18\a \x03(\v2\x1b.opencluster.cmd.v1.KeySpecR\x04keys\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\b \x01(\tR\trequestId\x12\x1a\n" +
-	"\bresolved\x18\t \x03(\fR\bresolved\"\xc1\x01\n" +
+	"\bresolved\x18\t \x03(\fR\bresolved\"\xa6\x01\n" +
 	"\bLockKeys\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\fR\x04code\x12;\n" +
 	"\tisolation\x18\x03 \x01(\x0e2\x1d.opencluster.cmd.v1.IsolationR\tisolation\x12/\n" +
-	"\x04keys\x18\x04 \x03(\v2\x1b.opencluster.cmd.v1.KeySpecR\x04keys\x12\x1f\n" +
-	"\vread_values\x18\x05 \x01(\bR\n" +
-	"readValues\"x\n" +
+	"\x04keys\x18\x04 \x03(\v2\x1b.opencluster.cmd.v1.KeySpecR\x04keysJ\x04\b\x05\x10\x06\"x\n" +
 	"\bTxnWrite\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\fR\x04code\x12\x10\n" +
@@ -3349,7 +3326,7 @@ const file_cmd_proto_rawDesc = "" +
 	"\x02GC\x12\x0e\n" +
 	"\x02ts\x18\x01 \x01(\x04R\x02ts\" \n" +
 	"\bTSOBound\x12\x14\n" +
-	"\x05bound\x18\x01 \x01(\x04R\x05bound\"\x99\x03\n" +
+	"\x05bound\x18\x01 \x01(\x04R\x05bound\"\xed\x02\n" +
 	"\x06Result\x123\n" +
 	"\x05error\x18\x01 \x01(\x0e2\x1d.opencluster.cmd.v1.ErrorCodeR\x05error\x12\x16\n" +
 	"\x06detail\x18\x02 \x01(\tR\x06detail\x12\x0e\n" +
@@ -3361,8 +3338,7 @@ const file_cmd_proto_rawDesc = "" +
 	"\rcurrent_value\x18\b \x01(\fR\fcurrentValue\x12#\n" +
 	"\rcurrent_found\x18\t \x01(\bR\fcurrentFound\x12\x17\n" +
 	"\aheld_by\x18\v \x01(\tR\x06heldBy\x124\n" +
-	"\ahandoff\x18\f \x01(\v2\x1a.opencluster.cmd.v1.ResultR\ahandoff\x120\n" +
-	"\x06values\x18\r \x03(\v2\x18.opencluster.v1.KeyValueR\x06values\"\xfc\x01\n" +
+	"\ahandoff\x18\f \x01(\v2\x1a.opencluster.cmd.v1.ResultR\ahandoffJ\x04\b\r\x10\x0e\"\xfc\x01\n" +
 	"\x0fNamedLockRecord\x12\x12\n" +
 	"\x04held\x18\x01 \x01(\bR\x04held\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\fR\x04code\x12\x14\n" +
@@ -3520,7 +3496,6 @@ var file_cmd_proto_goTypes = []any{
 	(*SnapshotData)(nil),    // 36: opencluster.cmd.v1.SnapshotData
 	(*SnapshotKV)(nil),      // 37: opencluster.cmd.v1.SnapshotKV
 	(*NodeIdent)(nil),       // 38: opencluster.cmd.v1.NodeIdent
-	(*ocpb.KeyValue)(nil),   // 39: opencluster.v1.KeyValue
 }
 var file_cmd_proto_depIdxs = []int32{
 	0,  // 0: opencluster.cmd.v1.KeySpec.mode:type_name -> opencluster.cmd.v1.KeyMode
@@ -3556,25 +3531,24 @@ var file_cmd_proto_depIdxs = []int32{
 	19, // 30: opencluster.cmd.v1.ResolveKeys.writes:type_name -> opencluster.cmd.v1.TxnWrite
 	3,  // 31: opencluster.cmd.v1.Result.error:type_name -> opencluster.cmd.v1.ErrorCode
 	26, // 32: opencluster.cmd.v1.Result.handoff:type_name -> opencluster.cmd.v1.Result
-	39, // 33: opencluster.cmd.v1.Result.values:type_name -> opencluster.v1.KeyValue
-	2,  // 34: opencluster.cmd.v1.TxnRecord.status:type_name -> opencluster.cmd.v1.TxnStatus
-	1,  // 35: opencluster.cmd.v1.TxnRecord.isolation:type_name -> opencluster.cmd.v1.Isolation
-	4,  // 36: opencluster.cmd.v1.TxnRecord.keys:type_name -> opencluster.cmd.v1.KeySpec
-	28, // 37: opencluster.cmd.v1.TxnRecord.unresolved:type_name -> opencluster.cmd.v1.TxnRecord
-	19, // 38: opencluster.cmd.v1.TxnRecord.writes:type_name -> opencluster.cmd.v1.TxnWrite
-	30, // 39: opencluster.cmd.v1.KeyLock.holders:type_name -> opencluster.cmd.v1.KeyLockHolder
-	0,  // 40: opencluster.cmd.v1.KeyLockHolder.mode:type_name -> opencluster.cmd.v1.KeyMode
-	1,  // 41: opencluster.cmd.v1.KeyLockHolder.isolation:type_name -> opencluster.cmd.v1.Isolation
-	32, // 42: opencluster.cmd.v1.KeyFences.fences:type_name -> opencluster.cmd.v1.FenceEntry
-	35, // 43: opencluster.cmd.v1.MetaState.nodes:type_name -> opencluster.cmd.v1.NodeRecord
-	34, // 44: opencluster.cmd.v1.MetaState.placement:type_name -> opencluster.cmd.v1.BucketPlacement
-	11, // 45: opencluster.cmd.v1.MetaState.moves:type_name -> opencluster.cmd.v1.MoveRecord
-	37, // 46: opencluster.cmd.v1.SnapshotData.kvs:type_name -> opencluster.cmd.v1.SnapshotKV
-	47, // [47:47] is the sub-list for method output_type
-	47, // [47:47] is the sub-list for method input_type
-	47, // [47:47] is the sub-list for extension type_name
-	47, // [47:47] is the sub-list for extension extendee
-	0,  // [0:47] is the sub-list for field type_name
+	2,  // 33: opencluster.cmd.v1.TxnRecord.status:type_name -> opencluster.cmd.v1.TxnStatus
+	1,  // 34: opencluster.cmd.v1.TxnRecord.isolation:type_name -> opencluster.cmd.v1.Isolation
+	4,  // 35: opencluster.cmd.v1.TxnRecord.keys:type_name -> opencluster.cmd.v1.KeySpec
+	28, // 36: opencluster.cmd.v1.TxnRecord.unresolved:type_name -> opencluster.cmd.v1.TxnRecord
+	19, // 37: opencluster.cmd.v1.TxnRecord.writes:type_name -> opencluster.cmd.v1.TxnWrite
+	30, // 38: opencluster.cmd.v1.KeyLock.holders:type_name -> opencluster.cmd.v1.KeyLockHolder
+	0,  // 39: opencluster.cmd.v1.KeyLockHolder.mode:type_name -> opencluster.cmd.v1.KeyMode
+	1,  // 40: opencluster.cmd.v1.KeyLockHolder.isolation:type_name -> opencluster.cmd.v1.Isolation
+	32, // 41: opencluster.cmd.v1.KeyFences.fences:type_name -> opencluster.cmd.v1.FenceEntry
+	35, // 42: opencluster.cmd.v1.MetaState.nodes:type_name -> opencluster.cmd.v1.NodeRecord
+	34, // 43: opencluster.cmd.v1.MetaState.placement:type_name -> opencluster.cmd.v1.BucketPlacement
+	11, // 44: opencluster.cmd.v1.MetaState.moves:type_name -> opencluster.cmd.v1.MoveRecord
+	37, // 45: opencluster.cmd.v1.SnapshotData.kvs:type_name -> opencluster.cmd.v1.SnapshotKV
+	46, // [46:46] is the sub-list for method output_type
+	46, // [46:46] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_cmd_proto_init() }
