@@ -32,11 +32,11 @@ func Apply(rw mvcc.ReadWriter, b mvcc.Bucket, cmd *cmdpb.Command) (*cmdpb.Result
 
 // ApplyCached is Apply keeping c, the bucket's cache, in step (nil: no
 // cache; every plain write looks for a key lock and reads its key's newest
-// version).
+// version, and every lock command reads its record from the engine).
 func ApplyCached(rw mvcc.ReadWriter, b mvcc.Bucket, cmd *cmdpb.Command, c *Cache) (*cmdpb.Result, Effects, error) {
 	a := applier{rw: rw, b: b}
 	if c != nil {
-		a.kls, a.versions = &c.KeyLocks, &c.Versions
+		a.kls, a.versions, a.records = &c.KeyLocks, &c.Versions, &c.Records
 	}
 	var res *cmdpb.Result
 	var err error
@@ -87,7 +87,9 @@ type applier struct {
 	kls *KeyLocks // nil: not counted
 	// versions bounds the bucket's versions (nil: no bound).
 	versions *VersionBound
-	effects  Effects
+	// records caches the bucket's lock records (nil: none).
+	records *Records
+	effects Effects
 }
 
 // deduped applies a write at most once per request id: a retry of a
@@ -287,7 +289,7 @@ func (a *applier) cas(c *cmdpb.CompareAndSwap) (*cmdpb.Result, error) {
 
 func (a *applier) namedAcquire(c *cmdpb.NamedAcquire) (*cmdpb.Result, error) {
 	rec := &cmdpb.NamedLockRecord{}
-	if _, err := mvcc.GetRecord(a.rw, a.b, mvcc.KindNamedLock, []byte(c.Name), rec); err != nil {
+	if _, err := a.getRecord(mvcc.KindNamedLock, c.Name, rec); err != nil {
 		return nil, err
 	}
 	if rec.Held {
@@ -305,7 +307,7 @@ func (a *applier) namedAcquire(c *cmdpb.NamedAcquire) (*cmdpb.Result, error) {
 	rec.TtlMs = c.TtlMs
 	rec.AcquiredTs = c.Ts
 	rec.RequestId = c.RequestId
-	if err := mvcc.PutRecord(a.rw, a.b, mvcc.KindNamedLock, []byte(c.Name), rec); err != nil {
+	if err := a.putRecord(mvcc.KindNamedLock, c.Name, rec); err != nil {
 		return nil, err
 	}
 	return &cmdpb.Result{Code: rec.Code, Fence: rec.Fence, Ts: c.Ts}, nil
@@ -313,7 +315,7 @@ func (a *applier) namedAcquire(c *cmdpb.NamedAcquire) (*cmdpb.Result, error) {
 
 func (a *applier) namedRelease(c *cmdpb.NamedRelease) (*cmdpb.Result, error) {
 	rec := &cmdpb.NamedLockRecord{}
-	found, err := mvcc.GetRecord(a.rw, a.b, mvcc.KindNamedLock, []byte(c.Name), rec)
+	found, err := a.getRecord(mvcc.KindNamedLock, c.Name, rec)
 	if err != nil {
 		return nil, err
 	}
@@ -322,7 +324,7 @@ func (a *applier) namedRelease(c *cmdpb.NamedRelease) (*cmdpb.Result, error) {
 		rec.Held = false
 		rec.LastCode, rec.LastExpired = rec.Code, c.Expired
 		rec.Code, rec.RequestId, rec.Owner = nil, "", ""
-		if err := mvcc.PutRecord(a.rw, a.b, mvcc.KindNamedLock, []byte(c.Name), rec); err != nil {
+		if err := a.putRecord(mvcc.KindNamedLock, c.Name, rec); err != nil {
 			return nil, err
 		}
 		a.effects.ReleasedNames = append(a.effects.ReleasedNames, c.Name)

@@ -13,8 +13,9 @@ import (
 )
 
 // BenchmarkGrant measures the apply of a lock grant, as a bucket's Raft
-// apply runs it (locks.Apply into an indexed batch over an in-memory
-// engine): a named lock (one NamedAcquire), and a restrictive lock on two
+// apply runs it (locks.ApplyCached into an indexed batch over an in-memory
+// engine, with the bucket's cache; cache=off applies without one, as
+// before the cache): a named lock (one NamedAcquire), and a restrictive lock on two
 // keys (TxnBegin, then LockKeys taking both WRITE, when its keys are in its
 // own bucket). The grants cycle through grantSlots lock names (and key
 // pairs), each released since its last grant, as a busy lock service sees
@@ -23,8 +24,18 @@ import (
 //
 //	go test ./locks -run '^$' -bench Grant -count 10 > new.txt && benchstat old.txt new.txt
 func BenchmarkGrant(b *testing.B) {
+	for _, cached := range []bool{true, false} {
+		name := "cache=on"
+		if !cached {
+			name = "cache=off"
+		}
+		b.Run(name, func(b *testing.B) { benchmarkGrant(b, cached) })
+	}
+}
+
+func benchmarkGrant(b *testing.B, cached bool) {
 	b.Run("lock=named", func(b *testing.B) {
-		benchGrants(b,
+		benchGrants(b, cached,
 			func(slot int) []*cmdpb.Command {
 				return []*cmdpb.Command{{Body: &cmdpb.Command_NamedAcquire{NamedAcquire: &cmdpb.NamedAcquire{
 					Name: benchName(slot), Code: benchCode(slot), Owner: "bench", TtlMs: 15_000, Ts: 1000,
@@ -37,7 +48,7 @@ func BenchmarkGrant(b *testing.B) {
 			})
 	})
 	b.Run("lock=restrictive/keys=2", func(b *testing.B) {
-		benchGrants(b,
+		benchGrants(b, cached,
 			func(slot int) []*cmdpb.Command {
 				specs := []*cmdpb.KeySpec{
 					{Key: benchKey(slot, 0), Mode: cmdpb.KeyMode_WRITE},
@@ -73,7 +84,7 @@ func benchKey(slot, i int) []byte { return fmt.Appendf(nil, "key-%04d-%d", slot,
 // benchGrants times the commands grant(slot) for slots 0, 1, ... modulo
 // grantSlots (built beforehand, so only their apply is timed);
 // release(slot) frees a slot again, untimed, before its next grant.
-func benchGrants(b *testing.B, grant, release func(slot int) []*cmdpb.Command) {
+func benchGrants(b *testing.B, cached bool, grant, release func(slot int) []*cmdpb.Command) {
 	e, err := mvcc.Open("", mvcc.Config{FS: vfs.NewMem()})
 	if err != nil {
 		b.Fatal(err)
@@ -84,9 +95,13 @@ func benchGrants(b *testing.B, grant, release func(slot int) []*cmdpb.Command) {
 		grants[slot], releases[slot] = grant(slot), release(slot)
 	}
 	batch := e.NewBatch()
+	var cache *Cache
+	if cached {
+		cache = NewCache()
+	}
 	apply := func(cmds []*cmdpb.Command) {
 		for _, cmd := range cmds {
-			res, _, err := Apply(batch, 0, cmd)
+			res, _, err := ApplyCached(batch, 0, cmd, cache)
 			if err != nil {
 				b.Fatal(err)
 			}

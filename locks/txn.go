@@ -11,12 +11,12 @@ import (
 
 func (a *applier) txnRecord(name string) (*cmdpb.TxnRecord, bool, error) {
 	rec := &cmdpb.TxnRecord{}
-	ok, err := mvcc.GetRecord(a.rw, a.b, mvcc.KindTxn, []byte(name), rec)
+	ok, err := a.getRecord(mvcc.KindTxn, name, rec)
 	return rec, ok, err
 }
 
 func (a *applier) putTxnRecord(name string, rec *cmdpb.TxnRecord) error {
-	return mvcc.PutRecord(a.rw, a.b, mvcc.KindTxn, []byte(name), rec)
+	return a.putRecord(mvcc.KindTxn, name, rec)
 }
 
 func (a *applier) txnBegin(c *cmdpb.TxnBegin) (*cmdpb.Result, error) {

@@ -62,10 +62,11 @@ func (v *VersionBound) wrote(t ts.Timestamp) {
 }
 
 // Cache is what the apply path keeps in memory about one bucket to skip
-// reads: its key-lock count and its version bound.
+// reads: its key-lock count, its version bound and its lock records.
 type Cache struct {
 	KeyLocks KeyLocks
 	Versions VersionBound
+	Records  Records
 }
 
 // NewCache returns a cache that knows nothing yet.
@@ -79,4 +80,5 @@ func NewCache() *Cache {
 func (c *Cache) Invalidate() {
 	c.KeyLocks.Invalidate()
 	c.Versions.Invalidate()
+	c.Records.Invalidate()
 }

@@ -283,15 +283,33 @@ func Marshal(m proto.Message) ([]byte, error) { return marshalOpts.Marshal(m) }
 // GetRecord reads the record (kind, name) of bucket b into m. A cleared
 // record is not found.
 func GetRecord(r Reader, b Bucket, kind Kind, name []byte, m proto.Message) (bool, error) {
-	k := RecordKey(b, kind, name)
-	raw, ok, err := getRaw(r, k)
-	if err != nil || !ok || isCleared(raw) {
+	raw, ok, err := GetRecordRaw(r, b, kind, name)
+	if err != nil || !ok {
 		return false, err
 	}
-	if err := proto.Unmarshal(raw, m); err != nil {
-		return false, fmt.Errorf("%w: %x: %w", ErrBadValue, k, err)
+	if err := UnmarshalRecord(b, kind, name, raw, m); err != nil {
+		return false, err
 	}
 	return true, nil
+}
+
+// GetRecordRaw is GetRecord without the decoding: it returns a copy of the
+// record's encoding.
+func GetRecordRaw(r Reader, b Bucket, kind Kind, name []byte) ([]byte, bool, error) {
+	raw, ok, err := getRaw(r, RecordKey(b, kind, name))
+	if err != nil || !ok || isCleared(raw) {
+		return nil, false, err
+	}
+	return raw, true, nil
+}
+
+// UnmarshalRecord decodes raw, the encoding of record (kind, name) of
+// bucket b, into m.
+func UnmarshalRecord(b Bucket, kind Kind, name, raw []byte, m proto.Message) error {
+	if err := proto.Unmarshal(raw, m); err != nil {
+		return fmt.Errorf("%w: %x: %w", ErrBadValue, RecordKey(b, kind, name), err)
+	}
+	return nil
 }
 
 // clearedRecord is the value of a cleared record. No protobuf encoding
@@ -342,6 +360,11 @@ func PurgeCleared(rw ReadWriter, b Bucket, kind Kind) (int, error) {
 // PutRecord writes the record (kind, name) of bucket b.
 func PutRecord(w Writer, b Bucket, kind Kind, name []byte, m proto.Message) error {
 	return putProto(w, RecordKey(b, kind, name), m)
+}
+
+// PutRecordRaw is PutRecord of a record already encoded (Marshal).
+func PutRecordRaw(w Writer, b Bucket, kind Kind, name, raw []byte) error {
+	return w.Set(RecordKey(b, kind, name), raw, nil)
 }
 
 // DeleteRecord deletes the record (kind, name) of bucket b.

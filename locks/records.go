@@ -1,0 +1,113 @@
+package locks
+
+import (
+	"google.golang.org/protobuf/proto"
+
+	"github.com/opencluster/opencluster/mvcc"
+)
+
+// Records remembers a bucket's lock records, named (n/) and restrictive
+// (t/), as the apply path last read or wrote them, so that applying an
+// Acquire, Release, TxnBegin or TxnFinish does not read its record from
+// the engine: that point read, a seek through every memtable, was a tenth
+// of the servers' CPU under uncontended locks. It keeps each record's
+// encoding (nil: known to have none) and decodes it on every use, so that
+// a caller may change what it gets.
+//
+// Like KeyLocks it is the apply path's own, and only the scheduler
+// goroutine touches it. Every write of these records goes through it
+// (applier.getRecord, applier.putRecord; they are never deleted), and
+// anything else that rewrites a bucket's records (a snapshot, a wipe)
+// calls Invalidate. It never changes a result: a record it holds is the
+// one the engine would return. It holds at most recordsBudget bytes and
+// forgets everything when full, as a busy bucket's hot names come back
+// at once.
+type Records struct {
+	m     map[recordKey][]byte
+	bytes int
+}
+
+type recordKey struct {
+	kind mvcc.Kind
+	name string
+}
+
+// recordsBudget bounds a bucket's Records (names and encodings): a few
+// thousand locks' records, and 4 MiB for a node's 64 buckets.
+const recordsBudget = 64 << 10
+
+// recordOverhead is what an entry costs beyond its name and encoding.
+const recordOverhead = 64
+
+// Invalidate forgets every record.
+func (c *Records) Invalidate() { c.m, c.bytes = nil, 0 }
+
+func (c *Records) get(kind mvcc.Kind, name string) (raw []byte, known bool) {
+	raw, known = c.m[recordKey{kind, name}]
+	return raw, known
+}
+
+func (c *Records) set(kind mvcc.Kind, name string, raw []byte) {
+	k := recordKey{kind, name}
+	size := len(name) + len(raw) + recordOverhead
+	if old, ok := c.m[k]; ok {
+		c.bytes -= len(name) + len(old) + recordOverhead
+	} else if c.bytes+size > recordsBudget {
+		c.Invalidate()
+	}
+	if c.m == nil {
+		c.m = make(map[recordKey][]byte)
+	}
+	c.m[k] = raw
+	c.bytes += size
+}
+
+// getRecord reads the record (kind, name) into m, from the cache when it
+// knows it.
+func (a *applier) getRecord(kind mvcc.Kind, name string, m proto.Message) (bool, error) {
+	if a.records != nil {
+		if raw, known := a.records.get(kind, name); known {
+			return decodeRecord(a.b, kind, name, raw, m)
+		}
+	}
+	raw, found, err := mvcc.GetRecordRaw(a.rw, a.b, kind, []byte(name))
+	if err != nil {
+		return false, err
+	}
+	if found && raw == nil {
+		raw = []byte{} // a record of default fields; nil means none
+	}
+	if a.records != nil {
+		a.records.set(kind, name, raw)
+	}
+	return decodeRecord(a.b, kind, name, raw, m)
+}
+
+// decodeRecord decodes raw into m; nil raw is no record.
+func decodeRecord(b mvcc.Bucket, kind mvcc.Kind, name string, raw []byte, m proto.Message) (bool, error) {
+	if raw == nil {
+		return false, nil
+	}
+	if err := mvcc.UnmarshalRecord(b, kind, []byte(name), raw, m); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// putRecord writes the record (kind, name) and remembers it.
+func (a *applier) putRecord(kind mvcc.Kind, name string, m proto.Message) error {
+	raw, err := mvcc.Marshal(m)
+	if err != nil {
+		return err
+	}
+	if err := mvcc.PutRecordRaw(a.rw, a.b, kind, []byte(name), raw); err != nil {
+		return err
+	}
+	if a.records != nil {
+		if raw == nil {
+			raw = []byte{} // see getRecord
+		}
+		a.records.set(kind, name, raw)
+	}
+	return nil
+}
