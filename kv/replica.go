@@ -29,8 +29,8 @@ type replica struct {
 	bucket  mvcc.Bucket // meaningless for the meta group
 	rn      *raft.RawNode
 	storage *raftlog.Storage
-	// cache is the apply path's memory of the bucket (its key-lock count
-	// and version bound; scheduler goroutine only).
+	// cache is the apply path's memory of the bucket (its key-lock count,
+	// version bound and lock records; scheduler goroutine only).
 	cache *locks.Cache
 	// noKeyLocks: the bucket's stored state holds no key-lock record, so a
 	// read need not look for one. The scheduler clears it before it commits

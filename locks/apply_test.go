@@ -460,7 +460,8 @@ func TestKeyLockCountFollowsRecords(t *testing.T) {
 	if put("a") != cmdpb.ErrorCode_KEY_LOCKED || put("b") != cmdpb.ErrorCode_KEY_LOCKED {
 		t.Fatal("a plain put went through a key lock")
 	}
-	// LockKeys skips its lookup only in a bucket counted empty.
+	// LockKeys skipped its lookup for code(1) in the bucket counted
+	// empty; in one counted non-empty it looks, and sees the holders.
 	if res := apply(&cmdpb.Command{Body: &cmdpb.Command_LockKeys{LockKeys: &cmdpb.LockKeys{Name: "U", Code: code(3), Keys: keys("b", W)}}}); res.Error != cmdpb.ErrorCode_KEY_LOCKED {
 		t.Fatalf("WRITE over two READ holders: %v, want KEY_LOCKED", res)
 	}

@@ -20,7 +20,7 @@
 // has one (and a read, through ReadUnlocked, only when the caller knows it
 // may have one), a bound on its versions (VersionBound), so a Put reads its
 // key's newest version only when its timestamp is not above them all, and
-// its lock records as last written (Records), so a lock command reads its
+// its lock records as last read or written (Records), so a lock command reads its
 // record from the engine only when the cache does not know it.
 //
 // # Invariants

@@ -2,10 +2,10 @@ package locks
 
 import "github.com/opencluster/opencluster/mvcc"
 
-// KeyLocks counts a bucket's key-lock records, so that a plain write can
-// skip looking for one when the bucket holds none (most buckets, most of
-// the time): that point read was the most expensive part of applying a
-// Put. The count is the apply path's own: ApplyCached keeps it in step
+// KeyLocks counts a bucket's key-lock records, so that a plain write or a
+// LockKeys can skip looking for one when the bucket holds none (most
+// buckets, most of the time): that point read was the most expensive part
+// of applying a Put. The count is the apply path's own: ApplyCached keeps it in step
 // with the records it writes, and only code running where commands apply
 // (the scheduler goroutine) may touch it. Anything else that rewrites a
 // bucket's records (a snapshot, a wipe) calls Invalidate, and the next

@@ -36,6 +36,11 @@ type recordKey struct {
 // thousand locks' records, and 4 MiB for a node's 64 buckets.
 const recordsBudget = 64 << 10
 
+// recordMaxBytes is the largest encoding kept: a restrictive lock's record
+// carries its writes until they are resolved, and a few large ones must
+// not push out every other record.
+const recordMaxBytes = recordsBudget / 16
+
 // recordOverhead is what an entry costs beyond its name and encoding.
 const recordOverhead = 64
 
@@ -47,12 +52,23 @@ func (c *Records) get(kind mvcc.Kind, name string) (raw []byte, known bool) {
 	return raw, known
 }
 
-func (c *Records) set(kind mvcc.Kind, name string, raw []byte) {
+// set remembers the record (kind, name): its encoding raw if found, else
+// that there is none. A record larger than recordMaxBytes is forgotten
+// instead, and past the budget the cache starts over.
+func (c *Records) set(kind mvcc.Kind, name string, raw []byte, found bool) {
 	k := recordKey{kind, name}
-	size := len(name) + len(raw) + recordOverhead
 	if old, ok := c.m[k]; ok {
 		c.bytes -= len(name) + len(old) + recordOverhead
-	} else if c.bytes+size > recordsBudget {
+		delete(c.m, k)
+	}
+	if len(raw) > recordMaxBytes {
+		return
+	}
+	if found && raw == nil {
+		raw = []byte{} // a record of default fields; nil means none
+	}
+	size := len(name) + len(raw) + recordOverhead
+	if c.bytes+size > recordsBudget {
 		c.Invalidate()
 	}
 	if c.m == nil {
@@ -74,13 +90,16 @@ func (a *applier) getRecord(kind mvcc.Kind, name string, m proto.Message) (bool,
 	if err != nil {
 		return false, err
 	}
-	if found && raw == nil {
-		raw = []byte{} // a record of default fields; nil means none
-	}
 	if a.records != nil {
-		a.records.set(kind, name, raw)
+		a.records.set(kind, name, raw, found)
 	}
-	return decodeRecord(a.b, kind, name, raw, m)
+	if !found {
+		return false, nil
+	}
+	if err := mvcc.UnmarshalRecord(a.b, kind, []byte(name), raw, m); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // decodeRecord decodes raw into m; nil raw is no record.
@@ -104,10 +123,7 @@ func (a *applier) putRecord(kind mvcc.Kind, name string, m proto.Message) error 
 		return err
 	}
 	if a.records != nil {
-		if raw == nil {
-			raw = []byte{} // see getRecord
-		}
-		a.records.set(kind, name, raw)
+		a.records.set(kind, name, raw, true)
 	}
 	return nil
 }

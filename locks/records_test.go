@@ -8,14 +8,14 @@ import (
 )
 
 // TestRecordsStayWithinBudget: the cache of lock records forgets
-// everything rather than grow past its budget, and keeps what it was told
-// last.
+// everything rather than grow past its budget, does not keep a record
+// over recordMaxBytes, and keeps what it was told last.
 func TestRecordsStayWithinBudget(t *testing.T) {
 	var c Records
 	value := make([]byte, 100)
 	for i := range 10 * recordsBudget / len(value) {
 		name := fmt.Sprint("lock-", i)
-		c.set(mvcc.KindNamedLock, name, value)
+		c.set(mvcc.KindNamedLock, name, value, true)
 		if c.bytes > recordsBudget {
 			t.Fatalf("after %d records: %d bytes, budget %d", i+1, c.bytes, recordsBudget)
 		}
@@ -23,8 +23,11 @@ func TestRecordsStayWithinBudget(t *testing.T) {
 			t.Fatalf("record %q just set is not known", name)
 		}
 	}
-	c.set(mvcc.KindTxn, "t", nil)
-	c.set(mvcc.KindTxn, "t", []byte("x")) // a rewrite replaces, not adds
+	c.set(mvcc.KindTxn, "t", nil, false)
+	if raw, known := c.get(mvcc.KindTxn, "t"); !known || raw != nil {
+		t.Fatalf("a record known absent = %q, %v", raw, known)
+	}
+	c.set(mvcc.KindTxn, "t", []byte("x"), true) // a rewrite replaces, not adds
 	if raw, known := c.get(mvcc.KindTxn, "t"); !known || string(raw) != "x" {
 		t.Fatalf("rewritten record = %q, %v", raw, known)
 	}
@@ -32,12 +35,28 @@ func TestRecordsStayWithinBudget(t *testing.T) {
 		t.Fatal("a txn record answered for a named lock of the same name")
 	}
 	before := c.bytes
-	c.set(mvcc.KindTxn, "t", []byte("y"))
+	c.set(mvcc.KindTxn, "t", []byte("y"), true)
 	if c.bytes != before {
 		t.Fatalf("rewriting a record of the same size changed the count: %d -> %d", before, c.bytes)
 	}
+	// A record that grows (a commit adds its writes) is counted at its new
+	// size; one larger than recordMaxBytes is not kept at all.
+	for size := 1; size <= recordMaxBytes; size *= 2 {
+		c.set(mvcc.KindTxn, "t", make([]byte, size), true)
+		if c.bytes > recordsBudget {
+			t.Fatalf("a record grown to %d bytes: %d bytes, budget %d", size, c.bytes, recordsBudget)
+		}
+	}
+	c.set(mvcc.KindTxn, "t", make([]byte, recordMaxBytes+1), true)
+	if _, known := c.get(mvcc.KindTxn, "t"); known {
+		t.Fatal("a record over recordMaxBytes was kept")
+	}
+	c.set(mvcc.KindTxn, "e", nil, true)
+	if raw, known := c.get(mvcc.KindTxn, "e"); !known || raw == nil {
+		t.Fatal("a found record of default fields was taken for none")
+	}
 	c.Invalidate()
-	if _, known := c.get(mvcc.KindTxn, "t"); known || c.bytes != 0 {
+	if _, known := c.get(mvcc.KindTxn, "e"); known || c.bytes != 0 {
 		t.Fatal("Invalidate kept a record")
 	}
 }
