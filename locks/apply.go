@@ -184,24 +184,23 @@ func (a *applier) keyLock(key []byte) (*cmdpb.KeyLock, bool, error) {
 	return KeyLockOf(a.rw, a.b, key)
 }
 
-// noKeyLocks reports whether the bucket certainly holds no key lock.
-func (a *applier) noKeyLocks() (bool, error) {
-	if a.kls == nil {
-		return false, nil
+// keyLockIfAny is keyLock, except in a bucket counted to hold no key lock
+// (KeyLocks): it then skips the lookup, which misses through every
+// memtable and level, and returns a nil lock, not found.
+func (a *applier) keyLockIfAny(key []byte) (*cmdpb.KeyLock, bool, error) {
+	if a.kls != nil {
+		if none, err := a.kls.None(a.rw, a.b); err != nil || none {
+			return nil, false, err
+		}
 	}
-	return a.kls.None(a.rw, a.b)
+	return a.keyLock(key)
 }
 
 // checkWritable enforces invariant 3 for a plain write at t, and returns
 // the key's newest version if current is set (else it may skip reading
 // it, when t is above the bucket's version bound).
 func (a *applier) checkWritable(key []byte, t ts.Timestamp, current bool) (*cmdpb.Result, mvcc.Value, error) {
-	var kl *cmdpb.KeyLock
-	locked := false
-	none, err := a.noKeyLocks()
-	if err == nil && !none {
-		kl, locked, err = a.keyLock(key)
-	}
+	kl, locked, err := a.keyLockIfAny(key)
 	if err != nil || locked {
 		if locked {
 			res := refuse(cmdpb.ErrorCode_KEY_LOCKED, "key is locked by %q", kl.Holders[0].Name)

@@ -16,12 +16,13 @@
 // provisional values inline, and ResolveKeys turns them into versions at
 // the commit timestamp (or drops them) after the record is finished.
 // ApplyCached also keeps a bucket's Cache: its count of key locks
-// (KeyLocks), so a plain write looks for a key lock only when the bucket
-// has one (and a read, through ReadUnlocked, only when the caller knows it
-// may have one), a bound on its versions (VersionBound), so a Put reads its
-// key's newest version only when its timestamp is not above them all, and
-// its lock records as last read or written (Records), so a lock command reads its
-// record from the engine only when the cache does not know it.
+// (KeyLocks), so a plain write or a LockKeys looks for a key lock only when
+// the bucket has one (and a read, through ReadUnlocked, only when the
+// caller knows it may have one), a bound on its versions (VersionBound), so
+// a Put reads its key's newest version only when its timestamp is not
+// above them all, and its lock records as last read or written (Records),
+// so a lock command reads its record from the engine only when the cache
+// does not know it.
 //
 // # Invariants
 //

@@ -83,7 +83,7 @@ func (c *Records) set(kind mvcc.Kind, name string, raw []byte, found bool) {
 func (a *applier) getRecord(kind mvcc.Kind, name string, m proto.Message) (bool, error) {
 	if a.records != nil {
 		if raw, known := a.records.get(kind, name); known {
-			return decodeRecord(a.b, kind, name, raw, m)
+			return decodeRecord(a.b, kind, name, raw, raw != nil, m)
 		}
 	}
 	raw, found, err := mvcc.GetRecordRaw(a.rw, a.b, kind, []byte(name))
@@ -93,18 +93,12 @@ func (a *applier) getRecord(kind mvcc.Kind, name string, m proto.Message) (bool,
 	if a.records != nil {
 		a.records.set(kind, name, raw, found)
 	}
-	if !found {
-		return false, nil
-	}
-	if err := mvcc.UnmarshalRecord(a.b, kind, []byte(name), raw, m); err != nil {
-		return false, err
-	}
-	return true, nil
+	return decodeRecord(a.b, kind, name, raw, found, m)
 }
 
-// decodeRecord decodes raw into m; nil raw is no record.
-func decodeRecord(b mvcc.Bucket, kind mvcc.Kind, name string, raw []byte, m proto.Message) (bool, error) {
-	if raw == nil {
+// decodeRecord decodes raw into m if found.
+func decodeRecord(b mvcc.Bucket, kind mvcc.Kind, name string, raw []byte, found bool, m proto.Message) (bool, error) {
+	if !found {
 		return false, nil
 	}
 	if err := mvcc.UnmarshalRecord(b, kind, []byte(name), raw, m); err != nil {

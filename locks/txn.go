@@ -88,15 +88,12 @@ func holderIndex(kl *cmdpb.KeyLock, code []byte) int {
 func (a *applier) lockKeys(c *cmdpb.LockKeys) (*cmdpb.Result, error) {
 	res := &cmdpb.Result{Count: int32(len(c.Keys))}
 	for i, k := range c.Keys {
-		// A bucket known to hold no key lock has none for this key: skip
-		// the lookup, which misses in every memtable and level.
-		kl := &cmdpb.KeyLock{}
-		none, err := a.noKeyLocks()
-		if err == nil && !none {
-			kl, _, err = a.keyLock(k.Key)
-		}
+		kl, _, err := a.keyLockIfAny(k.Key)
 		if err != nil {
 			return nil, err
+		}
+		if kl == nil {
+			kl = &cmdpb.KeyLock{} // the bucket holds none
 		}
 		if holderIndex(kl, c.Code) < 0 { // else a retry: already ours
 			if !compatible(kl, k.Mode) {
