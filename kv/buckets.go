@@ -102,37 +102,9 @@ func (n *Node) bucketPropose(ctx context.Context, b mvcc.Bucket, cmd *cmdpb.Comm
 		return nil, err
 	}
 	if leader == 0 {
-		return r.propose(ctx, cmd)
+		return n.proposeLed(ctx, r, cmd)
 	}
 	return n.cfg.Remote.Propose(ctx, leader, &cmdpb.BucketProposeRequest{Group: r.group, Command: cmd})
-}
-
-// proposeIdempotent is bucketPropose for a command that may apply twice
-// (ResolveKeys). When this node holds a voter of b that follows a known
-// leader, the command goes through Raft's own forwarding, in the round's
-// batched messages to the leader, rather than an RPC of its own (the RPC
-// cost more CPU than the proposal), and its result is this replica's apply
-// of the entry. Raft drops a forwarded proposal that the leader cannot
-// take (it is stepping down or handing over) without a word, so the wait
-// is bounded by forwardTimeout, after which the command is sent by RPC
-// after all.
-func (n *Node) proposeIdempotent(ctx context.Context, b mvcc.Bucket, cmd *cmdpb.Command) (*cmdpb.Result, error) {
-	r := n.replicas[b]
-	if leader, voters, _ := r.membership(); leader != 0 && leader != n.id && slices.Contains(voters, n.id) {
-		fctx, cancel := context.WithTimeout(ctx, n.forwardTimeout())
-		res, err := r.await(fctx, r.enqueue(cmd))
-		cancel()
-		if err == nil || ctx.Err() != nil {
-			return res, err
-		}
-	}
-	return n.bucketPropose(ctx, b, cmd)
-}
-
-// forwardTimeout is how long a proposal forwarded through Raft may take
-// to apply here before it is sent again by RPC.
-func (n *Node) forwardTimeout() time.Duration {
-	return 2 * time.Duration(n.cfg.ElectionTicks) * n.cfg.TickInterval
 }
 
 // ServePropose is the leader's half of bucketPropose.
@@ -141,7 +113,7 @@ func (n *Node) ServePropose(ctx context.Context, req *cmdpb.BucketProposeRequest
 	if err != nil {
 		return nil, err
 	}
-	return r.propose(ctx, req.GetCommand())
+	return n.proposeLed(ctx, r, req.GetCommand())
 }
 
 // servedReplica returns the replica of a group this node leads (a bucket,
@@ -241,7 +213,8 @@ func (n *Node) keyRefuses(r *replica, spec *cmdpb.KeySpec, code []byte, noWait b
 
 // lockKeysHere takes key locks in one bucket this node leads, queueing
 // FIFO per key while another lock holds it, and returns the keys'
-// committed values if read is set.
+// committed values if read is set. At the head of a key's queue it offers
+// its LockKeys to the key's release (key_handoff.go).
 func (n *Node) lockKeysHere(ctx, wctx context.Context, r *replica, name string, code []byte, iso cmdpb.Isolation, specs []*cmdpb.KeySpec, read bool) ([]*ocpb.KeyValue, error) {
 	var w *locks.Waiter
 	defer func() {
@@ -249,47 +222,62 @@ func (n *Node) lockKeysHere(ctx, wctx context.Context, r *replica, name string, 
 			w.Leave()
 		}
 	}()
+	// waitAtHead waits for specs[i]'s release as the head of its queue,
+	// offering the LockKeys of specs[i:], and returns what a release
+	// carrying the offer granted, if one did.
+	waitAtHead := func(i int, what string) (*cmdpb.Result, error) {
+		offer := n.keyHandoffs.offer(string(specs[i].Key), &cmdpb.LockKeys{Name: name, Code: code, Isolation: iso, Keys: specs[i:]}, w)
+		err := n.waitFor(wctx, w, what)
+		return reclaim(n, &n.keyHandoffs, &offer), err
+	}
 	var values []*ocpb.KeyValue
+	var handed *cmdpb.Result // a grant a release carried
 	for i := 0; i < len(specs); {
-		if w == nil && n.waits.Len(keyResource(specs[i].Key)) > 0 && !n.holdsKey(r, specs[i].Key, code) {
-			// Others queue for the key: take a place behind them (FIFO),
-			// or give up at once if no wait is asked.
-			what := fmt.Sprintf("key %q has waiters", specs[i].Key)
-			if wctx.Err() != nil {
-				return nil, fmt.Errorf("%w: %s", ErrWaitTimeout, what)
-			}
-			w = n.waits.Join(keyResource(specs[i].Key))
-		}
-		if w != nil && !w.IsHead() {
-			if err := n.waitFor(wctx, w, fmt.Sprintf("key %q is locked", specs[i].Key)); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		// A key the applied state shows locked against us would only be
-		// refused: wait for its release without a Raft round (stale looks
-		// are harmless, as in takeInTurn: the waiter joins, then looks).
-		noWait := wctx.Err() != nil
-		if by, refused := n.keyRefuses(r, specs[i], code, noWait); refused {
-			what := fmt.Sprintf("key %q is locked by %q", specs[i].Key, by)
-			if noWait {
-				return nil, fmt.Errorf("%w: %s", ErrWaitTimeout, what) // no wait asked
-			}
-			if w == nil {
+		res := handed
+		handed = nil
+		if res == nil {
+			if w == nil && n.waits.Len(keyResource(specs[i].Key)) > 0 && !n.holdsKey(r, specs[i].Key, code) {
+				// Others queue for the key: take a place behind them (FIFO),
+				// or give up at once if no wait is asked.
+				what := fmt.Sprintf("key %q has waiters", specs[i].Key)
+				if wctx.Err() != nil {
+					return nil, fmt.Errorf("%w: %s", ErrWaitTimeout, what)
+				}
 				w = n.waits.Join(keyResource(specs[i].Key))
-				continue // look again once queued, so no release is missed
 			}
-			n.metrics.triesSkipped.Inc()
-			if err := n.waitFor(wctx, w, what); err != nil {
+			if w != nil && !w.IsHead() {
+				if err := n.waitFor(wctx, w, fmt.Sprintf("key %q is locked", specs[i].Key)); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			// A key the applied state shows locked against us would only be
+			// refused: wait for its release without a Raft round (stale looks
+			// are harmless, as in takeInTurn: the waiter joins, then looks).
+			noWait := wctx.Err() != nil
+			if by, refused := n.keyRefuses(r, specs[i], code, noWait); refused {
+				what := fmt.Sprintf("key %q is locked by %q", specs[i].Key, by)
+				if noWait {
+					return nil, fmt.Errorf("%w: %s", ErrWaitTimeout, what) // no wait asked
+				}
+				if w == nil {
+					w = n.waits.Join(keyResource(specs[i].Key))
+					continue // look again once queued, so no release is missed
+				}
+				n.metrics.triesSkipped.Inc()
+				var err error
+				if handed, err = waitAtHead(i, what); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			var err error
+			res, err = r.propose(ctx, &cmdpb.Command{Body: &cmdpb.Command_LockKeys{LockKeys: &cmdpb.LockKeys{
+				Name: name, Code: code, Isolation: iso, Keys: specs[i:],
+			}}})
+			if err != nil {
 				return nil, err
 			}
-			continue
-		}
-		res, err := r.propose(ctx, &cmdpb.Command{Body: &cmdpb.Command_LockKeys{LockKeys: &cmdpb.LockKeys{
-			Name: name, Code: code, Isolation: iso, Keys: specs[i:],
-		}}})
-		if err != nil {
-			return nil, err
 		}
 		if res.Count > 0 && w != nil {
 			w.Leave() // got the key we queued for
@@ -314,7 +302,8 @@ func (n *Node) lockKeysHere(ctx, wctx context.Context, r *replica, name string, 
 				w = n.waits.Join(keyResource(specs[i].Key))
 				continue // retry once queued, so no release is missed
 			}
-			if err := n.waitFor(wctx, w, what); err != nil {
+			var err error
+			if handed, err = waitAtHead(i, what); err != nil {
 				return nil, err
 			}
 		default:

@@ -171,6 +171,20 @@ func TestRetriedAcquireDoesNotQueueBehindItsWaiters(t *testing.T) {
 	}
 }
 
+// keyInBucketOf returns another key of key's bucket.
+func keyInBucketOf(t *testing.T, node *Node, key []byte) []byte {
+	t.Helper()
+	b := mvcc.BucketOf(key, node.buckets)
+	for i := range 10000 {
+		k := []byte(fmt.Sprintf("%s-%d", key, i))
+		if mvcc.BucketOf(k, node.buckets) == b {
+			return k
+		}
+	}
+	t.Fatalf("no other key of bucket %d", b)
+	return nil
+}
+
 // keysInBuckets returns n keys of distinct buckets, in bucket order.
 func keysInBuckets(t *testing.T, node *Node, n int) [][]byte {
 	t.Helper()
@@ -260,6 +274,80 @@ func TestRestrictGivesBackKeysTakenOutOfOrder(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Fatalf("the waiting lock: %v", err)
+	}
+}
+
+// TestContendedKeyHandedOff: the head waiter of a key offers its LockKeys,
+// and the committed holder's resolution grants it in the same command: the
+// waiter's keys (the waited one and a free one of the same bucket) come
+// back with the committed value, without a LockKeys round of its own. A
+// waiter that gave up leaves no offer behind, and the handed keys are
+// real: the new holder's commit frees them.
+func TestContendedKeyHandedOff(t *testing.T) {
+	n := openTestNode(t)
+	ctx := ctxT(t)
+	ttl := durationpb.New(5 * time.Second)
+	key := []byte("k")
+	other := keyInBucketOf(t, n, key)
+	write := func(keys ...[]byte) []*ocpb.KeyLockRequest {
+		var out []*ocpb.KeyLockRequest
+		for _, k := range keys {
+			out = append(out, &ocpb.KeyLockRequest{Key: k, Mode: ocpb.KeyMode_WRITE})
+		}
+		return out
+	}
+	holder, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "holder", Ttl: ttl, Keys: write(key)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	offered := func() bool {
+		n.keyHandoffs.mu.Lock()
+		defer n.keyHandoffs.mu.Unlock()
+		return n.keyHandoffs.offers[string(key)] != nil
+	}
+	if _, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "gone", Ttl: ttl, Wait: durationpb.New(30 * time.Millisecond), Keys: write(key)}); !errors.Is(err, ErrWaitTimeout) {
+		t.Fatalf("waiter that gave up: %v, want ErrWaitTimeout", err)
+	}
+	if offered() {
+		t.Fatal("an offer outlived its waiter")
+	}
+
+	got := make(chan *ocpb.RestrictResponse, 1)
+	go func() {
+		tx, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "waiter", Ttl: ttl, Prefetch: true, Keys: write(key, other)})
+		if err != nil {
+			t.Error(err)
+		}
+		got <- tx
+	}()
+	waitUntil(t, 5*time.Second, offered)
+	if _, err := n.Commit(ctx, &ocpb.CommitRequest{Name: "holder", Code: holder.Code, Writes: []*ocpb.TxnWrite{{Key: key, Value: []byte("v1")}}}); err != nil {
+		t.Fatal(err)
+	}
+	waiter := <-got
+	if waiter == nil {
+		t.FailNow()
+	}
+	if h := testutil.ToFloat64(n.metrics.keyHandoffs); h != 1 {
+		t.Fatalf("key_lock_handoffs_total = %v, want 1", h)
+	}
+	if len(waiter.Values) != 1 || string(waiter.Values[0].Key) != string(key) || string(waiter.Values[0].Value) != "v1" {
+		t.Fatalf("the handed grant read %v, want %s = v1", waiter.Values, key)
+	}
+	code, err := decodeCode(waiter.Code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range [][]byte{key, other} {
+		if !n.holdsKey(n.replicaOf(k), k, code) {
+			t.Fatalf("key %q not held by the handed grant", k)
+		}
+	}
+	if _, err := n.Commit(ctx, &ocpb.CommitRequest{Name: "waiter", Code: waiter.Code}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "after", Ttl: ttl, Wait: durationpb.New(2 * time.Second), Keys: write(key, other)}); err != nil {
+		t.Fatalf("keys not free after the handed grant committed: %v", err)
 	}
 }
 

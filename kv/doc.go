@@ -19,8 +19,10 @@
 // snapshot_ingest.go). A bucket leader does not send a caught-up follower
 // the empty append that only moves its commit index: the next append or
 // heartbeat carries it (transport.go), unless it is the first to announce
-// a committed configuration change. A contended named lock passes to its next waiter in
-// the releasing command (handoff.go). A waiter never proposes a lock that
+// a committed configuration change. A contended named lock passes to its
+// next waiter in the releasing command (handoff.go), and a contended key
+// lock in the ResolveKeys that releases it, proposed on the key's leader
+// (key_handoff.go). A waiter never proposes a lock that
 // its leader's applied state shows taken: it joins the queue, then looks,
 // and waits (takeInTurn, lockKeysHere). The look only saves rounds; a
 // client's refusal comes from a committed command, or for a key lock with
@@ -100,8 +102,5 @@
 //  9. A proposal's result goes only to the waiter that proposed it: the
 //     entry names its proposer (Command.proposer), and a node's proposal
 //     ids start at a random value on every open, so an entry proposed
-//     before a restart never answers one made after it. A follower may
-//     forward an idempotent command (ResolveKeys) through Raft and read its
-//     result from its own apply, falling back to an RPC if it does not
-//     apply in time.
+//     before a restart never answers one made after it.
 package kv

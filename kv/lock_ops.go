@@ -67,7 +67,7 @@ func (n *Node) Release(ctx context.Context, req *ocpb.ReleaseRequest) (*ocpb.Rel
 	offer := n.handoffs.claim(req.Name)
 	var handoffID locks.LeaseID
 	if offer != nil {
-		a := proto.Clone(offer.acquire).(*cmdpb.NamedAcquire)
+		a := proto.Clone(offer.request).(*cmdpb.NamedAcquire)
 		release.Handoff = a
 		handoffID = locks.LeaseID{Kind: locks.Named, Name: req.Name, Code: string(a.Code)}
 		// Set before proposing: if the grant applies and nobody learns of
@@ -81,7 +81,7 @@ func (n *Node) Release(ctx context.Context, req *ocpb.ReleaseRequest) (*ocpb.Rel
 		} else if err == nil {
 			n.metrics.handoffs.Inc()
 		}
-		offer.settle(res)
+		offer.settle(namedGrant(res, offer.request.Code))
 	}
 	if err != nil {
 		return nil, err

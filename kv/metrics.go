@@ -8,6 +8,7 @@ type metrics struct {
 	lockExpired prometheus.Counter
 	staleRetry  prometheus.Counter
 	handoffs    prometheus.Counter
+	keyHandoffs prometheus.Counter
 	// triesSkipped counts waits begun without proposing a lock that the
 	// leader's applied state showed taken (takeInTurn, lockKeysHere).
 	triesSkipped prometheus.Counter
@@ -51,6 +52,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			"Writes re-stamped because a newer version applied first."),
 		handoffs: counter("lock_handoffs_total",
 			"Named locks granted to a waiter in the releasing command's own Raft round."),
+		keyHandoffs: counter("key_lock_handoffs_total",
+			"Waiting key-lock requests that took keys in the Raft round of the ResolveKeys that released them."),
 		triesSkipped: counter("lock_tries_skipped_total",
 			"Lock and key-lock requests that waited without a Raft round, the leader's applied state showing the lock taken."),
 		keysGivenBack: counter("key_locks_given_back_total",
@@ -69,7 +72,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			"Raft log writes that had to be durable: from the write to the end of its fsync."),
 	}
 	if reg != nil {
-		reg.MustRegister(m.lockWaits, m.lockExpired, m.staleRetry, m.handoffs, m.triesSkipped, m.keysGivenBack, m.orphanedKeyLocks, m.leaseReads, m.readRounds, m.commitAppendsSkipped, m.cycle, m.logSync)
+		reg.MustRegister(m.lockWaits, m.lockExpired, m.staleRetry, m.handoffs, m.keyHandoffs, m.triesSkipped, m.keysGivenBack, m.orphanedKeyLocks, m.leaseReads, m.readRounds, m.commitAppendsSkipped, m.cycle, m.logSync)
 	}
 	return m
 }

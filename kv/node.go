@@ -53,7 +53,10 @@ type Node struct {
 
 	waits *locks.WaitQueues
 	// handoffs: head waiters of named locks, offered to the next Release.
-	handoffs handoffs
+	handoffs handoffs[*cmdpb.NamedAcquire]
+	// keyHandoffs: head waiters of keys, offered to the next ResolveKeys
+	// this node proposes as the keys' leader (key_handoff.go).
+	keyHandoffs handoffs[*cmdpb.LockKeys]
 	// givingBack holds the codes of hand-offs being released (giveBack).
 	givingBack codeSet
 	deadlines  *locks.Deadlines

@@ -111,7 +111,7 @@ func (n *Node) byBucket(keys [][]byte) ([]mvcc.Bucket, map[mvcc.Bucket][][]byte)
 func (n *Node) takeInTurn(wctx context.Context, resource, what string, noWait bool, handoff *cmdpb.NamedAcquire, holder func() lockHolder, try func() (*cmdpb.Result, error)) (*cmdpb.Result, error) {
 	w := n.waits.Join(resource)
 	defer w.Leave()
-	var offer *handoffOffer
+	var offer *handoffOffer[*cmdpb.NamedAcquire]
 	canOffer := handoff != nil && !noWait
 	for first := true; ; first = false {
 		head := w.IsHead()
@@ -120,7 +120,7 @@ func (n *Node) takeInTurn(wctx context.Context, resource, what string, noWait bo
 			held = holder()
 		}
 		if head || held == holderRequest {
-			if grant := n.reclaim(&offer); grant != nil {
+			if grant := reclaim(n, &n.handoffs, &offer); grant != nil {
 				return grant, nil
 			}
 			// Without a wait left the try's refusal is the answer, and
@@ -140,14 +140,14 @@ func (n *Node) takeInTurn(wctx context.Context, resource, what string, noWait bo
 				}
 			}
 			if canOffer && head {
-				offer = n.handoffs.offer(handoff, w)
+				offer = n.handoffs.offer(handoff.Name, handoff, w)
 			}
 		}
 		if noWait {
 			return nil, fmt.Errorf("%w: %s", ErrWaitTimeout, what)
 		}
 		if err := n.waitFor(wctx, w, what); err != nil {
-			if grant := n.reclaim(&offer); grant != nil {
+			if grant := reclaim(n, &n.handoffs, &offer); grant != nil {
 				n.giveBack(handoff.Name, grant.Code)
 			}
 			return nil, err

@@ -148,9 +148,8 @@ func (n *Node) lockKeys(ctx, wctx context.Context, name string, code []byte, iso
 			short++
 		}
 		if short < len(order) {
-			// Give back what the buckets after it took, by RPC rather than
-			// proposeIdempotent: the lock waits on this, and a forwarded
-			// proposal that Raft drops costs two election timeouts.
+			// Give back what the buckets after it took, on their leaders,
+			// which hand the keys to whoever queued for them meanwhile.
 			later := make([]mvcc.Bucket, 0, len(order)-short-1)
 			keys := make(map[mvcc.Bucket][][]byte)
 			for i := short + 1; i < len(order); i++ {
@@ -434,9 +433,10 @@ func (n *Node) resolveRecord(ctx context.Context, name string, rec *cmdpb.TxnRec
 	order, groups := n.byBucket(keys)
 	commit := rec.Status == cmdpb.TxnStatus_COMMITTED
 	writes := n.writesByBucket(rec.Writes)
-	// Each bucket resolves its own keys: all at once. Resolving twice
-	// changes nothing, so the proposals may be forwarded through Raft.
-	if err := n.proposeEachWith(ctx, n.proposeIdempotent, order, func(b mvcc.Bucket) *cmdpb.Command {
+	// Each bucket resolves its own keys, all at once, on its leader: a
+	// leader's ResolveKeys hands each key to the head of its queue there
+	// (key_handoff.go). Resolving twice changes nothing.
+	if err := n.proposeEach(ctx, order, func(b mvcc.Bucket) *cmdpb.Command {
 		return &cmdpb.Command{Body: &cmdpb.Command_ResolveKeys{ResolveKeys: &cmdpb.ResolveKeys{
 			Name: name, Code: rec.Code, Keys: groups[b], Commit: commit, CommitTs: rec.CommitTs, Writes: writes[b],
 		}}}
@@ -451,14 +451,8 @@ func (n *Node) resolveRecord(ctx context.Context, name string, rec *cmdpb.TxnRec
 // returns their errors, refusals included, joined (nil if all applied
 // successfully). One bucket runs inline.
 func (n *Node) proposeEach(ctx context.Context, buckets []mvcc.Bucket, cmd func(b mvcc.Bucket) *cmdpb.Command) error {
-	return n.proposeEachWith(ctx, n.bucketPropose, buckets, cmd)
-}
-
-// proposeEachWith is proposeEach proposing with via.
-func (n *Node) proposeEachWith(ctx context.Context, via func(context.Context, mvcc.Bucket, *cmdpb.Command) (*cmdpb.Result, error),
-	buckets []mvcc.Bucket, cmd func(b mvcc.Bucket) *cmdpb.Command) error {
 	propose := func(b mvcc.Bucket) error {
-		res, err := via(ctx, b, cmd(b))
+		res, err := n.bucketPropose(ctx, b, cmd(b))
 		if err != nil {
 			return err
 		}

@@ -201,7 +201,12 @@ func TestApplyDeterminism(t *testing.T) {
 		case 7:
 			cmd = &cmdpb.Command{Body: &cmdpb.Command_TxnFinish{TxnFinish: &cmdpb.TxnFinish{Name: name, Code: c, Status: cmdpb.TxnStatus(2 + rng.IntN(2)), CommitTs: ts}}}
 		default:
-			cmd = &cmdpb.Command{Body: &cmdpb.Command_ResolveKeys{ResolveKeys: &cmdpb.ResolveKeys{Name: name, Code: c, Keys: [][]byte{k}, Commit: rng.IntN(2) == 0, CommitTs: ts}}}
+			rk := &cmdpb.ResolveKeys{Name: name, Code: c, Keys: [][]byte{k}, Commit: rng.IntN(2) == 0, CommitTs: ts}
+			for range rng.IntN(3) { // head waiters' offers, of this key or another
+				hk := []byte{'k', byte('a' + rng.IntN(4))}
+				rk.Handoffs = append(rk.Handoffs, &cmdpb.LockKeys{Name: fmt.Sprint("n", rng.IntN(2)), Code: code(byte(1 + rng.IntN(3))), Keys: keys(string(hk), cmdpb.KeyMode(1+rng.IntN(2)))})
+			}
+			cmd = &cmdpb.Command{Body: &cmdpb.Command_ResolveKeys{ResolveKeys: rk}}
 		}
 		cmds = append(cmds, cmd)
 	}
@@ -408,6 +413,52 @@ func TestFinishedRecordFreesItsName(t *testing.T) {
 	rec, _, _ = TxnRecord(e.DB(), 0, "T")
 	if _, ok := FinishedTxn(rec, code(1)); ok || len(rec.Unresolved) != 0 || !bytes.Equal(rec.Code, code(2)) || rec.Status != cmdpb.TxnStatus_PENDING {
 		t.Fatalf("after resolving the first holder: %v", rec)
+	}
+}
+
+// TestResolveHandsKeysOver: a ResolveKeys's handoffs apply after its
+// release, in order, each as a LockKeys would on the state it finds: the
+// first takes the released keys (and a free one), a READ behind it is
+// refused, and a handoff carried by a repeated resolution, which released
+// nothing, takes nothing.
+func TestResolveHandsKeysOver(t *testing.T) {
+	const R, W = cmdpb.KeyMode_READ, cmdpb.KeyMode_WRITE
+	e := openEngine(t)
+	if res := applyOne(t, e, &cmdpb.Command{Body: &cmdpb.Command_LockKeys{LockKeys: &cmdpb.LockKeys{Name: "T1", Code: code(1), Keys: keys("a", W, "b", W)}}}); res.Error != cmdpb.ErrorCode_OK {
+		t.Fatal(res)
+	}
+	resolve := func(handoffs ...*cmdpb.LockKeys) *cmdpb.Result {
+		return applyOne(t, e, &cmdpb.Command{Body: &cmdpb.Command_ResolveKeys{ResolveKeys: &cmdpb.ResolveKeys{
+			Name: "T1", Code: code(1), Keys: [][]byte{[]byte("a"), []byte("b")}, Commit: true, CommitTs: 9,
+			Writes:   []*cmdpb.TxnWrite{{Key: []byte("a"), Value: []byte("va")}},
+			Handoffs: handoffs,
+		}}})
+	}
+	res := resolve(
+		&cmdpb.LockKeys{Name: "T2", Code: code(2), Keys: keys("a", W, "c", W)},
+		&cmdpb.LockKeys{Name: "T3", Code: code(3), Keys: keys("b", W)},
+		&cmdpb.LockKeys{Name: "T4", Code: code(4), Keys: keys("a", R)},
+	)
+	if res.Error != cmdpb.ErrorCode_OK || res.Count != 2 || len(res.KeyHandoffs) != 3 {
+		t.Fatalf("resolution: %v", res)
+	}
+	if h := res.KeyHandoffs; h[0].Error != cmdpb.ErrorCode_OK || h[0].Count != 2 ||
+		h[1].Error != cmdpb.ErrorCode_OK || h[1].Count != 1 ||
+		h[2].Error != cmdpb.ErrorCode_KEY_LOCKED || h[2].Count != 0 || h[2].HeldBy != "T2" {
+		t.Fatalf("handoff results: %v", h)
+	}
+	for key, c := range map[string][]byte{"a": code(2), "b": code(3), "c": code(2)} {
+		if held, err := KeyHeldBy(e.DB(), 0, []byte(key), c); err != nil || !held {
+			t.Fatalf("key %s: held by the handoff's code = %v (%v)", key, held, err)
+		}
+	}
+	// The release committed before the grant: the new holder reads it.
+	if v, err := mvcc.Get(e.DB(), 0, []byte("a"), mvcc.Latest); err != nil || string(v.Bytes) != "va" || v.Version != 9 {
+		t.Fatalf("committed value under the new holder: %q at %d, %v", v.Bytes, v.Version, err)
+	}
+	res = resolve(&cmdpb.LockKeys{Name: "T5", Code: code(5), Keys: keys("a", W)})
+	if res.Count != 0 || len(res.KeyHandoffs) != 1 || res.KeyHandoffs[0].Error != cmdpb.ErrorCode_KEY_LOCKED {
+		t.Fatalf("repeated resolution: %v", res)
 	}
 }
 

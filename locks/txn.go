@@ -303,7 +303,20 @@ func (a *applier) resolveKeys(c *cmdpb.ResolveKeys) (*cmdpb.Result, error) {
 		a.effects.ReleasedKeys = append(a.effects.ReleasedKeys, key)
 		n++
 	}
-	return &cmdpb.Result{Count: int32(n)}, nil
+	res := &cmdpb.Result{Count: int32(n)}
+	// The head waiters' LockKeys, offered on the leader, apply after the
+	// release, as their own commands would in the next round. Each is
+	// judged on the state as it finds it: one whose key another handoff
+	// took first, or that was not released (a repeated resolution), is
+	// refused or takes a prefix, exactly as LockKeys would.
+	for _, h := range c.Handoffs {
+		hres, err := a.lockKeys(h)
+		if err != nil {
+			return nil, err
+		}
+		res.KeyHandoffs = append(res.KeyHandoffs, hres)
+	}
+	return res, nil
 }
 
 // markResolved applies the codes of a command's resolved list to rec, the

@@ -15,7 +15,6 @@ import (
 
 	"github.com/opencluster/opencluster/kv"
 	"github.com/opencluster/opencluster/mvcc"
-	"github.com/opencluster/opencluster/rpc/cmdpb"
 	"github.com/opencluster/opencluster/rpc/ocpb"
 )
 
@@ -87,17 +86,20 @@ func TestTransfersAcrossLeaders(t *testing.T) {
 	}
 }
 
-// TestResolveIsForwardedThroughRaft: a committed lock's keys are released
-// by ResolveKeys proposals that a node holding a follower replica of the
-// keys' bucket forwards through Raft, not by RPC; the keys are released
-// all the same.
-func TestResolveIsForwardedThroughRaft(t *testing.T) {
-	c := Start(t, Options{Nodes: 3})
+// TestKeyHandedOffOnItsLeader: a committed lock's keys, in a bucket
+// another node leads, are resolved by a ResolveKeys proposed on that
+// leader, which hands each key to the lock waiting at the head of its
+// queue there in the same command; the waiter gets the committed value.
+func TestKeyHandedOffOnItsLeader(t *testing.T) {
+	reg := &registry{}
+	cfg := kv.TestConfig()
+	cfg.Registerer = reg
+	c := Start(t, Options{Nodes: 3, Config: &cfg})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	const commits = 20
+	const rounds = 5
 	n := c.Primary()
-	// Keys whose bucket a node other than the name's leader leads.
+	// Keys whose bucket a node other than the names' leader leads.
 	var st *ocpb.StatusResponse
 	c.WaitFor(10*time.Second, "leaders on every node", func() bool {
 		var err error
@@ -112,35 +114,55 @@ func TestResolveIsForwardedThroughRaft(t *testing.T) {
 	})
 	leaderOf := func(k string) string { return st.Buckets[mvcc.BucketOf([]byte(k), n.Buckets())].Leader }
 	var keys [][]byte
-	for i := 0; len(keys) < commits; i++ {
-		if k := fmt.Sprintf("k/%d", i); leaderOf(k) != leaderOf("r") {
+	for i := 0; len(keys) < rounds; i++ {
+		if k := fmt.Sprintf("k/%d", i); leaderOf(k) != leaderOf("holder") && leaderOf(k) != leaderOf("waiter") {
 			keys = append(keys, []byte(k))
 		}
 	}
-	for i, key := range keys {
-		lock, err := On(ctx, n, func() (*ocpb.RestrictResponse, error) {
-			return n.Restrict(ctx, &ocpb.RestrictRequest{Name: "r", Keys: []*ocpb.KeyLockRequest{{Key: key, Mode: ocpb.KeyMode_WRITE}}, Ttl: durationpb.New(10 * time.Second)})
+	restrict := func(name string, key []byte) (*ocpb.RestrictResponse, error) {
+		return On(ctx, n, func() (*ocpb.RestrictResponse, error) {
+			return n.Restrict(ctx, &ocpb.RestrictRequest{Name: name, Keys: []*ocpb.KeyLockRequest{{Key: key, Mode: ocpb.KeyMode_WRITE}},
+				Ttl: durationpb.New(10 * time.Second), Prefetch: true, RequestId: fmt.Sprintf("%s-%s", name, key)})
 		})
+	}
+	commit := func(l *ocpb.RestrictResponse, key []byte, value string) error {
+		_, err := On(ctx, n, func() (*ocpb.CommitResponse, error) {
+			return n.Commit(ctx, &ocpb.CommitRequest{Name: l.Name, Code: l.Code, Writes: []*ocpb.TxnWrite{{Key: key, Value: []byte(value)}}})
+		})
+		return err
+	}
+	for i, key := range keys {
+		holder, err := restrict("holder", key)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := On(ctx, n, func() (*ocpb.CommitResponse, error) {
-			return n.Commit(ctx, &ocpb.CommitRequest{Name: "r", Code: lock.Code, Writes: []*ocpb.TxnWrite{{Key: key, Value: []byte("v")}}})
-		}); err != nil {
+		waits := reg.sum("opencluster_lock_waits_total")
+		got := make(chan *ocpb.RestrictResponse, 1)
+		go func() {
+			l, err := restrict("waiter", key)
+			if err != nil {
+				t.Error(err)
+			}
+			got <- l
+		}()
+		// The waiter offers its LockKeys before it begins to wait.
+		c.WaitFor(10*time.Second, "the waiter queued", func() bool { return reg.sum("opencluster_lock_waits_total") > waits })
+		if err := commit(holder, key, fmt.Sprint("v", i)); err != nil {
 			t.Fatal(err)
 		}
-		// A plain write waits for the key's release.
-		if _, err := On(ctx, n, func() (*ocpb.PutResponse, error) {
-			return n.Put(ctx, &ocpb.PutRequest{Key: key, Value: []byte("w"), Wait: durationpb.New(10 * time.Second)})
-		}); err != nil {
-			t.Fatalf("write after commit %d: %v", i, err)
+		waiter := <-got
+		if waiter == nil {
+			t.FailNow()
+		}
+		if len(waiter.Values) != 1 || string(waiter.Values[0].Value) != fmt.Sprint("v", i) {
+			t.Fatalf("round %d: the waiter read %v, want v%d", i, waiter.Values, i)
+		}
+		if err := commit(waiter, key, fmt.Sprint("w", i)); err != nil {
+			t.Fatal(err)
 		}
 	}
-	// Keys whose bucket another node leads are resolved from the name's
-	// leader, a follower there; an RPC is only the fallback for a
-	// forwarded proposal that did not apply in time.
-	if rpcs := c.Net.Proposed(&cmdpb.Command_ResolveKeys{}); rpcs > commits/2 {
-		t.Fatalf("%d of %d resolutions went by RPC", rpcs, commits)
+	if h := reg.sum("opencluster_key_lock_handoffs_total"); h != rounds {
+		t.Fatalf("%v key locks handed off, want %d", h, rounds)
 	}
 }
 

@@ -1919,7 +1919,12 @@ type ResolveKeys struct {
 	CommitTs uint64                 `protobuf:"varint,5,opt,name=commit_ts,json=commitTs,proto3" json:"commit_ts,omitempty"`
 	// writes (commit only) are the record's writes for these keys; they
 	// take the place of the key locks' provisional values.
-	Writes        []*TxnWrite `protobuf:"bytes,6,rep,name=writes,proto3" json:"writes,omitempty"`
+	Writes []*TxnWrite `protobuf:"bytes,6,rep,name=writes,proto3" json:"writes,omitempty"`
+	// handoffs are LockKeys of the released keys' head waiters, offered on
+	// the bucket's leader and applied in order after the release: a
+	// contended key lock changes hands in one Raft round instead of two.
+	// Their results are Result.key_handoffs, in the same order.
+	Handoffs      []*LockKeys `protobuf:"bytes,7,rep,name=handoffs,proto3" json:"handoffs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1992,6 +1997,13 @@ func (x *ResolveKeys) GetCommitTs() uint64 {
 func (x *ResolveKeys) GetWrites() []*TxnWrite {
 	if x != nil {
 		return x.Writes
+	}
+	return nil
+}
+
+func (x *ResolveKeys) GetHandoffs() []*LockKeys {
+	if x != nil {
+		return x.Handoffs
 	}
 	return nil
 }
@@ -2160,7 +2172,9 @@ type Result struct {
 	HeldBy string `protobuf:"bytes,11,opt,name=held_by,json=heldBy,proto3" json:"held_by,omitempty"`
 	// handoff: the outcome of NamedRelease.handoff, when the release freed
 	// the lock.
-	Handoff       *Result `protobuf:"bytes,12,opt,name=handoff,proto3" json:"handoff,omitempty"`
+	Handoff *Result `protobuf:"bytes,12,opt,name=handoff,proto3" json:"handoff,omitempty"`
+	// key_handoffs: the outcomes of ResolveKeys.handoffs, in order.
+	KeyHandoffs   []*Result `protobuf:"bytes,14,rep,name=key_handoffs,json=keyHandoffs,proto3" json:"key_handoffs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2268,6 +2282,13 @@ func (x *Result) GetHeldBy() string {
 func (x *Result) GetHandoff() *Result {
 	if x != nil {
 		return x.Handoff
+	}
+	return nil
+}
+
+func (x *Result) GetKeyHandoffs() []*Result {
+	if x != nil {
+		return x.KeyHandoffs
 	}
 	return nil
 }
@@ -3312,21 +3333,22 @@ const file_cmd_proto_rawDesc = "" +
 	"\tcommit_ts\x18\x04 \x01(\x04R\bcommitTs\x12\x18\n" +
 	"\aexpired\x18\x05 \x01(\bR\aexpired\x124\n" +
 	"\x06writes\x18\x06 \x03(\v2\x1c.opencluster.cmd.v1.TxnWriteR\x06writes\x12\x1a\n" +
-	"\bresolved\x18\a \x03(\fR\bresolved\"\xb4\x01\n" +
+	"\bresolved\x18\a \x03(\fR\bresolved\"\xee\x01\n" +
 	"\vResolveKeys\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\fR\x04code\x12\x12\n" +
 	"\x04keys\x18\x03 \x03(\fR\x04keys\x12\x16\n" +
 	"\x06commit\x18\x04 \x01(\bR\x06commit\x12\x1b\n" +
 	"\tcommit_ts\x18\x05 \x01(\x04R\bcommitTs\x124\n" +
-	"\x06writes\x18\x06 \x03(\v2\x1c.opencluster.cmd.v1.TxnWriteR\x06writes\"5\n" +
+	"\x06writes\x18\x06 \x03(\v2\x1c.opencluster.cmd.v1.TxnWriteR\x06writes\x128\n" +
+	"\bhandoffs\x18\a \x03(\v2\x1c.opencluster.cmd.v1.LockKeysR\bhandoffs\"5\n" +
 	"\vTxnResolved\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\fR\x04code\"\x14\n" +
 	"\x02GC\x12\x0e\n" +
 	"\x02ts\x18\x01 \x01(\x04R\x02ts\" \n" +
 	"\bTSOBound\x12\x14\n" +
-	"\x05bound\x18\x01 \x01(\x04R\x05bound\"\xed\x02\n" +
+	"\x05bound\x18\x01 \x01(\x04R\x05bound\"\xac\x03\n" +
 	"\x06Result\x123\n" +
 	"\x05error\x18\x01 \x01(\x0e2\x1d.opencluster.cmd.v1.ErrorCodeR\x05error\x12\x16\n" +
 	"\x06detail\x18\x02 \x01(\tR\x06detail\x12\x0e\n" +
@@ -3338,7 +3360,8 @@ const file_cmd_proto_rawDesc = "" +
 	"\rcurrent_value\x18\b \x01(\fR\fcurrentValue\x12#\n" +
 	"\rcurrent_found\x18\t \x01(\bR\fcurrentFound\x12\x17\n" +
 	"\aheld_by\x18\v \x01(\tR\x06heldBy\x124\n" +
-	"\ahandoff\x18\f \x01(\v2\x1a.opencluster.cmd.v1.ResultR\ahandoffJ\x04\b\r\x10\x0e\"\xfc\x01\n" +
+	"\ahandoff\x18\f \x01(\v2\x1a.opencluster.cmd.v1.ResultR\ahandoff\x12=\n" +
+	"\fkey_handoffs\x18\x0e \x03(\v2\x1a.opencluster.cmd.v1.ResultR\vkeyHandoffsJ\x04\b\r\x10\x0e\"\xfc\x01\n" +
 	"\x0fNamedLockRecord\x12\x12\n" +
 	"\x04held\x18\x01 \x01(\bR\x04held\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\fR\x04code\x12\x14\n" +
@@ -3529,26 +3552,28 @@ var file_cmd_proto_depIdxs = []int32{
 	2,  // 28: opencluster.cmd.v1.TxnFinish.status:type_name -> opencluster.cmd.v1.TxnStatus
 	19, // 29: opencluster.cmd.v1.TxnFinish.writes:type_name -> opencluster.cmd.v1.TxnWrite
 	19, // 30: opencluster.cmd.v1.ResolveKeys.writes:type_name -> opencluster.cmd.v1.TxnWrite
-	3,  // 31: opencluster.cmd.v1.Result.error:type_name -> opencluster.cmd.v1.ErrorCode
-	26, // 32: opencluster.cmd.v1.Result.handoff:type_name -> opencluster.cmd.v1.Result
-	2,  // 33: opencluster.cmd.v1.TxnRecord.status:type_name -> opencluster.cmd.v1.TxnStatus
-	1,  // 34: opencluster.cmd.v1.TxnRecord.isolation:type_name -> opencluster.cmd.v1.Isolation
-	4,  // 35: opencluster.cmd.v1.TxnRecord.keys:type_name -> opencluster.cmd.v1.KeySpec
-	28, // 36: opencluster.cmd.v1.TxnRecord.unresolved:type_name -> opencluster.cmd.v1.TxnRecord
-	19, // 37: opencluster.cmd.v1.TxnRecord.writes:type_name -> opencluster.cmd.v1.TxnWrite
-	30, // 38: opencluster.cmd.v1.KeyLock.holders:type_name -> opencluster.cmd.v1.KeyLockHolder
-	0,  // 39: opencluster.cmd.v1.KeyLockHolder.mode:type_name -> opencluster.cmd.v1.KeyMode
-	1,  // 40: opencluster.cmd.v1.KeyLockHolder.isolation:type_name -> opencluster.cmd.v1.Isolation
-	32, // 41: opencluster.cmd.v1.KeyFences.fences:type_name -> opencluster.cmd.v1.FenceEntry
-	35, // 42: opencluster.cmd.v1.MetaState.nodes:type_name -> opencluster.cmd.v1.NodeRecord
-	34, // 43: opencluster.cmd.v1.MetaState.placement:type_name -> opencluster.cmd.v1.BucketPlacement
-	11, // 44: opencluster.cmd.v1.MetaState.moves:type_name -> opencluster.cmd.v1.MoveRecord
-	37, // 45: opencluster.cmd.v1.SnapshotData.kvs:type_name -> opencluster.cmd.v1.SnapshotKV
-	46, // [46:46] is the sub-list for method output_type
-	46, // [46:46] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	18, // 31: opencluster.cmd.v1.ResolveKeys.handoffs:type_name -> opencluster.cmd.v1.LockKeys
+	3,  // 32: opencluster.cmd.v1.Result.error:type_name -> opencluster.cmd.v1.ErrorCode
+	26, // 33: opencluster.cmd.v1.Result.handoff:type_name -> opencluster.cmd.v1.Result
+	26, // 34: opencluster.cmd.v1.Result.key_handoffs:type_name -> opencluster.cmd.v1.Result
+	2,  // 35: opencluster.cmd.v1.TxnRecord.status:type_name -> opencluster.cmd.v1.TxnStatus
+	1,  // 36: opencluster.cmd.v1.TxnRecord.isolation:type_name -> opencluster.cmd.v1.Isolation
+	4,  // 37: opencluster.cmd.v1.TxnRecord.keys:type_name -> opencluster.cmd.v1.KeySpec
+	28, // 38: opencluster.cmd.v1.TxnRecord.unresolved:type_name -> opencluster.cmd.v1.TxnRecord
+	19, // 39: opencluster.cmd.v1.TxnRecord.writes:type_name -> opencluster.cmd.v1.TxnWrite
+	30, // 40: opencluster.cmd.v1.KeyLock.holders:type_name -> opencluster.cmd.v1.KeyLockHolder
+	0,  // 41: opencluster.cmd.v1.KeyLockHolder.mode:type_name -> opencluster.cmd.v1.KeyMode
+	1,  // 42: opencluster.cmd.v1.KeyLockHolder.isolation:type_name -> opencluster.cmd.v1.Isolation
+	32, // 43: opencluster.cmd.v1.KeyFences.fences:type_name -> opencluster.cmd.v1.FenceEntry
+	35, // 44: opencluster.cmd.v1.MetaState.nodes:type_name -> opencluster.cmd.v1.NodeRecord
+	34, // 45: opencluster.cmd.v1.MetaState.placement:type_name -> opencluster.cmd.v1.BucketPlacement
+	11, // 46: opencluster.cmd.v1.MetaState.moves:type_name -> opencluster.cmd.v1.MoveRecord
+	37, // 47: opencluster.cmd.v1.SnapshotData.kvs:type_name -> opencluster.cmd.v1.SnapshotKV
+	48, // [48:48] is the sub-list for method output_type
+	48, // [48:48] is the sub-list for method input_type
+	48, // [48:48] is the sub-list for extension type_name
+	48, // [48:48] is the sub-list for extension extendee
+	0,  // [0:48] is the sub-list for field type_name
 }
 
 func init() { file_cmd_proto_init() }
