@@ -224,18 +224,23 @@ func (n *Node) lockKeysHere(ctx, wctx context.Context, r *replica, name string, 
 	}()
 	// waitAtHead waits for specs[i]'s release as the head of its queue,
 	// offering the LockKeys of specs[i:], and returns what a release
-	// carrying the offer granted, if one did.
+	// carrying the offer granted, if one did: a grant of every key counts
+	// even if the wait ended meanwhile.
 	waitAtHead := func(i int, what string) (*cmdpb.Result, error) {
 		offer := n.keyHandoffs.offer(string(specs[i].Key), &cmdpb.LockKeys{Name: name, Code: code, Isolation: iso, Keys: specs[i:]}, w)
 		err := n.waitFor(wctx, w, what)
-		return reclaim(n, &n.keyHandoffs, &offer), err
+		grant := reclaim(n, &n.keyHandoffs, &offer)
+		if grant != nil && grant.Error == cmdpb.ErrorCode_OK && int(grant.Count) == len(specs)-i {
+			err = nil
+		}
+		return grant, err
 	}
 	var values []*ocpb.KeyValue
 	var handed *cmdpb.Result // a grant a release carried
 	for i := 0; i < len(specs); {
-		res := handed
+		res, wasHanded := handed, handed != nil
 		handed = nil
-		if res == nil {
+		if !wasHanded {
 			if w == nil && n.waits.Len(keyResource(specs[i].Key)) > 0 && !n.holdsKey(r, specs[i].Key, code) {
 				// Others queue for the key: take a place behind them (FIFO),
 				// or give up at once if no wait is asked.
@@ -301,6 +306,12 @@ func (n *Node) lockKeysHere(ctx, wctx context.Context, r *replica, name string, 
 			if w == nil {
 				w = n.waits.Join(keyResource(specs[i].Key))
 				continue // retry once queued, so no release is missed
+			}
+			if wasHanded && res.Count == 0 {
+				// Refused by a command that claimed the offer but released
+				// nothing (a stale refusal): look again rather than wait
+				// for a release that may have woken this waiter already.
+				continue
 			}
 			var err error
 			if handed, err = waitAtHead(i, what); err != nil {

@@ -13,7 +13,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/opencluster/opencluster/locks"
 	"github.com/opencluster/opencluster/mvcc"
+	"github.com/opencluster/opencluster/rpc/cmdpb"
 	"github.com/opencluster/opencluster/rpc/ocpb"
 )
 
@@ -348,6 +350,91 @@ func TestContendedKeyHandedOff(t *testing.T) {
 	}
 	if _, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "after", Ttl: ttl, Wait: durationpb.New(2 * time.Second), Keys: write(key, other)}); err != nil {
 		t.Fatalf("keys not free after the handed grant committed: %v", err)
+	}
+}
+
+// TestKeyHandoffLetsWaitingReadersIn: a reader waiting for a key's strict
+// WRITE lock is not kept out by a handoff: the release frees the key, the
+// reader reads the committed value, and only then does the queued lock
+// take the key in a round of its own.
+func TestKeyHandoffLetsWaitingReadersIn(t *testing.T) {
+	n := openTestNode(t)
+	ctx := ctxT(t)
+	ttl := durationpb.New(5 * time.Second)
+	key := []byte("k")
+	write := []*ocpb.KeyLockRequest{{Key: key, Mode: ocpb.KeyMode_WRITE}}
+	holder, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "holder", Ttl: ttl, Keys: write})
+	if err != nil {
+		t.Fatal(err)
+	}
+	locked := make(chan *ocpb.RestrictResponse, 1)
+	go func() {
+		l, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "waiter", Ttl: ttl, Keys: write})
+		if err != nil {
+			t.Error(err)
+		}
+		locked <- l
+	}()
+	waitUntil(t, 5*time.Second, func() bool {
+		n.keyHandoffs.mu.Lock()
+		defer n.keyHandoffs.mu.Unlock()
+		return n.keyHandoffs.offers[string(key)] != nil
+	})
+	read := make(chan error, 1)
+	go func() {
+		got, err := n.Get(ctx, &ocpb.GetRequest{Key: key, Wait: durationpb.New(3 * time.Second)})
+		if err == nil && string(got.Kv.GetValue()) != "v1" {
+			err = fmt.Errorf("read %q, want v1", got.Kv.GetValue())
+		}
+		read <- err
+	}()
+	waitUntil(t, 5*time.Second, func() bool { return n.waits.Watching(keyResource(key)) })
+	if _, err := n.Commit(ctx, &ocpb.CommitRequest{Name: "holder", Code: holder.Code, Writes: []*ocpb.TxnWrite{{Key: key, Value: []byte("v1")}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-read; err != nil {
+		t.Fatalf("reader waiting through a release: %v", err)
+	}
+	waiter := <-locked
+	if waiter == nil {
+		t.FailNow()
+	}
+	if h := testutil.ToFloat64(n.metrics.keyHandoffs); h != 0 {
+		t.Fatalf("%v key locks handed over a waiting reader", h)
+	}
+	if _, err := n.Commit(ctx, &ocpb.CommitRequest{Name: "waiter", Code: waiter.Code}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestKeyResolutionSkipsItsOwnOffer: a resolution of a lock's keys (its
+// abort) does not claim the offer that the same lock's request waiting
+// for one of them made, which would hand the aborted lock its key back.
+func TestKeyResolutionSkipsItsOwnOffer(t *testing.T) {
+	n := openTestNode(t)
+	ctx := ctxT(t)
+	key := []byte("k")
+	w := n.waits.Join(keyResource(key))
+	defer w.Leave()
+	offer := n.keyHandoffs.offer(string(key), &cmdpb.LockKeys{Name: "L", Code: []byte("code-L"), Keys: []*cmdpb.KeySpec{{Key: key, Mode: cmdpb.KeyMode_WRITE}}}, w)
+	r := n.replicaOf(key)
+	res, err := n.proposeLed(ctx, r, &cmdpb.Command{Body: &cmdpb.Command_ResolveKeys{ResolveKeys: &cmdpb.ResolveKeys{Name: "L", Code: []byte("code-L"), Keys: [][]byte{key}}}})
+	if err != nil || len(res.KeyHandoffs) != 0 {
+		t.Fatalf("own resolution: %v, %v", res, err)
+	}
+	if !n.keyHandoffs.withdraw(offer) {
+		t.Fatal("a lock's own resolution claimed its offer")
+	}
+	// Another lock's resolution does claim it, and settles it.
+	offer = n.keyHandoffs.offer(string(key), offer.request, w)
+	if _, err := n.proposeLed(ctx, r, &cmdpb.Command{Body: &cmdpb.Command_ResolveKeys{ResolveKeys: &cmdpb.ResolveKeys{Name: "M", Code: []byte("code-M"), Keys: [][]byte{key}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if grant := reclaim(n, &n.keyHandoffs, &offer); grant == nil || grant.Count != 1 {
+		t.Fatalf("another lock's resolution handed %v, want the key", grant)
+	}
+	if held, err := locks.KeyHeldBy(n.eng.DB(), r.bucket, key, []byte("code-L")); err != nil || !held {
+		t.Fatalf("handed key held by the offer's code: %v, %v", held, err)
 	}
 }
 

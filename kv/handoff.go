@@ -66,12 +66,19 @@ func (h *handoffs[C]) withdraw(o *handoffOffer[C]) bool {
 
 // claim takes the offer for key, if any; the caller must settle it.
 func (h *handoffs[C]) claim(key string) *handoffOffer[C] {
+	return h.claimIf(key, func(C) bool { return true })
+}
+
+// claimIf is claim, for an offer whose request ok accepts; another is left
+// in place.
+func (h *handoffs[C]) claimIf(key string, ok func(C) bool) *handoffOffer[C] {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	o := h.offers[key]
-	if o != nil {
-		delete(h.offers, key)
+	if o == nil || !ok(o.request) {
+		return nil
 	}
+	delete(h.offers, key)
 	return o
 }
 

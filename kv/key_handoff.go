@@ -1,7 +1,9 @@
 package kv
 
 import (
+	"bytes"
 	"context"
+	"time"
 
 	"github.com/opencluster/opencluster/rpc/cmdpb"
 )
@@ -14,50 +16,76 @@ import (
 // passes from a committed or aborted lock to its next holder in the
 // release's own round.
 //
-// Every ResolveKeys is therefore proposed on the bucket's leader, through
-// bucketPropose (locally, or by RPC to it): a follower could forward it
-// through Raft more cheaply, but its proposer would not see the leader's
-// waiters, which would then take the keys in a round of their own.
+// Resolutions are therefore proposed on the bucket's leader, through
+// bucketPropose (locally, or by RPC to it): a follower could forward them
+// through Raft more cheaply, but it would not see the leader's waiters,
+// which would then take the keys in a round of their own. (The orphan
+// sweeper, which releases keys no lock accounts for, hands nothing over.)
 //
-// A waiter that gives up (its wait timed out, its request was cancelled)
-// still takes what it was handed before it returns, since reclaim waits
-// for the claim's outcome; its error then aborts the restrictive lock,
-// and the abort resolves every key of its record, the handed ones
-// included. A grant whose proposal outcome its proposer never learned (an
-// error, so the offer settled as not granted) is an orphan the orphan
-// sweeper releases, as for a LockKeys whose coordinator gave up.
+// A waiter whose wait ends (it timed out, its request was cancelled)
+// still learns what it was handed before it returns, since reclaim waits
+// for the claim's outcome, which handoffTimeout keeps short. Handed all
+// its keys, it goes on as if the wait had succeeded; otherwise its error
+// aborts the restrictive lock, and the abort resolves every key of its
+// record, the handed ones included. A grant whose proposal outcome its
+// proposer never learned (an error, so the offer settled as not granted)
+// is an orphan the orphan sweeper releases, as for a LockKeys whose
+// coordinator gave up.
 
 // proposeLed proposes cmd on r, a group this node leads. A ResolveKeys
-// that carries no handoffs yet takes the offers of the keys it releases.
+// that carries no handoffs yet takes the offers of the keys it releases,
+// except where a reader waits for the key (a handoff would keep the key
+// locked from one holder to the next, and the reader waiting until the
+// queue drains) and except its own code's (an abort of a lock whose
+// request still waits here must not hand the lock its key back).
 func (n *Node) proposeLed(ctx context.Context, r *replica, cmd *cmdpb.Command) (*cmdpb.Result, error) {
 	body, ok := cmd.Body.(*cmdpb.Command_ResolveKeys)
 	if !ok || len(body.ResolveKeys.Handoffs) > 0 {
 		return r.propose(ctx, cmd)
 	}
+	rk := body.ResolveKeys
 	var offers []*handoffOffer[*cmdpb.LockKeys]
-	for _, k := range body.ResolveKeys.Keys {
-		if o := n.keyHandoffs.claim(string(k)); o != nil {
+	for _, k := range rk.Keys {
+		if n.waits.Watching(keyResource(k)) {
+			continue
+		}
+		if o := n.keyHandoffs.claimIf(string(k), func(lk *cmdpb.LockKeys) bool { return !bytes.Equal(lk.Code, rk.Code) }); o != nil {
 			offers = append(offers, o)
 		}
 	}
 	if len(offers) == 0 {
 		return r.propose(ctx, cmd)
 	}
-	rk := body.ResolveKeys
+	var res *cmdpb.Result
+	var err error
+	defer func() { // settled whatever happens: their waiters wait for it
+		for i, o := range offers {
+			var grant *cmdpb.Result
+			if err == nil && res != nil && i < len(res.KeyHandoffs) {
+				grant = res.KeyHandoffs[i]
+				if grant.Count > 0 {
+					n.metrics.keyHandoffs.Inc()
+				}
+			}
+			o.settle(grant)
+		}
+	}()
 	with := &cmdpb.ResolveKeys{Name: rk.Name, Code: rk.Code, Keys: rk.Keys, Commit: rk.Commit, CommitTs: rk.CommitTs, Writes: rk.Writes}
 	for _, o := range offers {
 		with.Handoffs = append(with.Handoffs, o.request)
 	}
-	res, err := r.propose(ctx, &cmdpb.Command{Body: &cmdpb.Command_ResolveKeys{ResolveKeys: with}})
-	for i, o := range offers {
-		var grant *cmdpb.Result
-		if err == nil && i < len(res.KeyHandoffs) {
-			grant = res.KeyHandoffs[i]
-			if grant.Count > 0 {
-				n.metrics.keyHandoffs.Inc()
-			}
-		}
-		o.settle(grant)
-	}
+	// The waiters wait for this proposal, and a proposal made just before
+	// this node lost the leadership may be dropped without a word: bound
+	// it as a waiter's own round would be. A resolution that times out is
+	// retried by its caller (or the resolve sweeper), without the offers.
+	pctx, cancel := context.WithTimeout(ctx, n.handoffTimeout())
+	defer cancel()
+	res, err = r.propose(pctx, &cmdpb.Command{Body: &cmdpb.Command_ResolveKeys{ResolveKeys: with}})
 	return res, err
+}
+
+// handoffTimeout bounds a proposal that carries waiters' offers: two
+// election timeouts, after which a lost leadership is known.
+func (n *Node) handoffTimeout() time.Duration {
+	return 2 * time.Duration(n.cfg.ElectionTicks) * n.cfg.TickInterval
 }

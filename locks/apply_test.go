@@ -419,8 +419,8 @@ func TestFinishedRecordFreesItsName(t *testing.T) {
 // TestResolveHandsKeysOver: a ResolveKeys's handoffs apply after its
 // release, in order, each as a LockKeys would on the state it finds: the
 // first takes the released keys (and a free one), a READ behind it is
-// refused, and a handoff carried by a repeated resolution, which released
-// nothing, takes nothing.
+// refused, and a handoff carried by a repeated resolution, which releases
+// nothing, is refused too: the key is the first handoff's now.
 func TestResolveHandsKeysOver(t *testing.T) {
 	const R, W = cmdpb.KeyMode_READ, cmdpb.KeyMode_WRITE
 	e := openEngine(t)

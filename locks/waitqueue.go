@@ -178,3 +178,11 @@ func (w *WaitQueues) Len(resource string) int {
 	}
 	return 0
 }
+
+// Watching reports whether resource has watchers (Watch).
+func (w *WaitQueues) Watching(resource string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	q := w.mu.queues[resource]
+	return q != nil && len(q.watchers) > 0
+}

@@ -310,9 +310,10 @@ type Command struct {
 	// proposal_id lets the proposing node find the waiter for this entry's
 	// result. It is not part of the replicated state.
 	ProposalId uint64 `protobuf:"varint,1,opt,name=proposal_id,json=proposalId,proto3" json:"proposal_id,omitempty"`
-	// proposer is the node that proposed the entry: a follower may propose
-	// through Raft's forwarding and read its result from its own apply, so
-	// ids of different nodes must not be taken for each other. 0 (entries
+	// proposer is the node that proposed the entry: a proposal made as its
+	// node lost the leadership is forwarded by Raft and applied under
+	// another leader, its result read from the proposer's own apply, so ids
+	// of different nodes must not be taken for each other. 0 (entries
 	// written before it existed): the leader that applies it.
 	Proposer uint64 `protobuf:"varint,2,opt,name=proposer,proto3" json:"proposer,omitempty"`
 	// Types that are valid to be assigned to Body:
