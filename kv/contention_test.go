@@ -279,6 +279,50 @@ func TestRestrictGivesBackKeysTakenOutOfOrder(t *testing.T) {
 	}
 }
 
+// TestRestrictLocksInOrderWhenTriesFallShort: on a node where most
+// first-pass tries fell short, a multi-bucket Restrict takes its buckets
+// in order without trying them all: waiting for the first bucket's key,
+// it has not taken the later bucket's, so nothing is given back and
+// others take that key meanwhile.
+func TestRestrictLocksInOrderWhenTriesFallShort(t *testing.T) {
+	n := openTestNode(t)
+	ctx := ctxT(t)
+	keys := keysInBuckets(t, n, 2)
+	ttl := durationpb.New(5 * time.Second)
+	for range 100 {
+		n.firstPass.observe(true)
+	}
+	first, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "first", Ttl: ttl, Keys: []*ocpb.KeyLockRequest{{Key: keys[0], Mode: ocpb.KeyMode_WRITE}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "both", Ttl: ttl,
+			Keys: []*ocpb.KeyLockRequest{{Key: keys[1], Mode: ocpb.KeyMode_WRITE}, {Key: keys[0], Mode: ocpb.KeyMode_WRITE}}})
+		done <- err
+	}()
+	for n.waits.Len(keyResource(keys[0])) == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	third, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "third", Ttl: ttl, Wait: durationpb.New(0),
+		Keys: []*ocpb.KeyLockRequest{{Key: keys[1], Mode: ocpb.KeyMode_WRITE}}})
+	if err != nil {
+		t.Fatalf("the later bucket's key was taken by a lock waiting for an earlier one: %v", err)
+	}
+	if s, g := testutil.ToFloat64(n.metrics.firstPassesSkipped), testutil.ToFloat64(n.metrics.keysGivenBack); s != 1 || g != 0 {
+		t.Fatalf("first passes skipped %v, keys given back %v; want 1 and 0", s, g)
+	}
+	for _, l := range []*ocpb.RestrictResponse{first, third} {
+		if _, err := n.Commit(ctx, &ocpb.CommitRequest{Name: l.Name, Code: l.Code}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("the waiting lock: %v", err)
+	}
+}
+
 // TestContendedKeyHandedOff: the head waiter of a key offers its LockKeys,
 // and the committed holder's resolution grants it in the same command: the
 // waiter's keys (the waited one and a free one of the same bucket) come

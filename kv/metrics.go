@@ -4,11 +4,12 @@ import "github.com/prometheus/client_golang/prometheus"
 
 // metrics are the node's Prometheus collectors.
 type metrics struct {
-	lockWaits   prometheus.Counter
-	lockExpired prometheus.Counter
-	staleRetry  prometheus.Counter
-	handoffs    prometheus.Counter
-	keyHandoffs prometheus.Counter
+	lockWaits          prometheus.Counter
+	lockExpired        prometheus.Counter
+	staleRetry         prometheus.Counter
+	handoffs           prometheus.Counter
+	keyHandoffs        prometheus.Counter
+	firstPassesSkipped prometheus.Counter
 	// triesSkipped counts waits begun without proposing a lock that the
 	// leader's applied state showed taken (takeInTurn, lockKeysHere).
 	triesSkipped prometheus.Counter
@@ -52,6 +53,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			"Writes re-stamped because a newer version applied first."),
 		handoffs: counter("lock_handoffs_total",
 			"Named locks granted to a waiter in the releasing command's own Raft round."),
+		firstPassesSkipped: counter("key_lock_first_passes_skipped_total",
+			"Multi-bucket restrictive locks that took their buckets' keys in order at once, without first trying every bucket, because most such tries on this node fell short."),
 		keyHandoffs: counter("key_lock_handoffs_total",
 			"Waiting key-lock requests that took keys in the Raft round of the ResolveKeys that released them."),
 		triesSkipped: counter("lock_tries_skipped_total",
@@ -72,7 +75,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			"Raft log writes that had to be durable: from the write to the end of its fsync."),
 	}
 	if reg != nil {
-		reg.MustRegister(m.lockWaits, m.lockExpired, m.staleRetry, m.handoffs, m.keyHandoffs, m.triesSkipped, m.keysGivenBack, m.orphanedKeyLocks, m.leaseReads, m.readRounds, m.commitAppendsSkipped, m.cycle, m.logSync)
+		reg.MustRegister(m.lockWaits, m.lockExpired, m.staleRetry, m.handoffs, m.keyHandoffs, m.firstPassesSkipped, m.triesSkipped, m.keysGivenBack, m.orphanedKeyLocks, m.leaseReads, m.readRounds, m.commitAppendsSkipped, m.cycle, m.logSync)
 	}
 	return m
 }

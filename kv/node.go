@@ -57,6 +57,9 @@ type Node struct {
 	// keyHandoffs: head waiters of keys, offered to the next ResolveKeys
 	// this node proposes as the keys' leader (key_handoff.go).
 	keyHandoffs handoffs[*cmdpb.LockKeys]
+	// firstPass decides whether multi-bucket key locks first try every
+	// bucket at once (first_pass.go).
+	firstPass firstPassGate
 	// givingBack holds the codes of hand-offs being released (giveBack).
 	givingBack codeSet
 	deadlines  *locks.Deadlines

@@ -115,12 +115,13 @@ func (n *Node) proposeCarryingMarks(ctx context.Context, rr *replica, name strin
 // lockKeys takes the key locks, each bucket's on its leader, and returns
 // the keys' committed values if read is set. specs are in (bucket, key)
 // order, and waiting follows it, so two locks never wait for each other in
-// a cycle: every bucket is first tried at once without waiting, which is
-// one round when no key is taken. Otherwise the lock keeps the buckets
-// before the first that fell short (a prefix of the order), gives back
-// what later buckets took (waking whoever queued for them meanwhile), and
-// goes on in order, waiting. It never waits while it holds a key beyond
-// the one it waits for.
+// a cycle: unless this node sees most tries fall short (firstPassGate),
+// every bucket is first tried at once without waiting, which is one round
+// when no key is taken. Otherwise the lock keeps the buckets before the
+// first that fell short (a prefix of the order), gives back what later
+// buckets took (handing it to whoever queued for it meanwhile), and goes
+// on in order, waiting. It never waits while it holds a key beyond the
+// one it waits for.
 func (n *Node) lockKeys(ctx, wctx context.Context, name string, code []byte, iso cmdpb.Isolation, specs []*cmdpb.KeySpec, read bool) ([]*ocpb.KeyValue, error) {
 	var order []mvcc.Bucket
 	var groups [][]*cmdpb.KeySpec
@@ -135,7 +136,11 @@ func (n *Node) lockKeys(ctx, wctx context.Context, name string, code []byte, iso
 	}
 	values := make([][]*ocpb.KeyValue, len(order))
 	short := 0 // the first bucket that fell short
-	if len(order) > 1 {
+	tryFirst := len(order) > 1 && n.firstPass.try()
+	if len(order) > 1 && !tryFirst {
+		n.metrics.firstPassesSkipped.Inc()
+	}
+	if tryFirst {
 		noWait, cancel := context.WithCancel(wctx)
 		cancel()
 		errs := make([]error, len(order))
@@ -147,6 +152,7 @@ func (n *Node) lockKeys(ctx, wctx context.Context, name string, code []byte, iso
 		for short < len(order) && errs[short] == nil {
 			short++
 		}
+		n.firstPass.observe(short < len(order))
 		if short < len(order) {
 			// Give back what the buckets after it took, on their leaders,
 			// which hand the keys to whoever queued for them meanwhile.
