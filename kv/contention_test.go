@@ -479,6 +479,36 @@ func TestKeyResolutionSkipsItsOwnOffer(t *testing.T) {
 	}
 }
 
+// TestKeyResolutionSkipsOffersTakingWatchedKeys: an offer is not claimed
+// while a reader waits for any key it would take, not only the key it is
+// filed under.
+func TestKeyResolutionSkipsOffersTakingWatchedKeys(t *testing.T) {
+	n := openTestNode(t)
+	ctx := ctxT(t)
+	key := []byte("k")
+	later := keyInBucketOf(t, n, key)
+	w := n.waits.Join(keyResource(key))
+	defer w.Leave()
+	reader := n.waits.Watch(keyResource(later))
+	specs := []*cmdpb.KeySpec{{Key: key, Mode: cmdpb.KeyMode_WRITE}, {Key: later, Mode: cmdpb.KeyMode_WRITE}}
+	offer := n.keyHandoffs.offer(string(key), &cmdpb.LockKeys{Name: "L", Code: []byte("code-L"), Keys: specs}, w)
+	resolve := &cmdpb.Command{Body: &cmdpb.Command_ResolveKeys{ResolveKeys: &cmdpb.ResolveKeys{Name: "M", Code: []byte("code-M"), Keys: [][]byte{key}}}}
+	if _, err := n.proposeLed(ctx, n.replicaOf(key), resolve); err != nil {
+		t.Fatal(err)
+	}
+	if !n.keyHandoffs.withdraw(offer) {
+		t.Fatal("a resolution claimed an offer that takes a key a reader waits for")
+	}
+	reader.Leave()
+	offer = n.keyHandoffs.offer(string(key), offer.request, w)
+	if _, err := n.proposeLed(ctx, n.replicaOf(key), resolve); err != nil {
+		t.Fatal(err)
+	}
+	if grant := reclaim(n, &n.keyHandoffs, &offer); grant == nil || grant.Count != 2 {
+		t.Fatalf("once the reader left, the resolution handed %v, want both keys", grant)
+	}
+}
+
 // TestKeyWaiterDoesNotProposeWhileLocked: a Restrict that finds a key
 // WRITE-locked by another waits for its release without proposing key
 // locks that would be refused, and takes the key once it is released; READ

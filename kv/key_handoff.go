@@ -3,6 +3,7 @@ package kv
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/opencluster/opencluster/rpc/cmdpb"
@@ -34,9 +35,9 @@ import (
 
 // proposeLed proposes cmd on r, a group this node leads. A ResolveKeys
 // that carries no handoffs yet takes the offers of the keys it releases,
-// except where a reader waits for the key (a handoff would keep the key
-// locked from one holder to the next, and the reader waiting until the
-// queue drains) and except its own code's (an abort of a lock whose
+// except where a reader waits for a key the offer would take (a handoff
+// would keep the key locked from one holder to the next, and the reader
+// waiting until the queue drains) and except its own code's (an abort of a lock whose
 // request still waits here must not hand the lock its key back).
 func (n *Node) proposeLed(ctx context.Context, r *replica, cmd *cmdpb.Command) (*cmdpb.Result, error) {
 	body, ok := cmd.Body.(*cmdpb.Command_ResolveKeys)
@@ -45,11 +46,19 @@ func (n *Node) proposeLed(ctx context.Context, r *replica, cmd *cmdpb.Command) (
 	}
 	rk := body.ResolveKeys
 	var offers []*handoffOffer[*cmdpb.LockKeys]
-	for _, k := range rk.Keys {
-		if n.waits.Watching(keyResource(k)) {
-			continue
+	claimable := func(lk *cmdpb.LockKeys) bool {
+		if bytes.Equal(lk.Code, rk.Code) {
+			return false
 		}
-		if o := n.keyHandoffs.claimIf(string(k), func(lk *cmdpb.LockKeys) bool { return !bytes.Equal(lk.Code, rk.Code) }); o != nil {
+		for _, spec := range lk.Keys { // any key the handoff would take
+			if n.waits.Watching(keyResource(spec.Key)) {
+				return false
+			}
+		}
+		return true
+	}
+	for _, k := range rk.Keys {
+		if o := n.keyHandoffs.claimIf(string(k), claimable); o != nil {
 			offers = append(offers, o)
 		}
 	}
@@ -78,14 +87,21 @@ func (n *Node) proposeLed(ctx context.Context, r *replica, cmd *cmdpb.Command) (
 	// this node lost the leadership may be dropped without a word: bound
 	// it as a waiter's own round would be. A resolution that times out is
 	// retried by its caller (or the resolve sweeper), without the offers.
-	pctx, cancel := context.WithTimeout(ctx, n.handoffTimeout())
+	bound := n.handoffTimeout()
+	pctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
 	res, err = r.propose(pctx, &cmdpb.Command{Body: &cmdpb.Command_ResolveKeys{ResolveKeys: with}})
+	if err != nil && pctx.Err() != nil && ctx.Err() == nil {
+		// Ambiguous: it may still apply (resolving twice changes nothing).
+		err = fmt.Errorf("%w: resolution carrying key handoffs not applied within %v: %w", ErrUnavailable, bound, err)
+	}
 	return res, err
 }
 
-// handoffTimeout bounds a proposal that carries waiters' offers: two
-// election timeouts, after which a lost leadership is known.
+// handoffTimeout bounds a proposal that carries waiters' offers: as long
+// as a request waits for a leader (three election timeouts, after which a
+// lost leadership is known), and at least a second, so that a slow but
+// healthy round on a starved machine is not cut short.
 func (n *Node) handoffTimeout() time.Duration {
-	return 2 * time.Duration(n.cfg.ElectionTicks) * n.cfg.TickInterval
+	return max(n.leaderWait(), time.Second)
 }

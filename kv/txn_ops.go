@@ -152,7 +152,11 @@ func (n *Node) lockKeys(ctx, wctx context.Context, name string, code []byte, iso
 		for short < len(order) && errs[short] == nil {
 			short++
 		}
-		n.firstPass.observe(short < len(order))
+		// Only contention counts: an unavailable leader says nothing
+		// about whether the try pays.
+		if short == len(order) || errors.Is(errs[short], ErrWaitTimeout) {
+			n.firstPass.observe(short < len(order))
+		}
 		if short < len(order) {
 			// Give back what the buckets after it took, on their leaders,
 			// which hand the keys to whoever queued for them meanwhile.
