@@ -173,6 +173,13 @@ func TestRetriedAcquireDoesNotQueueBehindItsWaiters(t *testing.T) {
 	}
 }
 
+// keyOffered reports whether a waiter of key offers its LockKeys.
+func keyOffered(n *Node, key []byte) bool {
+	n.keyHandoffs.mu.Lock()
+	defer n.keyHandoffs.mu.Unlock()
+	return n.keyHandoffs.offers[string(key)] != nil
+}
+
 // keyInBucketOf returns another key of key's bucket.
 func keyInBucketOf(t *testing.T, node *Node, key []byte) []byte {
 	t.Helper()
@@ -244,39 +251,11 @@ func TestRestrictPrefetchesValues(t *testing.T) {
 // first, no-wait pass, so others can take it while it waits.
 func TestRestrictGivesBackKeysTakenOutOfOrder(t *testing.T) {
 	n := openTestNode(t)
-	ctx := ctxT(t)
-	keys := keysInBuckets(t, n, 2)
-	ttl := durationpb.New(5 * time.Second)
-	first, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "first", Ttl: ttl, Keys: []*ocpb.KeyLockRequest{{Key: keys[0], Mode: ocpb.KeyMode_WRITE}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() {
-		_, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "both", Ttl: ttl,
-			Keys: []*ocpb.KeyLockRequest{{Key: keys[1], Mode: ocpb.KeyMode_WRITE}, {Key: keys[0], Mode: ocpb.KeyMode_WRITE}}})
-		done <- err
-	}()
-	// "both" now waits for keys[0]; keys[1] must be free again.
-	for n.waits.Len(keyResource(keys[0])) == 0 {
-		time.Sleep(time.Millisecond)
-	}
-	third, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "third", Ttl: ttl, Wait: durationpb.New(2 * time.Second),
-		Keys: []*ocpb.KeyLockRequest{{Key: keys[1], Mode: ocpb.KeyMode_WRITE}}})
-	if err != nil {
-		t.Fatalf("the later bucket's key stayed held by a waiting lock: %v", err)
-	}
-	if g := testutil.ToFloat64(n.metrics.keysGivenBack); g != 1 {
-		t.Fatalf("key_locks_given_back_total = %v, want 1", g)
-	}
-	for _, l := range []*ocpb.RestrictResponse{first, third} {
-		if _, err := n.Commit(ctx, &ocpb.CommitRequest{Name: l.Name, Code: l.Code}); err != nil {
-			t.Fatal(err)
+	laterKeyFreeWhileWaiting(t, n, 2*time.Second, "the later bucket's key stayed held by a waiting lock", func() {
+		if g := testutil.ToFloat64(n.metrics.keysGivenBack); g != 1 {
+			t.Fatalf("key_locks_given_back_total = %v, want 1", g)
 		}
-	}
-	if err := <-done; err != nil {
-		t.Fatalf("the waiting lock: %v", err)
-	}
+	})
 }
 
 // TestRestrictLocksInOrderWhenTriesFallShort: on a node where most
@@ -286,12 +265,25 @@ func TestRestrictGivesBackKeysTakenOutOfOrder(t *testing.T) {
 // others take that key meanwhile.
 func TestRestrictLocksInOrderWhenTriesFallShort(t *testing.T) {
 	n := openTestNode(t)
-	ctx := ctxT(t)
-	keys := keysInBuckets(t, n, 2)
-	ttl := durationpb.New(5 * time.Second)
 	for range 100 {
 		n.firstPass.observe(true)
 	}
+	laterKeyFreeWhileWaiting(t, n, 0, "the later bucket's key was taken by a lock waiting for an earlier one", func() {
+		if s, g := testutil.ToFloat64(n.metrics.firstPassesSkipped), testutil.ToFloat64(n.metrics.keysGivenBack); s != 1 || g != 0 {
+			t.Fatalf("first passes skipped %v, keys given back %v; want 1 and 0", s, g)
+		}
+	})
+}
+
+// laterKeyFreeWhileWaiting: "first" holds the key of one bucket, "both"
+// waits for it and a later bucket's key, and "third" must still take the
+// later key, waiting at most wait (failing with failure otherwise); check
+// runs then, before the three locks commit.
+func laterKeyFreeWhileWaiting(t *testing.T, n *Node, wait time.Duration, failure string, check func()) {
+	t.Helper()
+	ctx := ctxT(t)
+	keys := keysInBuckets(t, n, 2)
+	ttl := durationpb.New(5 * time.Second)
 	first, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "first", Ttl: ttl, Keys: []*ocpb.KeyLockRequest{{Key: keys[0], Mode: ocpb.KeyMode_WRITE}}})
 	if err != nil {
 		t.Fatal(err)
@@ -302,17 +294,16 @@ func TestRestrictLocksInOrderWhenTriesFallShort(t *testing.T) {
 			Keys: []*ocpb.KeyLockRequest{{Key: keys[1], Mode: ocpb.KeyMode_WRITE}, {Key: keys[0], Mode: ocpb.KeyMode_WRITE}}})
 		done <- err
 	}()
+	// "both" now waits for keys[0]; keys[1] must be free.
 	for n.waits.Len(keyResource(keys[0])) == 0 {
 		time.Sleep(time.Millisecond)
 	}
-	third, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "third", Ttl: ttl, Wait: durationpb.New(0),
+	third, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "third", Ttl: ttl, Wait: durationpb.New(wait),
 		Keys: []*ocpb.KeyLockRequest{{Key: keys[1], Mode: ocpb.KeyMode_WRITE}}})
 	if err != nil {
-		t.Fatalf("the later bucket's key was taken by a lock waiting for an earlier one: %v", err)
+		t.Fatalf("%s: %v", failure, err)
 	}
-	if s, g := testutil.ToFloat64(n.metrics.firstPassesSkipped), testutil.ToFloat64(n.metrics.keysGivenBack); s != 1 || g != 0 {
-		t.Fatalf("first passes skipped %v, keys given back %v; want 1 and 0", s, g)
-	}
+	check()
 	for _, l := range []*ocpb.RestrictResponse{first, third} {
 		if _, err := n.Commit(ctx, &ocpb.CommitRequest{Name: l.Name, Code: l.Code}); err != nil {
 			t.Fatal(err)
@@ -346,11 +337,7 @@ func TestContendedKeyHandedOff(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	offered := func() bool {
-		n.keyHandoffs.mu.Lock()
-		defer n.keyHandoffs.mu.Unlock()
-		return n.keyHandoffs.offers[string(key)] != nil
-	}
+	offered := func() bool { return keyOffered(n, key) }
 	if _, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "gone", Ttl: ttl, Wait: durationpb.New(30 * time.Millisecond), Keys: write(key)}); !errors.Is(err, ErrWaitTimeout) {
 		t.Fatalf("waiter that gave up: %v, want ErrWaitTimeout", err)
 	}
@@ -420,11 +407,7 @@ func TestKeyHandoffLetsWaitingReadersIn(t *testing.T) {
 		}
 		waited <- err
 	}()
-	waitUntil(t, 5*time.Second, func() bool {
-		n.keyHandoffs.mu.Lock()
-		defer n.keyHandoffs.mu.Unlock()
-		return n.keyHandoffs.offers[string(key)] != nil
-	})
+	waitUntil(t, 5*time.Second, func() bool { return keyOffered(n, key) })
 	read := make(chan error, 1)
 	go func() {
 		got, err := n.Get(ctx, &ocpb.GetRequest{Key: key, Wait: durationpb.New(5 * time.Second)})

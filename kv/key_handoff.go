@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/opencluster/opencluster/rpc/cmdpb"
 )
 
@@ -37,8 +39,9 @@ import (
 // that carries no handoffs yet takes the offers of the keys it releases,
 // except where a reader waits for a key the offer would take (a handoff
 // would keep the key locked from one holder to the next, and the reader
-// waiting until the queue drains) and except its own code's (an abort of a lock whose
-// request still waits here must not hand the lock its key back).
+// waiting until the queue drains) and except its own code's (an abort of
+// a lock whose request still waits here must not hand the lock its key
+// back).
 func (n *Node) proposeLed(ctx context.Context, r *replica, cmd *cmdpb.Command) (*cmdpb.Result, error) {
 	body, ok := cmd.Body.(*cmdpb.Command_ResolveKeys)
 	if !ok || len(body.ResolveKeys.Handoffs) > 0 {
@@ -79,7 +82,9 @@ func (n *Node) proposeLed(ctx context.Context, r *replica, cmd *cmdpb.Command) (
 			o.settle(grant)
 		}
 	}()
-	with := &cmdpb.ResolveKeys{Name: rk.Name, Code: rk.Code, Keys: rk.Keys, Commit: rk.Commit, CommitTs: rk.CommitTs, Writes: rk.Writes}
+	// A copy: the caller's command may be sent again (a retried RPC) and
+	// must not carry offers settled by then.
+	with := proto.Clone(rk).(*cmdpb.ResolveKeys)
 	for _, o := range offers {
 		with.Handoffs = append(with.Handoffs, o.request)
 	}

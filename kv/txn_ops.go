@@ -136,9 +136,11 @@ func (n *Node) lockKeys(ctx, wctx context.Context, name string, code []byte, iso
 	}
 	values := make([][]*ocpb.KeyValue, len(order))
 	short := 0 // the first bucket that fell short
-	tryFirst := len(order) > 1 && n.firstPass.try()
-	if len(order) > 1 && !tryFirst {
-		n.metrics.firstPassesSkipped.Inc()
+	tryFirst := false
+	if len(order) > 1 {
+		if tryFirst = n.firstPass.try(); !tryFirst {
+			n.metrics.firstPassesSkipped.Inc()
+		}
 	}
 	if tryFirst {
 		noWait, cancel := context.WithCancel(wctx)

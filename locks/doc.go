@@ -14,7 +14,10 @@
 // Restrictive locks are transactions: a record t/<name> in bucket(name) is
 // the commit point, key locks k/<key> in each key's bucket hold the
 // provisional values inline, and ResolveKeys turns them into versions at
-// the commit timestamp (or drops them) after the record is finished.
+// the commit timestamp (or drops them) after the record is finished. A
+// ResolveKeys may carry the LockKeys of the released keys' next holders
+// (handoffs): each applies after the release, in order, exactly as it
+// would as a command of its own.
 // ApplyCached also keeps a bucket's Cache: its count of key locks
 // (KeyLocks), so a plain write or a LockKeys looks for a key lock only when
 // the bucket has one (and a read, through ReadUnlocked, only when the
