@@ -36,7 +36,7 @@ func Apply(rw mvcc.ReadWriter, b mvcc.Bucket, cmd *cmdpb.Command) (*cmdpb.Result
 func ApplyCached(rw mvcc.ReadWriter, b mvcc.Bucket, cmd *cmdpb.Command, c *Cache) (*cmdpb.Result, Effects, error) {
 	a := applier{rw: rw, b: b}
 	if c != nil {
-		a.kls, a.versions, a.records = &c.KeyLocks, &c.Versions, &c.Records
+		a.kls, a.versions, a.records, a.keyRecords = &c.KeyLocks, &c.Versions, &c.Records, &c.KeyLockRecords
 	}
 	var res *cmdpb.Result
 	var err error
@@ -87,9 +87,11 @@ type applier struct {
 	kls *KeyLocks // nil: not counted
 	// versions bounds the bucket's versions (nil: no bound).
 	versions *VersionBound
-	// records caches the bucket's lock records (nil: none).
-	records *Records
-	effects Effects
+	// records caches the bucket's lock records, and keyRecords its key
+	// locks, apart so that many keys do not push out the hot names (nil:
+	// none).
+	records, keyRecords *Records
+	effects             Effects
 }
 
 // deduped applies a write at most once per request id: a retry of a
@@ -180,8 +182,29 @@ func refuse(code cmdpb.ErrorCode, format string, args ...any) *cmdpb.Result {
 	return &cmdpb.Result{Error: code, Detail: fmt.Sprintf(format, args...)}
 }
 
+// keyLock returns key's lock (an empty one if none), from the bucket's
+// Records when they know it.
 func (a *applier) keyLock(key []byte) (*cmdpb.KeyLock, bool, error) {
-	return KeyLockOf(a.rw, a.b, key)
+	kl := &cmdpb.KeyLock{}
+	found, err := a.getRecord(mvcc.KindKeyLock, string(key), kl)
+	return kl, found && len(kl.Holders) > 0, err
+}
+
+// putKeyLock writes key's lock and remembers it.
+func (a *applier) putKeyLock(key []byte, kl *cmdpb.KeyLock) error {
+	return a.putRecord(mvcc.KindKeyLock, string(key), kl)
+}
+
+// clearKeyLock clears key's lock (it reads as none from then on) and
+// remembers that there is none.
+func (a *applier) clearKeyLock(key []byte) error {
+	if err := mvcc.ClearRecord(a.rw, a.b, mvcc.KindKeyLock, key); err != nil {
+		return err
+	}
+	if a.keyRecords != nil {
+		a.keyRecords.set(mvcc.KindKeyLock, string(key), nil, false)
+	}
+	return nil
 }
 
 // keyLockIfAny is keyLock, except in a bucket counted to hold no key lock

@@ -183,7 +183,7 @@ func TestApplyDeterminism(t *testing.T) {
 		c := code(byte(1 + rng.IntN(3)))
 		name := fmt.Sprint("n", rng.IntN(2))
 		var cmd *cmdpb.Command
-		switch rng.IntN(9) {
+		switch rng.IntN(11) {
 		case 0:
 			cmd = &cmdpb.Command{Body: &cmdpb.Command_Put{Put: &cmdpb.Put{Key: k, Value: []byte(fmt.Sprint(ts)), Ts: ts}}}
 		case 1:
@@ -198,6 +198,13 @@ func TestApplyDeterminism(t *testing.T) {
 			cmd = &cmdpb.Command{Body: &cmdpb.Command_LockKeys{LockKeys: &cmdpb.LockKeys{Name: name, Code: c, Keys: keys(string(k), cmdpb.KeyMode(1+rng.IntN(2)))}}}
 		case 6:
 			cmd = &cmdpb.Command{Body: &cmdpb.Command_TxnWrite{TxnWrite: &cmdpb.TxnWrite{Name: name, Code: c, Key: k, Value: []byte("p")}}}
+		case 8:
+			// A snapshot-mode prepare: provisional writes and stamps.
+			cmd = &cmdpb.Command{Body: &cmdpb.Command_TxnPrepare{TxnPrepare: &cmdpb.TxnPrepare{Name: name, Code: c, Keys: [][]byte{k}, MinCommitTs: ts,
+				Writes: []*cmdpb.TxnWrite{{Name: name, Code: c, Key: k, Value: []byte("s")}}}}}
+		case 9:
+			// GC purges cleared key locks, which must still read as none.
+			cmd = &cmdpb.Command{Body: &cmdpb.Command_Gc{Gc: &cmdpb.GC{Ts: ts - uint64(rng.IntN(50))}}}
 		case 7:
 			cmd = &cmdpb.Command{Body: &cmdpb.Command_TxnFinish{TxnFinish: &cmdpb.TxnFinish{Name: name, Code: c, Status: cmdpb.TxnStatus(2 + rng.IntN(2)), CommitTs: ts}}}
 		default:

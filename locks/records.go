@@ -7,21 +7,23 @@ import (
 )
 
 // Records remembers a bucket's lock records, named (n/) and restrictive
-// (t/), as the apply path last read or wrote them, so that applying an
-// Acquire, Release, TxnBegin or TxnFinish does not read its record from
-// the engine: that point read, a seek through every memtable, was a tenth
-// of the servers' CPU under uncontended locks. It keeps each record's
-// encoding (nil: known to have none) and decodes it on every use, so that
-// a caller may change what it gets.
+// (t/), or its key locks (k/), as the apply path last read or wrote them,
+// so that applying a lock command does not read its record from the
+// engine: that point read, a seek through every memtable, was a tenth of
+// the servers' CPU under uncontended locks, and a transfer's LockKeys and
+// ResolveKeys each read their keys' locks on every replica. It keeps each
+// record's encoding (nil: known to have none) and decodes it on every
+// use, so that a caller may change what it gets.
 //
 // Like KeyLocks it is the apply path's own, and only the scheduler
 // goroutine touches it. Every write of these records goes through it
-// (applier.getRecord, applier.putRecord; they are never deleted), and
-// anything else that rewrites a bucket's records (a snapshot, a wipe)
-// calls Invalidate. It never changes a result: a record it holds is the
-// one the engine would return. It holds at most recordsBudget bytes and
-// forgets everything when full, as a busy bucket's hot names come back
-// at once.
+// (applier.getRecord, applier.putRecord, applier.clearKeyLock; lock
+// records are never deleted, and a cleared key lock reads as none until
+// a GC purges it, which changes no read), and anything else that rewrites
+// a bucket's records (a snapshot, a wipe) calls Invalidate. It never
+// changes a result: a record it holds is the one the engine would return.
+// It holds at most recordsBudget bytes and forgets everything when full,
+// as a busy bucket's hot names and keys come back at once.
 type Records struct {
 	m     map[recordKey][]byte
 	bytes int
@@ -81,8 +83,9 @@ func (c *Records) set(kind mvcc.Kind, name string, raw []byte, found bool) {
 // getRecord reads the record (kind, name) into m, from the cache when it
 // knows it.
 func (a *applier) getRecord(kind mvcc.Kind, name string, m proto.Message) (bool, error) {
-	if a.records != nil {
-		if raw, known := a.records.get(kind, name); known {
+	c := a.recordsOf(kind)
+	if c != nil {
+		if raw, known := c.get(kind, name); known {
 			return decodeRecord(a.b, kind, name, raw, raw != nil, m)
 		}
 	}
@@ -90,8 +93,8 @@ func (a *applier) getRecord(kind mvcc.Kind, name string, m proto.Message) (bool,
 	if err != nil {
 		return false, err
 	}
-	if a.records != nil {
-		a.records.set(kind, name, raw, found)
+	if c != nil {
+		c.set(kind, name, raw, found)
 	}
 	return decodeRecord(a.b, kind, name, raw, found, m)
 }
@@ -116,8 +119,16 @@ func (a *applier) putRecord(kind mvcc.Kind, name string, m proto.Message) error 
 	if err := mvcc.PutRecordRaw(a.rw, a.b, kind, []byte(name), raw); err != nil {
 		return err
 	}
-	if a.records != nil {
-		a.records.set(kind, name, raw, true)
+	if c := a.recordsOf(kind); c != nil {
+		c.set(kind, name, raw, true)
 	}
 	return nil
+}
+
+// recordsOf returns the cache of records of kind (nil: none).
+func (a *applier) recordsOf(kind mvcc.Kind) *Records {
+	if kind == mvcc.KindKeyLock {
+		return a.keyRecords
+	}
+	return a.records
 }

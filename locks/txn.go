@@ -106,7 +106,7 @@ func (a *applier) lockKeys(c *cmdpb.LockKeys) (*cmdpb.Result, error) {
 			kl.Holders = append(kl.Holders, &cmdpb.KeyLockHolder{
 				Name: c.Name, Code: c.Code, Mode: k.Mode, Isolation: c.Isolation,
 			})
-			if err := mvcc.PutRecord(a.rw, a.b, mvcc.KindKeyLock, k.Key, kl); err != nil {
+			if err := a.putKeyLock(k.Key, kl); err != nil {
 				return nil, err
 			}
 		}
@@ -143,7 +143,7 @@ func (a *applier) txnWrite(c *cmdpb.TxnWrite) (*cmdpb.Result, error) {
 		return refuse(cmdpb.ErrorCode_NOT_WRITE_LOCKED, "the lock is committing; no more writes"), nil
 	}
 	setProvisional(kl, c.Value, c.Tombstone)
-	if err := mvcc.PutRecord(a.rw, a.b, mvcc.KindKeyLock, c.Key, kl); err != nil {
+	if err := a.putKeyLock(c.Key, kl); err != nil {
 		return nil, err
 	}
 	return &cmdpb.Result{}, nil
@@ -183,7 +183,7 @@ func (a *applier) txnPrepare(c *cmdpb.TxnPrepare) (*cmdpb.Result, error) {
 			return res, nil
 		}
 		setProvisional(kl, w.Value, w.Tombstone)
-		if err := mvcc.PutRecord(a.rw, a.b, mvcc.KindKeyLock, w.Key, kl); err != nil {
+		if err := a.putKeyLock(w.Key, kl); err != nil {
 			return nil, err
 		}
 	}
@@ -199,7 +199,7 @@ func (a *applier) txnPrepare(c *cmdpb.TxnPrepare) (*cmdpb.Result, error) {
 			continue
 		}
 		kl.MinCommitTs = c.MinCommitTs
-		if err := mvcc.PutRecord(a.rw, a.b, mvcc.KindKeyLock, key, kl); err != nil {
+		if err := a.putKeyLock(key, kl); err != nil {
 			return nil, err
 		}
 	}
@@ -289,13 +289,13 @@ func (a *applier) resolveKeys(c *cmdpb.ResolveKeys) (*cmdpb.Result, error) {
 		}
 		kl.Holders = append(kl.Holders[:i], kl.Holders[i+1:]...)
 		if len(kl.Holders) == 0 {
-			err = mvcc.ClearRecord(a.rw, a.b, mvcc.KindKeyLock, key)
+			err = a.clearKeyLock(key)
 			if a.kls != nil {
 				a.kls.removed()
 			}
 		} else {
 			kl.HasValue, kl.Value, kl.Tombstone, kl.MinCommitTs = false, nil, false, 0
-			err = mvcc.PutRecord(a.rw, a.b, mvcc.KindKeyLock, key, kl)
+			err = a.putKeyLock(key, kl)
 		}
 		if err != nil {
 			return nil, err

@@ -62,11 +62,13 @@ func (v *VersionBound) wrote(t ts.Timestamp) {
 }
 
 // Cache is what the apply path keeps in memory about one bucket to skip
-// reads: its key-lock count, its version bound and its lock records.
+// reads: its key-lock count, its version bound, its lock records and its
+// key locks.
 type Cache struct {
-	KeyLocks KeyLocks
-	Versions VersionBound
-	Records  Records
+	KeyLocks       KeyLocks
+	Versions       VersionBound
+	Records        Records
+	KeyLockRecords Records
 }
 
 // NewCache returns a cache that knows nothing yet.
@@ -81,4 +83,5 @@ func (c *Cache) Invalidate() {
 	c.KeyLocks.Invalidate()
 	c.Versions.Invalidate()
 	c.Records.Invalidate()
+	c.KeyLockRecords.Invalidate()
 }
