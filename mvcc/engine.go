@@ -90,6 +90,16 @@ func Open(dir string, cfg Config) (*Engine, error) {
 		FilterPolicy: bloom.FilterPolicy(10),
 		Compression:  func() *block.CompressionProfile { return block.SnappyCompression },
 	}
+	// Older versions of a key stay in its data block rather than in
+	// separate value blocks: an sstable writer holds every value block in
+	// Go memory until the table is finished, so a flush of 32 MiB of
+	// versions spiked the Go heap by 50-60 MiB (peak RSS under sustained
+	// puts: 160-190 MB with them, 120 without, at the same throughput).
+	// Value blocks pay off for scans that skip old versions of large
+	// values; reads here are point reads of one version.
+	opts.Experimental.SpanPolicyFunc = func([]byte) (pebble.SpanPolicy, []byte, error) {
+		return pebble.SpanPolicy{DisableValueSeparationBySuffix: true}, nil, nil
+	}
 	opts.EnsureDefaults()
 	db, err := pebble.Open(dir, opts)
 	if err != nil {
