@@ -303,6 +303,10 @@ func (n *Node) ID() uint64 { return n.id }
 // Buckets returns the cluster's bucket count.
 func (n *Node) Buckets() int { return n.buckets }
 
+// StorageMetrics describes the node's Pebble engine (LSM levels,
+// memtables, caches, compactions), as Pebble formats it.
+func (n *Node) StorageMetrics() string { return n.eng.DB().Metrics().String() }
+
 // Close hands its leaderships to other nodes (for up to a few election
 // timeouts), stops the node's goroutines and closes the engine.
 func (n *Node) Close() error {

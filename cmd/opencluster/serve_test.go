@@ -1,0 +1,42 @@
+package main
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/opencluster/opencluster/kv"
+)
+
+// TestDebugPebbleShowsTheLSM: /debug/pebble answers with the engine's
+// own description of its levels and memtables.
+func TestDebugPebbleShowsTheLSM(t *testing.T) {
+	node, err := kv.Open(kv.TestConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	srv := httptest.NewServer(httpHandler(prometheus.NewRegistry(), node))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/debug/pebble")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK || !strings.Contains(resp.Header.Get("Content-Type"), "text/plain") {
+		t.Fatalf("status %d, content type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	for _, want := range []string{"level", "MemTables:", "Block cache:"} {
+		if !strings.Contains(string(body), want) {
+			t.Fatalf("/debug/pebble lacks %q:\n%s", want, body)
+		}
+	}
+}
