@@ -38,6 +38,15 @@ type replica struct {
 	// so it never claims "none" while a key lock is in the database; false
 	// when unknown (a new replica, a snapshot on its way in).
 	noKeyLocks atomic.Bool
+	// queued: proposals or reads wait in mu for the scheduler's hand-off.
+	// Set after they are queued, and cleared by the scheduler before it
+	// takes them, so a queue is never left behind unflagged.
+	queued atomic.Bool
+	// touched: a RawNode call may have left this group a Ready (a step, a
+	// hand-off, an Advance that left more); the scheduler asks HasReady
+	// only of touched groups, and of all of them after a tick or a
+	// submitted function (scheduler goroutine only).
+	touched bool
 
 	// gate orders write timestamps before snapshot reads (invariant 4):
 	// writers hold it shared from taking a timestamp until their proposal is
@@ -289,6 +298,7 @@ func (r *replica) enqueue(cmd *cmdpb.Command) *proposal {
 	r.mu.Lock()
 	r.mu.pending = append(r.mu.pending, p)
 	r.mu.Unlock()
+	r.queued.Store(true)
 	r.node.sched.wake()
 	return p
 }
@@ -328,6 +338,7 @@ func (r *replica) requestRead(snapshot bool) *readReq {
 	req.leaderGen = r.mu.leaderGen
 	r.mu.reads = append(r.mu.reads, req)
 	r.mu.Unlock()
+	r.queued.Store(true)
 	r.node.sched.wake()
 	return req
 }

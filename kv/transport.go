@@ -90,6 +90,7 @@ func (n *Node) stepInbox(msgs []*cmdpb.GroupMessage) {
 		if isPlainVoteRequest(m) && n.refusesVotes() {
 			continue // a leader's read lease may count on this node (lease.go)
 		}
+		r.touched = true
 		if err := r.rn.Step(m); err != nil && err != raft.ErrStepPeerNotFound {
 			n.log.Debug("step", "group", r.group, "type", m.GetType(), "err", err)
 		}
