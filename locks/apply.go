@@ -185,8 +185,16 @@ func refuse(code cmdpb.ErrorCode, format string, args ...any) *cmdpb.Result {
 // keyLock returns key's lock (an empty one if none), from the bucket's
 // Records when they know it.
 func (a *applier) keyLock(key []byte) (*cmdpb.KeyLock, bool, error) {
+	return a.lookUpKeyLock(key, true)
+}
+
+// lookUpKeyLock is keyLock; unless fill is set, a lock read from the
+// engine is not remembered: a plain write looks for its key's lock, and
+// writes of many keys in a bucket that holds a few key locks would fill
+// the cache with "none" and push out the locks that are held.
+func (a *applier) lookUpKeyLock(key []byte, fill bool) (*cmdpb.KeyLock, bool, error) {
 	kl := &cmdpb.KeyLock{}
-	found, err := a.getRecord(mvcc.KindKeyLock, string(key), kl)
+	found, err := a.lookUpRecord(mvcc.KindKeyLock, string(key), kl, fill)
 	return kl, found && len(kl.Holders) > 0, err
 }
 
@@ -207,23 +215,23 @@ func (a *applier) clearKeyLock(key []byte) error {
 	return nil
 }
 
-// keyLockIfAny is keyLock, except in a bucket counted to hold no key lock
-// (KeyLocks): it then skips the lookup, which misses through every
+// keyLockIfAny is lookUpKeyLock, except in a bucket counted to hold no key
+// lock (KeyLocks): it then skips the lookup, which misses through every
 // memtable and level, and returns a nil lock, not found.
-func (a *applier) keyLockIfAny(key []byte) (*cmdpb.KeyLock, bool, error) {
+func (a *applier) keyLockIfAny(key []byte, fill bool) (*cmdpb.KeyLock, bool, error) {
 	if a.kls != nil {
 		if none, err := a.kls.None(a.rw, a.b); err != nil || none {
 			return nil, false, err
 		}
 	}
-	return a.keyLock(key)
+	return a.lookUpKeyLock(key, fill)
 }
 
 // checkWritable enforces invariant 3 for a plain write at t, and returns
 // the key's newest version if current is set (else it may skip reading
 // it, when t is above the bucket's version bound).
 func (a *applier) checkWritable(key []byte, t ts.Timestamp, current bool) (*cmdpb.Result, mvcc.Value, error) {
-	kl, locked, err := a.keyLockIfAny(key)
+	kl, locked, err := a.keyLockIfAny(key, false)
 	if err != nil || locked {
 		if locked {
 			res := refuse(cmdpb.ErrorCode_KEY_LOCKED, "key is locked by %q", kl.Holders[0].Name)

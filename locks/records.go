@@ -83,6 +83,12 @@ func (c *Records) set(kind mvcc.Kind, name string, raw []byte, found bool) {
 // getRecord reads the record (kind, name) into m, from the cache when it
 // knows it.
 func (a *applier) getRecord(kind mvcc.Kind, name string, m proto.Message) (bool, error) {
+	return a.lookUpRecord(kind, name, m, true)
+}
+
+// lookUpRecord is getRecord; unless fill is set, what it reads from the
+// engine is not remembered.
+func (a *applier) lookUpRecord(kind mvcc.Kind, name string, m proto.Message, fill bool) (bool, error) {
 	c := a.recordsOf(kind)
 	if c != nil {
 		if raw, known := c.get(kind, name); known {
@@ -93,7 +99,7 @@ func (a *applier) getRecord(kind mvcc.Kind, name string, m proto.Message) (bool,
 	if err != nil {
 		return false, err
 	}
-	if c != nil {
+	if c != nil && fill {
 		c.set(kind, name, raw, found)
 	}
 	return decodeRecord(a.b, kind, name, raw, found, m)

@@ -4,7 +4,10 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/cockroachdb/pebble/v2"
+
 	"github.com/opencluster/opencluster/mvcc"
+	"github.com/opencluster/opencluster/rpc/cmdpb"
 )
 
 // TestRecordsStayWithinBudget: the cache of lock records forgets
@@ -58,5 +61,45 @@ func TestRecordsStayWithinBudget(t *testing.T) {
 	c.Invalidate()
 	if _, known := c.get(mvcc.KindTxn, "e"); known || c.bytes != 0 {
 		t.Fatal("Invalidate kept a record")
+	}
+}
+
+// TestPlainWritesLeaveKeyLockCacheAlone: in a bucket holding a key lock,
+// every plain write looks for its key's lock, but remembers nothing, so
+// writes of many keys do not fill the cache and push out the held lock.
+func TestPlainWritesLeaveKeyLockCacheAlone(t *testing.T) {
+	e := openEngine(t)
+	cache := NewCache()
+	apply := func(cmd *cmdpb.Command) *cmdpb.Result {
+		t.Helper()
+		b := e.NewBatch()
+		defer b.Close()
+		res, _, err := ApplyCached(b, 0, cmd, cache)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Commit(pebble.NoSync); err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	lock := &cmdpb.LockKeys{Name: "T", Code: code(1), Keys: keys("held", cmdpb.KeyMode_WRITE)}
+	if res := apply(&cmdpb.Command{Body: &cmdpb.Command_LockKeys{LockKeys: lock}}); res.Error != cmdpb.ErrorCode_OK {
+		t.Fatal(res)
+	}
+	for i := range 500 {
+		put := &cmdpb.Put{Key: fmt.Appendf(nil, "free-%03d", i), Value: []byte("v"), Ts: uint64(100 + i)}
+		if res := apply(&cmdpb.Command{Body: &cmdpb.Command_Put{Put: put}}); res.Error != cmdpb.ErrorCode_OK {
+			t.Fatalf("put %d: %v", i, res)
+		}
+	}
+	if res := apply(&cmdpb.Command{Body: &cmdpb.Command_Put{Put: &cmdpb.Put{Key: []byte("held"), Value: []byte("v"), Ts: 1000}}}); res.Error != cmdpb.ErrorCode_KEY_LOCKED {
+		t.Fatalf("put of the locked key: %v, want KEY_LOCKED", res)
+	}
+	if n := len(cache.KeyLockRecords.m); n != 1 {
+		t.Fatalf("the key-lock cache holds %d entries after 500 plain writes, want only the held lock", n)
+	}
+	if _, known := cache.KeyLockRecords.get(mvcc.KindKeyLock, "held"); !known {
+		t.Fatal("the held key lock was pushed out of the cache")
 	}
 }

@@ -88,7 +88,7 @@ func holderIndex(kl *cmdpb.KeyLock, code []byte) int {
 func (a *applier) lockKeys(c *cmdpb.LockKeys) (*cmdpb.Result, error) {
 	res := &cmdpb.Result{Count: int32(len(c.Keys))}
 	for i, k := range c.Keys {
-		kl, _, err := a.keyLockIfAny(k.Key)
+		kl, _, err := a.keyLockIfAny(k.Key, true)
 		if err != nil {
 			return nil, err
 		}

@@ -9,22 +9,56 @@ import (
 	"github.com/opencluster/opencluster/mvcc/ts"
 )
 
-// TestFlushWritesNoValueBlocks: a flush of many versions of a few keys
-// keeps the older versions inline (no value blocks, whose buffering made
-// flushes spike the Go heap), and every version still reads back.
-func TestFlushWritesNoValueBlocks(t *testing.T) {
-	e := newTestEngine(t)
-	const keys, versions = 20, 50
+const testKeys, testVersions = 20, 50
+
+// putTestVersions writes testVersions versions of testKeys keys of bucket 3.
+func putTestVersions(t *testing.T, e *Engine) {
 	b := e.NewBatch()
-	for k := range keys {
-		for v := 1; v <= versions; v++ {
+	for k := range testKeys {
+		for v := 1; v <= testVersions; v++ {
 			must(t, PutVersion(b, 3, fmt.Appendf(nil, "key-%02d", k), ts.Timestamp(v), fmt.Appendf(nil, "value-%02d-%03d-%s", k, v, make([]byte, 100))))
 		}
 	}
 	must(t, b.Commit(pebble.NoSync))
 	must(t, b.Close())
-	flushAndCompact(t, e)
+}
 
+// TestFlushWritesNoValueBlocks: a flush of many versions of a few keys
+// keeps the older versions inline (no value blocks, whose buffering made
+// flushes spike the Go heap), and every version still reads back.
+func TestFlushWritesNoValueBlocks(t *testing.T) {
+	e := newTestEngine(t)
+	putTestVersions(t, e)
+	flushAndCompact(t, e)
+	checkNoValueBlocks(t, e)
+}
+
+// TestSnapshotSSTsHaveNoValueBlocks: the SSTs a snapshot is ingested from
+// (CreateSST) keep older versions inline too.
+func TestSnapshotSSTsHaveNoValueBlocks(t *testing.T) {
+	src, dst := newTestEngine(t), newTestEngine(t)
+	putTestVersions(t, src)
+	fs := dst.FS()
+	must(t, fs.MkdirAll("ssts", 0o755))
+	w, err := dst.CreateSST(fs.PathJoin("ssts", "3.sst"))
+	must(t, err)
+	start, end := BucketSpan(3)
+	it, err := src.DB().NewIter(&pebble.IterOptions{LowerBound: start, UpperBound: end})
+	must(t, err)
+	for ok := it.First(); ok; ok = it.Next() {
+		must(t, w.Set(it.Key(), it.Value()))
+	}
+	must(t, it.Close())
+	must(t, w.Finish())
+	must(t, dst.IngestReplacing(t.Context(), []string{fs.PathJoin("ssts", "3.sst")}, start, end))
+	checkNoValueBlocks(t, dst)
+}
+
+// checkNoValueBlocks checks that e's tables hold the versions of
+// putTestVersions, and no value blocks.
+func checkNoValueBlocks(t *testing.T, e *Engine) {
+	t.Helper()
+	const keys, versions = testKeys, testVersions
 	m := e.DB().Metrics()
 	tables := int64(0)
 	for level := range m.Levels {

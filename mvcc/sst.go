@@ -38,6 +38,10 @@ func (e *Engine) CreateSST(path string) (*SSTWriter, error) {
 		return nil, fmt.Errorf("mvcc: create sst: %w", err)
 	}
 	wo := e.opts.MakeWriterOptions(0, e.db.TableFormat())
+	// As the engine's own flushes and compactions (Open): a snapshot's
+	// SSTs carry every version, and value blocks would sit in Go memory
+	// until each table is finished.
+	wo.DisableValueBlocks = true
 	return &SSTWriter{
 		w:   sstable.NewWriter(objstorageprovider.NewFileWritable(f), wo),
 		cmp: e.opts.Comparer.Compare,

@@ -150,7 +150,14 @@ func startServer(cfg serverConfig) (*runningServer, error) {
 // connections are cut at once, nothing is handed over.
 func (rs *runningServer) Halt() {
 	if rs.http != nil {
-		_ = rs.http.Close()
+		// The HTTP handlers read the engine (/status, /debug/pebble):
+		// let the running ones finish before it closes. Nothing a peer
+		// sees depends on them.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		if rs.http.Shutdown(ctx) != nil {
+			_ = rs.http.Close()
+		}
+		cancel()
 	}
 	rs.grpc.Stop()
 	_ = rs.node.Close()
