@@ -8,7 +8,9 @@
 // A request becomes a deterministic command (timestamps and codes chosen by
 // the bucket's leader), is proposed to the bucket's Raft group, persisted,
 // committed and applied by locks.Apply; apply is the only place state
-// changes. One scheduler goroutine drives every group: it writes all
+// changes. One scheduler goroutine drives every group (asking for a Ready
+// only of the groups a step, a hand-off or an Advance touched, and of all
+// of them after a tick or a submitted function): it writes all
 // groups' new entries and changed terms and votes (raftlog: a commit
 // index alone is not written) to the WAL in one Pebble batch and,
 // while that batch's fsync runs, applies all committed entries in one

@@ -23,9 +23,10 @@
 // the bucket has one (and a read, through ReadUnlocked, only when the
 // caller knows it may have one), a bound on its versions (VersionBound), so
 // a Put reads its key's newest version only when its timestamp is not
-// above them all, and its lock records as last read or written (Records),
-// so a lock command reads its record from the engine only when the cache
-// does not know it.
+// above them all, and its lock records and key locks as last read or
+// written (two Records, so that many keys do not push out the hot names),
+// so a lock command reads a record or a key lock from the engine only when
+// the cache does not know it.
 //
 // # Invariants
 //
