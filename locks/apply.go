@@ -195,7 +195,7 @@ func (a *applier) keyLock(key []byte) (*cmdpb.KeyLock, bool, error) {
 func (a *applier) lookUpKeyLock(key []byte, fill bool) (*cmdpb.KeyLock, bool, error) {
 	kl := &cmdpb.KeyLock{}
 	found, err := a.lookUpRecord(mvcc.KindKeyLock, string(key), kl, fill)
-	return kl, found && len(kl.Holders) > 0, err
+	return kl, keyLockHeld(kl, found), err
 }
 
 // putKeyLock writes key's lock and remembers it.

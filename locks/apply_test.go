@@ -27,9 +27,15 @@ func openEngine(t *testing.T) *mvcc.Engine {
 // applyOne applies cmd in its own batch and commits it.
 func applyOne(t *testing.T, e *mvcc.Engine, cmd *cmdpb.Command) *cmdpb.Result {
 	t.Helper()
+	return applyOneCached(t, e, cmd, nil)
+}
+
+// applyOneCached is applyOne keeping the bucket's cache c (nil: none).
+func applyOneCached(t *testing.T, e *mvcc.Engine, cmd *cmdpb.Command, c *Cache) *cmdpb.Result {
+	t.Helper()
 	b := e.NewBatch()
 	defer b.Close()
-	res, _, err := Apply(b, 0, cmd)
+	res, _, err := ApplyCached(b, 0, cmd, c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -480,16 +486,7 @@ func TestKeyLockCountFollowsRecords(t *testing.T) {
 	var tsNow uint64
 	apply := func(cmd *cmdpb.Command) *cmdpb.Result {
 		t.Helper()
-		b := e.NewBatch()
-		defer b.Close()
-		res, _, err := ApplyCached(b, 0, cmd, cache)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := b.Commit(pebble.NoSync); err != nil {
-			t.Fatal(err)
-		}
-		return res
+		return applyOneCached(t, e, cmd, cache)
 	}
 	put := func(key string) cmdpb.ErrorCode {
 		tsNow++

@@ -78,8 +78,11 @@ func BlocksReader(kl *cmdpb.KeyLock, at ts.Timestamp) (string, bool) {
 func KeyLockOf(r mvcc.Reader, b mvcc.Bucket, key []byte) (*cmdpb.KeyLock, bool, error) {
 	kl := &cmdpb.KeyLock{}
 	found, err := mvcc.GetRecord(r, b, mvcc.KindKeyLock, key, kl)
-	return kl, found && len(kl.Holders) > 0, err
+	return kl, keyLockHeld(kl, found), err
 }
+
+// keyLockHeld reports whether a key lock read as kl (found or not) has a holder.
+func keyLockHeld(kl *cmdpb.KeyLock, found bool) bool { return found && len(kl.Holders) > 0 }
 
 // LockedValues returns the newest committed value of each of keys that
 // exists, in order, once code has locked them in bucket b. A key held

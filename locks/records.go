@@ -34,8 +34,9 @@ type recordKey struct {
 	name string
 }
 
-// recordsBudget bounds a bucket's Records (names and encodings): a few
-// thousand locks' records, and 4 MiB for a node's 64 buckets.
+// recordsBudget bounds one of a bucket's two Records (names and
+// encodings): a few thousand locks' records or key locks, and 8 MiB for
+// both of a node's 64 buckets.
 const recordsBudget = 64 << 10
 
 // recordMaxBytes is the largest encoding kept: a restrictive lock's record

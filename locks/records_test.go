@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/cockroachdb/pebble/v2"
-
 	"github.com/opencluster/opencluster/mvcc"
 	"github.com/opencluster/opencluster/rpc/cmdpb"
 )
@@ -72,16 +70,7 @@ func TestPlainWritesLeaveKeyLockCacheAlone(t *testing.T) {
 	cache := NewCache()
 	apply := func(cmd *cmdpb.Command) *cmdpb.Result {
 		t.Helper()
-		b := e.NewBatch()
-		defer b.Close()
-		res, _, err := ApplyCached(b, 0, cmd, cache)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := b.Commit(pebble.NoSync); err != nil {
-			t.Fatal(err)
-		}
-		return res
+		return applyOneCached(t, e, cmd, cache)
 	}
 	lock := &cmdpb.LockKeys{Name: "T", Code: code(1), Keys: keys("held", cmdpb.KeyMode_WRITE)}
 	if res := apply(&cmdpb.Command{Body: &cmdpb.Command_LockKeys{LockKeys: lock}}); res.Error != cmdpb.ErrorCode_OK {

@@ -1,6 +1,9 @@
 // Package mvcc is versioned storage on Pebble: the key layout of a node's
 // single Pebble database, reads at a timestamp, writes of versions and
 // records, scans and garbage collection. It knows nothing of Raft or locks.
+// Its sstables (flushes, compactions, CreateSST) keep a key's older
+// versions inline, never in value blocks, which a writer holds in Go
+// memory until its table is finished (Open).
 //
 // # Key layout
 //
