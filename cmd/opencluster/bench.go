@@ -27,6 +27,7 @@ type benchFlags struct {
 	warmup      time.Duration
 	concurrency string
 	nodes       int
+	rounds      int
 	buckets     int
 	seed        uint64
 	cacheDir    string
@@ -54,7 +55,9 @@ built from cmd/ocbench-peers (so run it inside the source tree, or pass --source
 With --endpoints (a global flag) it measures a running OpenCluster instead.
 
 --compare runs the peers alternately with OpenCluster, workload by workload, and
-prints ours÷peer throughput ratios. Lock workloads check mutual exclusion and
+prints ours÷peer throughput ratios. --rounds N runs the whole plan N times on the
+same servers and adds each ratio's median over the rounds, with its range: on a
+shared machine one run's ratio can be off by a fifth. Lock workloads check mutual exclusion and
 fences while they run, transfers check the account total after; a failed check
 makes the command exit 1 after printing the results.
 
@@ -76,6 +79,7 @@ Workloads: ` + bench.WorkloadNames() + `.`,
 	fl.DurationVar(&f.warmup, "warmup", d.Warmup, "warm-up before each window (not counted)")
 	fl.StringVar(&f.concurrency, "concurrency", "16,64", "client goroutine counts, comma-separated")
 	fl.IntVar(&f.nodes, "nodes", d.Nodes, "servers per system (opencluster and etcd: 1 or more; redis: 1)")
+	fl.IntVar(&f.rounds, "rounds", d.Rounds, "times to run the whole plan; with --compare, also prints each ratio's median over them")
 	fl.IntVar(&f.buckets, "buckets", 0, "bucket count of the opencluster node (0: the server's default)")
 	fl.Uint64Var(&f.seed, "seed", 0, "seed of the clients' random choices (0: from the clock; printed)")
 	fl.StringVar(&f.cacheDir, "cache-dir", "", "where etcd and its driver are built (default: $XDG_CACHE_HOME/opencluster)")
@@ -94,6 +98,7 @@ func (f benchFlags) config(cmd *cobra.Command) (bench.Config, error) {
 		NoWarmup: f.warmup == 0,
 		Nodes:    f.nodes,
 		Seed:     f.seed,
+		Rounds:   f.rounds,
 	}
 	if f.duration <= 0 {
 		return cfg, usagef("--duration must be positive, not %s", f.duration)
@@ -106,6 +111,9 @@ func (f benchFlags) config(cmd *cobra.Command) (bench.Config, error) {
 	}
 	if f.buckets < 0 {
 		return cfg, usagef("--buckets must not be negative, not %d", f.buckets)
+	}
+	if f.rounds < 1 || f.rounds > bench.MaxRounds {
+		return cfg, usagef("--rounds must be in 1..%d, not %d", bench.MaxRounds, f.rounds)
 	}
 	cfg.Targets = append(cfg.Targets, f.target)
 	for _, p := range splitList(f.compare) {
@@ -208,8 +216,8 @@ func (a *app) runBench(cmd *cobra.Command, cfg bench.Config, f benchFlags) (err 
 		}
 	}
 
-	fmt.Fprintf(a.stderr, "bench: seed %d, %d workload(s) x %v clients x %s, %s warm-up + %s each\n",
-		cfg.Seed, len(cfg.Workloads), cfg.Concurrency, strings.Join(cfg.Targets, ", "), cfg.Warmup, cfg.Duration)
+	fmt.Fprintf(a.stderr, "bench: seed %d, %d round(s) of %d workload(s) x %v clients x %s, %s warm-up + %s each\n",
+		cfg.Seed, cfg.Rounds, len(cfg.Workloads), cfg.Concurrency, strings.Join(cfg.Targets, ", "), cfg.Warmup, cfg.Duration)
 	var started []bench.System
 	defer func() {
 		if serr := systems.StopAll(started); serr != nil && err == nil {
@@ -271,6 +279,9 @@ func newProgressLine(w io.Writer) *progressLine {
 func (p *progressLine) start(spec bench.Spec, i, n int) {
 	p.spec = spec
 	p.label = fmt.Sprintf("[%d/%d] %s %s c=%d", i+1, n, spec.Target, spec.Workload, spec.Concurrency)
+	if spec.Round > 1 {
+		p.label = fmt.Sprintf("[%d/%d] round %d: %s %s c=%d", i+1, n, spec.Round, spec.Target, spec.Workload, spec.Concurrency)
+	}
 	if p.tty {
 		fmt.Fprintf(p.w, "\r\033[K%s: preparing", p.label)
 	}

@@ -39,6 +39,8 @@ func TestBenchFlagErrors(t *testing.T) {
 		{[]string{"--duration", "0s"}, "--duration must be positive"},
 		{[]string{"--warmup", "-1s"}, "--warmup must not be negative"},
 		{[]string{"--nodes", "0"}, "--nodes must be at least 1"},
+		{[]string{"--rounds", "0"}, "--rounds must be in 1..100, not 0"},
+		{[]string{"--rounds", "101"}, "--rounds must be in 1..100, not 101"},
 		{[]string{"--target", "redis", "--nodes", "3"}, "--nodes: 3, but redis runs as one server only"},
 		{[]string{"--target", "etcd", "--endpoints", "127.0.0.1:1"}, "--endpoints: given, but opencluster is not a target"},
 		{[]string{"--workload", "put", "--cpuprofile", "/nonexistent/dir/cpu.pprof"}, "--cpuprofile: open /nonexistent/dir/cpu.pprof"},

@@ -12,7 +12,10 @@
 // window ends. A System is a running system under test (its server
 // processes and a way to drive them); RunSuite runs every workload at
 // every concurrency on every System in turn, so that the systems alternate
-// and slow drifts of a shared machine hit all of them alike.
+// and slow drifts of a shared machine hit all of them alike; with
+// Config.Rounds it runs that plan several times on the same servers, and
+// Summaries gives each ours÷peer ratio's median over the rounds (ratios
+// pair runs of one round only).
 //
 // Targets live where their client library may live: octarget (our Go
 // client) and redistarget (a small RESP client) here, the etcd target in

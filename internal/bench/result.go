@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"text/tabwriter"
 	"time"
 )
@@ -16,6 +17,8 @@ type Result struct {
 	Workload    string `json:"workload"`
 	Concurrency int    `json:"concurrency"`
 	Nodes       int    `json:"nodes"`
+	// Round is the suite's round the run belongs to (Config.Rounds).
+	Round int `json:"round"`
 	// Ops counts the operations that completed without error inside the
 	// measured window.
 	Ops       uint64  `json:"ops"`
@@ -56,6 +59,7 @@ type publicResult struct {
 	Workload    string  `json:"workload"`
 	Concurrency int     `json:"concurrency"`
 	Nodes       int     `json:"nodes"`
+	Round       int     `json:"round"`
 	OpsPerSec   float64 `json:"ops_per_sec"`
 	P50Ms       float64 `json:"p50_ms"`
 	P99Ms       float64 `json:"p99_ms"`
@@ -86,6 +90,7 @@ func WriteJSON(w io.Writer, results []Result) error {
 			Workload:    r.Workload,
 			Concurrency: r.Concurrency,
 			Nodes:       r.Nodes,
+			Round:       max(r.Round, 1),
 			OpsPerSec:   round(r.OpsPerSec, 1),
 			P50Ms:       ms(r.P50),
 			P99Ms:       ms(r.P99),
@@ -99,11 +104,13 @@ func WriteJSON(w io.Writer, results []Result) error {
 	return enc.Encode(out)
 }
 
-// Ratio compares ours with a peer on one workload and concurrency.
+// Ratio compares ours with a peer on one workload and concurrency, in
+// one round.
 type Ratio struct {
 	Workload    string
 	Concurrency int
 	Peer        string
+	Round       int
 	// Throughput is ours ops/s divided by the peer's (>1: we are faster).
 	Throughput float64
 	// P99 is the peer's p99 divided by ours (>1: our tail is shorter).
@@ -114,26 +121,26 @@ type Ratio struct {
 }
 
 // Ratios pairs every result of another target with ours (the result of
-// target ours for the same workload and concurrency). Pairs where either
-// side did no operation are left out.
+// target ours for the same workload, concurrency and round). Pairs where
+// either side did no operation are left out.
 func Ratios(results []Result, ours string) []Ratio {
 	type key struct {
-		w string
-		c int
+		w        string
+		c, round int
 	}
 	mine := map[key]Result{}
 	for _, r := range results {
 		if r.Target == ours {
-			mine[key{r.Workload, r.Concurrency}] = r
+			mine[key{r.Workload, r.Concurrency, r.Round}] = r
 		}
 	}
 	var out []Ratio
 	for _, r := range results {
-		m, ok := mine[key{r.Workload, r.Concurrency}]
+		m, ok := mine[key{r.Workload, r.Concurrency, r.Round}]
 		if r.Target == ours || !ok || r.OpsPerSec == 0 || m.OpsPerSec == 0 {
 			continue
 		}
-		rt := Ratio{Workload: r.Workload, Concurrency: r.Concurrency, Peer: r.Target, Throughput: m.OpsPerSec / r.OpsPerSec}
+		rt := Ratio{Workload: r.Workload, Concurrency: r.Concurrency, Peer: r.Target, Round: r.Round, Throughput: m.OpsPerSec / r.OpsPerSec}
 		if m.P99 > 0 {
 			rt.P99 = float64(r.P99) / float64(m.P99)
 		}
@@ -145,27 +152,113 @@ func Ratios(results []Result, ours string) []Ratio {
 	return out
 }
 
+// Spread is the median, least and greatest of some ratios.
+type Spread struct {
+	Median, Min, Max float64
+}
+
+// spreadOf returns the spread of xs, leaving out zeros (unknown); ok is
+// false if none is left. The median of an even count is the mean of the
+// middle two.
+func spreadOf(xs []float64) (s Spread, ok bool) {
+	var known []float64
+	for _, x := range xs {
+		if x > 0 {
+			known = append(known, x)
+		}
+	}
+	if len(known) == 0 {
+		return Spread{}, false
+	}
+	slices.Sort(known)
+	n := len(known)
+	s = Spread{Min: known[0], Max: known[n-1], Median: known[n/2]}
+	if n%2 == 0 {
+		s.Median = (known[n/2-1] + known[n/2]) / 2
+	}
+	return s, true
+}
+
+// RatioSummary is the spread over rounds of the ratios of one workload,
+// concurrency and peer.
+type RatioSummary struct {
+	Workload    string
+	Concurrency int
+	Peer        string
+	// Rounds counts the rounds that gave a ratio.
+	Rounds int
+	// Throughput, P99 and CPU summarize Ratio's fields; a zero Spread
+	// means no round knew the ratio.
+	Throughput, P99, CPU Spread
+}
+
+// Summaries gives, for every workload, concurrency and peer of ratios
+// (in their first order), the spread of its ratios over the rounds.
+func Summaries(ratios []Ratio) []RatioSummary {
+	type key struct {
+		w    string
+		c    int
+		peer string
+	}
+	var order []key
+	groups := map[key][]Ratio{}
+	for _, rt := range ratios {
+		k := key{rt.Workload, rt.Concurrency, rt.Peer}
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], rt)
+	}
+	out := make([]RatioSummary, 0, len(order))
+	for _, k := range order {
+		g := groups[k]
+		s := RatioSummary{Workload: k.w, Concurrency: k.c, Peer: k.peer, Rounds: len(g)}
+		var tput, tail, cpu []float64
+		for _, rt := range g {
+			tput, tail, cpu = append(tput, rt.Throughput), append(tail, rt.P99), append(cpu, rt.CPU)
+		}
+		s.Throughput, _ = spreadOf(tput)
+		s.P99, _ = spreadOf(tail)
+		s.CPU, _ = spreadOf(cpu)
+		out = append(out, s)
+	}
+	return out
+}
+
+// rounds returns the number of distinct rounds among results.
+func rounds(results []Result) int {
+	seen := map[int]bool{}
+	for _, r := range results {
+		seen[r.Round] = true
+	}
+	return len(seen)
+}
+
 // WriteTable writes the results as a table. When results of several
 // targets are present, every row of another target than ours shows
 // ours/peer throughput and peer/ours p99 ("x" columns, >1 is better for
-// ours).
+// ours). When they come from several rounds, a round column leads, and a
+// second table gives each ratio's median and range over the rounds.
 func WriteTable(w io.Writer, results []Result, ours string) error {
-	ratio := map[*Result]Ratio{}
-	rs := Ratios(results, ours)
-	for i := range results {
-		for _, rt := range rs {
-			r := &results[i]
-			if rt.Peer == r.Target && rt.Workload == r.Workload && rt.Concurrency == r.Concurrency {
-				ratio[r] = rt
-			}
-		}
+	type key struct {
+		peer, w  string
+		c, round int
 	}
+	rs := Ratios(results, ours)
+	ratio := map[key]Ratio{}
+	for _, rt := range rs {
+		ratio[key{rt.Peer, rt.Workload, rt.Concurrency, rt.Round}] = rt
+	}
+	multi := rounds(results) > 1
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	if multi {
+		fmt.Fprintf(tw, "round\t")
+	}
 	fmt.Fprintf(tw, "target\tworkload\tclients\tnodes\tops/s\tp50 ms\tp99 ms\tmax ms\terrors\trss MB\tcpu ms/op\tx ops/s\tx p99\tx cpu\t\n")
 	for i := range results {
 		r := &results[i]
 		tput, tail, cpu := "", "", ""
-		if rt, ok := ratio[r]; ok {
+		if rt, ok := ratio[key{r.Target, r.Workload, r.Concurrency, r.Round}]; ok {
 			tput = fmt.Sprintf("%.2fx", rt.Throughput)
 			if rt.P99 > 0 {
 				tail = fmt.Sprintf("%.2fx", rt.P99)
@@ -181,6 +274,9 @@ func WriteTable(w io.Writer, results []Result, ours string) error {
 		if r.CPUPerOp > 0 {
 			cpuPerOp = fmt.Sprintf("%.3f", msf(r.CPUPerOp))
 		}
+		if multi {
+			fmt.Fprintf(tw, "%d\t", r.Round)
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.0f\t%.2f\t%.2f\t%.1f\t%d\t%s\t%s\t%s\t%s\t%s\t\n",
 			r.Target, r.Workload, r.Concurrency, r.Nodes, r.OpsPerSec,
 			msf(r.P50), msf(r.P99), msf(r.Max), r.Errors, rss, cpuPerOp, tput, tail, cpu)
@@ -191,6 +287,11 @@ func WriteTable(w io.Writer, results []Result, ours string) error {
 	if len(rs) > 0 {
 		fmt.Fprintf(w, "x ops/s: %s's ops/s ÷ the row's; x p99 and x cpu: the row's p99 and server CPU per operation ÷ %s's (above 1: %s is better)\n", ours, ours, ours)
 	}
+	if multi && len(rs) > 0 {
+		if err := writeSummaries(w, Summaries(rs), ours); err != nil {
+			return err
+		}
+	}
 	for _, r := range results {
 		if r.ErrorSample != "" {
 			fmt.Fprintf(w, "%s %s c=%d: first error: %s\n", r.Target, r.Workload, r.Concurrency, r.ErrorSample)
@@ -200,4 +301,23 @@ func WriteTable(w io.Writer, results []Result, ours string) error {
 		}
 	}
 	return nil
+}
+
+// writeSummaries writes the ratios' medians over the rounds, each with
+// its range.
+func writeSummaries(w io.Writer, sums []RatioSummary, ours string) error {
+	fmt.Fprintf(w, "\nmedian over the rounds (least-greatest), %s vs each peer:\n", ours)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "peer\tworkload\tclients\trounds\tx ops/s\tx p99\tx cpu\t\n")
+	cell := func(s Spread) string {
+		if s.Median == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.2fx (%.2f-%.2f)", s.Median, s.Min, s.Max)
+	}
+	for _, s := range sums {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t\n", s.Peer, s.Workload, s.Concurrency, s.Rounds,
+			cell(s.Throughput), cell(s.P99), cell(s.CPU))
+	}
+	return tw.Flush()
 }

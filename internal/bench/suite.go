@@ -21,6 +21,9 @@ var knownTargets = []string{OpenCluster, Etcd, Redis}
 // MaxConcurrency bounds --concurrency.
 const MaxConcurrency = 1024
 
+// MaxRounds bounds --rounds.
+const MaxRounds = 100
+
 // Config is one invocation of the bench. A zero field means its default
 // (DefaultConfig); Validate names the first bad field.
 type Config struct {
@@ -47,6 +50,11 @@ type Config struct {
 	Endpoints []string
 	// Seed seeds the clients' random sources and names the runs.
 	Seed uint64
+	// Rounds is how many times the whole plan runs, on the same servers
+	// (each round on the data the earlier ones left). Ratios pair runs of
+	// one round; Summaries gives their median over the rounds, which one
+	// burst of noise on a shared machine cannot move. Default 1.
+	Rounds int
 }
 
 // DefaultConfig returns the defaults.
@@ -58,6 +66,7 @@ func DefaultConfig() Config {
 		Duration:    10 * time.Second,
 		Warmup:      2 * time.Second,
 		Nodes:       1,
+		Rounds:      1,
 	}
 }
 
@@ -81,6 +90,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Nodes == 0 {
 		c.Nodes = d.Nodes
+	}
+	if c.Rounds == 0 {
+		c.Rounds = d.Rounds
 	}
 	if len(c.Endpoints) > 0 {
 		c.Nodes = len(c.Endpoints)
@@ -119,6 +131,9 @@ func (c Config) Validate() (Config, error) {
 	if c.Nodes < 1 {
 		return bad("Nodes: %d < 1", c.Nodes)
 	}
+	if c.Rounds < 1 || c.Rounds > MaxRounds {
+		return bad("Rounds: %d is not in 1..%d", c.Rounds, MaxRounds)
+	}
 	if len(c.Endpoints) > 0 && !seen[OpenCluster] {
 		return bad("Endpoints: given, but opencluster is not a target")
 	}
@@ -155,28 +170,31 @@ type Hooks struct {
 }
 
 // Plan returns the specs of a suite in the order RunSuite runs them:
-// for each workload, for each concurrency, every system in turn (ours,
-// then each peer), so that the systems alternate and slow drifts of the
-// machine hit all of them alike. A system that does not support a
-// workload is skipped.
+// round after round, for each workload, for each concurrency, every
+// system in turn (ours, then each peer), so that the systems alternate
+// and slow drifts of the machine hit all of them alike. A system that
+// does not support a workload is skipped.
 func Plan(cfg Config, systems []System) []Spec {
 	var specs []Spec
-	for _, w := range cfg.Workloads {
-		for _, c := range cfg.Concurrency {
-			for _, s := range systems {
-				if !s.Supports(w) {
-					continue
+	for round := 1; round <= max(cfg.Rounds, 1); round++ {
+		for _, w := range cfg.Workloads {
+			for _, c := range cfg.Concurrency {
+				for _, s := range systems {
+					if !s.Supports(w) {
+						continue
+					}
+					specs = append(specs, Spec{
+						Target:      s.Name(),
+						Nodes:       s.Nodes(),
+						Workload:    w.Name,
+						Concurrency: c,
+						Warmup:      cfg.Warmup,
+						Duration:    cfg.Duration,
+						RunID:       fmt.Sprintf("%x-%d", cfg.Seed&0xffffffff, len(specs)),
+						Seed:        cfg.Seed + uint64(len(specs))<<32,
+						Round:       round,
+					})
 				}
-				specs = append(specs, Spec{
-					Target:      s.Name(),
-					Nodes:       s.Nodes(),
-					Workload:    w.Name,
-					Concurrency: c,
-					Warmup:      cfg.Warmup,
-					Duration:    cfg.Duration,
-					RunID:       fmt.Sprintf("%x-%d", cfg.Seed&0xffffffff, len(specs)),
-					Seed:        cfg.Seed + uint64(len(specs))<<32,
-				})
 			}
 		}
 	}
@@ -208,6 +226,7 @@ func RunSuite(ctx context.Context, cfg Config, systems []System, hooks Hooks) ([
 			progress = func(p Progress) { hooks.Progress(spec, p) }
 		}
 		res, err := byName[spec.Target].Run(ctx, spec, progress)
+		res.Round = spec.Round
 		if hooks.Done != nil {
 			hooks.Done(spec, res, err)
 		}

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +15,7 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(cfg.Targets) != 1 || cfg.Targets[0] != OpenCluster || len(cfg.Workloads) != 8 ||
-		len(cfg.Concurrency) != 2 || cfg.Duration != 10*time.Second || cfg.Warmup != 2*time.Second || cfg.Nodes != 1 {
+		len(cfg.Concurrency) != 2 || cfg.Duration != 10*time.Second || cfg.Warmup != 2*time.Second || cfg.Nodes != 1 || cfg.Rounds != 1 {
 		t.Fatalf("defaults %+v", cfg)
 	}
 	if cfg, _ := (Config{NoWarmup: true}).Validate(); cfg.Warmup != 0 {
@@ -34,6 +35,8 @@ func TestConfigValidate(t *testing.T) {
 		{Config{Duration: -time.Second}, "Duration: -1s"},
 		{Config{Warmup: -time.Second}, "Warmup: -1s"},
 		{Config{Nodes: -1}, "Nodes: -1"},
+		{Config{Rounds: -1}, "Rounds: -1 is not in 1..100"},
+		{Config{Rounds: 101}, "Rounds: 101 is not in 1..100"},
 		{Config{Targets: []string{Etcd}, Endpoints: []string{"x:1"}}, "Endpoints: given, but opencluster"},
 		{Config{Targets: []string{Etcd, Redis}, Nodes: 3}, "Nodes: 3, but redis"},
 	} {
@@ -103,5 +106,42 @@ func TestRunSuite(t *testing.T) {
 	}
 	if len(results) != 8 {
 		t.Fatalf("%d results, want 8 (failed checks keep their results)", len(results))
+	}
+}
+
+// TestRunSuiteRounds: the whole plan runs once per round, in order, with
+// fresh run ids, and every result carries its round.
+func TestRunSuiteRounds(t *testing.T) {
+	ours := &fakeSystem{name: OpenCluster, target: newMemTarget(memFaults{})}
+	peer := &fakeSystem{name: Redis, target: newMemTarget(memFaults{})}
+	ws, _ := ParseWorkloads("put,get")
+	cfg, err := Config{Targets: []string{OpenCluster, Redis}, Workloads: ws, Concurrency: []int{1},
+		Duration: 20 * time.Millisecond, NoWarmup: true, Seed: 3, Rounds: 2}.Validate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var order []string
+	ids := map[string]bool{}
+	results, err := RunSuite(context.Background(), cfg, []System{ours, peer}, Hooks{
+		Start: func(s Spec, i, n int) {
+			order = append(order, fmt.Sprintf("%d:%s/%s", s.Round, s.Target, s.Workload))
+			ids[s.RunID] = true
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "1:opencluster/put 1:redis/put 1:opencluster/get 1:redis/get 2:opencluster/put 2:redis/put 2:opencluster/get 2:redis/get"
+	if got := strings.Join(order, " "); got != want {
+		t.Fatalf("order %s, want %s", got, want)
+	}
+	if len(ids) != 8 {
+		t.Fatalf("%d distinct run ids, want 8", len(ids))
+	}
+	if len(results) != 8 || results[0].Round != 1 || results[7].Round != 2 {
+		t.Fatalf("results %d, rounds %d..%d", len(results), results[0].Round, results[len(results)-1].Round)
+	}
+	if rs := Ratios(results, OpenCluster); len(rs) != 4 {
+		t.Fatalf("%d ratios, want 4 (two workloads x two rounds)", len(rs))
 	}
 }

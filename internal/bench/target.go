@@ -44,6 +44,8 @@ type Spec struct {
 	RunID string `json:"run_id"`
 	// Seed seeds the clients' random sources (client g uses Seed+g).
 	Seed uint64 `json:"seed"`
+	// Round is the round of the suite the run belongs to (1, 2, ...).
+	Round int `json:"round,omitempty"`
 }
 
 // Validate checks the spec and returns its workload.
