@@ -55,9 +55,9 @@ built from cmd/ocbench-peers (so run it inside the source tree, or pass --source
 With --endpoints (a global flag) it measures a running OpenCluster instead.
 
 --compare runs the peers alternately with OpenCluster, workload by workload, and
-prints ours÷peer throughput ratios. --rounds N runs the whole plan N times on the
-same servers and adds each ratio's median over the rounds, with its range: on a
-shared machine one run's ratio can be off by a fifth. Lock workloads check mutual exclusion and
+prints ours÷peer throughput ratios. --rounds N (3 or more) runs the whole plan N
+times on the same servers and adds each ratio's median over the rounds, with its
+range: on a shared machine one run's ratio can be off by a fifth. Lock workloads check mutual exclusion and
 fences while they run, transfers check the account total after; a failed check
 makes the command exit 1 after printing the results.
 
@@ -233,7 +233,7 @@ func (a *app) runBench(cmd *cobra.Command, cfg bench.Config, f benchFlags) (err 
 		started = append(started, s)
 	}
 
-	p := newProgressLine(a.stderr)
+	p := newProgressLine(a.stderr, cfg.Rounds > 1)
 	results, runErr := bench.RunSuite(ctx, cfg, started, bench.Hooks{
 		Start:    p.start,
 		Progress: p.progress,
@@ -264,10 +264,12 @@ type progressLine struct {
 	tty   bool
 	label string
 	spec  bench.Spec
+	// rounds: the suite has several rounds, and labels name them.
+	rounds bool
 }
 
-func newProgressLine(w io.Writer) *progressLine {
-	p := &progressLine{w: w}
+func newProgressLine(w io.Writer, severalRounds bool) *progressLine {
+	p := &progressLine{w: w, rounds: severalRounds}
 	if f, ok := w.(*os.File); ok {
 		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
 			p.tty = true
@@ -279,7 +281,7 @@ func newProgressLine(w io.Writer) *progressLine {
 func (p *progressLine) start(spec bench.Spec, i, n int) {
 	p.spec = spec
 	p.label = fmt.Sprintf("[%d/%d] %s %s c=%d", i+1, n, spec.Target, spec.Workload, spec.Concurrency)
-	if spec.Round > 1 {
+	if p.rounds {
 		p.label = fmt.Sprintf("[%d/%d] round %d: %s %s c=%d", i+1, n, spec.Round, spec.Target, spec.Workload, spec.Concurrency)
 	}
 	if p.tty {

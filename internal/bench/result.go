@@ -152,11 +152,6 @@ func Ratios(results []Result, ours string) []Ratio {
 	return out
 }
 
-// Spread is the median, least and greatest of some ratios.
-type Spread struct {
-	Median, Min, Max float64
-}
-
 // spreadOf returns the spread of xs, leaving out zeros (unknown); ok is
 // false if none is left. The median of an even count is the mean of the
 // middle two.
@@ -172,7 +167,7 @@ func spreadOf(xs []float64) (s Spread, ok bool) {
 	}
 	slices.Sort(known)
 	n := len(known)
-	s = Spread{Min: known[0], Max: known[n-1], Median: known[n/2]}
+	s = Spread{Min: known[0], Max: known[n-1], Median: known[n/2], N: n}
 	if n%2 == 0 {
 		s.Median = (known[n/2-1] + known[n/2]) / 2
 	}
@@ -190,6 +185,13 @@ type RatioSummary struct {
 	// Throughput, P99 and CPU summarize Ratio's fields; a zero Spread
 	// means no round knew the ratio.
 	Throughput, P99, CPU Spread
+}
+
+// Spread is the median, least and greatest of some ratios, and how many
+// there were.
+type Spread struct {
+	Median, Min, Max float64
+	N                int
 }
 
 // Summaries gives, for every workload, concurrency and peer of ratios
@@ -293,29 +295,35 @@ func WriteTable(w io.Writer, results []Result, ours string) error {
 		}
 	}
 	for _, r := range results {
+		label := runLabel(r.Target, r.Workload, r.Concurrency, r.Round, multi)
 		if r.ErrorSample != "" {
-			fmt.Fprintf(w, "%s %s c=%d: first error: %s\n", r.Target, r.Workload, r.Concurrency, r.ErrorSample)
+			fmt.Fprintf(w, "%s: first error: %s\n", label, r.ErrorSample)
 		}
 		for _, n := range r.Notes {
-			fmt.Fprintf(w, "%s %s c=%d: %s\n", r.Target, r.Workload, r.Concurrency, n)
+			fmt.Fprintf(w, "%s: %s\n", label, n)
 		}
 	}
 	return nil
 }
 
 // writeSummaries writes the ratios' medians over the rounds, each with
-// its range.
+// its range (and how many rounds knew it, when fewer than the row's).
 func writeSummaries(w io.Writer, sums []RatioSummary, ours string) error {
 	fmt.Fprintf(w, "\nmedian over the rounds (least-greatest), %s vs each peer:\n", ours)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "peer\tworkload\tclients\trounds\tx ops/s\tx p99\tx cpu\t\n")
+	var rounds int
 	cell := func(s Spread) string {
-		if s.Median == 0 {
+		switch {
+		case s.N == 0:
 			return "-"
+		case s.N < rounds:
+			return fmt.Sprintf("%.2fx (%.2f-%.2f, %d rounds)", s.Median, s.Min, s.Max, s.N)
 		}
 		return fmt.Sprintf("%.2fx (%.2f-%.2f)", s.Median, s.Min, s.Max)
 	}
 	for _, s := range sums {
+		rounds = s.Rounds
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t\n", s.Peer, s.Workload, s.Concurrency, s.Rounds,
 			cell(s.Throughput), cell(s.P99), cell(s.CPU))
 	}

@@ -143,13 +143,13 @@ func TestSummaries(t *testing.T) {
 	if s.Peer != Etcd || s.Workload != "put" || s.Concurrency != 16 || s.Rounds != 3 {
 		t.Fatalf("summary of %+v", s)
 	}
-	if want := (Spread{Median: 2, Min: 1, Max: 4}); s.Throughput != want {
+	if want := (Spread{Median: 2, Min: 1, Max: 4, N: 3}); s.Throughput != want {
 		t.Errorf("throughput %+v, want %+v", s.Throughput, want)
 	}
-	if want := (Spread{Median: 2, Min: 1, Max: 3}); s.P99 != want {
+	if want := (Spread{Median: 2, Min: 1, Max: 3, N: 3}); s.P99 != want {
 		t.Errorf("p99 %+v, want %+v", s.P99, want)
 	}
-	if want := (Spread{Median: 2, Min: 1, Max: 3}); s.CPU != want {
+	if want := (Spread{Median: 2, Min: 1, Max: 3, N: 2}); s.CPU != want {
 		t.Errorf("cpu %+v, want %+v (the round without etcd's CPU left out)", s.CPU, want)
 	}
 	if got := Summaries(nil); len(got) != 0 {
@@ -157,15 +157,19 @@ func TestSummaries(t *testing.T) {
 	}
 }
 
-// TestWriteTableRounds: several rounds add a round column and the table
-// of medians; one round prints neither.
+// TestWriteTableRounds: several rounds add a round column, the table of
+// medians (a ratio fewer rounds knew says how many) and the round to the
+// messages; one round prints none of them.
 func TestWriteTableRounds(t *testing.T) {
 	var buf bytes.Buffer
-	if err := WriteTable(&buf, roundResults(), OpenCluster); err != nil {
+	rs := roundResults()
+	rs[3].ErrorSample = "boom"
+	if err := WriteTable(&buf, rs, OpenCluster); err != nil {
 		t.Fatal(err)
 	}
 	out := buf.String()
-	for _, want := range []string{"round  ", "median over the rounds", "2.00x (1.00-4.00)", "2.00x (1.00-3.00)"} {
+	for _, want := range []string{"round  ", "median over the rounds", "2.00x (1.00-4.00)", "2.00x (1.00-3.00)  ",
+		"2.00x (1.00-3.00, 2 rounds)", "etcd put c=16 round 2: first error: boom"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}

@@ -35,8 +35,8 @@ func TestConfigValidate(t *testing.T) {
 		{Config{Duration: -time.Second}, "Duration: -1s"},
 		{Config{Warmup: -time.Second}, "Warmup: -1s"},
 		{Config{Nodes: -1}, "Nodes: -1"},
-		{Config{Rounds: -1}, "Rounds: -1 is not in 1..100"},
-		{Config{Rounds: 101}, "Rounds: 101 is not in 1..100"},
+		{Config{Rounds: -1}, "Rounds: -1 is not in 1..20"},
+		{Config{Rounds: 21}, "Rounds: 21 is not in 1..20"},
 		{Config{Targets: []string{Etcd}, Endpoints: []string{"x:1"}}, "Endpoints: given, but opencluster"},
 		{Config{Targets: []string{Etcd, Redis}, Nodes: 3}, "Nodes: 3, but redis"},
 	} {

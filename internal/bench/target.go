@@ -48,6 +48,16 @@ type Spec struct {
 	Round int `json:"round,omitempty"`
 }
 
+// runLabel names a run in messages: "target workload c=N", and its
+// round when the suite has several.
+func runLabel(target, workload string, concurrency, round int, severalRounds bool) string {
+	l := fmt.Sprintf("%s %s c=%d", target, workload, concurrency)
+	if severalRounds {
+		l += fmt.Sprintf(" round %d", round)
+	}
+	return l
+}
+
 // Validate checks the spec and returns its workload.
 func (s Spec) Validate() (Workload, error) {
 	w, ok := LookupWorkload(s.Workload)
