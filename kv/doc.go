@@ -88,8 +88,11 @@
 //     TxnBegin or TxnFinish (resolved_marks.go); a lost mark only means a
 //     second, idempotent resolution. A key lock its record no longer
 //     accounts for (a LockKeys that applied after the lock's keys were
-//     resolved) is released by its bucket's leader within a few
-//     Config.OrphanSweepInterval (orphan_keys.go). A read skips the look
+//     resolved, or before a record that never came) is released by its
+//     bucket's leader within a few Config.OrphanSweepInterval
+//     (orphan_keys.go); the record's leader counts as live the codes
+//     whose record it is creating (Restrict creates the record while it
+//     takes its first key locks, beginWithFirstStep). A read skips the look
 //     for a key lock only while replica.noKeyLocks says its bucket holds
 //     none; the scheduler clears that flag before it commits a batch that
 //     may hold a key lock, so a lock is never acknowledged while it is set.

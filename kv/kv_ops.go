@@ -94,7 +94,7 @@ func (n *Node) stampedWrite(ctx context.Context, r *replica, key []byte, wait *d
 			r.gate.RUnlock()
 			return nil, err
 		}
-		p := r.enqueue(mk(t))
+		p := r.enqueue(mk(t), false)
 		r.gate.RUnlock()
 		res, err := r.await(ctx, p)
 		if err != nil {

@@ -13,9 +13,12 @@ type metrics struct {
 	// triesSkipped counts waits begun without proposing a lock that the
 	// leader's applied state showed taken (takeInTurn, lockKeysHere).
 	triesSkipped prometheus.Counter
-	// keysGivenBack counts buckets whose key locks a Restrict took and gave
-	// back because an earlier bucket's keys were taken (lockKeys).
+	// keysGivenBack counts buckets whose key locks a Restrict took, or
+	// tried, and gave back (giveBackKeys).
 	keysGivenBack prometheus.Counter
+	// beginsWithFirstStep counts restrictive locks whose record and first
+	// key step went at once (beginWithFirstStep).
+	beginsWithFirstStep prometheus.Counter
 	// orphanedKeyLocks counts key locks released by the orphan sweeper.
 	orphanedKeyLocks prometheus.Counter
 	// leaseReads and readRounds count linearizable reads served under a
@@ -60,7 +63,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		triesSkipped: counter("lock_tries_skipped_total",
 			"Lock and key-lock requests that waited without a Raft round, the leader's applied state showing the lock taken."),
 		keysGivenBack: counter("key_locks_given_back_total",
-			"Buckets whose key locks a restrictive lock took in its first, parallel pass and gave back because an earlier bucket's keys were taken."),
+			"Buckets whose key locks a restrictive lock took, or tried, in its first, parallel pass and gave back: an earlier bucket's keys were taken, or its record could not be created."),
+		beginsWithFirstStep: counter("restrictive_begins_with_key_locks_total",
+			"Restrictive locks whose record was created while their first key locks were taken, the name looking free: one Raft round for both when nothing is held."),
 		orphanedKeyLocks: counter("orphaned_key_locks_released_total",
 			"Key locks released because their restrictive lock's record no longer accounted for them."),
 		leaseReads: counter("lease_reads_total",
@@ -75,7 +80,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			"Raft log writes that had to be durable: from the write to the end of its fsync."),
 	}
 	if reg != nil {
-		reg.MustRegister(m.lockWaits, m.lockExpired, m.staleRetry, m.handoffs, m.keyHandoffs, m.firstPassesSkipped, m.triesSkipped, m.keysGivenBack, m.orphanedKeyLocks, m.leaseReads, m.readRounds, m.commitAppendsSkipped, m.cycle, m.logSync)
+		reg.MustRegister(m.lockWaits, m.lockExpired, m.staleRetry, m.handoffs, m.keyHandoffs, m.firstPassesSkipped, m.triesSkipped, m.keysGivenBack, m.beginsWithFirstStep, m.orphanedKeyLocks, m.leaseReads, m.readRounds, m.commitAppendsSkipped, m.cycle, m.logSync)
 	}
 	return m
 }

@@ -62,7 +62,12 @@ type Node struct {
 	firstPass firstPassGate
 	// givingBack holds the codes of hand-offs being released (giveBack).
 	givingBack codeSet
-	deadlines  *locks.Deadlines
+	// pendingBegins holds the codes of restrictive locks whose record this
+	// node (its leader) is creating while their keys are tried
+	// (beginWithFirstStep): the orphan sweeper must not take their key
+	// locks for orphans before the record shows them.
+	pendingBegins codeSet
+	deadlines     *locks.Deadlines
 	// proposalIDs numbers this node's proposals. It starts at a random
 	// value so that ids never repeat across restarts: a follower forwarding
 	// a proposal does not wait for its log to catch up, so an entry it

@@ -146,15 +146,18 @@ func (n *Node) txnLiveHere(ctx context.Context, r *replica, name string, code []
 	if err := r.linearizable(ctx); err != nil {
 		return false, err
 	}
-	rec, found, err := locks.TxnRecord(n.eng.DB(), r.bucket, name)
-	if err != nil {
-		return false, err
-	}
-	if !found {
-		// Records are never deleted and a key lock is only taken after its
-		// record was created: this cannot be an orphan of ours. Keep it.
-		n.log.Warn("a key lock's restrictive lock has no record", "lock", name)
+	// A lock's key locks may apply before its record (beginWithFirstStep):
+	// while this leader is creating the record, the code is live. A
+	// record an earlier leader proposed has applied here (a ready leader
+	// has applied its predecessors' entries) or never will; then its
+	// coordinator gives the keys back, and if that failed too, they are
+	// orphans, whether the name has an older record or none.
+	if n.pendingBegins.has(code) {
 		return true, nil
+	}
+	rec, found, err := locks.TxnRecord(n.eng.DB(), r.bucket, name)
+	if err != nil || !found {
+		return false, err
 	}
 	return locks.TracksKeyLocks(rec, code), nil
 }

@@ -113,6 +113,9 @@ type proposal struct {
 	id   uint64
 	data []byte
 	done chan proposalResult // buffered: apply never blocks
+	// leaderOnly: fail rather than forward it if this node does not lead
+	// the group when the scheduler hands it to Raft (proposeLeaderOnly).
+	leaderOnly bool
 }
 
 type proposalResult struct {
@@ -283,18 +286,36 @@ func (r *replica) propose(ctx context.Context, cmd *cmdpb.Command) (*cmdpb.Resul
 	if err := r.waitReady(ctx); err != nil {
 		return nil, err
 	}
-	p := r.enqueue(cmd)
+	p := r.enqueue(cmd, false)
 	return r.await(ctx, p)
 }
 
-// enqueue queues cmd for the scheduler without waiting.
-func (r *replica) enqueue(cmd *cmdpb.Command) *proposal {
+// proposeLeaderOnly is propose for a command that must not apply
+// outside the leadership it was proposed under: if this node no longer
+// leads the group when the scheduler hands it to Raft, it fails with
+// ErrNotApplied instead of being forwarded to the new leader. Appended by
+// this node as leader, the entry is then either in the log of every later
+// ready leader (which has applied it before it serves) or never applies:
+// a later leader that serves without it holds its own term's entry in a
+// quorum, which no log holding this one can win an election against. A
+// TxnBegin whose keys may already be locked relies on it (txnLiveHere).
+func (r *replica) proposeLeaderOnly(ctx context.Context, cmd *cmdpb.Command) (*cmdpb.Result, error) {
+	if err := r.waitReady(ctx); err != nil {
+		return nil, err
+	}
+	p := r.enqueue(cmd, true)
+	return r.await(ctx, p)
+}
+
+// enqueue queues cmd for the scheduler without waiting (leaderOnly: see
+// proposeLeaderOnly).
+func (r *replica) enqueue(cmd *cmdpb.Command, leaderOnly bool) *proposal {
 	cmd.ProposalId, cmd.Proposer = r.node.proposalIDs.Add(1), r.node.id
 	data, err := mvcc.Marshal(cmd)
 	if err != nil {
 		panic(fmt.Sprintf("kv: marshal command: %v", err))
 	}
-	p := &proposal{id: cmd.ProposalId, data: data, done: make(chan proposalResult, 1)}
+	p := &proposal{id: cmd.ProposalId, data: data, done: make(chan proposalResult, 1), leaderOnly: leaderOnly}
 	r.mu.Lock()
 	r.mu.pending = append(r.mu.pending, p)
 	r.mu.Unlock()
@@ -442,6 +463,10 @@ func (r *replica) handOff() {
 	}
 	r.mu.Unlock()
 	for _, p := range pending {
+		if p.leaderOnly && r.rn.BasicStatus().RaftState != raft.StateLeader {
+			r.finish(p.id, nil, fmt.Errorf("%w: %w: no longer the group's leader", ErrUnavailable, ErrNotApplied))
+			continue
+		}
 		if err := r.rn.Propose(p.data); err != nil {
 			r.finish(p.id, nil, fmt.Errorf("%w: %w: propose: %w", ErrUnavailable, ErrNotApplied, err))
 		}

@@ -47,11 +47,26 @@ func (n *Node) Restrict(ctx context.Context, req *ocpb.RestrictRequest) (*ocpb.R
 	}
 	wctx, cancel := waitContext(ctx, req.Wait)
 	defer cancel()
+	iso := cmdpb.Isolation(req.Isolation)
+	plan := n.planKeyLocks(specs)
 
-	// 1. The record, FIFO per name.
-	rec, err := n.beginTxn(ctx, wctx, rr, req, code, specs)
-	if err != nil {
-		return nil, err
+	// 1. The record, FIFO per name, and 2. the key locks, in (bucket, key)
+	// order. While the name looks free, the record and the first key step
+	// (a no-wait try of every bucket, or the first bucket's lock) go at
+	// once: one Raft round, not two, when nothing is held.
+	var rec *cmdpb.Result
+	var first *firstTry
+	try := n.tryFirst(plan)
+	if len(plan.order) > 0 && n.nameLooksFree(rr, req.Name) {
+		rec, first, err = n.beginWithFirstStep(ctx, wctx, rr, req, code, specs, plan, try)
+		if err != nil {
+			return nil, err
+		}
+	}
+	if rec == nil {
+		if rec, err = n.beginTxn(ctx, wctx, rr, req, code, specs, false, false); err != nil {
+			return nil, err
+		}
 	}
 	code = rec.Code // a retried request gets its first grant back
 	id := locks.LeaseID{Kind: locks.Restrictive, Name: req.Name, Code: string(code)}
@@ -61,8 +76,12 @@ func (n *Node) Restrict(ctx context.Context, req *ocpb.RestrictRequest) (*ocpb.R
 	// key locks would outlive every client (found by the append workload).
 	defer func() { n.deadlines.Resume(id, n.cfg.Clock.Now()) }()
 
-	// 2. Key locks, in (bucket, key) order.
-	values, err := n.lockKeys(ctx, wctx, req.Name, code, cmdpb.Isolation(req.Isolation), specs, req.Prefetch)
+	var values []*ocpb.KeyValue
+	if first != nil {
+		values, err = n.lockKeysAfter(ctx, wctx, req.Name, code, iso, plan, first, req.Prefetch)
+	} else { // the sequential way
+		values, err = n.lockKeys(ctx, wctx, req.Name, code, iso, plan, try, req.Prefetch)
+	}
 	if err != nil {
 		if aerr := n.abortTxn(n.bg, req.Name, code, false); aerr != nil {
 			// The deadline (resumed on return) releases it later.
@@ -77,8 +96,12 @@ func (n *Node) Restrict(ctx context.Context, req *ocpb.RestrictRequest) (*ocpb.R
 	return &ocpb.RestrictResponse{Name: req.Name, Code: encodeCode(code), Fence: rec.Fence, StartVersion: uint64(start), Ttl: durationpb.New(ttl), Values: values}, nil
 }
 
-func (n *Node) beginTxn(ctx, wctx context.Context, rr *replica, req *ocpb.RestrictRequest, code []byte, specs []*cmdpb.KeySpec) (*cmdpb.Result, error) {
-	return n.takeInTurn(wctx, txnResource(req.Name), fmt.Sprintf("restrictive lock %q is held", req.Name), false, nil, func() lockHolder {
+// beginTxn creates the lock's record, waiting (unless noWait) in the
+// name's queue. With leaderOnly its proposal is dropped rather than
+// forwarded should this node have lost the leadership (see
+// replica.proposeLeaderOnly).
+func (n *Node) beginTxn(ctx, wctx context.Context, rr *replica, req *ocpb.RestrictRequest, code []byte, specs []*cmdpb.KeySpec, noWait, leaderOnly bool) (*cmdpb.Result, error) {
+	return n.takeInTurn(wctx, txnResource(req.Name), fmt.Sprintf("restrictive lock %q is held", req.Name), noWait, nil, func() lockHolder {
 		return rr.txnHolder(req.Name, req.RequestId, code)
 	}, func() (*cmdpb.Result, error) {
 		// start_ts only dates the record (its acquired version); the
@@ -90,14 +113,15 @@ func (n *Node) beginTxn(ctx, wctx context.Context, rr *replica, req *ocpb.Restri
 		return n.proposeCarryingMarks(ctx, rr, req.Name, &cmdpb.Command{Body: &cmdpb.Command_TxnBegin{TxnBegin: &cmdpb.TxnBegin{
 			Name: req.Name, Code: code, Owner: req.Owner, TtlMs: ttlMillis(req.Ttl), StartTs: uint64(t),
 			Isolation: cmdpb.Isolation(req.Isolation), Keys: specs, RequestId: req.RequestId,
-		}}})
+		}}}, leaderOnly)
 	})
 }
 
 // proposeCarryingMarks proposes cmd, a TxnBegin or TxnFinish of name on
 // its bucket rr, carrying name's resolved marks (resolved_marks.go); they
-// are put back if the proposal may not have applied.
-func (n *Node) proposeCarryingMarks(ctx context.Context, rr *replica, name string, cmd *cmdpb.Command) (*cmdpb.Result, error) {
+// are put back if the proposal may not have applied. leaderOnly: see
+// replica.proposeLeaderOnly.
+func (n *Node) proposeCarryingMarks(ctx context.Context, rr *replica, name string, cmd *cmdpb.Command, leaderOnly bool) (*cmdpb.Result, error) {
 	marks := n.marks.take(name)
 	switch c := cmd.Body.(type) {
 	case *cmdpb.Command_TxnBegin:
@@ -105,85 +129,169 @@ func (n *Node) proposeCarryingMarks(ctx context.Context, rr *replica, name strin
 	case *cmdpb.Command_TxnFinish:
 		c.TxnFinish.Resolved = marks
 	}
-	res, err := rr.propose(ctx, cmd)
+	propose := rr.propose
+	if leaderOnly {
+		propose = rr.proposeLeaderOnly
+	}
+	res, err := propose(ctx, cmd)
 	if err != nil {
 		n.marks.restore(name, marks)
 	}
 	return res, err
 }
 
-// lockKeys takes the key locks, each bucket's on its leader, and returns
-// the keys' committed values if read is set. specs are in (bucket, key)
-// order, and waiting follows it, so two locks never wait for each other in
-// a cycle: unless this node sees most tries fall short (firstPassGate),
-// every bucket is first tried at once without waiting, which is one round
-// when no key is taken. Otherwise the lock keeps the buckets before the
-// first that fell short (a prefix of the order), gives back what later
-// buckets took (handing it to whoever queued for it meanwhile), and goes
-// on in order, waiting. It never waits while it holds a key beyond the
-// one it waits for.
-func (n *Node) lockKeys(ctx, wctx context.Context, name string, code []byte, iso cmdpb.Isolation, specs []*cmdpb.KeySpec, read bool) ([]*ocpb.KeyValue, error) {
-	var order []mvcc.Bucket
-	var groups [][]*cmdpb.KeySpec
+// keyLockPlan is a lock's key specs grouped by bucket, in (bucket, key)
+// order: groups[i] are the keys of bucket order[i].
+type keyLockPlan struct {
+	order  []mvcc.Bucket
+	groups [][]*cmdpb.KeySpec
+}
+
+// planKeyLocks groups specs, which are in (bucket, key) order, by bucket.
+func (n *Node) planKeyLocks(specs []*cmdpb.KeySpec) keyLockPlan {
+	var p keyLockPlan
 	for i := 0; i < len(specs); {
 		b := mvcc.BucketOf(specs[i].Key, n.buckets)
 		j := i
 		for j < len(specs) && mvcc.BucketOf(specs[j].Key, n.buckets) == b {
 			j++
 		}
-		order, groups = append(order, b), append(groups, specs[i:j])
+		p.order, p.groups = append(p.order, b), append(p.groups, specs[i:j])
 		i = j
 	}
-	values := make([][]*ocpb.KeyValue, len(order))
+	return p
+}
+
+// tryFirst reports whether a lock's buckets should first be tried all at
+// once without waiting: always for one bucket, else as firstPassGate
+// says (counting the skipped passes).
+func (n *Node) tryFirst(p keyLockPlan) bool {
+	if len(p.order) <= 1 {
+		return len(p.order) == 1
+	}
+	if n.firstPass.try() {
+		return true
+	}
+	n.metrics.firstPassesSkipped.Inc()
+	return false
+}
+
+// firstTry is the outcome of the first key step of a plan (firstStep):
+// values[i] are bucket i's (with read set) and errs[i] is nil if it took
+// bucket i's keys; all says every bucket was tried at once.
+type firstTry struct {
+	values [][]*ocpb.KeyValue
+	errs   []error
+	all    bool
+}
+
+// errNotTried marks, in a firstTry, a bucket the step did not try.
+var errNotTried = errors.New("kv: bucket not tried")
+
+// firstStep takes the first step of locking p's keys: with try and
+// several buckets, a no-wait try of every bucket at once; else the first
+// bucket's lock, waiting (the lock holds nothing else meanwhile).
+func (n *Node) firstStep(ctx, wctx context.Context, name string, code []byte, iso cmdpb.Isolation, p keyLockPlan, try, read bool) *firstTry {
+	if try && len(p.order) > 1 {
+		return n.tryAll(ctx, wctx, name, code, iso, p, read)
+	}
+	f := &firstTry{values: make([][]*ocpb.KeyValue, len(p.order)), errs: make([]error, len(p.order))}
+	for i := 1; i < len(p.order); i++ {
+		f.errs[i] = errNotTried
+	}
+	f.values[0], f.errs[0] = n.bucketLockKeys(ctx, wctx, p.order[0], name, code, iso, p.groups[0], read)
+	return f
+}
+
+// tryAll tries every bucket of p at once, each on its leader, without
+// waiting.
+func (n *Node) tryAll(ctx, wctx context.Context, name string, code []byte, iso cmdpb.Isolation, p keyLockPlan, read bool) *firstTry {
+	noWait, cancel := context.WithCancel(wctx)
+	cancel()
+	f := &firstTry{values: make([][]*ocpb.KeyValue, len(p.order)), errs: make([]error, len(p.order)), all: true}
+	var wg sync.WaitGroup
+	for i, b := range p.order {
+		wg.Go(func() { f.values[i], f.errs[i] = n.bucketLockKeys(ctx, noWait, b, name, code, iso, p.groups[i], read) })
+	}
+	wg.Wait()
+	return f
+}
+
+// giveBackKeys releases the key locks of the buckets of p that f tried
+// and keep does not keep, on their leaders, which hand the keys to
+// whoever queued for them meanwhile; f forgets them. Every tried bucket
+// counts, whatever its answer: a refusal may come after some of the
+// bucket's keys were taken, and another error may hide a LockKeys that
+// applied; releasing keys not held changes nothing.
+func (n *Node) giveBackKeys(ctx context.Context, name string, code []byte, p keyLockPlan, f *firstTry, keep func(i int) bool) error {
+	var buckets []mvcc.Bucket
+	keys := make(map[mvcc.Bucket][][]byte)
+	for i, b := range p.order {
+		untried := errors.Is(f.errs[i], errNotTried) || errors.Is(f.errs[i], errGivenBack)
+		if untried || keep(i) {
+			continue
+		}
+		buckets = append(buckets, b)
+		for _, k := range p.groups[i] {
+			keys[b] = append(keys[b], k.Key)
+		}
+		f.values[i], f.errs[i] = nil, errGivenBack
+	}
+	if len(buckets) == 0 {
+		return nil
+	}
+	n.metrics.keysGivenBack.Add(float64(len(buckets)))
+	return n.proposeEach(ctx, buckets, func(b mvcc.Bucket) *cmdpb.Command {
+		return &cmdpb.Command{Body: &cmdpb.Command_ResolveKeys{ResolveKeys: &cmdpb.ResolveKeys{
+			Name: name, Code: code, Keys: keys[b],
+		}}}
+	})
+}
+
+// giveBackTimeout bounds giving back the keys of a lock whose record
+// could not be created.
+const giveBackTimeout = 5 * time.Second
+
+// errGivenBack marks, in a firstTry, a bucket whose keys were given back.
+var errGivenBack = errors.New("kv: key locks given back")
+
+// lockKeys takes the key locks of plan p, each bucket's on its leader,
+// and returns the keys' committed values if read is set. Waiting follows
+// the plan's (bucket, key) order, so two locks never wait for each other
+// in a cycle: with try (tryFirst's answer: unless this node sees most
+// tries fall short), a lock of several buckets first tries them all at
+// once without waiting, which is one round when no key is taken;
+// lockKeysAfter goes on from there.
+func (n *Node) lockKeys(ctx, wctx context.Context, name string, code []byte, iso cmdpb.Isolation, p keyLockPlan, try, read bool) ([]*ocpb.KeyValue, error) {
+	if len(p.order) == 0 {
+		return nil, nil
+	}
+	return n.lockKeysAfter(ctx, wctx, name, code, iso, p, n.firstStep(ctx, wctx, name, code, iso, p, try, read), read)
+}
+
+// lockKeysAfter takes the key locks of p that the first step f did not:
+// the lock keeps the buckets before the first that fell short (a prefix
+// of the order) and what that one took, gives back what later buckets
+// took, and goes on in order, waiting. It never waits while it holds a
+// key beyond the one it waits for.
+func (n *Node) lockKeysAfter(ctx, wctx context.Context, name string, code []byte, iso cmdpb.Isolation, p keyLockPlan, f *firstTry, read bool) ([]*ocpb.KeyValue, error) {
+	values := make([][]*ocpb.KeyValue, len(p.order))
 	short := 0 // the first bucket that fell short
-	tryFirst := false
-	if len(order) > 1 {
-		if tryFirst = n.firstPass.try(); !tryFirst {
-			n.metrics.firstPassesSkipped.Inc()
-		}
+	for short < len(p.order) && f.errs[short] == nil {
+		short++
 	}
-	if tryFirst {
-		noWait, cancel := context.WithCancel(wctx)
-		cancel()
-		errs := make([]error, len(order))
-		var wg sync.WaitGroup
-		for i, b := range order {
-			wg.Go(func() { values[i], errs[i] = n.bucketLockKeys(ctx, noWait, b, name, code, iso, groups[i], read) })
-		}
-		wg.Wait()
-		for short < len(order) && errs[short] == nil {
-			short++
-		}
-		// Only contention counts: an unavailable leader says nothing
-		// about whether the try pays.
-		if short == len(order) || errors.Is(errs[short], ErrWaitTimeout) {
-			n.firstPass.observe(short < len(order))
-		}
-		if short < len(order) {
-			// Give back what the buckets after it took, on their leaders,
-			// which hand the keys to whoever queued for them meanwhile.
-			later := make([]mvcc.Bucket, 0, len(order)-short-1)
-			keys := make(map[mvcc.Bucket][][]byte)
-			for i := short + 1; i < len(order); i++ {
-				later = append(later, order[i])
-				for _, k := range groups[i] {
-					keys[order[i]] = append(keys[order[i]], k.Key)
-				}
-				values[i] = nil
-			}
-			n.metrics.keysGivenBack.Add(float64(len(later)))
-			if err := n.proposeEach(ctx, later, func(b mvcc.Bucket) *cmdpb.Command {
-				return &cmdpb.Command{Body: &cmdpb.Command_ResolveKeys{ResolveKeys: &cmdpb.ResolveKeys{
-					Name: name, Code: code, Keys: keys[b],
-				}}}
-			}); err != nil {
-				return nil, err
-			}
-		}
+	// Only contention counts: an unavailable leader says nothing about
+	// whether the try pays.
+	if f.all && (short == len(p.order) || errors.Is(f.errs[short], ErrWaitTimeout)) {
+		n.firstPass.observe(short < len(p.order))
 	}
-	for i := short; i < len(order); i++ {
+	if err := n.giveBackKeys(ctx, name, code, p, f, func(i int) bool { return i <= short }); err != nil {
+		return nil, err
+	}
+	copy(values, f.values[:short])
+	for i := short; i < len(p.order); i++ {
 		// A bucket's keys already held come back as held (a retry).
-		v, err := n.bucketLockKeys(ctx, wctx, order[i], name, code, iso, groups[i], read)
+		v, err := n.bucketLockKeys(ctx, wctx, p.order[i], name, code, iso, p.groups[i], read)
 		if err != nil {
 			return nil, err
 		}
@@ -194,6 +302,66 @@ func (n *Node) lockKeys(ctx, wctx context.Context, name string, code []byte, iso
 		all = append(all, v...)
 	}
 	return all, nil
+}
+
+// nameLooksFree reports whether rr's applied state, as its ready leader
+// sees it, shows restrictive lock name free with nobody queued for it.
+func (n *Node) nameLooksFree(rr *replica, name string) bool {
+	return n.waits.Len(txnResource(name)) == 0 && rr.txnHolder(name, "", nil) == holderNone
+}
+
+// beginWithFirstStep creates the lock's record without waiting while it
+// takes the first key step (firstStep), so that a lock whose name and
+// keys are free takes them in one round. The record's creation does not
+// wait, and the step waits only for the first bucket, holding nothing
+// else, so no lock waits while holding what another waits for (deadlock
+// freedom as in lockKeys). If the record could not be created, the step
+// is cancelled and what it took given back; rec is then nil if the name
+// was merely held, and the caller goes the sequential way. A retried
+// request that got its first grant (another code) back also gives the
+// step's keys back: its keys go under the first code. While the record's
+// proposal is out, its leader (this node) counts the code as live for
+// the orphan sweeper, which may see the key locks first.
+func (n *Node) beginWithFirstStep(ctx, wctx context.Context, rr *replica, req *ocpb.RestrictRequest, code []byte, specs []*cmdpb.KeySpec, p keyLockPlan, try bool) (*cmdpb.Result, *firstTry, error) {
+	n.pendingBegins.add(code)
+	defer n.pendingBegins.remove(code)
+	// The step's own contexts, to call it off if the record fails.
+	stepCtx, cancelStep := context.WithCancel(ctx)
+	defer cancelStep()
+	stepWait, cancelStepWait := context.WithCancel(wctx)
+	defer cancelStepWait()
+	iso := cmdpb.Isolation(req.Isolation)
+	var f *firstTry
+	var wg sync.WaitGroup
+	wg.Go(func() { f = n.firstStep(stepCtx, stepWait, req.Name, code, iso, p, try, req.Prefetch) })
+	noWait, cancel := context.WithCancel(wctx)
+	cancel()
+	rec, err := n.beginTxn(ctx, noWait, rr, req, code, specs, true, true)
+	if err != nil {
+		cancelStepWait()
+		cancelStep()
+	}
+	wg.Wait()
+	if err == nil && bytes.Equal(rec.Code, code) {
+		n.metrics.beginsWithFirstStep.Inc()
+		return rec, f, nil
+	}
+	// Given back even if the client has gone; should that fail, the lock
+	// fails too rather than go on under a code whose late releases could
+	// undo its next key locks (the sweeper frees these: once the pending
+	// mark goes, no record shows the code).
+	gctx, cancelGive := context.WithTimeout(n.bg, giveBackTimeout)
+	defer cancelGive()
+	if gerr := n.giveBackKeys(gctx, req.Name, code, p, f, func(int) bool { return false }); gerr != nil {
+		return nil, nil, fmt.Errorf("giving back the keys of restrictive lock %q after its record failed: %w", req.Name, gerr)
+	}
+	switch {
+	case err == nil:
+		return rec, nil, nil // a retry's first grant: its keys go under its code
+	case errors.Is(err, ErrWaitTimeout):
+		return nil, nil, nil // held after all: wait for it in turn
+	}
+	return nil, nil, err
 }
 
 // Commit implements rpc/server.Backend: (snapshot mode: prepare ->) commit
@@ -324,7 +492,7 @@ func (n *Node) prepareAndFinish(ctx context.Context, name string, code []byte, r
 	}
 	return n.proposeCarryingMarks(ctx, n.replicaOfName(name), name, &cmdpb.Command{Body: &cmdpb.Command_TxnFinish{TxnFinish: &cmdpb.TxnFinish{
 		Name: name, Code: code, Status: cmdpb.TxnStatus_COMMITTED, CommitTs: uint64(commitTS), Writes: writes,
-	}}})
+	}}}, false)
 }
 
 // prepare applies writes and stamps rec's WRITE keys with a fresh minimum
@@ -369,7 +537,7 @@ func (n *Node) abortTxn(ctx context.Context, name string, code []byte, expired b
 	rr := n.replicaOfName(name)
 	res, err := n.proposeCarryingMarks(ctx, rr, name, &cmdpb.Command{Body: &cmdpb.Command_TxnFinish{TxnFinish: &cmdpb.TxnFinish{
 		Name: name, Code: code, Status: cmdpb.TxnStatus_ABORTED, Expired: expired,
-	}}})
+	}}}, false)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,213 @@
+package kv
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/opencluster/opencluster/rpc/cmdpb"
+	"github.com/opencluster/opencluster/rpc/ocpb"
+)
+
+// writeKeys is a KeyLockRequest list locking keys WRITE.
+func writeKeys(keys ...[]byte) []*ocpb.KeyLockRequest {
+	out := make([]*ocpb.KeyLockRequest, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, &ocpb.KeyLockRequest{Key: k, Mode: ocpb.KeyMode_WRITE})
+	}
+	return out
+}
+
+// keysFree reports whether a no-wait lock of keys, under a fresh name,
+// is granted; it commits the grant at once.
+func keysFree(t *testing.T, n *Node, name string, keys ...[]byte) bool {
+	t.Helper()
+	ctx := ctxT(t)
+	l, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: name, Ttl: durationpb.New(5 * time.Second), Wait: durationpb.New(0), Keys: writeKeys(keys...)})
+	if errors.Is(err, ErrWaitTimeout) {
+		return false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Commit(ctx, &ocpb.CommitRequest{Name: name, Code: l.Code}); err != nil {
+		t.Fatal(err)
+	}
+	return true
+}
+
+// TestRestrictBeginsWithKeyTries: with its name free, a Restrict creates
+// its record while it tries its buckets, and holds every key when it
+// returns.
+func TestRestrictBeginsWithKeyTries(t *testing.T) {
+	n := openTestNode(t)
+	ctx := ctxT(t)
+	keys := keysInBuckets(t, n, 2)
+	l, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "t", Ttl: durationpb.New(5 * time.Second), Keys: writeKeys(keys...)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.ToFloat64(n.metrics.beginsWithFirstStep); got != 1 {
+		t.Fatalf("begins with key tries = %v, want 1", got)
+	}
+	for _, k := range keys {
+		if keysFree(t, n, "probe-"+string(k), k) {
+			t.Fatalf("key %s is free under a granted lock", k)
+		}
+	}
+	if _, err := n.Commit(ctx, &ocpb.CommitRequest{Name: "t", Code: l.Code}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestBeginWithKeyTriesGivesBackOnHeldName: when the record cannot be
+// created because the name is held after all, the keys the tries took
+// are given back at once (the lock will wait for the name holding
+// nothing), and the caller is told to wait in turn.
+func TestBeginWithKeyTriesGivesBackOnHeldName(t *testing.T) {
+	n := openTestNode(t)
+	ctx := ctxT(t)
+	ttl := durationpb.New(5 * time.Second)
+	holder, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "t", Ttl: ttl, Keys: writeKeys([]byte("x"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := keysInBuckets(t, n, 2)
+	req := &ocpb.RestrictRequest{Name: "t", Ttl: ttl, Keys: writeKeys(keys...)}
+	specs := []*cmdpb.KeySpec{{Key: keys[0], Mode: cmdpb.KeyMode_WRITE}, {Key: keys[1], Mode: cmdpb.KeyMode_WRITE}}
+	code := []byte("0123456789abcdef")
+	rec, first, err := n.beginWithFirstStep(ctx, ctx, n.replicaOfName("t"), req, code, specs, n.planKeyLocks(specs), true)
+	if err != nil || rec != nil || first != nil {
+		t.Fatalf("begin of a held name: rec %v, first %v, err %v; want all nil (wait in turn)", rec, first, err)
+	}
+	if got := testutil.ToFloat64(n.metrics.keysGivenBack); got != 2 {
+		t.Fatalf("key_locks_given_back_total = %v, want 2", got)
+	}
+	if !keysFree(t, n, "probe", keys...) {
+		t.Fatal("the keys tried are still held after a failed begin")
+	}
+	if _, err := n.Commit(ctx, &ocpb.CommitRequest{Name: "t", Code: holder.Code}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestTxnLiveCountsPendingBegins: while a record is being created by its
+// leader, the orphan sweeper's question about its code says live, even
+// though the record still shows the previous holder, or none; otherwise
+// such key locks are orphans.
+func TestTxnLiveCountsPendingBegins(t *testing.T) {
+	n := openTestNode(t)
+	ctx := ctxT(t)
+	// A name without a record: its key locks are orphans unless their
+	// record is being created.
+	code := []byte("0123456789abcdef")
+	if live, err := n.txnLiveHere(ctx, n.replicaOfName("fresh"), "fresh", code); err != nil || live {
+		t.Fatalf("a code of a name without a record: live %v, err %v; want not live", live, err)
+	}
+	n.pendingBegins.add(code)
+	if live, err := n.txnLiveHere(ctx, n.replicaOfName("fresh"), "fresh", code); err != nil || !live {
+		t.Fatalf("a code whose first record is being created: live %v, err %v; want live", live, err)
+	}
+	n.pendingBegins.remove(code)
+	prev, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "t", Ttl: durationpb.New(5 * time.Second), Keys: writeKeys([]byte("x"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Commit(ctx, &ocpb.CommitRequest{Name: "t", Code: prev.Code}); err != nil {
+		t.Fatal(err)
+	}
+	rr := n.replicaOfName("t")
+	next := []byte("fedcba9876543210")
+	if live, err := n.txnLiveHere(ctx, rr, "t", next); err != nil || live {
+		t.Fatalf("a code the record does not show: live %v, err %v; want not live", live, err)
+	}
+	n.pendingBegins.add(next)
+	if live, err := n.txnLiveHere(ctx, rr, "t", next); err != nil || !live {
+		t.Fatalf("a code whose record is being created: live %v, err %v; want live", live, err)
+	}
+	n.pendingBegins.remove(next)
+}
+
+// TestBeginWithWaitingStepCalledOff: when the first key step waits for a
+// held key and the record cannot be created (its name is held), the wait
+// is called off at once: the lock does not queue for keys while it will
+// queue for its name.
+func TestBeginWithWaitingStepCalledOff(t *testing.T) {
+	n := openTestNode(t)
+	ctx := ctxT(t)
+	ttl := durationpb.New(5 * time.Second)
+	keys := keysInBuckets(t, n, 2)
+	holder, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "t", Ttl: ttl, Keys: writeKeys([]byte("x"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyHolder, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "k", Ttl: ttl, Keys: writeKeys(keys[0])})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := &ocpb.RestrictRequest{Name: "t", Ttl: ttl, Keys: writeKeys(keys...)}
+	specs := []*cmdpb.KeySpec{{Key: keys[0], Mode: cmdpb.KeyMode_WRITE}, {Key: keys[1], Mode: cmdpb.KeyMode_WRITE}}
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	rec, first, err := n.beginWithFirstStep(ctx, wctx, n.replicaOfName("t"), req, []byte("0123456789abcdef"), specs, n.planKeyLocks(specs), false)
+	if err != nil || rec != nil || first != nil {
+		t.Fatalf("begin of a held name: rec %v, first %v, err %v; want all nil (wait in turn)", rec, first, err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("the step's wait for the held key was not called off: %s", d)
+	}
+	if w := n.waits.Len(keyResource(keys[0])); w != 0 {
+		t.Fatalf("%d waiters left on the held key", w)
+	}
+	for _, l := range []*ocpb.RestrictResponse{holder, keyHolder} {
+		if _, err := n.Commit(ctx, &ocpb.CommitRequest{Name: l.Name, Code: l.Code}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !keysFree(t, n, "probe", keys...) {
+		t.Fatal("keys held after the called-off begin")
+	}
+}
+
+// TestRestrictGivesBackPartlyTakenBuckets: a later bucket whose no-wait
+// try took one key and was refused another is given back whole while the
+// lock waits for an earlier bucket: its free key must not stay held.
+func TestRestrictGivesBackPartlyTakenBuckets(t *testing.T) {
+	n := openTestNode(t)
+	ctx := ctxT(t)
+	ttl := durationpb.New(5 * time.Second)
+	keys := keysInBuckets(t, n, 2)
+	early, later := keys[0], keys[1]
+	laterHeld := keyInBucketOf(t, n, later)
+	var holders []*ocpb.RestrictResponse
+	for name, k := range map[string][]byte{"h-early": early, "h-later": laterHeld} {
+		l, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: name, Ttl: ttl, Keys: writeKeys(k)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		holders = append(holders, l)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "t", Ttl: ttl, Wait: durationpb.New(4 * time.Second),
+			Keys: writeKeys(early, later, laterHeld)})
+		done <- err
+	}()
+	waitUntil(t, 3*time.Second, func() bool { return n.waits.Len(keyResource(early)) > 0 })
+	if !keysFree(t, n, "probe", later) {
+		t.Fatal("the free key of a partly taken later bucket stayed held while the lock waits for an earlier bucket")
+	}
+	for _, l := range holders {
+		if _, err := n.Commit(ctx, &ocpb.CommitRequest{Name: l.Name, Code: l.Code}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("the waiting lock: %v", err)
+	}
+}
