@@ -211,3 +211,40 @@ func TestRestrictGivesBackPartlyTakenBuckets(t *testing.T) {
 		t.Fatalf("the waiting lock: %v", err)
 	}
 }
+
+// TestRecordOutlivesFirstStepWait: a lock whose first key step waits
+// longer than its ttl for the first bucket does not expire meanwhile (its
+// deadline runs from the grant, as when the record came first).
+func TestRecordOutlivesFirstStepWait(t *testing.T) {
+	n := openTestNode(t)
+	ctx := ctxT(t)
+	for range 100 {
+		n.firstPass.observe(true) // tries do not pay: the step waits for the first bucket
+	}
+	keys := keysInBuckets(t, n, 2)
+	holder, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "h", Ttl: durationpb.New(20 * time.Second), Keys: writeKeys(keys[0])})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type grant struct {
+		l   *ocpb.RestrictResponse
+		err error
+	}
+	got := make(chan grant, 1)
+	go func() {
+		l, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "t", Ttl: durationpb.New(time.Second), Wait: durationpb.New(10 * time.Second), Keys: writeKeys(keys...)})
+		got <- grant{l, err}
+	}()
+	waitUntil(t, 3*time.Second, func() bool { return n.waits.Len(keyResource(keys[0])) > 0 })
+	time.Sleep(2500 * time.Millisecond) // more than t's ttl
+	if _, err := n.Commit(ctx, &ocpb.CommitRequest{Name: "h", Code: holder.Code}); err != nil {
+		t.Fatal(err)
+	}
+	g := <-got
+	if g.err != nil {
+		t.Fatalf("the waiting lock: %v", g.err)
+	}
+	if _, err := n.Commit(ctx, &ocpb.CommitRequest{Name: "t", Code: g.l.Code}); err != nil {
+		t.Fatalf("commit of a lock that waited longer than its ttl for its first key: %v", err)
+	}
+}

@@ -17,8 +17,9 @@ import (
 )
 
 // Restrict implements rpc/server.Backend: it creates the lock's record
-// (queueing for the name), then takes the key locks in (bucket, key) order,
-// queueing per key. On a timeout it releases what it took.
+// (queueing for the name; alongside its first key locks when the name
+// looks free), then takes the key locks in (bucket, key) order, queueing
+// per key. On a timeout it releases what it took.
 func (n *Node) Restrict(ctx context.Context, req *ocpb.RestrictRequest) (*ocpb.RestrictResponse, error) {
 	if resp, done, err := routed[*ocpb.RestrictResponse](ctx, n, []byte(req.Name), "Restrict", req); done {
 		return resp, err
@@ -337,9 +338,15 @@ func (n *Node) beginWithFirstStep(ctx, wctx context.Context, rr *replica, req *o
 	noWait, cancel := context.WithCancel(wctx)
 	cancel()
 	rec, err := n.beginTxn(ctx, noWait, rr, req, code, specs, true, true)
-	if err != nil {
+	switch {
+	case err != nil:
 		cancelStepWait()
 		cancelStep()
+	case bytes.Equal(rec.Code, code):
+		// The step may wait long for its first bucket: as when the record
+		// came first, its deadline is paused from now until Restrict
+		// returns.
+		n.deadlines.Pause(locks.LeaseID{Kind: locks.Restrictive, Name: req.Name, Code: string(code)}, n.leaseTTL(req.Ttl.AsDuration()))
 	}
 	wg.Wait()
 	if err == nil && bytes.Equal(rec.Code, code) {
