@@ -77,7 +77,7 @@ func TestBenchOpenCluster(t *testing.T) {
 	var names []string
 	for _, res := range out.Results {
 		names = append(names, res["workload"].(string))
-		if res["target"] != "opencluster" || res["concurrency"] != 4.0 || res["nodes"] != 1.0 || len(res) != 10 {
+		if res["target"] != "opencluster" || res["concurrency"] != 4.0 || res["nodes"] != 1.0 || res["round"] != 1.0 || len(res) != 11 {
 			t.Errorf("result %v", res)
 		}
 		if res["ops_per_sec"].(float64) <= 0 || res["errors"] != 0.0 || res["rss_mb"].(float64) <= 0 || res["p99_ms"].(float64) <= 0 {
