@@ -3,10 +3,14 @@ package kv
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/opencluster/opencluster/rpc/cmdpb"
@@ -246,5 +250,39 @@ func TestRecordOutlivesFirstStepWait(t *testing.T) {
 	}
 	if _, err := n.Commit(ctx, &ocpb.CommitRequest{Name: "t", Code: g.l.Code}); err != nil {
 		t.Fatalf("commit of a lock that waited longer than its ttl for its first key: %v", err)
+	}
+}
+
+// TestLeaderOnlyProposalNotForwarded: a leader-only proposal handed to
+// Raft after its node lost the group's leadership fails with
+// ErrNotApplied instead of going to the new leader, where it could apply
+// after that leader had judged the lock's key locks orphans.
+func TestLeaderOnlyProposalNotForwarded(t *testing.T) {
+	n := openTestNode(t)
+	ctx := ctxT(t)
+	r := n.replicaOfName("t")
+	cmd := &cmdpb.Command{Body: &cmdpb.Command_TxnBegin{TxnBegin: &cmdpb.TxnBegin{Name: "t", Code: []byte("0123456789abcdef")}}}
+	var p *proposal
+	// On the scheduler, so that the same cycle hands it to Raft: another
+	// node's heartbeat of a later term makes this one a follower first.
+	err := n.onScheduler(ctx, func() error {
+		st := r.rn.BasicStatus()
+		hb := &raftpb.Message{Type: raftpb.MsgHeartbeat.Enum(), From: proto.Uint64(n.id + 100), To: proto.Uint64(n.id), Term: proto.Uint64(st.GetTerm() + 1)}
+		if err := r.rn.Step(hb); err != nil {
+			return err
+		}
+		if s := r.rn.BasicStatus().RaftState; s == raft.StateLeader {
+			return fmt.Errorf("still %s after a later term's heartbeat", s)
+		}
+		p = r.enqueue(cmd, true)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, err := r.await(actx, p); !errors.Is(err, ErrNotApplied) {
+		t.Fatalf("a leader-only proposal on a follower: %v, want ErrNotApplied", err)
 	}
 }
