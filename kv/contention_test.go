@@ -180,6 +180,15 @@ func keyOffered(n *Node, key []byte) bool {
 	return n.keyHandoffs.offers[string(key)] != nil
 }
 
+// writeKeys is a KeyLockRequest list locking keys WRITE.
+func writeKeys(keys ...[]byte) []*ocpb.KeyLockRequest {
+	out := make([]*ocpb.KeyLockRequest, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, &ocpb.KeyLockRequest{Key: k, Mode: ocpb.KeyMode_WRITE})
+	}
+	return out
+}
+
 // keyInBucketOf returns another key of key's bucket.
 func keyInBucketOf(t *testing.T, node *Node, key []byte) []byte {
 	t.Helper()
@@ -251,7 +260,7 @@ func TestRestrictPrefetchesValues(t *testing.T) {
 // first, no-wait pass, so others can take it while it waits.
 func TestRestrictGivesBackKeysTakenOutOfOrder(t *testing.T) {
 	n := openTestNode(t)
-	laterKeyFreeWhileWaiting(t, n, 2*time.Second, "the later bucket's key stayed held by a waiting lock", func() {
+	laterKeyFreeWhileWaiting(t, n, 2*time.Second, false, "the later bucket's key stayed held by a waiting lock", func() {
 		if g := testutil.ToFloat64(n.metrics.keysGivenBack); g != 1 {
 			t.Fatalf("key_locks_given_back_total = %v, want 1", g)
 		}
@@ -268,7 +277,7 @@ func TestRestrictLocksInOrderWhenTriesFallShort(t *testing.T) {
 	for range 100 {
 		n.firstPass.observe(true)
 	}
-	laterKeyFreeWhileWaiting(t, n, 0, "the later bucket's key was taken by a lock waiting for an earlier one", func() {
+	laterKeyFreeWhileWaiting(t, n, 0, false, "the later bucket's key was taken by a lock waiting for an earlier one", func() {
 		if s, g := testutil.ToFloat64(n.metrics.firstPassesSkipped), testutil.ToFloat64(n.metrics.keysGivenBack); s != 1 || g != 0 {
 			t.Fatalf("first passes skipped %v, keys given back %v; want 1 and 0", s, g)
 		}
@@ -278,33 +287,44 @@ func TestRestrictLocksInOrderWhenTriesFallShort(t *testing.T) {
 // laterKeyFreeWhileWaiting: "first" holds the key of one bucket, "both"
 // waits for it and a later bucket's key, and "third" must still take the
 // later key, waiting at most wait (failing with failure otherwise); check
-// runs then, before the three locks commit.
-func laterKeyFreeWhileWaiting(t *testing.T, n *Node, wait time.Duration, failure string, check func()) {
+// runs then, before the locks commit. With partly, "partly" holds another
+// key of the later bucket, which "both" wants too: its try of that bucket
+// takes one key and is refused the other.
+func laterKeyFreeWhileWaiting(t *testing.T, n *Node, wait time.Duration, partly bool, failure string, check func()) {
 	t.Helper()
 	ctx := ctxT(t)
 	keys := keysInBuckets(t, n, 2)
 	ttl := durationpb.New(5 * time.Second)
-	first, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "first", Ttl: ttl, Keys: []*ocpb.KeyLockRequest{{Key: keys[0], Mode: ocpb.KeyMode_WRITE}}})
-	if err != nil {
-		t.Fatal(err)
+	holdersKeys := map[string][]byte{"first": keys[0]}
+	bothKeys := writeKeys(keys[1], keys[0])
+	if partly {
+		laterHeld := keyInBucketOf(t, n, keys[1])
+		holdersKeys["partly"] = laterHeld
+		bothKeys = append(bothKeys, writeKeys(laterHeld)...)
+	}
+	var holders []*ocpb.RestrictResponse
+	for name, k := range holdersKeys {
+		l, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: name, Ttl: ttl, Keys: writeKeys(k)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		holders = append(holders, l)
 	}
 	done := make(chan error, 1)
 	go func() {
-		_, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "both", Ttl: ttl,
-			Keys: []*ocpb.KeyLockRequest{{Key: keys[1], Mode: ocpb.KeyMode_WRITE}, {Key: keys[0], Mode: ocpb.KeyMode_WRITE}}})
+		_, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "both", Ttl: ttl, Keys: bothKeys})
 		done <- err
 	}()
 	// "both" now waits for keys[0]; keys[1] must be free.
 	for n.waits.Len(keyResource(keys[0])) == 0 {
 		time.Sleep(time.Millisecond)
 	}
-	third, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "third", Ttl: ttl, Wait: durationpb.New(wait),
-		Keys: []*ocpb.KeyLockRequest{{Key: keys[1], Mode: ocpb.KeyMode_WRITE}}})
+	third, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "third", Ttl: ttl, Wait: durationpb.New(wait), Keys: writeKeys(keys[1])})
 	if err != nil {
 		t.Fatalf("%s: %v", failure, err)
 	}
 	check()
-	for _, l := range []*ocpb.RestrictResponse{first, third} {
+	for _, l := range append(holders, third) {
 		if _, err := n.Commit(ctx, &ocpb.CommitRequest{Name: l.Name, Code: l.Code}); err != nil {
 			t.Fatal(err)
 		}
@@ -326,19 +346,12 @@ func TestContendedKeyHandedOff(t *testing.T) {
 	ttl := durationpb.New(5 * time.Second)
 	key := []byte("k")
 	other := keyInBucketOf(t, n, key)
-	write := func(keys ...[]byte) []*ocpb.KeyLockRequest {
-		var out []*ocpb.KeyLockRequest
-		for _, k := range keys {
-			out = append(out, &ocpb.KeyLockRequest{Key: k, Mode: ocpb.KeyMode_WRITE})
-		}
-		return out
-	}
-	holder, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "holder", Ttl: ttl, Keys: write(key)})
+	holder, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "holder", Ttl: ttl, Keys: writeKeys(key)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	offered := func() bool { return keyOffered(n, key) }
-	if _, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "gone", Ttl: ttl, Wait: durationpb.New(30 * time.Millisecond), Keys: write(key)}); !errors.Is(err, ErrWaitTimeout) {
+	if _, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "gone", Ttl: ttl, Wait: durationpb.New(30 * time.Millisecond), Keys: writeKeys(key)}); !errors.Is(err, ErrWaitTimeout) {
 		t.Fatalf("waiter that gave up: %v, want ErrWaitTimeout", err)
 	}
 	if offered() {
@@ -347,7 +360,7 @@ func TestContendedKeyHandedOff(t *testing.T) {
 
 	got := make(chan *ocpb.RestrictResponse, 1)
 	go func() {
-		tx, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "waiter", Ttl: ttl, Prefetch: true, Keys: write(key, other)})
+		tx, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "waiter", Ttl: ttl, Prefetch: true, Keys: writeKeys(key, other)})
 		if err != nil {
 			t.Error(err)
 		}
@@ -379,7 +392,7 @@ func TestContendedKeyHandedOff(t *testing.T) {
 	if _, err := n.Commit(ctx, &ocpb.CommitRequest{Name: "waiter", Code: waiter.Code}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "after", Ttl: ttl, Wait: durationpb.New(2 * time.Second), Keys: write(key, other)}); err != nil {
+	if _, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "after", Ttl: ttl, Wait: durationpb.New(2 * time.Second), Keys: writeKeys(key, other)}); err != nil {
 		t.Fatalf("keys not free after the handed grant committed: %v", err)
 	}
 }

@@ -17,15 +17,6 @@ import (
 	"github.com/opencluster/opencluster/rpc/ocpb"
 )
 
-// writeKeys is a KeyLockRequest list locking keys WRITE.
-func writeKeys(keys ...[]byte) []*ocpb.KeyLockRequest {
-	out := make([]*ocpb.KeyLockRequest, 0, len(keys))
-	for _, k := range keys {
-		out = append(out, &ocpb.KeyLockRequest{Key: k, Mode: ocpb.KeyMode_WRITE})
-	}
-	return out
-}
-
 // keysFree reports whether a no-wait lock of keys, under a fresh name,
 // is granted; it commits the grant at once.
 func keysFree(t *testing.T, n *Node, name string, keys ...[]byte) bool {
@@ -82,9 +73,9 @@ func TestBeginWithKeyTriesGivesBackOnHeldName(t *testing.T) {
 	}
 	keys := keysInBuckets(t, n, 2)
 	req := &ocpb.RestrictRequest{Name: "t", Ttl: ttl, Keys: writeKeys(keys...)}
-	specs := []*cmdpb.KeySpec{{Key: keys[0], Mode: cmdpb.KeyMode_WRITE}, {Key: keys[1], Mode: cmdpb.KeyMode_WRITE}}
+	plan, specs := n.planKeyLocks(req.Keys)
 	code := []byte("0123456789abcdef")
-	rec, first, err := n.beginWithFirstStep(ctx, ctx, n.replicaOfName("t"), req, code, specs, n.planKeyLocks(specs), true)
+	rec, first, err := n.beginWithFirstStep(ctx, ctx, n.replicaOfName("t"), req, code, specs, plan, true)
 	if err != nil || rec != nil || first != nil {
 		t.Fatalf("begin of a held name: rec %v, first %v, err %v; want all nil (wait in turn)", rec, first, err)
 	}
@@ -154,11 +145,11 @@ func TestBeginWithWaitingStepCalledOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	req := &ocpb.RestrictRequest{Name: "t", Ttl: ttl, Keys: writeKeys(keys...)}
-	specs := []*cmdpb.KeySpec{{Key: keys[0], Mode: cmdpb.KeyMode_WRITE}, {Key: keys[1], Mode: cmdpb.KeyMode_WRITE}}
+	plan, specs := n.planKeyLocks(req.Keys)
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	start := time.Now()
-	rec, first, err := n.beginWithFirstStep(ctx, wctx, n.replicaOfName("t"), req, []byte("0123456789abcdef"), specs, n.planKeyLocks(specs), false)
+	rec, first, err := n.beginWithFirstStep(ctx, wctx, n.replicaOfName("t"), req, []byte("0123456789abcdef"), specs, plan, false)
 	if err != nil || rec != nil || first != nil {
 		t.Fatalf("begin of a held name: rec %v, first %v, err %v; want all nil (wait in turn)", rec, first, err)
 	}
@@ -183,37 +174,7 @@ func TestBeginWithWaitingStepCalledOff(t *testing.T) {
 // lock waits for an earlier bucket: its free key must not stay held.
 func TestRestrictGivesBackPartlyTakenBuckets(t *testing.T) {
 	n := openTestNode(t)
-	ctx := ctxT(t)
-	ttl := durationpb.New(5 * time.Second)
-	keys := keysInBuckets(t, n, 2)
-	early, later := keys[0], keys[1]
-	laterHeld := keyInBucketOf(t, n, later)
-	var holders []*ocpb.RestrictResponse
-	for name, k := range map[string][]byte{"h-early": early, "h-later": laterHeld} {
-		l, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: name, Ttl: ttl, Keys: writeKeys(k)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		holders = append(holders, l)
-	}
-	done := make(chan error, 1)
-	go func() {
-		_, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "t", Ttl: ttl, Wait: durationpb.New(4 * time.Second),
-			Keys: writeKeys(early, later, laterHeld)})
-		done <- err
-	}()
-	waitUntil(t, 3*time.Second, func() bool { return n.waits.Len(keyResource(early)) > 0 })
-	if !keysFree(t, n, "probe", later) {
-		t.Fatal("the free key of a partly taken later bucket stayed held while the lock waits for an earlier bucket")
-	}
-	for _, l := range holders {
-		if _, err := n.Commit(ctx, &ocpb.CommitRequest{Name: l.Name, Code: l.Code}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := <-done; err != nil {
-		t.Fatalf("the waiting lock: %v", err)
-	}
+	laterKeyFreeWhileWaiting(t, n, 0, true, "the free key of a partly taken later bucket stayed held while the lock waits for an earlier bucket", func() {})
 }
 
 // TestRecordOutlivesFirstStepWait: a lock whose first key step waits

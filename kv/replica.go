@@ -114,7 +114,7 @@ type proposal struct {
 	data []byte
 	done chan proposalResult // buffered: apply never blocks
 	// leaderOnly: fail rather than forward it if this node does not lead
-	// the group when the scheduler hands it to Raft (proposeLeaderOnly).
+	// the group when the scheduler hands it to Raft (proposeWith).
 	leaderOnly bool
 }
 
@@ -283,32 +283,29 @@ func (r *replica) membership() (leader uint64, voters, learners []uint64) {
 
 // propose replicates cmd and returns its apply result.
 func (r *replica) propose(ctx context.Context, cmd *cmdpb.Command) (*cmdpb.Result, error) {
-	if err := r.waitReady(ctx); err != nil {
-		return nil, err
-	}
-	p := r.enqueue(cmd, false)
-	return r.await(ctx, p)
+	return r.proposeWith(ctx, cmd, false)
 }
 
-// proposeLeaderOnly is propose for a command that must not apply
-// outside the leadership it was proposed under: if this node no longer
-// leads the group when the scheduler hands it to Raft, it fails with
-// ErrNotApplied instead of being forwarded to the new leader. Appended by
-// this node as leader, the entry is then either in the log of every later
-// ready leader (which has applied it before it serves) or never applies:
-// a later leader that serves without it holds its own term's entry in a
-// quorum, which no log holding this one can win an election against. A
-// TxnBegin whose keys may already be locked relies on it (txnLiveHere).
-func (r *replica) proposeLeaderOnly(ctx context.Context, cmd *cmdpb.Command) (*cmdpb.Result, error) {
+// proposeWith is propose; with leaderOnly, for a command that must not
+// apply outside the leadership it was proposed under: if this node no
+// longer leads the group when the scheduler hands it to Raft, it fails
+// with ErrNotApplied instead of being forwarded to the new leader.
+// Appended by this node as leader, the entry is then either in the log of
+// every later ready leader (which has applied it before it serves) or
+// never applies: a later leader that serves without it holds its own
+// term's entry in a quorum, which no log holding this one can win an
+// election against. A TxnBegin whose keys may already be locked relies on
+// it (txnLiveHere).
+func (r *replica) proposeWith(ctx context.Context, cmd *cmdpb.Command, leaderOnly bool) (*cmdpb.Result, error) {
 	if err := r.waitReady(ctx); err != nil {
 		return nil, err
 	}
-	p := r.enqueue(cmd, true)
+	p := r.enqueue(cmd, leaderOnly)
 	return r.await(ctx, p)
 }
 
 // enqueue queues cmd for the scheduler without waiting (leaderOnly: see
-// proposeLeaderOnly).
+// proposeWith).
 func (r *replica) enqueue(cmd *cmdpb.Command, leaderOnly bool) *proposal {
 	cmd.ProposalId, cmd.Proposer = r.node.proposalIDs.Add(1), r.node.id
 	data, err := mvcc.Marshal(cmd)

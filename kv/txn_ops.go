@@ -33,23 +33,10 @@ func (n *Node) Restrict(ctx context.Context, req *ocpb.RestrictRequest) (*ocpb.R
 		return nil, err
 	}
 	ttl := req.Ttl.AsDuration()
-	modes := make(map[string]cmdpb.KeyMode, len(req.Keys))
-	keys := make([][]byte, 0, len(req.Keys))
-	for _, k := range req.Keys {
-		modes[string(k.Key)] = cmdpb.KeyMode(k.Mode)
-		keys = append(keys, k.Key)
-	}
-	order, groups := n.byBucket(keys)
-	var specs []*cmdpb.KeySpec
-	for _, b := range order {
-		for _, k := range groups[b] {
-			specs = append(specs, &cmdpb.KeySpec{Key: k, Mode: modes[string(k)]})
-		}
-	}
+	plan, specs := n.planKeyLocks(req.Keys)
 	wctx, cancel := waitContext(ctx, req.Wait)
 	defer cancel()
 	iso := cmdpb.Isolation(req.Isolation)
-	plan := n.planKeyLocks(specs)
 
 	// 1. The record, FIFO per name, and 2. the key locks, in (bucket, key)
 	// order. While the name looks free, the record and the first key step
@@ -65,7 +52,7 @@ func (n *Node) Restrict(ctx context.Context, req *ocpb.RestrictRequest) (*ocpb.R
 		}
 	}
 	if rec == nil {
-		if rec, err = n.beginTxn(ctx, wctx, rr, req, code, specs, false, false); err != nil {
+		if rec, err = n.beginTxn(ctx, wctx, rr, req, code, specs, false); err != nil {
 			return nil, err
 		}
 	}
@@ -97,14 +84,17 @@ func (n *Node) Restrict(ctx context.Context, req *ocpb.RestrictRequest) (*ocpb.R
 	return &ocpb.RestrictResponse{Name: req.Name, Code: encodeCode(code), Fence: rec.Fence, StartVersion: uint64(start), Ttl: durationpb.New(ttl), Values: values}, nil
 }
 
-// beginTxn creates the lock's record, waiting (unless noWait) in the
-// name's queue. With leaderOnly its proposal is dropped rather than
-// forwarded should this node have lost the leadership (see
-// replica.proposeLeaderOnly).
-func (n *Node) beginTxn(ctx, wctx context.Context, rr *replica, req *ocpb.RestrictRequest, code []byte, specs []*cmdpb.KeySpec, noWait, leaderOnly bool) (*cmdpb.Result, error) {
-	return n.takeInTurn(wctx, txnResource(req.Name), fmt.Sprintf("restrictive lock %q is held", req.Name), noWait, nil, func() lockHolder {
-		return rr.txnHolder(req.Name, req.RequestId, code)
-	}, func() (*cmdpb.Result, error) {
+// beginTxn creates the lock's record, waiting in the name's queue. early
+// is for a record created alongside the first key locks
+// (beginWithFirstStep): the name was just seen free, so it is not read
+// again; the record does not wait; and its proposal is dropped rather than
+// forwarded should this node have lost the leadership (replica.proposeWith).
+func (n *Node) beginTxn(ctx, wctx context.Context, rr *replica, req *ocpb.RestrictRequest, code []byte, specs []*cmdpb.KeySpec, early bool) (*cmdpb.Result, error) {
+	holder := func() lockHolder { return rr.txnHolder(req.Name, req.RequestId, code) }
+	if early {
+		holder = func() lockHolder { return holderNone }
+	}
+	return n.takeInTurn(wctx, txnResource(req.Name), fmt.Sprintf("restrictive lock %q is held", req.Name), early, nil, holder, func() (*cmdpb.Result, error) {
 		// start_ts only dates the record (its acquired version); the
 		// version the holder reads at is taken once its keys are locked.
 		t, err := n.tso.dating(ctx)
@@ -114,14 +104,14 @@ func (n *Node) beginTxn(ctx, wctx context.Context, rr *replica, req *ocpb.Restri
 		return n.proposeCarryingMarks(ctx, rr, req.Name, &cmdpb.Command{Body: &cmdpb.Command_TxnBegin{TxnBegin: &cmdpb.TxnBegin{
 			Name: req.Name, Code: code, Owner: req.Owner, TtlMs: ttlMillis(req.Ttl), StartTs: uint64(t),
 			Isolation: cmdpb.Isolation(req.Isolation), Keys: specs, RequestId: req.RequestId,
-		}}}, leaderOnly)
+		}}}, early)
 	})
 }
 
 // proposeCarryingMarks proposes cmd, a TxnBegin or TxnFinish of name on
 // its bucket rr, carrying name's resolved marks (resolved_marks.go); they
 // are put back if the proposal may not have applied. leaderOnly: see
-// replica.proposeLeaderOnly.
+// replica.proposeWith.
 func (n *Node) proposeCarryingMarks(ctx context.Context, rr *replica, name string, cmd *cmdpb.Command, leaderOnly bool) (*cmdpb.Result, error) {
 	marks := n.marks.take(name)
 	switch c := cmd.Body.(type) {
@@ -130,11 +120,7 @@ func (n *Node) proposeCarryingMarks(ctx context.Context, rr *replica, name strin
 	case *cmdpb.Command_TxnFinish:
 		c.TxnFinish.Resolved = marks
 	}
-	propose := rr.propose
-	if leaderOnly {
-		propose = rr.proposeLeaderOnly
-	}
-	res, err := propose(ctx, cmd)
+	res, err := rr.proposeWith(ctx, cmd, leaderOnly)
 	if err != nil {
 		n.marks.restore(name, marks)
 	}
@@ -148,27 +134,35 @@ type keyLockPlan struct {
 	groups [][]*cmdpb.KeySpec
 }
 
-// planKeyLocks groups specs, which are in (bucket, key) order, by bucket.
-func (n *Node) planKeyLocks(specs []*cmdpb.KeySpec) keyLockPlan {
-	var p keyLockPlan
-	for i := 0; i < len(specs); {
-		b := mvcc.BucketOf(specs[i].Key, n.buckets)
-		j := i
-		for j < len(specs) && mvcc.BucketOf(specs[j].Key, n.buckets) == b {
-			j++
-		}
-		p.order, p.groups = append(p.order, b), append(p.groups, specs[i:j])
-		i = j
+// planKeyLocks puts a lock's keys in (bucket, key) order, the order its
+// waits follow, grouped by bucket; specs are all of them in that order,
+// as the record lists them.
+func (n *Node) planKeyLocks(keys []*ocpb.KeyLockRequest) (keyLockPlan, []*cmdpb.KeySpec) {
+	modes := make(map[string]cmdpb.KeyMode, len(keys))
+	raw := make([][]byte, 0, len(keys))
+	for _, k := range keys {
+		modes[string(k.Key)] = cmdpb.KeyMode(k.Mode)
+		raw = append(raw, k.Key)
 	}
-	return p
+	order, groups := n.byBucket(raw)
+	p := keyLockPlan{order: order, groups: make([][]*cmdpb.KeySpec, len(order))}
+	specs := make([]*cmdpb.KeySpec, 0, len(keys))
+	for i, b := range order {
+		start := len(specs)
+		for _, k := range groups[b] {
+			specs = append(specs, &cmdpb.KeySpec{Key: k, Mode: modes[string(k)]})
+		}
+		p.groups[i] = specs[start:]
+	}
+	return p, specs
 }
 
-// tryFirst reports whether a lock's buckets should first be tried all at
-// once without waiting: always for one bucket, else as firstPassGate
-// says (counting the skipped passes).
+// tryFirst reports whether a lock of several buckets should first try
+// them all at once without waiting, as firstPassGate says (counting the
+// skipped passes).
 func (n *Node) tryFirst(p keyLockPlan) bool {
 	if len(p.order) <= 1 {
-		return len(p.order) == 1
+		return false
 	}
 	if n.firstPass.try() {
 		return true
@@ -186,19 +180,20 @@ type firstTry struct {
 	all    bool
 }
 
-// errNotTried marks, in a firstTry, a bucket the step did not try.
-var errNotTried = errors.New("kv: bucket not tried")
+// errNotHolding marks, in a firstTry, a bucket whose keys the lock
+// certainly does not hold: the step did not try it, or gave it back.
+var errNotHolding = errors.New("kv: bucket not tried, or given back")
 
-// firstStep takes the first step of locking p's keys: with try and
-// several buckets, a no-wait try of every bucket at once; else the first
+// firstStep takes the first step of locking p's keys: with try (see
+// tryFirst), a no-wait try of every bucket at once; else the first
 // bucket's lock, waiting (the lock holds nothing else meanwhile).
 func (n *Node) firstStep(ctx, wctx context.Context, name string, code []byte, iso cmdpb.Isolation, p keyLockPlan, try, read bool) *firstTry {
-	if try && len(p.order) > 1 {
+	if try {
 		return n.tryAll(ctx, wctx, name, code, iso, p, read)
 	}
 	f := &firstTry{values: make([][]*ocpb.KeyValue, len(p.order)), errs: make([]error, len(p.order))}
 	for i := 1; i < len(p.order); i++ {
-		f.errs[i] = errNotTried
+		f.errs[i] = errNotHolding
 	}
 	f.values[0], f.errs[0] = n.bucketLockKeys(ctx, wctx, p.order[0], name, code, iso, p.groups[0], read)
 	return f
@@ -228,15 +223,14 @@ func (n *Node) giveBackKeys(ctx context.Context, name string, code []byte, p key
 	var buckets []mvcc.Bucket
 	keys := make(map[mvcc.Bucket][][]byte)
 	for i, b := range p.order {
-		untried := errors.Is(f.errs[i], errNotTried) || errors.Is(f.errs[i], errGivenBack)
-		if untried || keep(i) {
+		if errors.Is(f.errs[i], errNotHolding) || keep(i) {
 			continue
 		}
 		buckets = append(buckets, b)
 		for _, k := range p.groups[i] {
 			keys[b] = append(keys[b], k.Key)
 		}
-		f.values[i], f.errs[i] = nil, errGivenBack
+		f.values[i], f.errs[i] = nil, errNotHolding
 	}
 	if len(buckets) == 0 {
 		return nil
@@ -253,14 +247,11 @@ func (n *Node) giveBackKeys(ctx context.Context, name string, code []byte, p key
 // could not be created.
 const giveBackTimeout = 5 * time.Second
 
-// errGivenBack marks, in a firstTry, a bucket whose keys were given back.
-var errGivenBack = errors.New("kv: key locks given back")
-
 // lockKeys takes the key locks of plan p, each bucket's on its leader,
 // and returns the keys' committed values if read is set. Waiting follows
 // the plan's (bucket, key) order, so two locks never wait for each other
-// in a cycle: with try (tryFirst's answer: unless this node sees most
-// tries fall short), a lock of several buckets first tries them all at
+// in a cycle: with try (tryFirst's answer: several buckets, and this node
+// does not see most tries fall short), the lock first tries them all at
 // once without waiting, which is one round when no key is taken;
 // lockKeysAfter goes on from there.
 func (n *Node) lockKeys(ctx, wctx context.Context, name string, code []byte, iso cmdpb.Isolation, p keyLockPlan, try, read bool) ([]*ocpb.KeyValue, error) {
@@ -335,21 +326,20 @@ func (n *Node) beginWithFirstStep(ctx, wctx context.Context, rr *replica, req *o
 	var f *firstTry
 	var wg sync.WaitGroup
 	wg.Go(func() { f = n.firstStep(stepCtx, stepWait, req.Name, code, iso, p, try, req.Prefetch) })
-	noWait, cancel := context.WithCancel(wctx)
-	cancel()
-	rec, err := n.beginTxn(ctx, noWait, rr, req, code, specs, true, true)
+	rec, err := n.beginTxn(ctx, wctx, rr, req, code, specs, true)
+	ours := err == nil && bytes.Equal(rec.Code, code)
 	switch {
 	case err != nil:
 		cancelStepWait()
 		cancelStep()
-	case bytes.Equal(rec.Code, code):
+	case ours:
 		// The step may wait long for its first bucket: as when the record
 		// came first, its deadline is paused from now until Restrict
 		// returns.
 		n.deadlines.Pause(locks.LeaseID{Kind: locks.Restrictive, Name: req.Name, Code: string(code)}, n.leaseTTL(req.Ttl.AsDuration()))
 	}
 	wg.Wait()
-	if err == nil && bytes.Equal(rec.Code, code) {
+	if ours {
 		n.metrics.beginsWithFirstStep.Inc()
 		return rec, f, nil
 	}

@@ -152,26 +152,26 @@ func Ratios(results []Result, ours string) []Ratio {
 	return out
 }
 
-// spreadOf returns the spread of xs, leaving out zeros (unknown); ok is
-// false if none is left. The median of an even count is the mean of the
+// spreadOf returns the spread of xs, leaving out zeros (unknown; none
+// left: the zero Spread). The median of an even count is the mean of the
 // middle two.
-func spreadOf(xs []float64) (s Spread, ok bool) {
+func spreadOf(xs []float64) Spread {
 	var known []float64
 	for _, x := range xs {
 		if x > 0 {
 			known = append(known, x)
 		}
 	}
-	if len(known) == 0 {
-		return Spread{}, false
+	n := len(known)
+	if n == 0 {
+		return Spread{}
 	}
 	slices.Sort(known)
-	n := len(known)
-	s = Spread{Min: known[0], Max: known[n-1], Median: known[n/2], N: n}
+	s := Spread{Min: known[0], Max: known[n-1], Median: known[n/2], N: n}
 	if n%2 == 0 {
 		s.Median = (known[n/2-1] + known[n/2]) / 2
 	}
-	return s, true
+	return s
 }
 
 // RatioSummary is the spread over rounds of the ratios of one workload,
@@ -219,9 +219,7 @@ func Summaries(ratios []Ratio) []RatioSummary {
 		for _, rt := range g {
 			tput, tail, cpu = append(tput, rt.Throughput), append(tail, rt.P99), append(cpu, rt.CPU)
 		}
-		s.Throughput, _ = spreadOf(tput)
-		s.P99, _ = spreadOf(tail)
-		s.CPU, _ = spreadOf(cpu)
+		s.Throughput, s.P99, s.CPU = spreadOf(tput), spreadOf(tail), spreadOf(cpu)
 		out = append(out, s)
 	}
 	return out
@@ -312,18 +310,16 @@ func writeSummaries(w io.Writer, sums []RatioSummary, ours string) error {
 	fmt.Fprintf(w, "\nmedian over the rounds (least-greatest), %s vs each peer:\n", ours)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "peer\tworkload\tclients\trounds\tx ops/s\tx p99\tx cpu\t\n")
-	var rounds int
-	cell := func(s Spread) string {
-		switch {
-		case s.N == 0:
-			return "-"
-		case s.N < rounds:
-			return fmt.Sprintf("%.2fx (%.2f-%.2f, %d rounds)", s.Median, s.Min, s.Max, s.N)
-		}
-		return fmt.Sprintf("%.2fx (%.2f-%.2f)", s.Median, s.Min, s.Max)
-	}
 	for _, s := range sums {
-		rounds = s.Rounds
+		cell := func(sp Spread) string {
+			switch {
+			case sp.N == 0:
+				return "-"
+			case sp.N < s.Rounds:
+				return fmt.Sprintf("%.2fx (%.2f-%.2f, %d rounds)", sp.Median, sp.Min, sp.Max, sp.N)
+			}
+			return fmt.Sprintf("%.2fx (%.2f-%.2f)", sp.Median, sp.Min, sp.Max)
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t\n", s.Peer, s.Workload, s.Concurrency, s.Rounds,
 			cell(s.Throughput), cell(s.P99), cell(s.CPU))
 	}
