@@ -30,6 +30,9 @@ type metrics struct {
 	// cycle times one scheduler cycle that had work (scheduler.cycle);
 	// logSync the wait for its Raft log write to be durable.
 	cycle, logSync prometheus.Histogram
+	// tsoRemote times a round trip for timestamps to the meta leader
+	// (remoteBatcher.run), for the callers it served.
+	tsoRemote prometheus.Histogram
 }
 
 // counter is an opencluster_ counter.
@@ -78,9 +81,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			"Scheduler cycles that had work: stepping, the Raft log write, applying every group's committed entries and sending."),
 		logSync: latency("raft_log_sync_duration_seconds",
 			"Raft log writes that had to be durable: from the write to the end of its fsync."),
+		tsoRemote: latency("tso_remote_duration_seconds",
+			"Round trips to the meta leader for timestamps, on a node that does not lead the meta group (each serves every caller queued when it left)."),
 	}
 	if reg != nil {
-		reg.MustRegister(m.lockWaits, m.lockExpired, m.staleRetry, m.handoffs, m.keyHandoffs, m.firstPassesSkipped, m.triesSkipped, m.keysGivenBack, m.beginsWithFirstStep, m.orphanedKeyLocks, m.leaseReads, m.readRounds, m.commitAppendsSkipped, m.cycle, m.logSync)
+		reg.MustRegister(m.lockWaits, m.lockExpired, m.staleRetry, m.handoffs, m.keyHandoffs, m.firstPassesSkipped, m.triesSkipped, m.keysGivenBack, m.beginsWithFirstStep, m.orphanedKeyLocks, m.leaseReads, m.readRounds, m.commitAppendsSkipped, m.cycle, m.logSync, m.tsoRemote)
 	}
 	return m
 }

@@ -207,8 +207,10 @@ func (b *remoteBatcher) run(ctx context.Context, leader uint64) {
 		}
 		b.mu.Unlock()
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		start := time.Now()
 		first, err := b.t.n.cfg.Remote.Timestamp(rctx, leader, len(batch))
 		cancel()
+		b.t.n.metrics.tsoRemote.Observe(time.Since(start).Seconds())
 		if err == nil {
 			b.t.saw(first + ts.Timestamp(len(batch)-1))
 		}

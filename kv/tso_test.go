@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/opencluster/opencluster/mvcc/ts"
 )
 
@@ -41,7 +43,7 @@ func (o *countingOracle) issued() ts.Timestamp {
 // timestamps, and each get one issued after its call began (fresh).
 func TestRemoteTimestampsCoalesce(t *testing.T) {
 	oracle := &countingOracle{}
-	n := &Node{cfg: Config{Remote: oracle}, stopper: make(chan struct{})}
+	n := &Node{cfg: Config{Remote: oracle}, stopper: make(chan struct{}), metrics: newMetrics(nil)}
 	n.bg, n.bgCancel = context.WithCancel(context.Background())
 	defer func() { n.bgCancel(); close(n.stopper); n.wg.Wait() }()
 	n.tso = newTSOService(n)
@@ -74,6 +76,17 @@ func TestRemoteTimestampsCoalesce(t *testing.T) {
 	if trips := oracle.trips.Load(); trips >= callers/2 {
 		t.Errorf("%d callers took %d round trips: not coalesced", callers, trips)
 	}
+	// Every round trip is timed once, with the oracle's 2 ms in it.
+	var m dto.Metric
+	if err := n.metrics.tsoRemote.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := m.GetHistogram().GetSampleCount(), uint64(oracle.trips.Load()); got != want {
+		t.Errorf("tso_remote_duration_seconds counted %d round trips, want %d", got, want)
+	}
+	if sum, min := m.GetHistogram().GetSampleSum(), 0.002*float64(oracle.trips.Load()); sum < min {
+		t.Errorf("tso_remote_duration_seconds sum %.4fs, want at least %.4fs", sum, min)
+	}
 	t.Logf("%d callers, %d round trips", callers, oracle.trips.Load())
 }
 
@@ -83,7 +96,7 @@ func TestRemoteTimestampsCoalesce(t *testing.T) {
 func TestDatingReusesRecentTimestamps(t *testing.T) {
 	oracle := &countingOracle{}
 	clock := ts.NewSkewedClock(ts.RealClock{})
-	n := &Node{cfg: Config{Remote: oracle, OracleClock: clock}, stopper: make(chan struct{})}
+	n := &Node{cfg: Config{Remote: oracle, OracleClock: clock}, stopper: make(chan struct{}), metrics: newMetrics(nil)}
 	n.bg, n.bgCancel = context.WithCancel(context.Background())
 	defer func() { n.bgCancel(); close(n.stopper); n.wg.Wait() }()
 	n.tso = newTSOService(n)
