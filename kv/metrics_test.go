@@ -35,3 +35,42 @@ func TestCycleMetrics(t *testing.T) {
 		t.Errorf("log syncs timed: %d before the put, %d after", syncs, got)
 	}
 }
+
+// TestWALFsyncMetric: a synced put shows in the WAL fsync histogram that
+// the node exports from Pebble's, converted from nanoseconds to seconds.
+func TestWALFsyncMetric(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	cfg := TestConfig()
+	cfg.Registerer = reg
+	n, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if _, err := n.Put(ctxT(t), &ocpb.PutRequest{Key: []byte("a"), Value: []byte("1")}); err != nil {
+		t.Fatal(err)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h *dto.Histogram
+	for _, f := range families {
+		if f.GetName() == "opencluster_wal_fsync_duration_seconds" {
+			h = f.GetMetric()[0].GetHistogram()
+		}
+	}
+	if h == nil {
+		t.Fatal("opencluster_wal_fsync_duration_seconds not exported")
+	}
+	if h.GetSampleCount() == 0 {
+		t.Fatal("no WAL fsync counted after a synced put")
+	}
+	// Pebble's buckets are 100µs apart, in nanoseconds: 1e-4 s here.
+	if b := h.GetBucket(); len(b) < 2 || b[1].GetUpperBound() > 0.01 || b[1].GetUpperBound() <= 0 {
+		t.Errorf("second bucket bound %v s: not converted to seconds", b[1].GetUpperBound())
+	}
+	if mean := h.GetSampleSum() / float64(h.GetSampleCount()); mean > 10 {
+		t.Errorf("mean fsync %v s: not converted to seconds", mean)
+	}
+}
