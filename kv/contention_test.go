@@ -708,3 +708,34 @@ func TestRetriedRestrictDoesNotQueueBehindItsWaiters(t *testing.T) {
 		t.Fatalf("the waiter after the commit: %v", err)
 	}
 }
+
+// TestRetriedRestrictWithOtherKeysRefused: a request id reused for other
+// keys (or another isolation) must not get the first grant back and lock
+// the new keys under its code: the record lists only the first keys, so a
+// commit would report success and drop the writes to the others.
+func TestRetriedRestrictWithOtherKeysRefused(t *testing.T) {
+	n := openTestNode(t)
+	ctx := ctxT(t)
+	ttl := durationpb.New(15 * time.Second)
+	first, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "r", Ttl: ttl, Keys: writeKeys([]byte("a")), RequestId: "q"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, retry := range []*ocpb.RestrictRequest{
+		{Name: "r", Ttl: ttl, Keys: writeKeys([]byte("b")), RequestId: "q"},
+		{Name: "r", Ttl: ttl, Keys: writeKeys([]byte("a"), []byte("b")), RequestId: "q"},
+		{Name: "r", Ttl: ttl, Keys: []*ocpb.KeyLockRequest{{Key: []byte("a"), Mode: ocpb.KeyMode_READ}}, RequestId: "q"},
+		{Name: "r", Ttl: ttl, Keys: writeKeys([]byte("a")), RequestId: "q", Isolation: ocpb.Isolation_SNAPSHOT},
+	} {
+		if _, err := n.Restrict(ctx, retry); !errors.Is(err, ErrInvalid) {
+			t.Errorf("retry %v: err %v, want ErrInvalid", retry.Keys, err)
+		}
+	}
+	if _, held, err := locks.KeyLockOf(n.eng.DB(), mvcc.BucketOf([]byte("b"), n.buckets), []byte("b")); err != nil || held {
+		t.Fatalf("key b locked after the refused retries (held %v, err %v)", held, err)
+	}
+	same, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "r", Ttl: ttl, Keys: writeKeys([]byte("a")), RequestId: "q"})
+	if err != nil || same.Code != first.Code {
+		t.Fatalf("an exact retry: code %v err %v, want the first grant %s", same.GetCode(), err, first.Code)
+	}
+}
