@@ -795,7 +795,9 @@ type PutRequest struct {
 	Key   []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
 	Value []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
 	// code writes provisionally under the restrictive lock holding the key.
-	Code      string               `protobuf:"bytes,3,opt,name=code,proto3" json:"code,omitempty"`
+	Code string `protobuf:"bytes,3,opt,name=code,proto3" json:"code,omitempty"`
+	// fence guards the write with a named lock's fencing token; not with
+	// code (InvalidArgument): the restrictive lock orders that write.
 	Fence     *Fence               `protobuf:"bytes,4,opt,name=fence,proto3" json:"fence,omitempty"`
 	RequestId string               `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	Wait      *durationpb.Duration `protobuf:"bytes,6,opt,name=wait,proto3" json:"wait,omitempty"`
@@ -932,12 +934,13 @@ func (x *PutResponse) GetVersion() uint64 {
 }
 
 type DeleteRequest struct {
-	state     protoimpl.MessageState `protogen:"open.v1"`
-	Key       []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
-	Code      string                 `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
-	Fence     *Fence                 `protobuf:"bytes,3,opt,name=fence,proto3" json:"fence,omitempty"`
-	RequestId string                 `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	Wait      *durationpb.Duration   `protobuf:"bytes,5,opt,name=wait,proto3" json:"wait,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Code  string                 `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
+	// fence: as PutRequest.fence.
+	Fence     *Fence               `protobuf:"bytes,3,opt,name=fence,proto3" json:"fence,omitempty"`
+	RequestId string               `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Wait      *durationpb.Duration `protobuf:"bytes,5,opt,name=wait,proto3" json:"wait,omitempty"`
 	// retry says this request_id may have been sent before (an earlier
 	// attempt's outcome is unknown): the server then returns that attempt's
 	// result if it applied. A first attempt skips the check.

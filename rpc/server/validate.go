@@ -208,6 +208,18 @@ func checkFence(p **ocpb.Fence) error {
 	return checkName("fence.name", f.Name)
 }
 
+// checkFenceOutsideLock refuses a fence on a write under a restrictive
+// lock: that write is provisional and its key is locked WRITE, so no
+// fence is checked or recorded for it (the lock's own fence is the one
+// that orders its holders), and accepting one would pass a stale token
+// silently.
+func checkFenceOutsideLock(f *ocpb.Fence, code string) error {
+	if f != nil && code != "" {
+		return invalid("fence", "not allowed with code: a write under a restrictive lock is ordered by the lock, not by a fence")
+	}
+	return nil
+}
+
 func checkKind(field string, k ocpb.LockKind, allowUnspecified bool) error {
 	switch k {
 	case ocpb.LockKind_NAMED, ocpb.LockKind_RESTRICTIVE:
@@ -264,6 +276,9 @@ func (validator) put(r *ocpb.PutRequest) error {
 	if err := checkFence(&r.Fence); err != nil {
 		return err
 	}
+	if err := checkFenceOutsideLock(r.Fence, r.Code); err != nil {
+		return err
+	}
 	if err := checkRequestID(r.RequestId); err != nil {
 		return err
 	}
@@ -281,6 +296,9 @@ func (validator) delete(r *ocpb.DeleteRequest) error {
 		return err
 	}
 	if err := checkFence(&r.Fence); err != nil {
+		return err
+	}
+	if err := checkFenceOutsideLock(r.Fence, r.Code); err != nil {
 		return err
 	}
 	if err := checkRequestID(r.RequestId); err != nil {

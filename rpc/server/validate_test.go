@@ -127,6 +127,8 @@ func validationCases() []validationCase {
 		{name: "put/fence-name-1024", req: &ocpb.PutRequest{Key: k, Fence: &ocpb.Fence{Name: str(1024), Token: 1}}},
 		{name: "put/fence-name-1025", req: &ocpb.PutRequest{Key: k, Fence: &ocpb.Fence{Name: str(1025), Token: 1}}, wantField: "fence.name"},
 		{name: "put/fence-name-utf8", req: &ocpb.PutRequest{Key: k, Fence: &ocpb.Fence{Name: invalidUTF8, Token: 1}}, wantField: "fence.name"},
+		{name: "put/fence-with-code", req: &ocpb.PutRequest{Key: k, Code: testCode, Fence: &ocpb.Fence{Name: "f", Token: 1}}, wantField: "fence"},
+		{name: "put/empty-fence-with-code", req: &ocpb.PutRequest{Key: k, Code: testCode, Fence: &ocpb.Fence{}}, want: &ocpb.PutRequest{Key: k, Code: testCode}},
 		// Request ids: at most 128 bytes.
 		{name: "put/request-id-128", req: &ocpb.PutRequest{Key: k, RequestId: str(128)}},
 		{name: "put/request-id-129", req: &ocpb.PutRequest{Key: k, RequestId: str(129)}, wantField: "request_id"},
@@ -136,6 +138,7 @@ func validationCases() []validationCase {
 		{name: "delete/key-4097", req: &ocpb.DeleteRequest{Key: bs(4097)}, wantField: "key"},
 		{name: "delete/fence-token-no-name", req: &ocpb.DeleteRequest{Key: k, Fence: &ocpb.Fence{Token: 1}}, wantField: "fence.name"},
 		{name: "delete/fence-empty-dropped", req: &ocpb.DeleteRequest{Key: k, Fence: &ocpb.Fence{}}, want: &ocpb.DeleteRequest{Key: k}},
+		{name: "delete/fence-with-code", req: &ocpb.DeleteRequest{Key: k, Code: testCode, Fence: &ocpb.Fence{Name: "f", Token: 1}}, wantField: "fence"},
 		{name: "delete/request-id-129", req: &ocpb.DeleteRequest{Key: k, RequestId: str(129)}, wantField: "request_id"},
 		{name: "delete/wait-1h+1ns", req: &ocpb.DeleteRequest{Key: k, Wait: dur(time.Hour + 1)}, wantField: "wait"},
 
