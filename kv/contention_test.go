@@ -739,3 +739,37 @@ func TestRetriedRestrictWithOtherKeysRefused(t *testing.T) {
 		t.Fatalf("an exact retry: code %v err %v, want the first grant %s", same.GetCode(), err, first.Code)
 	}
 }
+
+// TestRestrictPrefetchTooLarge: a grant whose prefetched values exceed a
+// response fails with ErrTooLarge and leaves nothing held, rather than
+// answer with a message the client cannot receive while the lock stays
+// held until its ttl.
+func TestRestrictPrefetchTooLarge(t *testing.T) {
+	n := openTestNode(t)
+	ctx := ctxT(t)
+	var keys [][]byte
+	for i := range 4 {
+		k := fmt.Appendf(nil, "big%d", i)
+		keys = append(keys, k)
+		if _, err := n.Put(ctx, &ocpb.PutRequest{Key: k, Value: make([]byte, 1<<20)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ttl := durationpb.New(15 * time.Second)
+	_, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "p", Ttl: ttl, Keys: writeKeys(keys...), Prefetch: true})
+	if !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("prefetch of 4 MiB: err %v, want ErrTooLarge", err)
+	}
+	// The name and every key are free again at once.
+	tx, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "p", Ttl: ttl, Keys: writeKeys(keys...), Wait: durationpb.New(0)})
+	if err != nil {
+		t.Fatalf("the lock after the refused grant: %v", err)
+	}
+	if _, err := n.Commit(ctx, &ocpb.CommitRequest{Name: "p", Code: tx.Code}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "q", Ttl: ttl, Keys: writeKeys(keys[:2]...), Prefetch: true})
+	if err != nil || len(got.Values) != 2 {
+		t.Fatalf("prefetch of 2 MiB: %d values, err %v", len(got.GetValues()), err)
+	}
+}

@@ -76,10 +76,13 @@ func (n *Node) Restrict(ctx context.Context, req *ocpb.RestrictRequest) (*ocpb.R
 	} else { // the sequential way
 		values, err = n.lockKeys(ctx, wctx, req.Name, code, iso, plan, try, req.Prefetch)
 	}
+	if err == nil {
+		err = checkPrefetchSize(values)
+	}
 	if err != nil {
 		if aerr := n.abortTxn(n.bg, req.Name, code, false); aerr != nil {
 			// The deadline (resumed on return) releases it later.
-			n.log.Warn("releasing a restrictive lock that timed out", "lock", req.Name, "err", aerr)
+			n.log.Warn("releasing a restrictive lock that failed", "lock", req.Name, "err", aerr)
 		}
 		return nil, err
 	}
@@ -88,6 +91,20 @@ func (n *Node) Restrict(ctx context.Context, req *ocpb.RestrictRequest) (*ocpb.R
 		return nil, err
 	}
 	return &ocpb.RestrictResponse{Name: req.Name, Code: encodeCode(code), Fence: rec.Fence, StartVersion: uint64(start), Ttl: durationpb.New(ttl), Values: values}, nil
+}
+
+// checkPrefetchSize fails a grant whose prefetched values would not fit
+// in a response (MaxResponseBytes, as BatchGet): the client would get a
+// transport error and never learn the code of a lock left held until its
+// ttl ran out. Restrict aborts the lock instead.
+func checkPrefetchSize(values []*ocpb.KeyValue) error {
+	size := 0
+	for _, kv := range values {
+		if size += len(kv.Key) + len(kv.Value); size > MaxResponseBytes {
+			return fmt.Errorf("%w: the prefetched values of the lock's keys exceed %d bytes; take it without prefetch and read them under it", ErrTooLarge, MaxResponseBytes)
+		}
+	}
+	return nil
 }
 
 // sameRestrict checks that a Restrict given the first grant of its

@@ -2003,7 +2003,9 @@ type RestrictRequest struct {
 	Owner     string                 `protobuf:"bytes,6,opt,name=owner,proto3" json:"owner,omitempty"`
 	RequestId string                 `protobuf:"bytes,7,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// prefetch: answer the committed values of the keys with the grant, read
-	// as each key was locked (so the holder needs no Get for them).
+	// as each key was locked (so the holder needs no Get for them). Values
+	// over 3 MiB in all fail the request (ResourceExhausted) and release
+	// the lock.
 	Prefetch      bool `protobuf:"varint,8,opt,name=prefetch,proto3" json:"prefetch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
