@@ -773,3 +773,31 @@ func TestRestrictPrefetchTooLarge(t *testing.T) {
 		t.Fatalf("prefetch of 2 MiB: %d values, err %v", len(got.GetValues()), err)
 	}
 }
+
+// TestListTooLarge: a List whose locks (with their keys) outgrow a
+// response fails with ErrTooLarge, and a narrower prefix still lists.
+func TestListTooLarge(t *testing.T) {
+	n := openTestNode(t)
+	ctx := ctxT(t)
+	var keys []*ocpb.KeyLockRequest
+	for i := range 1000 {
+		k := append(fmt.Appendf(nil, "k%04d-", i), bytes.Repeat([]byte("x"), 2000)...)
+		keys = append(keys, &ocpb.KeyLockRequest{Key: k, Mode: ocpb.KeyMode_READ})
+	}
+	ttl := durationpb.New(15 * time.Second)
+	for _, name := range []string{"wide-1", "wide-2"} {
+		if _, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: name, Ttl: ttl, Keys: keys}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "narrow", Ttl: ttl, Keys: keys[:1]}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.List(ctx, &ocpb.ListRequest{}); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("List of 4 MB of keys: err %v, want ErrTooLarge", err)
+	}
+	got, err := n.List(ctx, &ocpb.ListRequest{Prefix: "narrow"})
+	if err != nil || len(got.Locks) != 1 {
+		t.Fatalf("List narrow: %d locks, err %v", len(got.GetLocks()), err)
+	}
+}

@@ -233,6 +233,12 @@ func (n *Node) List(ctx context.Context, req *ocpb.ListRequest) (*ocpb.ListRespo
 		}
 		out.Locks = append(out.Locks, infos...)
 	}
+	// A restrictive lock's info lists its keys: a few locks over many
+	// keys can outgrow a message the client accepts (its transport would
+	// fail with no reason given).
+	if size := proto.Size(out); size > MaxResponseBytes {
+		return nil, fmt.Errorf("%w: the %d locks listed take %d bytes, over %d; narrow the prefix or the kind", ErrTooLarge, len(out.Locks), size, MaxResponseBytes)
+	}
 	sortLockInfos(out.Locks)
 	return out, nil
 }

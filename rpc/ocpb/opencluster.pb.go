@@ -2813,8 +2813,10 @@ func (x *ListRequest) GetHeldOnly() bool {
 }
 
 type ListResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Locks         []*LockInfo            `protobuf:"bytes,1,rep,name=locks,proto3" json:"locks,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// locks: all that match; over 3 MiB in all (a restrictive lock's keys
+	// count) fails the request (ResourceExhausted): narrow the prefix.
+	Locks         []*LockInfo `protobuf:"bytes,1,rep,name=locks,proto3" json:"locks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
