@@ -803,7 +803,8 @@ type PutRequest struct {
 	Wait      *durationpb.Duration `protobuf:"bytes,6,opt,name=wait,proto3" json:"wait,omitempty"`
 	// retry says this request_id may have been sent before (an earlier
 	// attempt's outcome is unknown): the server then returns that attempt's
-	// result if it applied. A first attempt skips the check.
+	// result if it applied. A first attempt skips the check. Without
+	// request_id it is InvalidArgument.
 	Retry         bool `protobuf:"varint,7,opt,name=retry,proto3" json:"retry,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -943,7 +944,8 @@ type DeleteRequest struct {
 	Wait      *durationpb.Duration `protobuf:"bytes,5,opt,name=wait,proto3" json:"wait,omitempty"`
 	// retry says this request_id may have been sent before (an earlier
 	// attempt's outcome is unknown): the server then returns that attempt's
-	// result if it applied. A first attempt skips the check.
+	// result if it applied. A first attempt skips the check. Without
+	// request_id it is InvalidArgument.
 	Retry         bool `protobuf:"varint,6,opt,name=retry,proto3" json:"retry,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1077,7 +1079,8 @@ type CompareAndSwapRequest struct {
 	Wait      *durationpb.Duration `protobuf:"bytes,6,opt,name=wait,proto3" json:"wait,omitempty"`
 	// retry says this request_id may have been sent before (an earlier
 	// attempt's outcome is unknown): the server then returns that attempt's
-	// result if it applied. A first attempt skips the check.
+	// result if it applied. A first attempt skips the check. Without
+	// request_id it is InvalidArgument.
 	Retry         bool `protobuf:"varint,7,opt,name=retry,proto3" json:"retry,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1703,7 +1706,8 @@ type ReleaseRequest struct {
 	RequestId string                 `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// retry says this request_id may have been sent before (an earlier
 	// attempt's outcome is unknown): the server then returns that attempt's
-	// result if it applied. A first attempt skips the check.
+	// result if it applied. A first attempt skips the check. Without
+	// request_id it is InvalidArgument.
 	Retry         bool `protobuf:"varint,4,opt,name=retry,proto3" json:"retry,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -146,6 +146,16 @@ func checkLabel(field, s string, max int) error {
 
 func checkRequestID(id string) error { return checkLabel("request_id", id, MaxRequestIDBytes) }
 
+// checkRetry refuses retry without a request id: the server finds an
+// earlier attempt by its id, so such a retry would silently be a first
+// attempt, applying again what may have applied.
+func checkRetry(retry bool, id string) error {
+	if retry && id == "" {
+		return invalid("retry", "true without request_id: an earlier attempt is found by its request_id")
+	}
+	return nil
+}
+
 // checkDuration returns d as a time.Duration, refusing malformed durations
 // (nanos out of range, or of a different sign than seconds, or beyond
 // ±10000 years).
@@ -282,6 +292,9 @@ func (validator) put(r *ocpb.PutRequest) error {
 	if err := checkRequestID(r.RequestId); err != nil {
 		return err
 	}
+	if err := checkRetry(r.Retry, r.RequestId); err != nil {
+		return err
+	}
 	return checkWait(r.Wait)
 }
 
@@ -304,6 +317,9 @@ func (validator) delete(r *ocpb.DeleteRequest) error {
 	if err := checkRequestID(r.RequestId); err != nil {
 		return err
 	}
+	if err := checkRetry(r.Retry, r.RequestId); err != nil {
+		return err
+	}
 	return checkWait(r.Wait)
 }
 
@@ -321,6 +337,9 @@ func (validator) compareAndSwap(r *ocpb.CompareAndSwapRequest) error {
 		return invalid("value", "must be empty when delete is set")
 	}
 	if err := checkRequestID(r.RequestId); err != nil {
+		return err
+	}
+	if err := checkRetry(r.Retry, r.RequestId); err != nil {
 		return err
 	}
 	return checkWait(r.Wait)
@@ -397,6 +416,9 @@ func (v validator) grant(wait *durationpb.Duration, owner, requestID string, ttl
 func (validator) release(r *ocpb.ReleaseRequest) error {
 	if r == nil {
 		return nilRequest()
+	}
+	if err := checkRetry(r.Retry, r.RequestId); err != nil {
+		return err
 	}
 	return nameAndCode(r.Name, r.Code, r.RequestId)
 }

@@ -127,6 +127,11 @@ func validationCases() []validationCase {
 		{name: "put/fence-name-1024", req: &ocpb.PutRequest{Key: k, Fence: &ocpb.Fence{Name: str(1024), Token: 1}}},
 		{name: "put/fence-name-1025", req: &ocpb.PutRequest{Key: k, Fence: &ocpb.Fence{Name: str(1025), Token: 1}}, wantField: "fence.name"},
 		{name: "put/fence-name-utf8", req: &ocpb.PutRequest{Key: k, Fence: &ocpb.Fence{Name: invalidUTF8, Token: 1}}, wantField: "fence.name"},
+		{name: "put/retry-without-id", req: &ocpb.PutRequest{Key: k, Retry: true}, wantField: "retry"},
+		{name: "put/retry-with-id", req: &ocpb.PutRequest{Key: k, Retry: true, RequestId: "r"}},
+		{name: "delete/retry-without-id", req: &ocpb.DeleteRequest{Key: k, Retry: true}, wantField: "retry"},
+		{name: "cas/retry-without-id", req: &ocpb.CompareAndSwapRequest{Key: k, Retry: true}, wantField: "retry"},
+		{name: "release/retry-without-id", req: &ocpb.ReleaseRequest{Name: "n", Code: testCode, Retry: true}, wantField: "retry"},
 		{name: "put/fence-with-code", req: &ocpb.PutRequest{Key: k, Code: testCode, Fence: &ocpb.Fence{Name: "f", Token: 1}}, wantField: "fence"},
 		{name: "put/empty-fence-with-code", req: &ocpb.PutRequest{Key: k, Code: testCode, Fence: &ocpb.Fence{}}, want: &ocpb.PutRequest{Key: k, Code: testCode}},
 		// Request ids: at most 128 bytes.
