@@ -16,6 +16,10 @@ var (
 	// ErrFenceTooLow reports a write whose fence is below one the key has
 	// accepted (FailedPrecondition).
 	ErrFenceTooLow = errors.New("kv: fencing token too low")
+	// ErrFenceUnknown reports a write whose fence the lock never granted:
+	// no lock of that name, or a token above its newest grant's
+	// (FailedPrecondition).
+	ErrFenceUnknown = errors.New("kv: fencing token never granted")
 	// ErrNotWriteLocked reports a write under a code that does not hold the
 	// key WRITE (FailedPrecondition).
 	ErrNotWriteLocked = errors.New("kv: key not write-locked by this code")
@@ -59,6 +63,7 @@ var errorKinds = []struct {
 	{"NOT_FOUND", []error{ErrNotFound}},
 	{"NOT_HOLDER", []error{ErrNotHolder}},
 	{"FENCE_TOO_LOW", []error{ErrFenceTooLow}},
+	{"FENCE_UNKNOWN", []error{ErrFenceUnknown}},
 	{"NOT_WRITE_LOCKED", []error{ErrNotWriteLocked}},
 	{"ABORTED", []error{ErrAborted}},
 	{"WAIT_TIMEOUT", []error{ErrWaitTimeout}},

@@ -41,15 +41,26 @@ func TestPlantedFaults(t *testing.T) {
 			_, err := n.Put(ctx, &ocpb.PutRequest{Key: []byte("f"), Value: []byte("v"), Fence: &ocpb.Fence{Name: "m", Token: token}})
 			return err
 		}
-		if err := put(5); err != nil {
+		// Two grants of m: fences 1 and 2 (a write's token must be one
+		// the lock granted).
+		for range 2 {
+			l, err := n.Acquire(ctx, &ocpb.AcquireRequest{Name: "m", Ttl: durationpb.New(time.Second)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := n.Release(ctx, &ocpb.ReleaseRequest{Name: "m", Code: l.Code}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := put(2); err != nil {
 			t.Fatal(err)
 		}
-		if err := put(4); !errors.Is(err, ErrFenceTooLow) {
+		if err := put(1); !errors.Is(err, ErrFenceTooLow) {
 			t.Fatalf("lower fence with the check on: %v, want ErrFenceTooLow", err)
 		}
 		n.cfg.Faults.NoFenceCheck.Store(true)
 		defer n.cfg.Faults.NoFenceCheck.Store(false)
-		if err := put(4); err != nil {
+		if err := put(1); err != nil {
 			t.Fatalf("lower fence with the planted bug: %v, want it accepted", err)
 		}
 	})
@@ -67,4 +78,38 @@ func TestPlantedFaults(t *testing.T) {
 			t.Fatalf("second grant after %s: the planted early expiry did not expire the lock early", waited)
 		}
 	})
+}
+
+// TestFenceNeverGrantedRefused: a fenced write whose token its lock never
+// granted (no such lock, or above its newest grant) is refused before it
+// reaches the key; had the key kept it as its highest, every real holder's
+// token would be refused from then on.
+func TestFenceNeverGrantedRefused(t *testing.T) {
+	n := openTestNode(t)
+	ctx := ctxT(t)
+	put := func(name string, token uint64) error {
+		_, err := n.Put(ctx, &ocpb.PutRequest{Key: []byte("k"), Value: []byte("v"), Fence: &ocpb.Fence{Name: name, Token: token}})
+		return err
+	}
+	if err := put("nobody", 1); !errors.Is(err, ErrFenceUnknown) {
+		t.Fatalf("fence of a lock never taken: %v, want ErrFenceUnknown", err)
+	}
+	l, err := n.Acquire(ctx, &ocpb.AcquireRequest{Name: "L", Ttl: durationpb.New(time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := put("L", l.Fence+1); !errors.Is(err, ErrFenceUnknown) {
+		t.Fatalf("token above the grant: %v, want ErrFenceUnknown", err)
+	}
+	if err := put("L", l.Fence); err != nil {
+		t.Fatalf("the granted token after the refused ones: %v", err)
+	}
+	if _, err := n.Release(ctx, &ocpb.ReleaseRequest{Name: "L", Code: l.Code}); err != nil {
+		t.Fatal(err)
+	}
+	// A released lock's tokens stay valid (its record keeps the fence);
+	// they are refused by the key only once a newer one wrote.
+	if err := put("L", l.Fence); err != nil {
+		t.Fatalf("a released lock's token: %v", err)
+	}
 }

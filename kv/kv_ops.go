@@ -3,6 +3,7 @@ package kv
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"sync/atomic"
@@ -59,6 +60,11 @@ func (n *Node) writeKey(ctx context.Context, key, value []byte, tombstone bool, 
 	if n.fault(func(f *Faults) *atomic.Bool { return &f.NoFenceCheck }) {
 		fence = nil
 	}
+	if fence != nil {
+		if err := n.checkFenceGranted(ctx, fence); err != nil {
+			return 0, err
+		}
+	}
 	res, err := n.stampedWrite(ctx, r, key, wait, func(t ts.Timestamp) *cmdpb.Command {
 		p := &cmdpb.Put{Key: key, Value: value, Tombstone: tombstone, Ts: uint64(t), RequestId: requestID, CheckApplied: retry}
 		if fence != nil {
@@ -70,6 +76,32 @@ func (n *Node) writeKey(ctx context.Context, key, value []byte, tombstone bool, 
 		return 0, err
 	}
 	return res.Ts, resultErr(res)
+}
+
+// checkFenceGranted refuses a fence whose token its lock never granted
+// (no such lock, or a token above its newest grant's). The key would take
+// it, keep it as its highest (invariant 6) and refuse every real holder's
+// lower token from then on: a made-up or corrupted token would lock the
+// key's fenced writers out for good. The lock's record is read
+// linearizably on its bucket's leader (Describe), so a token granted
+// before the write began is always found; fences only grow, so the answer
+// cannot go stale in the other direction.
+func (n *Node) checkFenceGranted(ctx context.Context, fence *ocpb.Fence) error {
+	resp, err := n.Describe(ctx, &ocpb.DescribeRequest{Name: fence.Name})
+	if errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("%w: fence %q token %d: no lock of that name was ever granted", ErrFenceUnknown, fence.Name, fence.Token)
+	}
+	if err != nil {
+		return err
+	}
+	var newest uint64
+	for _, l := range resp.Locks {
+		newest = max(newest, l.Fence)
+	}
+	if fence.Token > newest {
+		return fmt.Errorf("%w: fence %q token %d is above the lock's newest grant's (%d)", ErrFenceUnknown, fence.Name, fence.Token, newest)
+	}
+	return nil
 }
 
 // stampedWrite proposes a timestamped write of key, re-stamping it if a

@@ -29,6 +29,7 @@ var codeTable = []struct {
 	{kv.ErrNotFound, codes.NotFound},
 	{kv.ErrNotHolder, codes.FailedPrecondition},
 	{kv.ErrFenceTooLow, codes.FailedPrecondition},
+	{kv.ErrFenceUnknown, codes.FailedPrecondition},
 	{kv.ErrNotWriteLocked, codes.FailedPrecondition},
 	{kv.ErrAborted, codes.Aborted},
 	{kv.ErrWaitTimeout, codes.DeadlineExceeded},
