@@ -48,6 +48,8 @@ func resultErr(res *cmdpb.Result) error {
 		return fmt.Errorf("%w: %s", ErrFenceTooLow, res.Detail)
 	case cmdpb.ErrorCode_TXN_ABORTED:
 		return fmt.Errorf("%w: %s", ErrAborted, res.Detail)
+	case cmdpb.ErrorCode_REQUEST_REUSED:
+		return fmt.Errorf("%w: %s", ErrInvalid, res.Detail)
 	case cmdpb.ErrorCode_LOCK_HELD, cmdpb.ErrorCode_KEY_LOCKED:
 		return fmt.Errorf("%w: %s", ErrWaitTimeout, res.Detail)
 	default:

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 
@@ -57,12 +56,7 @@ func (n *Node) Restrict(ctx context.Context, req *ocpb.RestrictRequest) (*ocpb.R
 			return nil, err
 		}
 	}
-	if !bytes.Equal(rec.Code, code) { // a retried request gets its first grant back
-		if err := n.sameRestrict(rr, req, rec.Code, specs); err != nil {
-			return nil, err
-		}
-		code = rec.Code
-	}
+	code = rec.Code // a retried request gets its first grant back (TxnBegin checks it is the same request)
 	id := locks.LeaseID{Kind: locks.Restrictive, Name: req.Name, Code: string(code)}
 	n.deadlines.Pause(id, n.leaseTTL(ttl))
 	// However this ends, the deadline runs again: a grant that fails half
@@ -103,29 +97,6 @@ func checkPrefetchSize(values []*ocpb.KeyValue) error {
 		if size += len(kv.Key) + len(kv.Value); size > MaxResponseBytes {
 			return fmt.Errorf("%w: the prefetched values of the lock's keys exceed %d bytes; take it without prefetch and read them under it", ErrTooLarge, MaxResponseBytes)
 		}
-	}
-	return nil
-}
-
-// sameRestrict checks that a Restrict given the first grant of its
-// request id back (code) asks for the lock that grant took: keys locked
-// under the first code that its record does not list would be keys whose
-// writes no commit publishes (the orphan sweeper frees them, dropping the
-// writes), so a request id reused for other keys or another isolation is
-// refused.
-func (n *Node) sameRestrict(rr *replica, req *ocpb.RestrictRequest, code []byte, specs []*cmdpb.KeySpec) error {
-	rec, found, err := locks.TxnRecord(n.eng.DB(), rr.bucket, req.Name)
-	if err != nil {
-		return err
-	}
-	if !found || !bytes.Equal(rec.Code, code) {
-		return nil // moved on since; the key steps find the lock lost
-	}
-	same := rec.Isolation == cmdpb.Isolation(req.Isolation) && slices.EqualFunc(rec.Keys, specs, func(a, b *cmdpb.KeySpec) bool {
-		return a.Mode == b.Mode && bytes.Equal(a.Key, b.Key)
-	})
-	if !same {
-		return fmt.Errorf("%w: request id %q already took restrictive lock %q over other keys or with another isolation; a retry must repeat its request", ErrInvalid, req.RequestId, req.Name)
 	}
 	return nil
 }

@@ -32,6 +32,12 @@ func (a *applier) txnBegin(c *cmdpb.TxnBegin) (*cmdpb.Result, error) {
 			}
 		}
 		if c.RequestId != "" && rec.RequestId == c.RequestId {
+			// A retry gets its first grant back, if it asks for the same
+			// lock: other keys taken under the first code would be keys
+			// the record does not list, whose writes no commit publishes.
+			if rec.Isolation != c.Isolation || !slices.EqualFunc(rec.Keys, c.Keys, sameKeySpec) {
+				return refuse(cmdpb.ErrorCode_REQUEST_REUSED, "request id %q already took restrictive lock %q over other keys or with another isolation; a retry must repeat its request", c.RequestId, c.Name), nil
+			}
 			return &cmdpb.Result{Code: rec.Code, Fence: rec.Fence, Ts: rec.StartTs}, nil
 		}
 		return refuse(cmdpb.ErrorCode_LOCK_HELD, "restrictive lock %q is held", c.Name), nil
@@ -60,6 +66,10 @@ func (a *applier) txnBegin(c *cmdpb.TxnBegin) (*cmdpb.Result, error) {
 		return nil, err
 	}
 	return &cmdpb.Result{Code: next.Code, Fence: next.Fence, Ts: next.StartTs}, nil
+}
+
+func sameKeySpec(a, b *cmdpb.KeySpec) bool {
+	return a.Mode == b.Mode && bytes.Equal(a.Key, b.Key)
 }
 
 // FinishedTxn returns the finished record of name held with code: the

@@ -197,6 +197,9 @@ const (
 	// STALE_TS: a write's timestamp is not above the key's newest version;
 	// the leader retries with a fresh one.
 	ErrorCode_STALE_TS ErrorCode = 8
+	// REQUEST_REUSED: the request id was used for another request (a
+	// Restrict retried over other keys or with another isolation).
+	ErrorCode_REQUEST_REUSED ErrorCode = 9
 )
 
 // Enum value maps for ErrorCode.
@@ -211,6 +214,7 @@ var (
 		6: "TXN_ABORTED",
 		7: "NOT_WRITE_LOCKED",
 		8: "STALE_TS",
+		9: "REQUEST_REUSED",
 	}
 	ErrorCode_value = map[string]int32{
 		"OK":               0,
@@ -222,6 +226,7 @@ var (
 		"TXN_ABORTED":      6,
 		"NOT_WRITE_LOCKED": 7,
 		"STALE_TS":         8,
+		"REQUEST_REUSED":   9,
 	}
 )
 
@@ -3452,7 +3457,7 @@ const file_cmd_proto_rawDesc = "" +
 	"\x16TXN_STATUS_UNSPECIFIED\x10\x00\x12\v\n" +
 	"\aPENDING\x10\x01\x12\r\n" +
 	"\tCOMMITTED\x10\x02\x12\v\n" +
-	"\aABORTED\x10\x03*\x9c\x01\n" +
+	"\aABORTED\x10\x03*\xb0\x01\n" +
 	"\tErrorCode\x12\x06\n" +
 	"\x02OK\x10\x00\x12\r\n" +
 	"\tLOCK_HELD\x10\x01\x12\x0e\n" +
@@ -3464,7 +3469,8 @@ const file_cmd_proto_rawDesc = "" +
 	"\fCAS_MISMATCH\x10\x05\x12\x0f\n" +
 	"\vTXN_ABORTED\x10\x06\x12\x14\n" +
 	"\x10NOT_WRITE_LOCKED\x10\a\x12\f\n" +
-	"\bSTALE_TS\x10\bB.Z,github.com/opencluster/opencluster/rpc/cmdpbb\x06proto3"
+	"\bSTALE_TS\x10\b\x12\x12\n" +
+	"\x0eREQUEST_REUSED\x10\tB.Z,github.com/opencluster/opencluster/rpc/cmdpbb\x06proto3"
 
 var (
 	file_cmd_proto_rawDescOnce sync.Once
