@@ -339,6 +339,12 @@ func (n *Node) lockedValues(r *replica, code []byte, specs []*cmdpb.KeySpec) ([]
 	if !held {
 		return nil, fmt.Errorf("%w: key locks released before their values were read", ErrAborted)
 	}
+	// Bounded here too: a bucket led by another node answers through a
+	// peer connection, whose message limit would fail a larger answer as
+	// a transport error (Unavailable, which clients retry).
+	if err := checkPrefetchSize(values); err != nil {
+		return nil, err
+	}
 	return values, nil
 }
 

@@ -801,3 +801,47 @@ func TestListTooLarge(t *testing.T) {
 		t.Fatalf("List narrow: %d locks, err %v", len(got.GetLocks()), err)
 	}
 }
+
+// TestBucketAnswersBounded: a bucket's own part of a List or of a grant's
+// prefetched values is bounded on the leader that reads it, since another
+// node receives it over a peer connection whose message limit would turn
+// a larger answer into a transport error (Unavailable, which clients
+// retry) instead of ErrTooLarge.
+func TestBucketAnswersBounded(t *testing.T) {
+	n := openTestNode(t)
+	ctx := ctxT(t)
+	ttl := durationpb.New(15 * time.Second)
+	first := []byte("wide")
+	keys := [][]byte{first}
+	for len(keys) < 4 {
+		keys = append(keys, keyInBucketOf(t, n, keys[len(keys)-1]))
+	}
+	for _, k := range keys {
+		if _, err := n.Put(ctx, &ocpb.PutRequest{Key: k, Value: make([]byte, 1<<20)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tx, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "p", Ttl: ttl, Keys: writeKeys(keys...)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, err := decodeCode(tx.Code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, specs := n.planKeyLocks(writeKeys(keys...))
+	if _, err := n.lockedValues(n.replicaOf(first), code, specs); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("one bucket's 4 MiB of prefetched values: err %v, want ErrTooLarge", err)
+	}
+	var many []*ocpb.KeyLockRequest
+	for i := range 1600 {
+		k := append(fmt.Appendf(nil, "m%04d-", i), bytes.Repeat([]byte("x"), 2000)...)
+		many = append(many, &ocpb.KeyLockRequest{Key: k, Mode: ocpb.KeyMode_READ})
+	}
+	if _, err := n.Restrict(ctx, &ocpb.RestrictRequest{Name: "huge", Ttl: ttl, Keys: many}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.listHere(ctx, n.replicaOfName("huge"), &ocpb.ListRequest{Prefix: "huge"}); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("one bucket's List of a 3.2 MB lock: err %v, want ErrTooLarge", err)
+	}
+}

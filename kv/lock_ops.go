@@ -233,11 +233,8 @@ func (n *Node) List(ctx context.Context, req *ocpb.ListRequest) (*ocpb.ListRespo
 		}
 		out.Locks = append(out.Locks, infos...)
 	}
-	// A restrictive lock's info lists its keys: a few locks over many
-	// keys can outgrow a message the client accepts (its transport would
-	// fail with no reason given).
-	if size := proto.Size(out); size > MaxResponseBytes {
-		return nil, fmt.Errorf("%w: the %d locks listed take %d bytes, over %d; narrow the prefix or the kind", ErrTooLarge, len(out.Locks), size, MaxResponseBytes)
+	if err := checkListSize(out.Locks); err != nil {
+		return nil, err
 	}
 	sortLockInfos(out.Locks)
 	return out, nil
@@ -281,7 +278,23 @@ func (n *Node) listHere(ctx context.Context, r *replica, req *ocpb.ListRequest) 
 			}
 		}
 	}
+	// Bounded here too: another node's List receives this over a peer
+	// connection, whose message limit would fail a larger answer as a
+	// transport error.
+	if err := checkListSize(out); err != nil {
+		return nil, err
+	}
 	return out, nil
+}
+
+// checkListSize fails a List answer over MaxResponseBytes: a restrictive
+// lock's info lists its keys, so a few locks over many keys can outgrow a
+// message the client accepts (its transport would fail with no reason).
+func checkListSize(infos []*ocpb.LockInfo) error {
+	if size := proto.Size(&ocpb.ListResponse{Locks: infos}); size > MaxResponseBytes {
+		return fmt.Errorf("%w: the %d locks listed take %d bytes, over %d; narrow the prefix or the kind", ErrTooLarge, len(infos), size, MaxResponseBytes)
+	}
+	return nil
 }
 
 func sortLockInfos(infos []*ocpb.LockInfo) {
