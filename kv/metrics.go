@@ -119,7 +119,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		logSync: latency("raft_log_sync_duration_seconds",
 			"Raft log writes that had to be durable: from the write to the end of its fsync."),
 		tsoRemote: latency("tso_remote_duration_seconds",
-			"Round trips to the meta leader for timestamps, on a node that does not lead the meta group (each serves every caller queued when it left)."),
+			"Answered round trips to the meta leader for timestamps, on a node that does not lead the meta group (each serves every caller queued when it left)."),
 	}
 	if reg != nil {
 		reg.MustRegister(m.lockWaits, m.lockExpired, m.staleRetry, m.handoffs, m.keyHandoffs, m.firstPassesSkipped, m.triesSkipped, m.keysGivenBack, m.beginsWithFirstStep, m.orphanedKeyLocks, m.leaseReads, m.readRounds, m.commitAppendsSkipped, m.cycle, m.logSync, m.tsoRemote)

@@ -210,8 +210,10 @@ func (b *remoteBatcher) run(ctx context.Context, leader uint64) {
 		start := time.Now()
 		first, err := b.t.n.cfg.Remote.Timestamp(rctx, leader, len(batch))
 		cancel()
-		b.t.n.metrics.tsoRemote.Observe(time.Since(start).Seconds())
 		if err == nil {
+			// Answered trips only: a failed one may have waited out the
+			// timeout for a meta leader that moved.
+			b.t.n.metrics.tsoRemote.Observe(time.Since(start).Seconds())
 			b.t.saw(first + ts.Timestamp(len(batch)-1))
 		}
 		for i, ch := range batch {
