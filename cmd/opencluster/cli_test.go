@@ -188,10 +188,11 @@ func TestCommandErrors(t *testing.T) {
 		code string
 	}{
 		{[]string{"get", "missing"}, "NotFound"},
-		{[]string{"put", "", "v"}, "InvalidArgument"},                                        // the server's answer
-		{[]string{"put", "k", "v", "--fence", "nocolon"}, "InvalidArgument"},                 // ours
-		{[]string{"put", "k", "v", "--fence", "L:x"}, "InvalidArgument"},                     // ours
-		{[]string{"put", "k", "v", "--code", strings.Repeat("0", 32)}, "FailedPrecondition"}, // not a holder
+		{[]string{"put", "", "v"}, "InvalidArgument"},                                                       // the server's answer
+		{[]string{"put", "k", "v", "--fence", "nocolon"}, "InvalidArgument"},                                // ours
+		{[]string{"put", "k", "v", "--fence", "L:x"}, "InvalidArgument"},                                    // ours
+		{[]string{"put", "k", "v", "--fence", "L:1", "--code", strings.Repeat("a", 32)}, "InvalidArgument"}, // ours
+		{[]string{"put", "k", "v", "--code", strings.Repeat("0", 32)}, "FailedPrecondition"},                // not a holder
 		{[]string{"get"}, "InvalidArgument"},
 		{[]string{"get", "k", "--bogus"}, "InvalidArgument"},
 		{[]string{"-o", "yaml", "get", "k"}, "InvalidArgument"},

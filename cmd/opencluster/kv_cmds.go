@@ -33,6 +33,9 @@ func (f *writeFlags) options(cmd *cobra.Command) ([]client.WriteOption, error) {
 		opts = append(opts, client.WithCode(f.code))
 	}
 	if f.fence != "" {
+		if f.code != "" {
+			return nil, usagef("--fence and --code do not go together: a write under a restrictive lock is ordered by the lock")
+		}
 		name, token, err := parseFence(f.fence)
 		if err != nil {
 			return nil, err

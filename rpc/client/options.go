@@ -103,7 +103,9 @@ func WithCode(code string) WriteOption {
 
 // WithFence guards the write with a named lock's fencing token: the store
 // refuses it (ErrNotHolder) if it already accepted a higher token of that
-// lock name for the key (Put, Delete).
+// lock name for the key, or if the lock never granted that token (Put,
+// Delete). Not with WithCode: the server refuses both together
+// (ErrInvalid), since the restrictive lock orders that write.
 func WithFence(name string, token uint64) WriteOption {
 	return writeOptionFunc(func(o *writeOptions) { o.fence = &ocpb.Fence{Name: name, Token: token} })
 }
