@@ -83,9 +83,11 @@
 //   - fenced: holders of a few named locks write the key each lock guards
 //     with the lock's fence; one iteration in ten is a zombie that lets
 //     its lock expire (its client is closed, as if frozen), sleeps past
-//     the ttl and writes anyway. In the store's version order accepted
-//     fences never go down, and the final value is the last acknowledged
-//     write. The unfenced workload is the same without fences: a control
+//     the ttl and writes anyway, and one in twenty is a forger that writes
+//     without the lock, with a token it never granted. In the store's
+//     version order accepted fences never go down, the final value is the
+//     last acknowledged write, and no forged write is acknowledged or read
+//     after healing. The unfenced workload is the same without fences: a control
 //     that must come out INVALID (lost updates). Both also run the lock
 //     checker.
 //

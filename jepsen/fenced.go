@@ -18,6 +18,11 @@ import (
 // Another holder may have taken the lock and written meanwhile; the store
 // must then refuse the zombie's write.
 //
+// One iteration in twenty is a forger: it writes without the lock, with
+// a token the lock never granted (far above any grant). The store must
+// refuse it: a token it kept as the key's highest would refuse every real
+// holder afterwards.
+//
 // With unfenced set (the control run) writes carry no fence, so the store
 // cannot refuse a zombie, and the checker must find lost updates.
 type fenced struct {
@@ -64,6 +69,10 @@ func (f *fenced) Final(ctx context.Context, p *process) {
 
 func (f *fenced) Step(ctx context.Context, p *process) {
 	name := f.names[p.Rand.IntN(len(f.names))]
+	if !f.unfenced && p.Rand.IntN(20) == 0 {
+		f.forge(ctx, p, name)
+		return
+	}
 	zombie := p.Rand.IntN(10) == 0
 	ttl := f.cfg.LockTTL
 	cl := p.Client
@@ -137,3 +146,19 @@ func (f *fenced) write(ctx context.Context, p *process, name string, fence uint6
 	version, err := p.Client.Put(wctx, []byte(keyOf(name)), []byte(value), opts...)
 	p.complete(inv, outcome(err), fencedResult{Version: version}, err)
 }
+
+// forge writes the lock's key without holding the lock, with a token far
+// above any the lock can have granted in a run.
+func (f *fenced) forge(ctx context.Context, p *process, name string) {
+	wctx, cancel := p.opContext(ctx, 0)
+	defer cancel()
+	value := strconv.FormatUint(f.values.Add(1), 10)
+	token := forgedFenceBase + p.Rand.Uint64N(1<<20)
+	inv := p.invoke(fFencedWrite, keyOf(name), fencedArgs{Value: value, Lock: name, Fence: token, Forged: true})
+	version, err := p.Client.Put(wctx, []byte(keyOf(name)), []byte(value), client.WithFence(name, token))
+	p.complete(inv, outcome(err), fencedResult{Version: version}, err)
+}
+
+// forgedFenceBase is the least token a forger sends: far above the grants
+// of any run (one per acquire).
+const forgedFenceBase = 1 << 40

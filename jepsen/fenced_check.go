@@ -23,6 +23,9 @@ type fencedArgs struct {
 	Fence uint64 `json:"fence"`
 	// Zombie marks a write by a holder whose lock had expired.
 	Zombie bool `json:"zombie,omitempty"`
+	// Forged marks a write by no holder, with a token the lock never
+	// granted; the store must refuse it.
+	Forged bool `json:"forged,omitempty"`
 }
 
 // fencedResult is the value of an ok fenced-write or fenced-read.
@@ -49,6 +52,8 @@ type fencedWrite struct {
 //  2. The value read after healing is the last acknowledged write's (or
 //     that of a later write with an unknown outcome): no acknowledged
 //     write is lost.
+//  3. No forged write (a token the lock never granted) is acknowledged,
+//     nor read after healing.
 //
 // It cannot require every acknowledged update to survive: the store
 // checks fences on writes only, so an expired holder's write that lands
@@ -61,6 +66,7 @@ func checkFenced(ctx context.Context, pairs []Pair, opts CheckOptions) (res Resu
 	res.Stats = stats
 	written := map[string][]fencedWrite{}
 	unknown := map[string]map[string]bool{} // key → values of info writes
+	forged := map[string]bool{}             // values of forged writes
 	finals := map[string]fencedResult{}
 	for _, p := range pairs {
 		switch p.Invoke.F {
@@ -73,6 +79,15 @@ func checkFenced(ctx context.Context, pairs []Pair, opts CheckOptions) (res Resu
 			kind := "write "
 			if args.Zombie {
 				kind = "zombie write "
+			}
+			if args.Forged {
+				stats["forged write "+string(p.Type())]++
+				forged[args.Value] = true
+				if p.Type() == OK {
+					res.anomaly("key %s: process %d's write %s with token %d, which %s never granted, was acknowledged",
+						p.Invoke.Key, p.Invoke.Process, args.Value, args.Fence, args.Lock)
+				}
+				continue
 			}
 			stats[kind+string(p.Type())]++
 			switch p.Type() {
@@ -132,6 +147,8 @@ func checkFenced(ctx context.Context, pairs []Pair, opts CheckOptions) (res Resu
 			stats["keys without final read"]++
 		case !final.Found:
 			res.anomaly("key %s: acknowledged write %s (version %d) lost: the final read found nothing", key, last.args.Value, last.version)
+		case forged[final.Value]:
+			res.anomaly("key %s: the final read found forged write %s (version %d), whose token its lock never granted", key, final.Value, final.Version)
 		case final.Value != last.args.Value && !unknown[key][final.Value]:
 			res.anomaly("key %s: acknowledged write %s (version %d) lost: the final read found %s at version %d",
 				key, last.args.Value, last.version, final.Value, final.Version)

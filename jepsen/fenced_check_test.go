@@ -58,3 +58,35 @@ func TestFencedInconclusive(t *testing.T) {
 	fencedWriteOp(h, 0, "a", 1, false, 0, 10, OK, 100)
 	wantVerdict(t, checkFencedOnly(t, h), Inconclusive, "no successful final read")
 }
+
+func forgedWriteOp(h *history, p int, value string, t0, t1 int64, typ OpType, version uint64) {
+	h.add(p, fFencedWrite, "L/data", fencedArgs{Value: value, Lock: "L", Fence: forgedFenceBase, Forged: true}, t0, t1, typ, fencedResult{Version: version})
+}
+
+// Forged writes (tokens L never granted) refused, or of unknown outcome
+// and not seen after: valid, and they count for nothing else.
+func TestFencedForgedRefused(t *testing.T) {
+	h := &history{}
+	fencedWriteOp(h, 0, "a", 1, false, 0, 10, OK, 100)
+	forgedWriteOp(h, 1, "f1", 20, 30, Fail, 0)
+	forgedWriteOp(h, 1, "f2", 40, 50, Info, 0)
+	fencedWriteOp(h, 2, "b", 2, false, 60, 70, OK, 200)
+	fencedFinal(h, "b", 200, 100)
+	wantVerdict(t, checkFencedOnly(t, h), Valid)
+}
+
+// A forged write acknowledged, or one of unknown outcome read after
+// healing: the store took a token its lock never granted.
+func TestFencedForgedAccepted(t *testing.T) {
+	h := &history{}
+	fencedWriteOp(h, 0, "a", 1, false, 0, 10, OK, 100)
+	forgedWriteOp(h, 1, "f1", 20, 30, OK, 150)
+	fencedFinal(h, "a", 100, 100)
+	wantVerdict(t, checkFencedOnly(t, h), Invalid, "write f1 with token 1099511627776, which L never granted, was acknowledged")
+
+	h = &history{}
+	fencedWriteOp(h, 0, "a", 1, false, 0, 10, OK, 100)
+	forgedWriteOp(h, 1, "f2", 20, 30, Info, 0)
+	fencedFinal(h, "f2", 150, 100)
+	wantVerdict(t, checkFencedOnly(t, h), Invalid, "the final read found forged write f2 (version 150)")
+}

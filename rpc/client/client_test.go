@@ -180,11 +180,28 @@ func TestErrors(t *testing.T) {
 		}
 	})
 	t.Run("fence too low", func(t *testing.T) {
-		if _, err := c.Put(ctx, []byte("f"), []byte("v"), client.WithFence("busy", 5)); err != nil {
+		var fences []uint64
+		for range 2 {
+			l, err := c.Lock(ctx, "fenced", time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fences = append(fences, l.Fence())
+			if err := l.Unlock(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := c.Put(ctx, []byte("f"), []byte("v"), client.WithFence("fenced", fences[1])); err != nil {
 			t.Fatal(err)
 		}
-		_, err := c.Put(ctx, []byte("f"), []byte("v"), client.WithFence("busy", 4))
+		_, err := c.Put(ctx, []byte("f"), []byte("v"), client.WithFence("fenced", fences[0]))
 		if !errors.Is(err, client.ErrNotHolder) {
+			t.Fatalf("err = %v", err)
+		}
+	})
+	t.Run("fence never granted", func(t *testing.T) {
+		_, err := c.Put(ctx, []byte("g"), []byte("v"), client.WithFence("fenced", 1000))
+		if !errors.Is(err, client.ErrNotHolder) || status.Code(err) != codes.FailedPrecondition {
 			t.Fatalf("err = %v", err)
 		}
 	})

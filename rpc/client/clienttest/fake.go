@@ -237,6 +237,11 @@ func (f *Fake) checkFenceLocked(key []byte, fence *ocpb.Fence) error {
 	if fence == nil {
 		return nil
 	}
+	// As the server: a token its lock never granted is refused, or it
+	// would lock the key's real holders out.
+	if granted := max(f.mu.fenceSeq[fence.Name], f.mu.fenceSeq["\x00"+fence.Name]); fence.Token > granted {
+		return status.Errorf(codes.FailedPrecondition, "fence %d of %q never granted (newest %d)", fence.Token, fence.Name, granted)
+	}
 	fk := string(key) + "\x00" + fence.Name
 	if fence.Token < f.mu.fences[fk] {
 		return status.Errorf(codes.FailedPrecondition, "fence %d too low (accepted %d)", fence.Token, f.mu.fences[fk])
