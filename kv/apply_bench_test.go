@@ -43,7 +43,7 @@ func newBenchGroup(b testing.TB) (*Node, *replica) {
 	n := &Node{
 		cfg: cfg, log: cfg.Logger, eng: eng, id: 1, buckets: 1,
 		waits: locks.NewWaitQueues(), deadlines: locks.NewDeadlines(),
-		stopper: make(chan struct{}), metrics: newMetrics(nil),
+		stopper: make(chan struct{}), metrics: newMetrics(nil, nil),
 	}
 	n.bg, n.bgCancel = context.WithCancel(context.Background())
 	n.sched = &scheduler{n: n, wakeCh: make(chan struct{}, 1), compactEvery: uint64(cfg.RaftLogKeep)}

@@ -99,7 +99,11 @@
 //  6. A write, CAS or Release applies at most once per request id: a retry
 //     (marked so by the client) finds the first attempt's version (a write
 //     or CAS keeps its request id in the version it writes) or dedup record
-//     (a Release) in the bucket and gets its result back.
+//     (a Release) in the bucket and gets its result back. A Restrict
+//     retried with its request id gets its first grant back only if it
+//     repeats its keys, modes and isolation (locks invariant 5). A fenced
+//     write's token must be one its lock granted (checkFenceGranted): the
+//     key keeps the highest token it accepted and refuses lower ones.
 //  7. An error that matches ErrNotApplied changed nothing and may be
 //     retried as it is; any other ErrUnavailable is ambiguous.
 //  8. Only the leader of a bucket tracks its lock deadlines; a node that

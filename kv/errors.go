@@ -46,9 +46,12 @@ var (
 )
 
 // MaxResponseBytes bounds the keys and values of one BatchGet or Scan
-// response, so that it fits gRPC's default 4 MiB receive limit with room
-// for framing. A Scan stops early (more = true) at the bound; a BatchGet
-// past it fails with ErrTooLarge. One value (at most 1 MiB) always fits.
+// response, a Restrict's prefetched values and a List's locks, so that
+// each fits gRPC's default 4 MiB receive limit with room for framing (the
+// same limit between nodes: a bucket's leader bounds its own part too). A
+// Scan stops early (more = true) at the bound; the others fail with
+// ErrTooLarge past it (a Restrict releasing what it took). One value (at
+// most 1 MiB) always fits.
 const MaxResponseBytes = 3 << 20
 
 // errorKinds names the sentinels for carrying errors between nodes

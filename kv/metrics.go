@@ -86,7 +86,10 @@ func (c *walFsyncCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstHistogram(c.desc, h.GetSampleCount(), h.GetSampleSum()/1e9, buckets)
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+// newMetrics makes the node's collectors and registers them with reg, if
+// any, with walFsync (Pebble's fsync histogram, in nanoseconds), if any,
+// exported as opencluster_wal_fsync_duration_seconds.
+func newMetrics(reg prometheus.Registerer, walFsync prometheus.Histogram) *metrics {
 	m := &metrics{
 		lockWaits: counter("lock_waits_total",
 			"Requests that had to wait for a lock or a locked key."),
@@ -123,6 +126,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.lockWaits, m.lockExpired, m.staleRetry, m.handoffs, m.keyHandoffs, m.firstPassesSkipped, m.triesSkipped, m.keysGivenBack, m.beginsWithFirstStep, m.orphanedKeyLocks, m.leaseReads, m.readRounds, m.commitAppendsSkipped, m.cycle, m.logSync, m.tsoRemote)
+		if walFsync != nil {
+			reg.MustRegister(newWALFsyncCollector(walFsync))
+		}
 	}
 	return m
 }

@@ -144,13 +144,7 @@ func Open(cfg Config) (*Node, error) {
 	}
 	n.sched = &scheduler{n: n, wakeCh: make(chan struct{}, 1), compactEvery: uint64(cfg.RaftLogKeep)}
 	n.tso = newTSOService(n)
-	n.metrics = newMetrics(cfg.Registerer)
-	if h := eng.DB().Metrics().LogWriter.FsyncLatency; h != nil && cfg.Registerer != nil {
-		if err := cfg.Registerer.Register(newWALFsyncCollector(h)); err != nil {
-			eng.Close()
-			return nil, fmt.Errorf("kv: register the WAL fsync histogram: %w", err)
-		}
-	}
+	n.metrics = newMetrics(cfg.Registerer, eng.DB().Metrics().LogWriter.FsyncLatency)
 	if err := n.loadOrBootstrap(); err != nil {
 		eng.Close()
 		return nil, err

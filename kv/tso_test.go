@@ -43,7 +43,7 @@ func (o *countingOracle) issued() ts.Timestamp {
 // timestamps, and each get one issued after its call began (fresh).
 func TestRemoteTimestampsCoalesce(t *testing.T) {
 	oracle := &countingOracle{}
-	n := &Node{cfg: Config{Remote: oracle}, stopper: make(chan struct{}), metrics: newMetrics(nil)}
+	n := &Node{cfg: Config{Remote: oracle}, stopper: make(chan struct{}), metrics: newMetrics(nil, nil)}
 	n.bg, n.bgCancel = context.WithCancel(context.Background())
 	defer func() { n.bgCancel(); close(n.stopper); n.wg.Wait() }()
 	n.tso = newTSOService(n)
@@ -96,7 +96,7 @@ func TestRemoteTimestampsCoalesce(t *testing.T) {
 func TestDatingReusesRecentTimestamps(t *testing.T) {
 	oracle := &countingOracle{}
 	clock := ts.NewSkewedClock(ts.RealClock{})
-	n := &Node{cfg: Config{Remote: oracle, OracleClock: clock}, stopper: make(chan struct{}), metrics: newMetrics(nil)}
+	n := &Node{cfg: Config{Remote: oracle, OracleClock: clock}, stopper: make(chan struct{}), metrics: newMetrics(nil, nil)}
 	n.bg, n.bgCancel = context.WithCancel(context.Background())
 	defer func() { n.bgCancel(); close(n.stopper); n.wg.Wait() }()
 	n.tso = newTSOService(n)

@@ -46,7 +46,11 @@
 //     again as soon as the record is finished: TxnBegin keeps a finished
 //     record whose key locks are not all resolved in the new record's
 //     unresolved list, and only TxnResolved drops it, so its outcome and
-//     its keys are never forgotten while a key lock of it is left.
+//     its keys are never forgotten while a key lock of it is left. A
+//     TxnBegin with the pending record's request id gets the first grant
+//     back only if it names the same keys, modes and isolation
+//     (REQUEST_REUSED otherwise): keys taken under the first code that the
+//     record does not list would never be committed.
 //  6. A fenced write is refused when its token is below the highest token
 //     the key accepted for that lock name.
 //
