@@ -1,6 +1,7 @@
 package kv
 
 import (
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 )
@@ -86,10 +87,40 @@ func (c *walFsyncCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstHistogram(c.desc, h.GetSampleCount(), h.GetSampleSum()/1e9, buckets)
 }
 
+// storageMemoryCollector exports the storage engine's two large users of
+// memory outside the Go heap, which a process's resident set shows and Go's
+// own metrics do not: the memtables (the one being filled, those waiting
+// for their flush, and a flushed one kept for reuse) and the block cache.
+type storageMemoryCollector struct {
+	memtables, blockCache *prometheus.Desc
+	db                    *pebble.DB
+}
+
+func newStorageMemoryCollector(db *pebble.DB) *storageMemoryCollector {
+	return &storageMemoryCollector{
+		memtables: prometheus.NewDesc("opencluster_storage_memtable_bytes",
+			"Bytes the storage engine holds in memtables, including flushed ones not yet freed or kept for reuse.", nil, nil),
+		blockCache: prometheus.NewDesc("opencluster_storage_block_cache_bytes",
+			"Bytes the storage engine's block cache holds.", nil, nil),
+		db: db,
+	}
+}
+
+func (c *storageMemoryCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.memtables
+	ch <- c.blockCache
+}
+
+func (c *storageMemoryCollector) Collect(ch chan<- prometheus.Metric) {
+	m := c.db.Metrics()
+	ch <- prometheus.MustNewConstMetric(c.memtables, prometheus.GaugeValue, float64(m.MemTable.Size+m.MemTable.ZombieSize))
+	ch <- prometheus.MustNewConstMetric(c.blockCache, prometheus.GaugeValue, float64(m.BlockCache.Size))
+}
+
 // newMetrics makes the node's collectors and registers them with reg, if
-// any, with walFsync (Pebble's fsync histogram, in nanoseconds), if any,
-// exported as opencluster_wal_fsync_duration_seconds.
-func newMetrics(reg prometheus.Registerer, walFsync prometheus.Histogram) *metrics {
+// any, with db's (if any) fsync histogram, exported as
+// opencluster_wal_fsync_duration_seconds, and memory.
+func newMetrics(reg prometheus.Registerer, db *pebble.DB) *metrics {
 	m := &metrics{
 		lockWaits: counter("lock_waits_total",
 			"Requests that had to wait for a lock or a locked key."),
@@ -126,8 +157,8 @@ func newMetrics(reg prometheus.Registerer, walFsync prometheus.Histogram) *metri
 	}
 	if reg != nil {
 		reg.MustRegister(m.lockWaits, m.lockExpired, m.staleRetry, m.handoffs, m.keyHandoffs, m.firstPassesSkipped, m.triesSkipped, m.keysGivenBack, m.beginsWithFirstStep, m.orphanedKeyLocks, m.leaseReads, m.readRounds, m.commitAppendsSkipped, m.cycle, m.logSync, m.tsoRemote)
-		if walFsync != nil {
-			reg.MustRegister(newWALFsyncCollector(walFsync))
+		if db != nil {
+			reg.MustRegister(newWALFsyncCollector(db.Metrics().LogWriter.FsyncLatency), newStorageMemoryCollector(db))
 		}
 	}
 	return m

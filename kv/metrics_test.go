@@ -36,9 +36,10 @@ func TestCycleMetrics(t *testing.T) {
 	}
 }
 
-// TestWALFsyncMetric: a synced put shows in the WAL fsync histogram that
-// the node exports from Pebble's, converted from nanoseconds to seconds.
-func TestWALFsyncMetric(t *testing.T) {
+// TestStorageMetrics: a synced put shows in the WAL fsync histogram that
+// the node exports from Pebble's, converted from nanoseconds to seconds,
+// and in the memtable gauge.
+func TestStorageMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	cfg := TestConfig()
 	cfg.Registerer = reg
@@ -55,10 +56,22 @@ func TestWALFsyncMetric(t *testing.T) {
 		t.Fatal(err)
 	}
 	var h *dto.Histogram
+	gauges := map[string]float64{}
 	for _, f := range families {
-		if f.GetName() == "opencluster_wal_fsync_duration_seconds" {
+		switch f.GetName() {
+		case "opencluster_wal_fsync_duration_seconds":
 			h = f.GetMetric()[0].GetHistogram()
+		case "opencluster_storage_memtable_bytes", "opencluster_storage_block_cache_bytes":
+			gauges[f.GetName()] = f.GetMetric()[0].GetGauge().GetValue()
 		}
+	}
+	// The put sits in the memtable, which Pebble allocates in steps of at
+	// least 256 KiB.
+	if got := gauges["opencluster_storage_memtable_bytes"]; got < 256<<10 {
+		t.Errorf("opencluster_storage_memtable_bytes = %v, want the memtable's allocation (at least 256 KiB)", got)
+	}
+	if _, ok := gauges["opencluster_storage_block_cache_bytes"]; !ok {
+		t.Error("opencluster_storage_block_cache_bytes not exported")
 	}
 	if h == nil {
 		t.Fatal("opencluster_wal_fsync_duration_seconds not exported")
