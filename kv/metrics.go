@@ -90,10 +90,11 @@ func (c *walFsyncCollector) Collect(ch chan<- prometheus.Metric) {
 // storageMemoryCollector exports the storage engine's two large users of
 // memory outside the Go heap, which a process's resident set shows and Go's
 // own metrics do not: the memtables (the one being filled, those waiting
-// for their flush, and a flushed one kept for reuse) and the block cache.
+// for their flush, and a flushed one kept for reuse) and the block cache,
+// with the cache's hits and misses, which say whether it is large enough.
 type storageMemoryCollector struct {
-	memtables, blockCache *prometheus.Desc
-	db                    *pebble.DB
+	memtables, blockCache, cacheHits, cacheMisses *prometheus.Desc
+	db                                            *pebble.DB
 }
 
 func newStorageMemoryCollector(db *pebble.DB) *storageMemoryCollector {
@@ -102,6 +103,10 @@ func newStorageMemoryCollector(db *pebble.DB) *storageMemoryCollector {
 			"Bytes the storage engine holds in memtables, including flushed ones not yet freed or kept for reuse.", nil, nil),
 		blockCache: prometheus.NewDesc("opencluster_storage_block_cache_bytes",
 			"Bytes the storage engine's block cache holds.", nil, nil),
+		cacheHits: prometheus.NewDesc("opencluster_storage_block_cache_hits_total",
+			"Block reads the storage engine's block cache answered.", nil, nil),
+		cacheMisses: prometheus.NewDesc("opencluster_storage_block_cache_misses_total",
+			"Block reads the storage engine's block cache missed (read from a file and decompressed).", nil, nil),
 		db: db,
 	}
 }
@@ -109,12 +114,16 @@ func newStorageMemoryCollector(db *pebble.DB) *storageMemoryCollector {
 func (c *storageMemoryCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.memtables
 	ch <- c.blockCache
+	ch <- c.cacheHits
+	ch <- c.cacheMisses
 }
 
 func (c *storageMemoryCollector) Collect(ch chan<- prometheus.Metric) {
 	m := c.db.Metrics()
 	ch <- prometheus.MustNewConstMetric(c.memtables, prometheus.GaugeValue, float64(m.MemTable.Size+m.MemTable.ZombieSize))
 	ch <- prometheus.MustNewConstMetric(c.blockCache, prometheus.GaugeValue, float64(m.BlockCache.Size))
+	ch <- prometheus.MustNewConstMetric(c.cacheHits, prometheus.CounterValue, float64(m.BlockCache.Hits))
+	ch <- prometheus.MustNewConstMetric(c.cacheMisses, prometheus.CounterValue, float64(m.BlockCache.Misses))
 }
 
 // newMetrics makes the node's collectors and registers them with reg, if

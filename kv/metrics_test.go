@@ -63,6 +63,8 @@ func TestStorageMetrics(t *testing.T) {
 			h = f.GetMetric()[0].GetHistogram()
 		case "opencluster_storage_memtable_bytes", "opencluster_storage_block_cache_bytes":
 			gauges[f.GetName()] = f.GetMetric()[0].GetGauge().GetValue()
+		case "opencluster_storage_block_cache_hits_total", "opencluster_storage_block_cache_misses_total":
+			gauges[f.GetName()] = f.GetMetric()[0].GetCounter().GetValue()
 		}
 	}
 	// The put sits in the memtable, which Pebble allocates in steps of at
@@ -70,8 +72,10 @@ func TestStorageMetrics(t *testing.T) {
 	if got := gauges["opencluster_storage_memtable_bytes"]; got < 256<<10 {
 		t.Errorf("opencluster_storage_memtable_bytes = %v, want the memtable's allocation (at least 256 KiB)", got)
 	}
-	if _, ok := gauges["opencluster_storage_block_cache_bytes"]; !ok {
-		t.Error("opencluster_storage_block_cache_bytes not exported")
+	for _, name := range []string{"opencluster_storage_block_cache_bytes", "opencluster_storage_block_cache_hits_total", "opencluster_storage_block_cache_misses_total"} {
+		if _, ok := gauges[name]; !ok {
+			t.Errorf("%s not exported", name)
+		}
 	}
 	if h == nil {
 		t.Fatal("opencluster_wal_fsync_duration_seconds not exported")
