@@ -18,10 +18,12 @@ import (
 type Config struct {
 	// FS is the filesystem; nil is the OS filesystem. Tests use vfs.NewMem().
 	FS vfs.FS
-	// CacheBytes is the block cache size (default 64 MiB).
+	// CacheBytes is the block cache size (default 32 MiB), on top of the
+	// memtables that Pebble charges to its cache (see Open).
 	CacheBytes int64
-	// MemTableBytes is the memtable size (default 32 MiB). Larger memtables
-	// avoid write stalls on small machines, where flushes cannot keep up.
+	// MemTableBytes is the memtable size (default 16 MiB). A node's peak
+	// resident set holds about two of them once they have grown to full
+	// size: the one filling and one flushed that Pebble keeps for reuse.
 	MemTableBytes uint64
 	// Logger receives Pebble's log lines; nil discards them.
 	Logger *slog.Logger
@@ -65,12 +67,19 @@ var (
 // Open opens (creating if needed) the engine in dir.
 func Open(dir string, cfg Config) (*Engine, error) {
 	if cfg.CacheBytes <= 0 {
-		cfg.CacheBytes = 64 << 20
+		cfg.CacheBytes = 32 << 20
 	}
 	if cfg.MemTableBytes == 0 {
-		cfg.MemTableBytes = 32 << 20
+		cfg.MemTableBytes = 16 << 20
 	}
-	cache := pebble.NewCache(cfg.CacheBytes)
+	// Pebble reserves every memtable's size from the block cache (a bound
+	// on its memory as a whole), so a cache no larger than the memtables
+	// caches nothing: with a 64 MiB cache and 32 MiB memtables, once the
+	// active memtable and the one kept for reuse were full size, every
+	// block read missed and was read and decompressed again. The cache is
+	// sized for CacheBytes of blocks besides the two memtables a node
+	// usually holds; a flush backlog still shrinks it.
+	cache := pebble.NewCache(cfg.CacheBytes + 2*int64(cfg.MemTableBytes))
 	defer cache.Unref()
 	opts := &pebble.Options{
 		FS:           cfg.FS,
@@ -79,7 +88,8 @@ func Open(dir string, cfg Config) (*Engine, error) {
 		KeySchema:    cockroachkvs.KeySchema.Name,
 		KeySchemas:   map[string]*pebble.KeySchema{cockroachkvs.KeySchema.Name: &cockroachkvs.KeySchema},
 		MemTableSize: cfg.MemTableBytes,
-		// Two memtables stall writers on a 2-core machine; allow a few more.
+		// Two memtables stall writers on a 2-core machine; allow a few more
+		// (64 MiB waiting for flushes).
 		MemTableStopWritesThreshold: 4,
 		FormatMajorVersion:          pebble.FormatNewest,
 		Logger:                      pebbleLogger{cfg.Logger},

@@ -80,3 +80,43 @@ func checkNoValueBlocks(t *testing.T, e *Engine) {
 		}
 	}
 }
+
+// TestBlockCacheOutlivesFullMemtables: Pebble charges memtables to the
+// block cache, so a cache sized without them caches nothing once the
+// memtables have grown to full size, and every read goes to the files. With
+// two full memtables held, reads of flushed data are still cached.
+func TestBlockCacheOutlivesFullMemtables(t *testing.T) {
+	const memtable = 1 << 20
+	e, err := Open(t.TempDir(), Config{CacheBytes: 1 << 20, MemTableBytes: memtable})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	db := e.DB()
+	// Memtables start small and double up to MemTableBytes: write until
+	// the engine holds two of full size (the active one and one flushed,
+	// kept for reuse).
+	value := make([]byte, 1000)
+	for round := 0; db.Metrics().MemTable.Size+db.Metrics().MemTable.ZombieSize < 2*memtable; round++ {
+		if round == 100 {
+			t.Fatalf("memtables hold %d bytes after 100 rounds of writes", db.Metrics().MemTable.Size)
+		}
+		b := e.NewBatch()
+		for k := range 200 {
+			must(t, PutVersion(b, 3, fmt.Appendf(nil, "key-%04d", k), ts.Timestamp(round+1), value))
+		}
+		must(t, b.Commit(pebble.NoSync))
+		must(t, b.Close())
+	}
+	must(t, db.Flush())
+	for k := range 200 {
+		if _, err := Get(db, 3, fmt.Appendf(nil, "key-%04d", k), ts.Timestamp(1<<40)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := db.Metrics()
+	if m.BlockCache.Size == 0 {
+		t.Fatalf("block cache empty after %d reads with memtables of %d bytes held (hits %d, misses %d)",
+			200, m.MemTable.Size+m.MemTable.ZombieSize, m.BlockCache.Hits, m.BlockCache.Misses)
+	}
+}
