@@ -53,52 +53,26 @@ func latency(name, help string) prometheus.Histogram {
 	})
 }
 
-// walFsyncCollector exports Pebble's own histogram of its WAL fsyncs, in
-// seconds: the disk's part of opencluster_raft_log_sync_duration_seconds,
-// which also holds the write and the wake-ups around it.
-type walFsyncCollector struct {
-	desc *prometheus.Desc
-	// nanos is Pebble's histogram (DB.Metrics().LogWriter.FsyncLatency),
-	// in nanoseconds.
-	nanos prometheus.Histogram
+// storageCollector exports what the storage engine measures of itself,
+// read from its metrics at scrape time:
+//   - its own histogram of WAL fsyncs, converted from nanoseconds to
+//     seconds: the disk's part of opencluster_raft_log_sync_duration_seconds,
+//     which also holds the write and the wake-ups around it;
+//   - its two large users of memory outside the Go heap, which a process's
+//     resident set shows and Go's own metrics do not: the memtables (the
+//     one being filled, those waiting for their flush, and a flushed one
+//     kept for reuse) and the block cache, with the cache's hits and
+//     misses, which say whether it is large enough.
+type storageCollector struct {
+	db                                                      *pebble.DB
+	walFsync, memtables, blockCache, cacheHits, cacheMisses *prometheus.Desc
 }
 
-func newWALFsyncCollector(nanos prometheus.Histogram) *walFsyncCollector {
-	return &walFsyncCollector{
-		desc: prometheus.NewDesc("opencluster_wal_fsync_duration_seconds",
+func newStorageCollector(db *pebble.DB) *storageCollector {
+	return &storageCollector{
+		db: db,
+		walFsync: prometheus.NewDesc("opencluster_wal_fsync_duration_seconds",
 			"Fsyncs of the storage engine's write-ahead log, which holds the Raft log (Pebble's own measure: the system call alone).", nil, nil),
-		nanos: nanos,
-	}
-}
-
-func (c *walFsyncCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
-
-func (c *walFsyncCollector) Collect(ch chan<- prometheus.Metric) {
-	var m dto.Metric
-	if err := c.nanos.Write(&m); err != nil {
-		ch <- prometheus.NewInvalidMetric(c.desc, err)
-		return
-	}
-	h := m.GetHistogram()
-	buckets := make(map[float64]uint64, len(h.GetBucket()))
-	for _, b := range h.GetBucket() {
-		buckets[b.GetUpperBound()/1e9] = b.GetCumulativeCount()
-	}
-	ch <- prometheus.MustNewConstHistogram(c.desc, h.GetSampleCount(), h.GetSampleSum()/1e9, buckets)
-}
-
-// storageMemoryCollector exports the storage engine's two large users of
-// memory outside the Go heap, which a process's resident set shows and Go's
-// own metrics do not: the memtables (the one being filled, those waiting
-// for their flush, and a flushed one kept for reuse) and the block cache,
-// with the cache's hits and misses, which say whether it is large enough.
-type storageMemoryCollector struct {
-	memtables, blockCache, cacheHits, cacheMisses *prometheus.Desc
-	db                                            *pebble.DB
-}
-
-func newStorageMemoryCollector(db *pebble.DB) *storageMemoryCollector {
-	return &storageMemoryCollector{
 		memtables: prometheus.NewDesc("opencluster_storage_memtable_bytes",
 			"Bytes the storage engine holds in memtables, including flushed ones not yet freed or kept for reuse.", nil, nil),
 		blockCache: prometheus.NewDesc("opencluster_storage_block_cache_bytes",
@@ -107,19 +81,28 @@ func newStorageMemoryCollector(db *pebble.DB) *storageMemoryCollector {
 			"Block reads the storage engine's block cache answered.", nil, nil),
 		cacheMisses: prometheus.NewDesc("opencluster_storage_block_cache_misses_total",
 			"Block reads the storage engine's block cache missed (read from a file and decompressed).", nil, nil),
-		db: db,
 	}
 }
 
-func (c *storageMemoryCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- c.memtables
-	ch <- c.blockCache
-	ch <- c.cacheHits
-	ch <- c.cacheMisses
+func (c *storageCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.walFsync, c.memtables, c.blockCache, c.cacheHits, c.cacheMisses} {
+		ch <- d
+	}
 }
 
-func (c *storageMemoryCollector) Collect(ch chan<- prometheus.Metric) {
+func (c *storageCollector) Collect(ch chan<- prometheus.Metric) {
 	m := c.db.Metrics()
+	var fsync dto.Metric
+	if err := m.LogWriter.FsyncLatency.Write(&fsync); err != nil {
+		ch <- prometheus.NewInvalidMetric(c.walFsync, err)
+	} else {
+		h := fsync.GetHistogram()
+		buckets := make(map[float64]uint64, len(h.GetBucket()))
+		for _, b := range h.GetBucket() {
+			buckets[b.GetUpperBound()/1e9] = b.GetCumulativeCount()
+		}
+		ch <- prometheus.MustNewConstHistogram(c.walFsync, h.GetSampleCount(), h.GetSampleSum()/1e9, buckets)
+	}
 	ch <- prometheus.MustNewConstMetric(c.memtables, prometheus.GaugeValue, float64(m.MemTable.Size+m.MemTable.ZombieSize))
 	ch <- prometheus.MustNewConstMetric(c.blockCache, prometheus.GaugeValue, float64(m.BlockCache.Size))
 	ch <- prometheus.MustNewConstMetric(c.cacheHits, prometheus.CounterValue, float64(m.BlockCache.Hits))
@@ -127,8 +110,7 @@ func (c *storageMemoryCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // newMetrics makes the node's collectors and registers them with reg, if
-// any, with db's (if any) fsync histogram, exported as
-// opencluster_wal_fsync_duration_seconds, and memory.
+// any, with a storageCollector of db, if any.
 func newMetrics(reg prometheus.Registerer, db *pebble.DB) *metrics {
 	m := &metrics{
 		lockWaits: counter("lock_waits_total",
@@ -167,7 +149,7 @@ func newMetrics(reg prometheus.Registerer, db *pebble.DB) *metrics {
 	if reg != nil {
 		reg.MustRegister(m.lockWaits, m.lockExpired, m.staleRetry, m.handoffs, m.keyHandoffs, m.firstPassesSkipped, m.triesSkipped, m.keysGivenBack, m.beginsWithFirstStep, m.orphanedKeyLocks, m.leaseReads, m.readRounds, m.commitAppendsSkipped, m.cycle, m.logSync, m.tsoRemote)
 		if db != nil {
-			reg.MustRegister(newWALFsyncCollector(db.Metrics().LogWriter.FsyncLatency), newStorageMemoryCollector(db))
+			reg.MustRegister(newStorageCollector(db))
 		}
 	}
 	return m

@@ -3,7 +3,9 @@
 // records, scans and garbage collection. It knows nothing of Raft or locks.
 // Its sstables (flushes, compactions, CreateSST) keep a key's older
 // versions inline, never in value blocks, which a writer holds in Go
-// memory until its table is finished (Open).
+// memory until its table is finished (Open). Its block cache keeps
+// CacheBytes for blocks besides two full memtables, which Pebble charges
+// to the cache (Open).
 //
 // # Key layout
 //
