@@ -1,9 +1,10 @@
 package kv
 
 import (
-	"github.com/cockroachdb/pebble/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/opencluster/opencluster/mvcc"
 )
 
 // metrics are the node's Prometheus collectors.
@@ -62,15 +63,21 @@ func latency(name, help string) prometheus.Histogram {
 //     resident set shows and Go's own metrics do not: the memtables (the
 //     one being filled, those waiting for their flush, and a flushed one
 //     kept for reuse) and the block cache, with the cache's hits and
-//     misses, which say whether it is large enough.
+//     misses, which say whether it is large enough;
+//   - its background work, flushes and compactions, which share the
+//     node's CPU and disk with the Raft loop, and the write stalls that
+//     hold every write back when that work falls behind (so a tail
+//     latency can be matched to them).
 type storageCollector struct {
-	db                                                      *pebble.DB
+	eng                                                     *mvcc.Engine
 	walFsync, memtables, blockCache, cacheHits, cacheMisses *prometheus.Desc
+	flushes, compactions, compactionTime, l0Sublevels       *prometheus.Desc
+	stalls, stallTime                                       *prometheus.Desc
 }
 
-func newStorageCollector(db *pebble.DB) *storageCollector {
+func newStorageCollector(eng *mvcc.Engine) *storageCollector {
 	return &storageCollector{
-		db: db,
+		eng: eng,
 		walFsync: prometheus.NewDesc("opencluster_wal_fsync_duration_seconds",
 			"Fsyncs of the storage engine's write-ahead log, which holds the Raft log (Pebble's own measure: the system call alone).", nil, nil),
 		memtables: prometheus.NewDesc("opencluster_storage_memtable_bytes",
@@ -81,17 +88,30 @@ func newStorageCollector(db *pebble.DB) *storageCollector {
 			"Block reads the storage engine's block cache answered.", nil, nil),
 		cacheMisses: prometheus.NewDesc("opencluster_storage_block_cache_misses_total",
 			"Block reads the storage engine's block cache missed (read from a file and decompressed).", nil, nil),
+		flushes: prometheus.NewDesc("opencluster_storage_flushes_total",
+			"Memtable flushes of the storage engine.", nil, nil),
+		compactions: prometheus.NewDesc("opencluster_storage_compactions_total",
+			"Compactions the storage engine finished.", nil, nil),
+		compactionTime: prometheus.NewDesc("opencluster_storage_compaction_seconds_total",
+			"Time the storage engine's finished compactions took (they run beside the Raft loop and share its CPU and disk).", nil, nil),
+		l0Sublevels: prometheus.NewDesc("opencluster_storage_l0_sublevels",
+			"Sublevels of the storage engine's level 0; writes stall when they pile up.", nil, nil),
+		stalls: prometheus.NewDesc("opencluster_storage_write_stalls_total",
+			"Times the storage engine held every write back (too many memtables waiting for a flush, or too many L0 sublevels).", nil, nil),
+		stallTime: prometheus.NewDesc("opencluster_storage_write_stall_seconds_total",
+			"Time writes were held back by the storage engine's stalls that ended.", nil, nil),
 	}
 }
 
 func (c *storageCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.walFsync, c.memtables, c.blockCache, c.cacheHits, c.cacheMisses} {
+	for _, d := range []*prometheus.Desc{c.walFsync, c.memtables, c.blockCache, c.cacheHits, c.cacheMisses,
+		c.flushes, c.compactions, c.compactionTime, c.l0Sublevels, c.stalls, c.stallTime} {
 		ch <- d
 	}
 }
 
 func (c *storageCollector) Collect(ch chan<- prometheus.Metric) {
-	m := c.db.Metrics()
+	m := c.eng.DB().Metrics()
 	var fsync dto.Metric
 	if err := m.LogWriter.FsyncLatency.Write(&fsync); err != nil {
 		ch <- prometheus.NewInvalidMetric(c.walFsync, err)
@@ -107,11 +127,18 @@ func (c *storageCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.blockCache, prometheus.GaugeValue, float64(m.BlockCache.Size))
 	ch <- prometheus.MustNewConstMetric(c.cacheHits, prometheus.CounterValue, float64(m.BlockCache.Hits))
 	ch <- prometheus.MustNewConstMetric(c.cacheMisses, prometheus.CounterValue, float64(m.BlockCache.Misses))
+	ch <- prometheus.MustNewConstMetric(c.flushes, prometheus.CounterValue, float64(m.Flush.Count))
+	ch <- prometheus.MustNewConstMetric(c.compactions, prometheus.CounterValue, float64(m.Compact.Count))
+	ch <- prometheus.MustNewConstMetric(c.compactionTime, prometheus.CounterValue, m.Compact.Duration.Seconds())
+	ch <- prometheus.MustNewConstMetric(c.l0Sublevels, prometheus.GaugeValue, float64(m.Levels[0].Sublevels))
+	stalls, stalled := c.eng.WriteStalls()
+	ch <- prometheus.MustNewConstMetric(c.stalls, prometheus.CounterValue, float64(stalls))
+	ch <- prometheus.MustNewConstMetric(c.stallTime, prometheus.CounterValue, stalled.Seconds())
 }
 
 // newMetrics makes the node's collectors and registers them with reg, if
-// any, with a storageCollector of db, if any.
-func newMetrics(reg prometheus.Registerer, db *pebble.DB) *metrics {
+// any, with a storageCollector of eng, if any.
+func newMetrics(reg prometheus.Registerer, eng *mvcc.Engine) *metrics {
 	m := &metrics{
 		lockWaits: counter("lock_waits_total",
 			"Requests that had to wait for a lock or a locked key."),
@@ -148,8 +175,8 @@ func newMetrics(reg prometheus.Registerer, db *pebble.DB) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.lockWaits, m.lockExpired, m.staleRetry, m.handoffs, m.keyHandoffs, m.firstPassesSkipped, m.triesSkipped, m.keysGivenBack, m.beginsWithFirstStep, m.orphanedKeyLocks, m.leaseReads, m.readRounds, m.commitAppendsSkipped, m.cycle, m.logSync, m.tsoRemote)
-		if db != nil {
-			reg.MustRegister(newStorageCollector(db))
+		if eng != nil {
+			reg.MustRegister(newStorageCollector(eng))
 		}
 	}
 	return m

@@ -51,6 +51,10 @@ func TestStorageMetrics(t *testing.T) {
 	if _, err := n.Put(ctxT(t), &ocpb.PutRequest{Key: []byte("a"), Value: []byte("1")}); err != nil {
 		t.Fatal(err)
 	}
+	// A flush is counted when it ends: Flush waits for it.
+	if err := n.eng.DB().Flush(); err != nil {
+		t.Fatal(err)
+	}
 	families, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -63,8 +67,12 @@ func TestStorageMetrics(t *testing.T) {
 			h = f.GetMetric()[0].GetHistogram()
 		case "opencluster_storage_memtable_bytes", "opencluster_storage_block_cache_bytes":
 			gauges[f.GetName()] = f.GetMetric()[0].GetGauge().GetValue()
-		case "opencluster_storage_block_cache_hits_total", "opencluster_storage_block_cache_misses_total":
+		case "opencluster_storage_block_cache_hits_total", "opencluster_storage_block_cache_misses_total",
+			"opencluster_storage_flushes_total", "opencluster_storage_compactions_total", "opencluster_storage_compaction_seconds_total",
+			"opencluster_storage_write_stalls_total", "opencluster_storage_write_stall_seconds_total":
 			gauges[f.GetName()] = f.GetMetric()[0].GetCounter().GetValue()
+		case "opencluster_storage_l0_sublevels":
+			gauges[f.GetName()] = f.GetMetric()[0].GetGauge().GetValue()
 		}
 	}
 	// The put sits in the memtable, which Pebble allocates in steps of at
@@ -72,10 +80,17 @@ func TestStorageMetrics(t *testing.T) {
 	if got := gauges["opencluster_storage_memtable_bytes"]; got < 256<<10 {
 		t.Errorf("opencluster_storage_memtable_bytes = %v, want the memtable's allocation (at least 256 KiB)", got)
 	}
-	for _, name := range []string{"opencluster_storage_block_cache_bytes", "opencluster_storage_block_cache_hits_total", "opencluster_storage_block_cache_misses_total"} {
+	for _, name := range []string{"opencluster_storage_block_cache_bytes", "opencluster_storage_block_cache_hits_total", "opencluster_storage_block_cache_misses_total",
+		"opencluster_storage_compactions_total", "opencluster_storage_compaction_seconds_total", "opencluster_storage_write_stalls_total", "opencluster_storage_write_stall_seconds_total"} {
 		if _, ok := gauges[name]; !ok {
 			t.Errorf("%s not exported", name)
 		}
+	}
+	if got := gauges["opencluster_storage_flushes_total"]; got < 1 {
+		t.Errorf("opencluster_storage_flushes_total = %v after a flush, want at least 1", got)
+	}
+	if _, ok := gauges["opencluster_storage_l0_sublevels"]; !ok {
+		t.Error("opencluster_storage_l0_sublevels not exported")
 	}
 	if h == nil {
 		t.Fatal("opencluster_wal_fsync_duration_seconds not exported")

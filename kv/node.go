@@ -144,7 +144,7 @@ func Open(cfg Config) (*Node, error) {
 	}
 	n.sched = &scheduler{n: n, wakeCh: make(chan struct{}, 1), compactEvery: uint64(cfg.RaftLogKeep)}
 	n.tso = newTSOService(n)
-	n.metrics = newMetrics(cfg.Registerer, eng.DB())
+	n.metrics = newMetrics(cfg.Registerer, eng)
 	if err := n.loadOrBootstrap(); err != nil {
 		eng.Close()
 		return nil, err

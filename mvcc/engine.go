@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -36,6 +38,40 @@ type Engine struct {
 	// EnsureDefaults); SST writers and ingestion use them.
 	dir  string
 	opts *pebble.Options
+	// stalls counts Pebble's write stalls (see WriteStalls).
+	stalls writeStalls
+}
+
+// writeStalls counts the times Pebble held writes back (too many
+// memtables waiting for a flush, or too many L0 sublevels) and for how
+// long. Every write waits through a stall: the Raft log write of every
+// group on the node with it, so each one shows in the tail latency.
+type writeStalls struct {
+	log   *slog.Logger
+	count atomic.Int64
+	nanos atomic.Int64
+	// began is when the stall in progress began (Unix nanoseconds), or 0.
+	began atomic.Int64
+}
+
+func (w *writeStalls) begin(info pebble.WriteStallBeginInfo) {
+	w.began.Store(time.Now().UnixNano())
+	w.count.Add(1)
+	if w.log != nil {
+		w.log.Warn("storage write stall: writes wait for a flush or compaction", "reason", info.Reason)
+	}
+}
+
+func (w *writeStalls) end() {
+	if began := w.began.Swap(0); began != 0 {
+		w.nanos.Add(time.Now().UnixNano() - began)
+	}
+}
+
+// WriteStalls returns how many times Pebble has held writes back since
+// the engine opened, and for how long in all (stalls that ended).
+func (e *Engine) WriteStalls() (count int64, total time.Duration) {
+	return e.stalls.count.Load(), time.Duration(e.stalls.nanos.Load())
 }
 
 // Reader reads engine keys: *pebble.DB, an indexed *pebble.Batch and
@@ -110,12 +146,19 @@ func Open(dir string, cfg Config) (*Engine, error) {
 	opts.Experimental.SpanPolicyFunc = func([]byte) (pebble.SpanPolicy, []byte, error) {
 		return pebble.SpanPolicy{DisableValueSeparationBySuffix: true}, nil, nil
 	}
+	e := &Engine{dir: dir, opts: opts}
+	e.stalls.log = cfg.Logger
+	opts.EventListener = &pebble.EventListener{
+		WriteStallBegin: e.stalls.begin,
+		WriteStallEnd:   e.stalls.end,
+	}
 	opts.EnsureDefaults()
 	db, err := pebble.Open(dir, opts)
 	if err != nil {
 		return nil, fmt.Errorf("mvcc: open %s: %w", dir, err)
 	}
-	return &Engine{db: db, dir: dir, opts: opts}, nil
+	e.db = db
+	return e, nil
 }
 
 // DB exposes the Pebble database to the packages that share it (Raft

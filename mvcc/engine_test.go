@@ -2,9 +2,12 @@ package mvcc
 
 import (
 	"fmt"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/opencluster/opencluster/mvcc/ts"
 )
@@ -118,5 +121,85 @@ func TestBlockCacheOutlivesFullMemtables(t *testing.T) {
 	if m.BlockCache.Size == 0 {
 		t.Fatalf("block cache empty after %d reads with memtables of %d bytes held (hits %d, misses %d)",
 			200, m.MemTable.Size+m.MemTable.ZombieSize, m.BlockCache.Hits, m.BlockCache.Misses)
+	}
+}
+
+// flushBlockingFS holds back the creation of every sstable until release
+// is closed, so that memtables cannot be flushed.
+type flushBlockingFS struct {
+	vfs.FS
+	release chan struct{}
+}
+
+func (fs flushBlockingFS) Create(name string, category vfs.DiskWriteCategory) (vfs.File, error) {
+	if strings.HasSuffix(name, ".sst") {
+		<-fs.release
+	}
+	return fs.FS.Create(name, category)
+}
+
+// TestWriteStallsCounted: when flushes cannot keep up, Pebble holds every
+// write back; WriteStalls counts the stall and, once it has ended, its
+// duration.
+func TestWriteStallsCounted(t *testing.T) {
+	fs := flushBlockingFS{FS: vfs.NewMem(), release: make(chan struct{})}
+	e, err := Open("", Config{FS: fs, MemTableBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	released := false
+	defer func() {
+		if !released {
+			close(fs.release)
+		}
+	}()
+	// The writer fills memtables that cannot be flushed until Pebble stalls
+	// it (a handful of MiB), then finishes once flushes resume.
+	done := make(chan error, 1)
+	go func() {
+		value := make([]byte, 1000)
+		for round := range 100 {
+			b := e.NewBatch()
+			for k := range 200 {
+				if err := PutVersion(b, 3, fmt.Appendf(nil, "key-%04d", k), ts.Timestamp(round+1), value); err != nil {
+					done <- err
+					return
+				}
+			}
+			if err := b.Commit(pebble.NoSync); err != nil {
+				done <- err
+				return
+			}
+			if err := b.Close(); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if n, _ := e.WriteStalls(); n > 0 {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("20 MB written without a write stall while flushes were blocked (err %v)", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no write stall counted within 10s while flushes were blocked")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond) // the stall lasts at least this long
+	close(fs.release)
+	released = true
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n, total := e.WriteStalls(); n == 0 || total < 20*time.Millisecond {
+		t.Fatalf("WriteStalls() = %d, %v after a stall of at least 20ms that ended", n, total)
 	}
 }
