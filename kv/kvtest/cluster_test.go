@@ -420,14 +420,19 @@ func (r *registry) sum(name string) float64 {
 	defer r.mu.Unlock()
 	total := 0.0
 	for _, c := range r.collectors {
-		descs := make(chan *prometheus.Desc, 8)
-		c.Describe(descs)
-		close(descs)
+		// Drained while Describe sends: a collector may describe any
+		// number of metrics.
+		descs := make(chan *prometheus.Desc)
+		go func() {
+			c.Describe(descs)
+			close(descs)
+		}()
+		found := false
 		for d := range descs {
-			if strings.Contains(d.String(), `fqName: "`+name+`"`) {
-				total += testutil.ToFloat64(c)
-				break
-			}
+			found = found || strings.Contains(d.String(), `fqName: "`+name+`"`)
+		}
+		if found {
+			total += testutil.ToFloat64(c)
 		}
 	}
 	return total
