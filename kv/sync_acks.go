@@ -39,6 +39,14 @@ import (
 func (s *scheduler) syncWaitServingAcks(logBatch *pebble.Batch, work []readyWork) error {
 	synced := make(chan error, 1)
 	go func() { synced <- logBatch.SyncWait() }()
+	done := false
+	defer func() {
+		// Even if serving panicked: the caller closes logBatch, which must
+		// not happen while its fsync is in flight.
+		if !done {
+			<-synced
+		}
+	}()
 	for _, w := range work {
 		w.r.inRound = true
 	}
@@ -49,17 +57,28 @@ func (s *scheduler) syncWaitServingAcks(logBatch *pebble.Batch, work []readyWork
 	}()
 	woken := false
 	var serveErr error
+	finish := func(err error) error {
+		done = true
+		// A wake-up taken here may have been for proposals or functions,
+		// which the next cycle takes.
+		if woken {
+			s.wake()
+		}
+		return errors.Join(err, serveErr)
+	}
 	for {
 		select {
 		case err := <-synced:
-			// A wake-up taken here may have been for proposals or
-			// functions, which the next cycle takes.
-			if woken {
-				s.wake()
-			}
-			return errors.Join(err, serveErr)
+			return finish(err)
 		case <-s.wakeCh:
 			woken = true
+			// The round's own work comes first once its fsync has ended
+			// (select picks at random among ready cases).
+			select {
+			case err := <-synced:
+				return finish(err)
+			default:
+			}
 			if serveErr == nil {
 				serveErr = s.serveAcks()
 			}
