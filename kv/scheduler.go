@@ -41,9 +41,6 @@ type scheduler struct {
 	// Ready (a large struct) is not reallocated for every group every
 	// cycle; cleared after each cycle so it pins no entries.
 	work []readyWork
-	// ackWork is the Ready list of the rounds run while a round's log
-	// write is being synced (serveAcks).
-	ackWork []readyWork
 }
 
 func (s *scheduler) wake() {
@@ -109,26 +106,10 @@ func (s *scheduler) cycle() error {
 			r.touched = true
 		}
 	}
-	ran, err := s.round(&s.work, all, true)
-	if ran {
-		n.metrics.cycle.Observe(time.Since(start).Seconds())
-	}
-	return err
-}
-
-// round handles the Ready of every group touched since the last round
-// (of every group, with all): it persists their entries in one batch,
-// synced if any must be, applies their committed entries, sends their
-// messages and advances them. It reports whether any group had a Ready.
-// buf holds the round's Ready list between rounds. With serve, the round
-// serves acknowledgements while its log write is being synced
-// (syncWaitServingAcks).
-func (s *scheduler) round(buf *[]readyWork, all, serve bool) (bool, error) {
-	n := s.n
-	work := (*buf)[:0]
+	work := s.work[:0]
 	defer func() {
 		clear(work)
-		*buf = work[:0]
+		s.work = work[:0]
 	}()
 	var early map[uint64][]*cmdpb.GroupMessage
 	// mustSync: the round persists entries, a new term or vote
@@ -160,18 +141,18 @@ func (s *scheduler) round(buf *[]readyWork, all, serve bool) (bool, error) {
 		if rd.SoftState == nil && r.rn.BasicStatus().RaftState == raft.StateLeader {
 			var err error
 			if early, rd.Messages, err = n.outgoing(early, r, rd.Messages, false); err != nil {
-				return true, err
+				return err
 			}
 		}
 		if !raft.IsEmptySnap(rd.Snapshot) {
 			mustSync = true
 			if err := n.applySnapshot(logBatch, r, rd.Snapshot); err != nil {
-				return true, err
+				return err
 			}
 		}
 		mustSync = mustSync || rd.MustSync
 		if err := r.storage.Append(logBatch, rd.Entries, hardStateOrNil(rd.HardState)); err != nil {
-			return true, err
+			return err
 		}
 		r.setFloors()
 		work = append(work, readyWork{r: r, rd: rd})
@@ -180,8 +161,9 @@ func (s *scheduler) round(buf *[]readyWork, all, serve bool) (bool, error) {
 		n.cfg.Transport.Send(to, msgs)
 	}
 	if len(work) == 0 {
-		return false, nil
+		return nil
 	}
+	defer func() { n.metrics.cycle.Observe(time.Since(start).Seconds()) }()
 	// The round's log write goes to the WAL now and its fsync runs while
 	// the committed entries are applied (as etcd's server applies while it
 	// saves): an entry a quorum committed may be applied and answered before
@@ -196,7 +178,7 @@ func (s *scheduler) round(buf *[]readyWork, all, serve bool) (bool, error) {
 		if mustSync {
 			syncStart = time.Now()
 			if err := n.eng.DB().ApplyNoSyncWait(logBatch, pebble.Sync); err != nil {
-				return true, err
+				return err
 			}
 			syncPending = true
 			// A batch must not be closed while its fsync is in flight.
@@ -206,7 +188,7 @@ func (s *scheduler) round(buf *[]readyWork, all, serve bool) (bool, error) {
 				}
 			}()
 		} else if err := logBatch.Commit(pebble.NoSync); err != nil {
-			return true, err
+			return err
 		}
 	}
 	// Leadership changes, before apply so readiness is judged on apply.
@@ -228,23 +210,17 @@ func (s *scheduler) round(buf *[]readyWork, all, serve bool) (bool, error) {
 		}
 	}
 	if err := s.apply(work); err != nil {
-		return true, err
+		return err
 	}
 	if syncPending {
 		syncPending = false
-		var err error
-		if serve {
-			err = s.syncWaitServingAcks(logBatch, work)
-		} else {
-			err = logBatch.SyncWait()
-		}
-		if err != nil {
-			return true, err
+		if err := logBatch.SyncWait(); err != nil {
+			return err
 		}
 		n.metrics.logSync.Observe(time.Since(syncStart).Seconds())
 	}
 	if err := n.send(work); err != nil {
-		return true, err
+		return err
 	}
 	again := false
 	for _, w := range work {
@@ -260,7 +236,7 @@ func (s *scheduler) round(buf *[]readyWork, all, serve bool) (bool, error) {
 	if again {
 		s.wake()
 	}
-	return true, nil
+	return nil
 }
 
 func hardStateOrNil(hs *raftpb.HardState) *raftpb.HardState {
