@@ -5,7 +5,8 @@
 // versions inline, never in value blocks, which a writer holds in Go
 // memory until its table is finished (Open). Its block cache keeps
 // CacheBytes for blocks besides two full memtables, which Pebble charges
-// to the cache (Open).
+// to the cache (Open). It counts Pebble's write stalls and their length
+// (Engine.WriteStalls) and logs each stall as a warning.
 //
 // # Key layout
 //

@@ -84,6 +84,18 @@ func checkNoValueBlocks(t *testing.T, e *Engine) {
 	}
 }
 
+// putRound writes version round+1 of 200 keys of bucket 3 in one batch.
+func putRound(e *Engine, round int, value []byte) error {
+	b := e.NewBatch()
+	defer b.Close()
+	for k := range 200 {
+		if err := PutVersion(b, 3, fmt.Appendf(nil, "key-%04d", k), ts.Timestamp(round+1), value); err != nil {
+			return err
+		}
+	}
+	return b.Commit(pebble.NoSync)
+}
+
 // TestBlockCacheOutlivesFullMemtables: Pebble charges memtables to the
 // block cache, so a cache sized without them caches nothing once the
 // memtables have grown to full size, and every read goes to the files. With
@@ -104,12 +116,7 @@ func TestBlockCacheOutlivesFullMemtables(t *testing.T) {
 		if round == 100 {
 			t.Fatalf("memtables hold %d bytes after 100 rounds of writes", db.Metrics().MemTable.Size)
 		}
-		b := e.NewBatch()
-		for k := range 200 {
-			must(t, PutVersion(b, 3, fmt.Appendf(nil, "key-%04d", k), ts.Timestamp(round+1), value))
-		}
-		must(t, b.Commit(pebble.NoSync))
-		must(t, b.Close())
+		must(t, putRound(e, round, value))
 	}
 	must(t, db.Flush())
 	for k := range 200 {
@@ -160,18 +167,7 @@ func TestWriteStallsCounted(t *testing.T) {
 	go func() {
 		value := make([]byte, 1000)
 		for round := range 100 {
-			b := e.NewBatch()
-			for k := range 200 {
-				if err := PutVersion(b, 3, fmt.Appendf(nil, "key-%04d", k), ts.Timestamp(round+1), value); err != nil {
-					done <- err
-					return
-				}
-			}
-			if err := b.Commit(pebble.NoSync); err != nil {
-				done <- err
-				return
-			}
-			if err := b.Close(); err != nil {
+			if err := putRound(e, round, value); err != nil {
 				done <- err
 				return
 			}

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/opencluster/opencluster/bucket"
@@ -414,25 +414,28 @@ func (r *registry) MustRegister(cs ...prometheus.Collector) {
 
 func (r *registry) Unregister(prometheus.Collector) bool { return false }
 
-// sum adds up the value of every registered counter or gauge named name.
+// sum adds up the value of every registered counter or gauge named name,
+// whatever collector exports it (one metric or many).
 func (r *registry) sum(name string) float64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	total := 0.0
 	for _, c := range r.collectors {
-		// Drained while Describe sends: a collector may describe any
-		// number of metrics.
-		descs := make(chan *prometheus.Desc)
+		// Drained while Collect sends: a collector may export any number
+		// of metrics.
+		metrics := make(chan prometheus.Metric)
 		go func() {
-			c.Describe(descs)
-			close(descs)
+			c.Collect(metrics)
+			close(metrics)
 		}()
-		found := false
-		for d := range descs {
-			found = found || strings.Contains(d.String(), `fqName: "`+name+`"`)
-		}
-		if found {
-			total += testutil.ToFloat64(c)
+		for m := range metrics {
+			if !strings.Contains(m.Desc().String(), `fqName: "`+name+`"`) {
+				continue
+			}
+			var out dto.Metric
+			if err := m.Write(&out); err == nil {
+				total += out.GetCounter().GetValue() + out.GetGauge().GetValue()
+			}
 		}
 	}
 	return total
