@@ -39,6 +39,9 @@ type Config struct {
 	// Faults plants bugs for the consistency harness's negative controls
 	// (nil: none). Only a test-only admin surface sets it.
 	Faults *Faults
+	// Knobs are hooks for tests that must stop a request at a chosen point
+	// (nil: none).
+	Knobs *TestingKnobs
 	// Rand is the source of lock codes (default crypto/rand).
 	Rand io.Reader
 	// Logger receives the node's logs (default: discard).

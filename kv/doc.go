@@ -76,7 +76,10 @@
 //     timestamp before R was chosen to apply (the proposal gate, then a
 //     ReadIndex round that also waits for every entry appended when it
 //     started: the commit index alone does not cover writes still in
-//     flight), so no version <= R appears after the read (T4).
+//     flight), so no version <= R appears after the read (T4). Both cover
+//     only their own leader, so a write reaches Raft only under the
+//     leadership, term included, it took its timestamp in; otherwise it
+//     fails with ErrNotApplied and is retried (proposeWith).
 //  5. A restrictive lock commits by oracle timestamp -> record COMMITTED
 //     (a strict lock's record carries its writes; a snapshot lock prepares
 //     its keys first) -> answer -> resolve keys; readers wait for a strict

@@ -217,33 +217,58 @@ func TestRecordOutlivesFirstStepWait(t *testing.T) {
 // TestLeaderOnlyProposalNotForwarded: a leader-only proposal handed to
 // Raft after its node lost the group's leadership fails with
 // ErrNotApplied instead of going to the new leader, where it could apply
-// after that leader had judged the lock's key locks orphans.
+// after that leader had judged the lock's key locks orphans, or served a
+// snapshot read above the write's timestamp. So does one handed to Raft
+// after its node won the leadership back in a later term: the leader in
+// between may have done the same.
 func TestLeaderOnlyProposalNotForwarded(t *testing.T) {
-	n := openTestNode(t)
-	ctx := ctxT(t)
-	r := n.replicaOfName("t")
-	cmd := &cmdpb.Command{Body: &cmdpb.Command_TxnBegin{TxnBegin: &cmdpb.TxnBegin{Name: "t", Code: []byte("0123456789abcdef")}}}
-	var p *proposal
-	// On the scheduler, so that the same cycle hands it to Raft: another
-	// node's heartbeat of a later term makes this one a follower first.
-	err := n.onScheduler(ctx, func() error {
-		st := r.rn.BasicStatus()
-		hb := &raftpb.Message{Type: raftpb.MsgHeartbeat.Enum(), From: proto.Uint64(n.id + 100), To: proto.Uint64(n.id), Term: proto.Uint64(st.GetTerm() + 1)}
-		if err := r.rn.Step(hb); err != nil {
-			return err
-		}
-		if s := r.rn.BasicStatus().RaftState; s == raft.StateLeader {
-			return fmt.Errorf("still %s after a later term's heartbeat", s)
-		}
-		p = r.enqueue(cmd, true)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	actx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	if _, err := r.await(actx, p); !errors.Is(err, ErrNotApplied) {
-		t.Fatalf("a leader-only proposal on a follower: %v, want ErrNotApplied", err)
+	for _, regain := range []bool{false, true} {
+		t.Run(map[bool]string{false: "follower", true: "leader in a later term"}[regain], func(t *testing.T) {
+			n := openTestNode(t)
+			ctx := ctxT(t)
+			r := n.replicaOfName("t")
+			cmd := &cmdpb.Command{Body: &cmdpb.Command_TxnBegin{TxnBegin: &cmdpb.TxnBegin{Name: "t", Code: []byte("0123456789abcdef")}}}
+			var p *proposal
+			var term uint64
+			// On the scheduler, so that the same cycle hands it to Raft:
+			// another node's heartbeat of a later term makes this one a
+			// follower first.
+			err := n.onScheduler(ctx, func() error {
+				st := r.rn.BasicStatus()
+				hb := &raftpb.Message{Type: raftpb.MsgHeartbeat.Enum(), From: proto.Uint64(n.id + 100), To: proto.Uint64(n.id), Term: proto.Uint64(st.GetTerm() + 1)}
+				if err := r.rn.Step(hb); err != nil {
+					return err
+				}
+				if s := r.rn.BasicStatus().RaftState; s == raft.StateLeader {
+					return fmt.Errorf("still %s after a later term's heartbeat", s)
+				}
+				term = st.GetTerm()
+				if regain {
+					return r.rn.Campaign()
+				}
+				p = r.enqueue(cmd, term)
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if regain {
+				waitUntil(t, 3*time.Second, func() bool {
+					err := n.onScheduler(ctx, func() error {
+						if now := r.rn.BasicStatus(); now.RaftState != raft.StateLeader || now.GetTerm() <= term+1 {
+							return fmt.Errorf("%s in term %d", now.RaftState, now.GetTerm())
+						}
+						p = r.enqueue(cmd, term)
+						return nil
+					})
+					return err == nil
+				})
+			}
+			actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			if _, err := r.await(actx, p); !errors.Is(err, ErrNotApplied) {
+				t.Fatalf("a proposal bound to an earlier leadership: %v, want ErrNotApplied", err)
+			}
+		})
 	}
 }

@@ -120,13 +120,26 @@ func (n *Node) stampedWrite(ctx context.Context, r *replica, key []byte, wait *d
 		}
 	}()
 	for {
+		// The term is taken before the timestamp and the proposal is bound
+		// to it: a write stamped under one leadership that reached Raft
+		// under another (forwarded after this node lost the group, or
+		// proposed after it won it back) could apply below a snapshot read
+		// that the other leader had served meanwhile (invariant 4).
 		r.gate.RLock()
+		term, err := r.leaderTerm()
+		if err != nil {
+			r.gate.RUnlock()
+			return nil, err
+		}
 		t, err := n.tso.now(ctx)
 		if err != nil {
 			r.gate.RUnlock()
 			return nil, err
 		}
-		p := r.enqueue(mk(t), false)
+		if k := n.cfg.Knobs; k != nil && k.AfterWriteStamped != nil {
+			k.AfterWriteStamped(n.id, key, t)
+		}
+		p := r.enqueue(mk(t), term)
 		r.gate.RUnlock()
 		res, err := r.await(ctx, p)
 		if err != nil {

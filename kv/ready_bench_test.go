@@ -34,7 +34,7 @@ func BenchmarkReadyLoop(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				for i, cmd := range benchPuts(size, &next, &t) {
-					ps[i] = r.enqueue(cmd, false)
+					ps[i] = r.enqueue(cmd, 0)
 				}
 				for _, p := range ps {
 					if res := benchAwait(b, n, p); res.err != nil || res.res.GetError() != cmdpb.ErrorCode_OK {

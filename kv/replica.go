@@ -113,9 +113,12 @@ type proposal struct {
 	id   uint64
 	data []byte
 	done chan proposalResult // buffered: apply never blocks
-	// leaderOnly: fail rather than forward it if this node does not lead
-	// the group when the scheduler hands it to Raft (proposeWith).
-	leaderOnly bool
+	// term, when set, is the term in which this node led the group when
+	// the proposal was made: the scheduler fails it with ErrNotApplied,
+	// rather than forward it or propose it under a later leadership,
+	// unless this node still leads the group in that term when it hands
+	// the proposal to Raft (proposeWith, stampedWrite).
+	term uint64
 }
 
 type proposalResult struct {
@@ -287,32 +290,51 @@ func (r *replica) propose(ctx context.Context, cmd *cmdpb.Command) (*cmdpb.Resul
 }
 
 // proposeWith is propose; with leaderOnly, for a command that must not
-// apply outside the leadership it was proposed under: if this node no
-// longer leads the group when the scheduler hands it to Raft, it fails
-// with ErrNotApplied instead of being forwarded to the new leader.
-// Appended by this node as leader, the entry is then either in the log of
-// every later ready leader (which has applied it before it serves) or
-// never applies: a later leader that serves without it holds its own
-// term's entry in a quorum, which no log holding this one can win an
-// election against. A TxnBegin whose keys may already be locked relies on
-// it (txnLiveHere).
+// apply outside the leadership it was proposed under: unless this node
+// is the group's ready leader now and still leads it in the same term
+// when the scheduler hands it to Raft, it fails with ErrNotApplied
+// instead of being forwarded to another leader or proposed under a later
+// leadership of this node. Appended by this node as leader, the entry is
+// then either in the log of every later ready leader (which has applied
+// it before it serves) or never applies: a later leader that serves
+// without it holds its own term's entry in a quorum, which no log holding
+// this one can win an election against. A TxnBegin whose keys may already
+// be locked relies on it (txnLiveHere), and so does every timestamped
+// write (stampedWrite, invariant 4).
 func (r *replica) proposeWith(ctx context.Context, cmd *cmdpb.Command, leaderOnly bool) (*cmdpb.Result, error) {
 	if err := r.waitReady(ctx); err != nil {
 		return nil, err
 	}
-	p := r.enqueue(cmd, leaderOnly)
-	return r.await(ctx, p)
+	var term uint64
+	if leaderOnly {
+		var err error
+		if term, err = r.leaderTerm(); err != nil {
+			return nil, err
+		}
+	}
+	return r.await(ctx, r.enqueue(cmd, term))
 }
 
-// enqueue queues cmd for the scheduler without waiting (leaderOnly: see
-// proposeWith).
-func (r *replica) enqueue(cmd *cmdpb.Command, leaderOnly bool) *proposal {
+// leaderTerm returns the term this node leads the group in, or a
+// retryable error if it is not the group's ready leader.
+func (r *replica) leaderTerm() (uint64, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.mu.ready {
+		return 0, fmt.Errorf("%w: %w: no longer the leader of group %d", ErrUnavailable, ErrNotApplied, r.group)
+	}
+	return r.mu.term, nil
+}
+
+// enqueue queues cmd for the scheduler without waiting; a term other than
+// 0 binds it to this node's leadership in that term (see proposeWith).
+func (r *replica) enqueue(cmd *cmdpb.Command, term uint64) *proposal {
 	cmd.ProposalId, cmd.Proposer = r.node.proposalIDs.Add(1), r.node.id
 	data, err := mvcc.Marshal(cmd)
 	if err != nil {
 		panic(fmt.Sprintf("kv: marshal command: %v", err))
 	}
-	p := &proposal{id: cmd.ProposalId, data: data, done: make(chan proposalResult, 1), leaderOnly: leaderOnly}
+	p := &proposal{id: cmd.ProposalId, data: data, done: make(chan proposalResult, 1), term: term}
 	r.mu.Lock()
 	r.mu.pending = append(r.mu.pending, p)
 	r.mu.Unlock()
@@ -459,10 +481,17 @@ func (r *replica) handOff() {
 		r.mu.waiting[p.id] = p
 	}
 	r.mu.Unlock()
+	var st *raft.BasicStatus
 	for _, p := range pending {
-		if p.leaderOnly && r.rn.BasicStatus().RaftState != raft.StateLeader {
-			r.finish(p.id, nil, fmt.Errorf("%w: %w: no longer the group's leader", ErrUnavailable, ErrNotApplied))
-			continue
+		if p.term != 0 {
+			if st == nil {
+				s := r.rn.BasicStatus()
+				st = &s
+			}
+			if st.RaftState != raft.StateLeader || st.GetTerm() != p.term {
+				r.finish(p.id, nil, fmt.Errorf("%w: %w: no longer the group's leader in term %d", ErrUnavailable, ErrNotApplied, p.term))
+				continue
+			}
 		}
 		if err := r.rn.Propose(p.data); err != nil {
 			r.finish(p.id, nil, fmt.Errorf("%w: %w: propose: %w", ErrUnavailable, ErrNotApplied, err))
