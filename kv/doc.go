@@ -16,7 +16,11 @@
 // while that batch's fsync runs, applies all committed entries in one
 // batch and answers proposers; Raft messages for other nodes go out
 // through the Transport once the round is durable, except a steady
-// leader's, which go before its own fsync so the followers' overlap it
+// leader's, which go before its own fsync so the followers' overlap it.
+// Until that fsync ends, the scheduler steps acknowledgements to leaders
+// in their term of groups outside the round and runs a round of those
+// groups alone, so that entries they commit are applied and answered at
+// once (sync_acks.go); a group is never in two rounds at a time
 // (snapshots stream in chunks, transport.go; a big one is ingested as SSTs,
 // snapshot_ingest.go). A bucket leader does not send a caught-up follower
 // the empty append that only moves its commit index: the next append or

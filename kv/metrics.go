@@ -29,6 +29,9 @@ type metrics struct {
 	// leaseReads and readRounds count linearizable reads served under a
 	// read lease and ReadIndex rounds started (lease.go).
 	leaseReads, readRounds prometheus.Counter
+	// acksServedDuringSync counts acknowledgements stepped while a round's
+	// log write was being synced (sync_acks.go).
+	acksServedDuringSync prometheus.Counter
 	// commitAppendsSkipped counts commit-only appends not sent to a
 	// caught-up follower (transport.go).
 	commitAppendsSkipped prometheus.Counter
@@ -164,6 +167,8 @@ func newMetrics(reg prometheus.Registerer, eng *mvcc.Engine) *metrics {
 			"Linearizable reads served under the leader's read lease, without a ReadIndex round."),
 		readRounds: counter("read_index_rounds_total",
 			"ReadIndex rounds started (each serves every read queued for its group)."),
+		acksServedDuringSync: counter("raft_acks_served_during_sync_total",
+			"Acknowledgements a leader stepped, and the entries they committed applied, while a Raft log write of other groups was being synced, instead of after it."),
 		commitAppendsSkipped: counter("raft_commit_appends_skipped_total",
 			"Empty Raft appends, carrying only a moved commit index, not sent to a caught-up follower of a bucket (it learns the index from the next append or heartbeat)."),
 		cycle: latency("raft_cycle_duration_seconds",
@@ -174,7 +179,7 @@ func newMetrics(reg prometheus.Registerer, eng *mvcc.Engine) *metrics {
 			"Answered round trips to the meta leader for timestamps, on a node that does not lead the meta group (each serves every caller queued when it left)."),
 	}
 	if reg != nil {
-		reg.MustRegister(m.lockWaits, m.lockExpired, m.staleRetry, m.handoffs, m.keyHandoffs, m.firstPassesSkipped, m.triesSkipped, m.keysGivenBack, m.beginsWithFirstStep, m.orphanedKeyLocks, m.leaseReads, m.readRounds, m.commitAppendsSkipped, m.cycle, m.logSync, m.tsoRemote)
+		reg.MustRegister(m.lockWaits, m.lockExpired, m.staleRetry, m.handoffs, m.keyHandoffs, m.firstPassesSkipped, m.triesSkipped, m.keysGivenBack, m.beginsWithFirstStep, m.orphanedKeyLocks, m.leaseReads, m.readRounds, m.acksServedDuringSync, m.commitAppendsSkipped, m.cycle, m.logSync, m.tsoRemote)
 		if eng != nil {
 			reg.MustRegister(newStorageCollector(eng))
 		}

@@ -47,6 +47,10 @@ type replica struct {
 	// only of touched groups, and of all of them after a tick or a
 	// submitted function (scheduler goroutine only).
 	touched bool
+	// inRound: the group's Ready is in the round whose log write is being
+	// synced, so it takes no message before that round advances it
+	// (syncWaitServingAcks; scheduler goroutine only).
+	inRound bool
 
 	// gate orders write timestamps before snapshot reads (invariant 4):
 	// writers hold it shared from taking a timestamp until their proposal is

@@ -41,6 +41,9 @@ type scheduler struct {
 	// Ready (a large struct) is not reallocated for every group every
 	// cycle; cleared after each cycle so it pins no entries.
 	work []readyWork
+	// ackWork is the Ready list of the rounds run while a round's log
+	// write is being synced (serveAcks).
+	ackWork []readyWork
 }
 
 func (s *scheduler) wake() {
@@ -106,10 +109,26 @@ func (s *scheduler) cycle() error {
 			r.touched = true
 		}
 	}
-	work := s.work[:0]
+	ran, err := s.round(&s.work, all, true)
+	if ran {
+		n.metrics.cycle.Observe(time.Since(start).Seconds())
+	}
+	return err
+}
+
+// round handles the Ready of every group touched since the last round
+// (of every group, with all): it persists their entries in one batch,
+// synced if any must be, applies their committed entries, sends their
+// messages and advances them. It reports whether any group had a Ready.
+// buf holds the round's Ready list between rounds. With serve, the round
+// serves acknowledgements while its log write is being synced
+// (syncWaitServingAcks).
+func (s *scheduler) round(buf *[]readyWork, all, serve bool) (bool, error) {
+	n := s.n
+	work := (*buf)[:0]
 	defer func() {
 		clear(work)
-		s.work = work[:0]
+		*buf = work[:0]
 	}()
 	var early map[uint64][]*cmdpb.GroupMessage
 	// mustSync: the round persists entries, a new term or vote
@@ -141,18 +160,18 @@ func (s *scheduler) cycle() error {
 		if rd.SoftState == nil && r.rn.BasicStatus().RaftState == raft.StateLeader {
 			var err error
 			if early, rd.Messages, err = n.outgoing(early, r, rd.Messages, false); err != nil {
-				return err
+				return true, err
 			}
 		}
 		if !raft.IsEmptySnap(rd.Snapshot) {
 			mustSync = true
 			if err := n.applySnapshot(logBatch, r, rd.Snapshot); err != nil {
-				return err
+				return true, err
 			}
 		}
 		mustSync = mustSync || rd.MustSync
 		if err := r.storage.Append(logBatch, rd.Entries, hardStateOrNil(rd.HardState)); err != nil {
-			return err
+			return true, err
 		}
 		r.setFloors()
 		work = append(work, readyWork{r: r, rd: rd})
@@ -161,9 +180,8 @@ func (s *scheduler) cycle() error {
 		n.cfg.Transport.Send(to, msgs)
 	}
 	if len(work) == 0 {
-		return nil
+		return false, nil
 	}
-	defer func() { n.metrics.cycle.Observe(time.Since(start).Seconds()) }()
 	// The round's log write goes to the WAL now and its fsync runs while
 	// the committed entries are applied (as etcd's server applies while it
 	// saves): an entry a quorum committed may be applied and answered before
@@ -178,7 +196,7 @@ func (s *scheduler) cycle() error {
 		if mustSync {
 			syncStart = time.Now()
 			if err := n.eng.DB().ApplyNoSyncWait(logBatch, pebble.Sync); err != nil {
-				return err
+				return true, err
 			}
 			syncPending = true
 			// A batch must not be closed while its fsync is in flight.
@@ -188,7 +206,7 @@ func (s *scheduler) cycle() error {
 				}
 			}()
 		} else if err := logBatch.Commit(pebble.NoSync); err != nil {
-			return err
+			return true, err
 		}
 	}
 	// Leadership changes, before apply so readiness is judged on apply.
@@ -210,17 +228,23 @@ func (s *scheduler) cycle() error {
 		}
 	}
 	if err := s.apply(work); err != nil {
-		return err
+		return true, err
 	}
 	if syncPending {
 		syncPending = false
-		if err := logBatch.SyncWait(); err != nil {
-			return err
+		var err error
+		if serve {
+			err = s.syncWaitServingAcks(logBatch, work)
+		} else {
+			err = logBatch.SyncWait()
+		}
+		if err != nil {
+			return true, err
 		}
 		n.metrics.logSync.Observe(time.Since(syncStart).Seconds())
 	}
 	if err := n.send(work); err != nil {
-		return err
+		return true, err
 	}
 	again := false
 	for _, w := range work {
@@ -236,7 +260,7 @@ func (s *scheduler) cycle() error {
 	if again {
 		s.wake()
 	}
-	return nil
+	return true, nil
 }
 
 func hardStateOrNil(hs *raftpb.HardState) *raftpb.HardState {

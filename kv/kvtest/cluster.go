@@ -254,10 +254,11 @@ func (nw *Network) Heal() {
 
 // Cluster is a set of nodes on one Network.
 type Cluster struct {
-	t   testing.TB
-	Net *Network
-	cfg kv.Config
-	mu  struct {
+	t          testing.TB
+	Net        *Network
+	cfg        kv.Config
+	nodeConfig func(id uint64, cfg *kv.Config)
+	mu         struct {
 		sync.Mutex
 		nodes map[uint64]*kv.Node
 		fs    map[uint64]vfs.FS
@@ -274,6 +275,11 @@ type Options struct {
 	// planner), with a stopped node dead after DeadAfter (default 1s).
 	Rebalance bool
 	DeadAfter time.Duration
+	// NodeConfig, if set, adjusts node id's config each time the node
+	// starts, after the cluster's own settings (its FS, transport and
+	// address): a test's registry of its metrics, or a filesystem
+	// wrapping the one given.
+	NodeConfig func(id uint64, cfg *kv.Config)
 }
 
 // directory is the failure detector of an in-process cluster: a node is
@@ -304,7 +310,7 @@ func Start(t testing.TB, o Options) *Cluster {
 	if os.Getenv("KVTEST_LOG") != "" {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	c := &Cluster{t: t, Net: &Network{}, cfg: cfg}
+	c := &Cluster{t: t, Net: &Network{}, cfg: cfg, nodeConfig: o.NodeConfig}
 	c.Net.mu.nodes = make(map[uint64]*kv.Node)
 	c.Net.mu.cut = make(map[[2]uint64]bool)
 	c.Net.mu.delay = make(map[[2]uint64]time.Duration)
@@ -359,6 +365,9 @@ func (c *Cluster) StartNode(id uint64) *kv.Node {
 	}
 	if id != 1 {
 		cfg.Join = c.join
+	}
+	if c.nodeConfig != nil {
+		c.nodeConfig(id, &cfg)
 	}
 	n, err := kv.Open(cfg)
 	if err != nil {
