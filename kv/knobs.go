@@ -13,4 +13,9 @@ type TestingKnobs struct {
 	// node holds the bucket's proposal gate shared meanwhile, so a
 	// snapshot read on the same node waits for it.
 	AfterWriteStamped func(node uint64, key []byte, t ts.Timestamp)
+	// BeforeCycle runs on node's scheduler goroutine before each of its
+	// cycles: blocking it stalls the node's Raft groups (no ticks, no
+	// messages stepped) while its request paths go on, as when a paused
+	// process resumes with requests queued.
+	BeforeCycle func(node uint64)
 }

@@ -72,6 +72,9 @@ func (s *scheduler) run() {
 			}
 		case <-s.wakeCh:
 		}
+		if k := s.n.cfg.Knobs; k != nil && k.BeforeCycle != nil {
+			k.BeforeCycle(s.n.id)
+		}
 		if err := s.cycle(); err != nil {
 			// Storage failures leave state unknown: stop rather than risk
 			// acknowledging what is not durable.

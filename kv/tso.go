@@ -141,6 +141,9 @@ func (t *tsoService) nowN(ctx context.Context, count int, remote bool) (ts.Times
 		if first, ok := t.mu.oracle.Next(now, count); ok {
 			t.mu.seen = max(t.mu.seen, first+ts.Timestamp(count-1))
 			t.mu.Unlock()
+			if err := t.confirmLeading(ctx); err != nil {
+				return 0, err
+			}
 			return first, nil
 		}
 		ch := t.mu.raisedCh
@@ -153,6 +156,24 @@ func (t *tsoService) nowN(ctx context.Context, count int, remote bool) (ts.Times
 			return 0, fmt.Errorf("%w: node stopping", ErrUnavailable)
 		}
 	}
+}
+
+// confirmLeading returns once this node is known to have led the meta
+// group at a moment after the timestamps it just issued: under its read
+// lease (checked now, after issuing), or after a ReadIndex round. Only
+// then are they below every timestamp a successor issues, in real time as
+// well as in value (T1): a successor starts from the persisted bound,
+// while a deposed leader that has not heard of it yet (its Raft loop was
+// paused or cut off) would go on issuing from its old window, below what
+// the successor has handed out already.
+func (t *tsoService) confirmLeading(ctx context.Context) error {
+	if _, _, ok := t.n.meta.leased(); ok {
+		return nil
+	}
+	if err := t.n.meta.linearizable(ctx); err != nil {
+		return fmt.Errorf("%w: %w: confirming the timestamp oracle's leadership: %w", ErrUnavailable, ErrNotApplied, err)
+	}
+	return nil
 }
 
 // remoteBatcher coalesces the timestamp requests of concurrent callers on
