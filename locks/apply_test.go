@@ -139,6 +139,51 @@ func TestTxnCommitIsAtomic(t *testing.T) {
 	}
 }
 
+// TestLateWriteRefusedOncePrepared: a snapshot lock's provisional write
+// that applies after the lock prepared its keys (a Put whose answer was
+// lost, or that Raft carried across a leadership change) is refused, even
+// on a key the lock never wrote, and a reader above the commit timestamp
+// that found the key unlocked before it keeps its answer after the
+// resolution.
+func TestLateWriteRefusedOncePrepared(t *testing.T) {
+	e := openEngine(t)
+	c := code(3)
+	k := []byte("k")
+	must := func(res *cmdpb.Result) {
+		t.Helper()
+		if res.Error != cmdpb.ErrorCode_OK {
+			t.Fatalf("refused: %v", res)
+		}
+	}
+	must(applyOne(t, e, &cmdpb.Command{Body: &cmdpb.Command_Put{Put: &cmdpb.Put{Key: k, Value: []byte("v0"), Ts: 10}}}))
+	must(applyOne(t, e, &cmdpb.Command{Body: &cmdpb.Command_TxnBegin{TxnBegin: &cmdpb.TxnBegin{Name: "L", Code: c, Isolation: cmdpb.Isolation_SNAPSHOT, Keys: keys("k", cmdpb.KeyMode_WRITE)}}}))
+	must(applyOne(t, e, &cmdpb.Command{Body: &cmdpb.Command_LockKeys{LockKeys: &cmdpb.LockKeys{Name: "L", Code: c, Isolation: cmdpb.Isolation_SNAPSHOT, Keys: keys("k", cmdpb.KeyMode_WRITE)}}}))
+	must(applyOne(t, e, &cmdpb.Command{Body: &cmdpb.Command_TxnPrepare{TxnPrepare: &cmdpb.TxnPrepare{Name: "L", Code: c, Keys: [][]byte{k}, MinCommitTs: 20}}}))
+	must(applyOne(t, e, &cmdpb.Command{Body: &cmdpb.Command_TxnFinish{TxnFinish: &cmdpb.TxnFinish{Name: "L", Code: c, Status: cmdpb.TxnStatus_COMMITTED, CommitTs: 30}}}))
+	read := func() string {
+		t.Helper()
+		res, err := Read(e.DB(), 0, k, 40, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Blocked {
+			return "blocked by " + res.BlockedBy
+		}
+		return string(res.Value.Bytes)
+	}
+	if got := read(); got != "v0" {
+		t.Fatalf("read at 40 of a key prepared with nothing to publish: %s, want v0", got)
+	}
+	late := applyOne(t, e, &cmdpb.Command{Body: &cmdpb.Command_TxnWrite{TxnWrite: &cmdpb.TxnWrite{Code: c, Key: k, Value: []byte("late")}}})
+	if late.Error == cmdpb.ErrorCode_OK {
+		t.Fatal("a provisional write after the prepare was accepted")
+	}
+	must(applyOne(t, e, &cmdpb.Command{Body: &cmdpb.Command_ResolveKeys{ResolveKeys: &cmdpb.ResolveKeys{Name: "L", Code: c, Keys: [][]byte{k}, Commit: true, CommitTs: 30}}}))
+	if got := read(); got != "v0" {
+		t.Fatalf("read at 40 after the resolution: %s, want v0 as before it", got)
+	}
+}
+
 // TestNamedLockFence checks invariant 1: one holder, fences grow by one per
 // grant and survive releases; a retried Acquire gets the same grant.
 func TestNamedLockFence(t *testing.T) {

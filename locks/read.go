@@ -62,13 +62,15 @@ func ReadUnlocked(r mvcc.Reader, b mvcc.Bucket, key []byte, at ts.Timestamp) (Re
 // BlocksReader reports whether key lock kl makes a reader that does not
 // hold it wait before reading at at, and which lock it waits for: a strict
 // WRITE lock always does; a snapshot WRITE lock does once it is prepared at
-// or below at; READ locks never do.
+// or below at with a value to publish (a key prepared without one only
+// refuses further writes: its resolution publishes nothing); READ locks
+// never do.
 func BlocksReader(kl *cmdpb.KeyLock, at ts.Timestamp) (string, bool) {
 	if len(kl.Holders) == 0 || kl.Holders[0].Mode != cmdpb.KeyMode_WRITE {
 		return "", false
 	}
 	w := kl.Holders[0]
-	if w.Isolation == cmdpb.Isolation_STRICT || (kl.MinCommitTs != 0 && ts.Timestamp(kl.MinCommitTs) <= at) {
+	if w.Isolation == cmdpb.Isolation_STRICT || (kl.MinCommitTs != 0 && kl.HasValue && ts.Timestamp(kl.MinCommitTs) <= at) {
 		return w.Name, true
 	}
 	return "", false

@@ -205,7 +205,14 @@ func (a *applier) txnPrepare(c *cmdpb.TxnPrepare) (*cmdpb.Result, error) {
 		if holderIndex(kl, c.Code) < 0 {
 			return refuse(cmdpb.ErrorCode_NOT_HOLDER, "key lock lost before commit"), nil
 		}
-		if !kl.HasValue || kl.MinCommitTs >= c.MinCommitTs {
+		// Every WRITE key is stamped, written or not: the stamp is also
+		// what refuses a provisional write from now on (txnWrite). One
+		// that arrived late (a client's Put whose answer was lost, or
+		// that Raft carried across a leadership change) would otherwise
+		// be published at the commit timestamp, after the commit was
+		// answered and after readers above that timestamp found the key
+		// unlocked (BlocksReader skips a stamped key with no value).
+		if kl.MinCommitTs >= c.MinCommitTs {
 			continue
 		}
 		kl.MinCommitTs = c.MinCommitTs
