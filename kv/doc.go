@@ -55,6 +55,10 @@
 //
 // # Invariants
 //
+//  0. The oracle's leader hands out a timestamp only after confirming,
+//     under its read lease or by a ReadIndex round, that it still led the
+//     meta group after issuing it (tso.go), so a successor never issued a
+//     higher one earlier (T1, T2).
 //  1. Nothing is acknowledged before the entry that carries it is
 //     committed (durable in a quorum's Raft logs) and applied here; a
 //     restart replays the log from the applied index, so it loses nothing
@@ -83,7 +87,8 @@
 //     flight), so no version <= R appears after the read (T4). Both cover
 //     only their own leader, so a write reaches Raft only under the
 //     leadership, term included, it took its timestamp in; otherwise it
-//     fails with ErrNotApplied and is retried (proposeWith).
+//     fails with ErrNotApplied and is retried (replica.propose: no
+//     bucket command is forwarded by Raft).
 //  5. A restrictive lock commits by oracle timestamp -> record COMMITTED
 //     (a strict lock's record carries its writes; a snapshot lock prepares
 //     its keys first) -> answer -> resolve keys; readers wait for a strict

@@ -214,6 +214,50 @@ func TestRecordOutlivesFirstStepWait(t *testing.T) {
 	}
 }
 
+// TestBucketProposalNotForwarded: a bucket command proposed by its ready
+// leader (a named lock's grant here) that reaches Raft after the node lost
+// the leadership fails with ErrNotApplied, so the server retries it on
+// the new leader, rather than being forwarded there by Raft, where it
+// would apply with no deadline tracking it (invariant 8).
+func TestBucketProposalNotForwarded(t *testing.T) {
+	n := openTestNode(t)
+	ctx := ctxT(t)
+	r := n.replicaOfName("n")
+	if err := r.waitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	proposed := make(chan struct{})
+	// Holds the scheduler until the proposal is queued, then makes the
+	// node a follower in the same cycle that hands the proposal to Raft.
+	n.submit(func() {
+		<-proposed
+		st := r.rn.BasicStatus()
+		hb := &raftpb.Message{Type: raftpb.MsgHeartbeat.Enum(), From: proto.Uint64(n.id + 100), To: proto.Uint64(n.id), Term: proto.Uint64(st.GetTerm() + 1)}
+		if err := r.rn.Step(hb); err != nil {
+			t.Error(err)
+		}
+	})
+	done := make(chan error, 1)
+	go func() {
+		_, err := r.propose(ctx, &cmdpb.Command{Body: &cmdpb.Command_NamedAcquire{NamedAcquire: &cmdpb.NamedAcquire{Name: "n", Code: []byte("0123456789abcdef")}}})
+		done <- err
+	}()
+	waitUntil(t, 3*time.Second, func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return len(r.mu.pending) > 0
+	})
+	close(proposed)
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrNotApplied) {
+			t.Fatalf("a grant proposed as leader and handed to Raft as follower: %v, want ErrNotApplied", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the proposal neither failed nor applied")
+	}
+}
+
 // TestLeaderOnlyProposalNotForwarded: a leader-only proposal handed to
 // Raft after its node lost the group's leadership fails with
 // ErrNotApplied instead of going to the new leader, where it could apply

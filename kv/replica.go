@@ -121,7 +121,7 @@ type proposal struct {
 	// the proposal was made: the scheduler fails it with ErrNotApplied,
 	// rather than forward it or propose it under a later leadership,
 	// unless this node still leads the group in that term when it hands
-	// the proposal to Raft (proposeWith, stampedWrite).
+	// the proposal to Raft (propose, stampedWrite).
 	term uint64
 }
 
@@ -288,29 +288,29 @@ func (r *replica) membership() (leader uint64, voters, learners []uint64) {
 	return r.mu.leaderID, slices.Clone(r.mu.voters), slices.Clone(r.mu.learners)
 }
 
-// propose replicates cmd and returns its apply result.
+// propose replicates cmd and returns its apply result. A bucket's
+// command must not apply outside the leadership it was proposed under:
+// unless this node is the bucket's ready leader now and still leads it in
+// the same term when the scheduler hands the command to Raft, it fails
+// with ErrNotApplied (and the server retries it on the new leader) instead
+// of being forwarded by Raft or proposed under a later leadership of this
+// node. Appended by this node as leader, the entry is then either in the
+// log of every later ready leader (which has applied it before it serves)
+// or never applies: a later leader that serves without it holds its own
+// term's entry in a quorum, which no log holding this one can win an
+// election against. What depends on it: a timestamped write, which would
+// otherwise apply below a snapshot read another leader served meanwhile
+// (stampedWrite, invariant 4); a lock expiry, which would release a lock
+// the new leader has seen kept alive since; a grant, whose deadline only
+// the leader that proposed it tracks (invariant 8); a TxnBegin whose keys
+// may already be locked (txnLiveHere). The meta group's commands are
+// forwarded: any node reports to it.
 func (r *replica) propose(ctx context.Context, cmd *cmdpb.Command) (*cmdpb.Result, error) {
-	return r.proposeWith(ctx, cmd, false)
-}
-
-// proposeWith is propose; with leaderOnly, for a command that must not
-// apply outside the leadership it was proposed under: unless this node
-// is the group's ready leader now and still leads it in the same term
-// when the scheduler hands it to Raft, it fails with ErrNotApplied
-// instead of being forwarded to another leader or proposed under a later
-// leadership of this node. Appended by this node as leader, the entry is
-// then either in the log of every later ready leader (which has applied
-// it before it serves) or never applies: a later leader that serves
-// without it holds its own term's entry in a quorum, which no log holding
-// this one can win an election against. A TxnBegin whose keys may already
-// be locked relies on it (txnLiveHere), and so does every timestamped
-// write (stampedWrite, invariant 4).
-func (r *replica) proposeWith(ctx context.Context, cmd *cmdpb.Command, leaderOnly bool) (*cmdpb.Result, error) {
 	if err := r.waitReady(ctx); err != nil {
 		return nil, err
 	}
 	var term uint64
-	if leaderOnly {
+	if !r.isMeta() {
 		var err error
 		if term, err = r.leaderTerm(); err != nil {
 			return nil, err
@@ -331,7 +331,7 @@ func (r *replica) leaderTerm() (uint64, error) {
 }
 
 // enqueue queues cmd for the scheduler without waiting; a term other than
-// 0 binds it to this node's leadership in that term (see proposeWith).
+// 0 binds it to this node's leadership in that term (see propose).
 func (r *replica) enqueue(cmd *cmdpb.Command, term uint64) *proposal {
 	cmd.ProposalId, cmd.Proposer = r.node.proposalIDs.Add(1), r.node.id
 	data, err := mvcc.Marshal(cmd)

@@ -104,8 +104,8 @@ func checkPrefetchSize(values []*ocpb.KeyValue) error {
 // beginTxn creates the lock's record, waiting in the name's queue. early
 // is for a record created alongside the first key locks
 // (beginWithFirstStep): the name was just seen free, so it is not read
-// again; the record does not wait; and its proposal is dropped rather than
-// forwarded should this node have lost the leadership (replica.proposeWith).
+// again; and the record does not wait (its proposal is dropped rather than
+// forwarded should this node have lost the leadership: replica.propose).
 func (n *Node) beginTxn(ctx, wctx context.Context, rr *replica, req *ocpb.RestrictRequest, code []byte, specs []*cmdpb.KeySpec, early bool) (*cmdpb.Result, error) {
 	holder := func() lockHolder { return rr.txnHolder(req.Name, req.RequestId, code) }
 	if early {
@@ -121,15 +121,14 @@ func (n *Node) beginTxn(ctx, wctx context.Context, rr *replica, req *ocpb.Restri
 		return n.proposeCarryingMarks(ctx, rr, req.Name, &cmdpb.Command{Body: &cmdpb.Command_TxnBegin{TxnBegin: &cmdpb.TxnBegin{
 			Name: req.Name, Code: code, Owner: req.Owner, TtlMs: ttlMillis(req.Ttl), StartTs: uint64(t),
 			Isolation: cmdpb.Isolation(req.Isolation), Keys: specs, RequestId: req.RequestId,
-		}}}, early)
+		}}})
 	})
 }
 
 // proposeCarryingMarks proposes cmd, a TxnBegin or TxnFinish of name on
 // its bucket rr, carrying name's resolved marks (resolved_marks.go); they
-// are put back if the proposal may not have applied. leaderOnly: see
-// replica.proposeWith.
-func (n *Node) proposeCarryingMarks(ctx context.Context, rr *replica, name string, cmd *cmdpb.Command, leaderOnly bool) (*cmdpb.Result, error) {
+// are put back if the proposal may not have applied.
+func (n *Node) proposeCarryingMarks(ctx context.Context, rr *replica, name string, cmd *cmdpb.Command) (*cmdpb.Result, error) {
 	marks := n.marks.take(name)
 	switch c := cmd.Body.(type) {
 	case *cmdpb.Command_TxnBegin:
@@ -137,7 +136,7 @@ func (n *Node) proposeCarryingMarks(ctx context.Context, rr *replica, name strin
 	case *cmdpb.Command_TxnFinish:
 		c.TxnFinish.Resolved = marks
 	}
-	res, err := rr.proposeWith(ctx, cmd, leaderOnly)
+	res, err := rr.propose(ctx, cmd)
 	if err != nil {
 		n.marks.restore(name, marks)
 	}
@@ -506,7 +505,7 @@ func (n *Node) prepareAndFinish(ctx context.Context, name string, code []byte, r
 	}
 	return n.proposeCarryingMarks(ctx, n.replicaOfName(name), name, &cmdpb.Command{Body: &cmdpb.Command_TxnFinish{TxnFinish: &cmdpb.TxnFinish{
 		Name: name, Code: code, Status: cmdpb.TxnStatus_COMMITTED, CommitTs: uint64(commitTS), Writes: writes,
-	}}}, false)
+	}}})
 }
 
 // prepare applies writes and stamps rec's WRITE keys with a fresh minimum
@@ -551,7 +550,7 @@ func (n *Node) abortTxn(ctx context.Context, name string, code []byte, expired b
 	rr := n.replicaOfName(name)
 	res, err := n.proposeCarryingMarks(ctx, rr, name, &cmdpb.Command{Body: &cmdpb.Command_TxnFinish{TxnFinish: &cmdpb.TxnFinish{
 		Name: name, Code: code, Status: cmdpb.TxnStatus_ABORTED, Expired: expired,
-	}}}, false)
+	}}})
 	if err != nil {
 		return err
 	}
