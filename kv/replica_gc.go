@@ -150,8 +150,11 @@ func (n *Node) forgetReplica(r *replica) error {
 	r.mu.Lock()
 	r.mu.applied, r.mu.epoch, r.mu.leaderID, r.mu.reported = 0, 0, 0, 0
 	r.mu.voters, r.mu.learners = nil, nil
-	for id, p := range r.mu.waiting { // proposals it forwarded, if any (it leads nothing)
-		p.done <- proposalResult{err: fmt.Errorf("%w: replica of bucket %d removed", ErrNotApplied, r.bucket)}
+	// None should wait: a bucket's proposals are never forwarded (propose)
+	// and losing the leadership failed those it had appended. Any left is
+	// answered as ambiguous, as those were.
+	for id, p := range r.mu.waiting {
+		p.done <- proposalResult{err: fmt.Errorf("%w: replica of bucket %d removed", ErrUnavailable, r.bucket)}
 		delete(r.mu.waiting, id)
 	}
 	r.mu.Unlock()
