@@ -21,7 +21,7 @@ type Config struct {
 	// the servers with --test-admin; move needs at least 4 nodes.
 	Nemeses []string
 	// NemesisTargets picks the nodes kill and pause hit: one, minority,
-	// majority or all.
+	// majority, all, or primary (the meta group's leader).
 	NemesisTargets Targets
 	// PartitionShapes are the shapes the partition nemesis picks from at
 	// random (empty: every shape that fits Nodes; see PartitionShapes).

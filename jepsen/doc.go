@@ -16,7 +16,9 @@
 // operations at Rate for TimeLimit while the nemesis scheduler injects
 // and heals faults (kill -9 and restart, SIGSTOP and SIGCONT, network
 // partitions, oracle clock skew, bucket replica moves, leadership-transfer
-// storms); heal everything and wait for every node; run the workload's
+// storms; kill and pause hit one node, a minority, a majority, all, or the
+// primary: the meta leader, which serves the timestamp oracle, as most
+// nodes' Status names it); heal everything and wait for every node; run the workload's
 // final reads; check the history; write the run directory (history.jsonl,
 // results.json, summary.txt, test.json, latency.svg and throughput.svg
 // with the faults shaded, register-<key>.html for a non-linearizable key,

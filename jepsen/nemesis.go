@@ -64,13 +64,32 @@ const (
 	TargetMinority Targets = "minority"
 	TargetMajority Targets = "majority"
 	TargetAll      Targets = "all"
+	// TargetPrimary hits the meta group's leader, which serves the
+	// timestamp oracle (one random node when no majority of the nodes
+	// names one).
+	TargetPrimary Targets = "primary"
 )
+
+// primaryFunc reports the node most nodes name as the meta group's
+// leader (0: none named).
+type primaryFunc func(ctx context.Context) (int, error)
+
+// choose returns the targets of one fault: for TargetPrimary the meta
+// leader primary reports, else (or when it reports none) pick's.
+func (t Targets) choose(ctx context.Context, rng *rand.Rand, nodes []int, primary primaryFunc) []int {
+	if t == TargetPrimary && primary != nil {
+		if n, err := primary(ctx); err == nil && slices.Contains(nodes, n) {
+			return []int{n}
+		}
+	}
+	return t.pick(rng, nodes)
+}
 
 // pick returns the targets among nodes, chosen with rng, ascending.
 func (t Targets) pick(rng *rand.Rand, nodes []int) []int {
 	var k int
 	switch t {
-	case TargetOne:
+	case TargetOne, TargetPrimary:
 		k = 1
 	case TargetMinority:
 		k = max(1, (len(nodes)-1)/2)
@@ -88,7 +107,7 @@ func (t Targets) pick(rng *rand.Rand, nodes []int) []int {
 
 func (t Targets) valid() bool {
 	switch t {
-	case TargetOne, TargetMinority, TargetMajority, TargetAll:
+	case TargetOne, TargetMinority, TargetMajority, TargetAll, TargetPrimary:
 		return true
 	}
 	return false
@@ -118,6 +137,9 @@ type NemesisOptions struct {
 	// leaders reports the buckets each node leads, for isolate-leader
 	// (nil: that shape cuts a random node).
 	leaders leaderFunc
+	// primary reports the meta group's leader, for TargetPrimary (nil:
+	// a random node).
+	primary primaryFunc
 }
 
 // NewNemeses returns the named nemeses ("none" and "" stand for no
@@ -130,9 +152,9 @@ func NewNemeses(names []string, opts NemesisOptions) ([]Nemesis, error) {
 	for _, name := range nonEmpty(names) {
 		switch name {
 		case "kill":
-			out = append(out, killNemesis{opts.Targets})
+			out = append(out, killNemesis{opts.Targets, opts.primary})
 		case "pause":
-			out = append(out, pauseNemesis{opts.Targets})
+			out = append(out, pauseNemesis{opts.Targets, opts.primary})
 		case "partition":
 			if opts.Net == nil {
 				return nil, fmt.Errorf("%w: the partition nemesis needs a packet filter (Net)", ErrInvalidConfig)
@@ -163,7 +185,7 @@ func NewNemeses(names []string, opts NemesisOptions) ([]Nemesis, error) {
 // validateNemeses checks nemesis names, targets and partition shapes.
 func validateNemeses(names []string, targets Targets, shapes []string) error {
 	if !targets.valid() {
-		return fmt.Errorf("%w: nemesis targets %q (one, minority, majority or all)", ErrInvalidConfig, targets)
+		return fmt.Errorf("%w: nemesis targets %q (one, minority, majority, all or primary)", ErrInvalidConfig, targets)
 	}
 	for _, name := range nonEmpty(names) {
 		if !slices.Contains(NemesisNames(), name) {
@@ -179,13 +201,16 @@ func validateNemeses(names []string, targets Targets, shapes []string) error {
 }
 
 // killNemesis kills nodes with SIGKILL and restarts them on their data.
-type killNemesis struct{ targets Targets }
+type killNemesis struct {
+	targets Targets
+	primary primaryFunc
+}
 
 func (k killNemesis) Name() string { return "kill" }
 
 func (k killNemesis) Inject(ctx context.Context, c Cluster, rng *rand.Rand) (Fault, error) {
 	f := Fault{Nemesis: k.Name()}
-	for _, n := range k.targets.pick(rng, c.Nodes()) {
+	for _, n := range k.targets.choose(ctx, rng, c.Nodes(), k.primary) {
 		f.Nodes = append(f.Nodes, n)
 		if err := c.Kill(ctx, n); err != nil {
 			return f, err
@@ -203,13 +228,16 @@ func (k killNemesis) Heal(ctx context.Context, c Cluster, f Fault) error {
 }
 
 // pauseNemesis freezes nodes with SIGSTOP and thaws them with SIGCONT.
-type pauseNemesis struct{ targets Targets }
+type pauseNemesis struct {
+	targets Targets
+	primary primaryFunc
+}
 
 func (p pauseNemesis) Name() string { return "pause" }
 
 func (p pauseNemesis) Inject(ctx context.Context, c Cluster, rng *rand.Rand) (Fault, error) {
 	f := Fault{Nemesis: p.Name()}
-	for _, n := range p.targets.pick(rng, c.Nodes()) {
+	for _, n := range p.targets.choose(ctx, rng, c.Nodes(), p.primary) {
 		f.Nodes = append(f.Nodes, n)
 		if err := c.Pause(ctx, n); err != nil {
 			return f, err

@@ -349,7 +349,10 @@ func statusLeaders(endpoints []string, dial []grpc.DialOption) leaderFunc {
 			return nil, errors.Join(append(errs, errors.New("jepsen: no node reported a leader"))...)
 		}
 		counts := map[int]int{}
-		for _, byNode := range votes {
+		for group, byNode := range votes {
+			if group == metaVote {
+				continue
+			}
 			if n := mostLeader(byNode); n != 0 {
 				counts[n]++
 			}
@@ -357,6 +360,29 @@ func statusLeaders(endpoints []string, dial []grpc.DialOption) leaderFunc {
 		return counts, nil
 	}
 }
+
+// statusPrimary returns a primaryFunc that asks every node for its Status
+// and returns the node most of them name as the meta group's leader.
+func statusPrimary(endpoints []string, dial []grpc.DialOption) primaryFunc {
+	return func(ctx context.Context) (int, error) {
+		votes := map[uint32]map[int]int{}
+		var errs []error
+		for _, ep := range endpoints {
+			if err := statusVotes(ctx, ep, dial, votes); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		n := mostLeader(votes[metaVote])
+		if n == 0 {
+			return 0, errors.Join(append(errs, errors.New("jepsen: no node named the meta leader"))...)
+		}
+		return n, nil
+	}
+}
+
+// metaVote is the key statusVotes files the meta group's leader under
+// (no bucket number comes near it).
+const metaVote = ^uint32(0)
 
 // statusVotes adds endpoint's view of every bucket's leader to votes.
 func statusVotes(ctx context.Context, endpoint string, dial []grpc.DialOption, votes map[uint32]map[int]int) error {
@@ -377,13 +403,19 @@ func statusVotes(ctx context.Context, endpoint string, dial []grpc.DialOption, v
 			nodeOf[m.GetId()] = n
 		}
 	}
-	for _, b := range st.GetBuckets() {
-		if n := nodeOf[b.GetLeader()]; n != 0 {
-			if votes[b.GetBucket()] == nil {
-				votes[b.GetBucket()] = map[int]int{}
+	vote := func(group uint32, leader string) {
+		if n := nodeOf[leader]; n != 0 {
+			if votes[group] == nil {
+				votes[group] = map[int]int{}
 			}
-			votes[b.GetBucket()][n]++
+			votes[group][n]++
 		}
+	}
+	for _, b := range st.GetBuckets() {
+		vote(b.GetBucket(), b.GetLeader())
+	}
+	if m := st.GetMeta(); m != nil {
+		vote(metaVote, m.GetLeader())
 	}
 	return nil
 }

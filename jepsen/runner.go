@@ -220,6 +220,7 @@ func (r *runner) run(ctx context.Context, rep *Report) (err error) {
 		Targets: r.cfg.NemesisTargets, PartitionShapes: r.cfg.PartitionShapes, Net: r.net,
 		Endpoints: r.cluster.Endpoints(), Dial: r.cfg.DialOptions,
 		leaders: statusLeaders(r.cluster.Endpoints(), r.cfg.DialOptions),
+		primary: statusPrimary(r.cluster.Endpoints(), r.cfg.DialOptions),
 	})
 	if err != nil {
 		return err

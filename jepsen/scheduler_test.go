@@ -184,6 +184,19 @@ func TestTargets(t *testing.T) {
 			t.Errorf("%s of 5: %v", tc.t, got)
 		}
 	}
+	ctx := context.Background()
+	named := func(n int) primaryFunc { return func(context.Context) (int, error) { return n, nil } }
+	if got := TargetPrimary.choose(ctx, rng, nodes, named(4)); !slices.Equal(got, []int{4}) {
+		t.Errorf("primary, node 4 named: %v", got)
+	}
+	if got := TargetOne.choose(ctx, rng, nodes, named(4)); len(got) != 1 {
+		t.Errorf("one, with a primary named: %v", got)
+	}
+	for _, none := range []primaryFunc{named(0), named(9), nil, func(context.Context) (int, error) { return 0, errors.New("down") }} {
+		if got := TargetPrimary.choose(ctx, rng, nodes, none); len(got) != 1 || !slices.Contains(nodes, got[0]) {
+			t.Errorf("primary, none named: %v, want one random node", got)
+		}
+	}
 	if got := TargetMinority.pick(rng, []int{1}); len(got) != 1 {
 		t.Errorf("minority of one node: %v", got)
 	}

@@ -59,7 +59,7 @@ func (o *jepsenRunOpts) addFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.profile, "profile", "", "run a fixed suite instead of --workload: "+strings.Join(slices.Sorted(maps.Keys(jepsenProfiles())), ", ")+" (see above)")
 	f.StringVar(&o.workloads, "workload", cfg.Workload, "workloads to run, comma-separated: "+strings.Join(jepsen.WorkloadNames(), ", "))
 	f.StringVar(&o.nemeses, "nemesis", "none", "faults to inject, comma-separated: "+strings.Join(jepsen.NemesisNames(), ", ")+", or none")
-	f.StringVar(&o.targets, "nemesis-targets", string(cfg.NemesisTargets), "nodes kill and pause hit: one, minority, majority or all")
+	f.StringVar(&o.targets, "nemesis-targets", string(cfg.NemesisTargets), "nodes kill and pause hit: one, minority, majority, all, or primary (the meta leader, which serves the timestamp oracle)")
 	f.StringVar(&o.shapes, "partition-shapes", strings.Join(jepsen.PartitionShapes(), ","), "partition shapes to pick from, comma-separated")
 	f.DurationVar(&cfg.NemesisInterval, "nemesis-interval", cfg.NemesisInterval, "mean quiet time before each fault")
 	f.DurationVar(&cfg.FaultDuration, "fault-duration", cfg.FaultDuration, "how long each fault lasts")
