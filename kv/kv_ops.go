@@ -273,17 +273,24 @@ func (n *Node) readKey(ctx context.Context, r *replica, key []byte, at ts.Timest
 }
 
 // snapshotTS checks a client-chosen snapshot version: not in the future
-// (T4 could not hold) and not below the GC threshold.
+// (T4 could not hold) and not older than the GC window. The window is
+// measured from now, not only from this node's last GC: a bucket's leader
+// may have collected below a version that a node which restarted since,
+// or never ran its GC loop yet, would otherwise read at.
 func (n *Node) snapshotTS(ctx context.Context, version uint64) (ts.Timestamp, error) {
-	if version < n.gcThreshold.Load() {
-		return 0, fmt.Errorf("%w: version %d is older than the GC threshold %d", ErrInvalid, version, n.gcThreshold.Load())
-	}
 	now, err := n.tso.now(ctx)
 	if err != nil {
 		return 0, err
 	}
 	if ts.Timestamp(version) > now {
 		return 0, fmt.Errorf("%w: version %d is in the future (now %d)", ErrInvalid, version, now)
+	}
+	floor := ts.Timestamp(n.gcThreshold.Load())
+	if w := ts.FromDuration(n.cfg.GCWindow); now > w {
+		floor = max(floor, now-w)
+	}
+	if ts.Timestamp(version) < floor {
+		return 0, fmt.Errorf("%w: version %d is older than the GC window (%v) allows: the oldest readable is %d", ErrInvalid, version, n.cfg.GCWindow, floor)
 	}
 	return ts.Timestamp(version), nil
 }

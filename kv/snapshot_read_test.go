@@ -3,11 +3,13 @@ package kv
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/opencluster/opencluster/mvcc/ts"
 	"github.com/opencluster/opencluster/rpc/ocpb"
 )
 
@@ -50,5 +52,24 @@ func TestSnapshotReadRepeatable(t *testing.T) {
 		if !bytes.Equal(first.Kv.Value, again.Kv.Value) || first.Kv.Version != again.Kv.Version {
 			t.Fatalf("read %d at %d: %q@%d, then %q@%d", reads, at, first.Kv.Value, first.Kv.Version, again.Kv.Value, again.Kv.Version)
 		}
+	}
+}
+
+// TestSnapshotOlderThanGCWindowRefused: a read at a version older than the
+// GC window is refused even before this node ran its first GC (as after a
+// restart): another node leading the bucket may have collected below it.
+func TestSnapshotOlderThanGCWindowRefused(t *testing.T) {
+	n := openTestNode(t)
+	ctx := ctxT(t)
+	put, err := n.Put(ctx, &ocpb.PutRequest{Key: []byte("k"), Value: []byte("v")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Get(ctx, &ocpb.GetRequest{Key: []byte("k"), Version: put.Version}); err != nil {
+		t.Fatalf("read at the write's own version: %v", err)
+	}
+	old := ts.Timestamp(put.Version) - ts.FromDuration(n.cfg.GCWindow+time.Second)
+	if _, err := n.Get(ctx, &ocpb.GetRequest{Key: []byte("k"), Version: uint64(old)}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("read at a version older than the GC window: %v, want ErrInvalid", err)
 	}
 }
