@@ -75,14 +75,17 @@ const (
 type primaryFunc func(ctx context.Context) (int, error)
 
 // choose returns the targets of one fault: for TargetPrimary the meta
-// leader primary reports, else (or when it reports none) pick's.
+// leader primary reports, else (or when it reports none) pick's. It draws
+// from rng the same either way, so that a seed's fault schedule does not
+// depend on whether the primary was found.
 func (t Targets) choose(ctx context.Context, rng *rand.Rand, nodes []int, primary primaryFunc) []int {
+	picked := t.pick(rng, nodes)
 	if t == TargetPrimary && primary != nil {
 		if n, err := primary(ctx); err == nil && slices.Contains(nodes, n) {
 			return []int{n}
 		}
 	}
-	return t.pick(rng, nodes)
+	return picked
 }
 
 // pick returns the targets among nodes, chosen with rng, ascending.
