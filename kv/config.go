@@ -62,7 +62,8 @@ type Config struct {
 	// (default 100ms).
 	ExpiryInterval time.Duration
 	// DisableLeaseReads makes every linearizable read take a ReadIndex
-	// round, as if no leader ever held a read lease (lease.go).
+	// round, as if no leader ever held a read lease (lease.go); the
+	// oracle then confirms every timestamp it issues by one too (tso.go).
 	DisableLeaseReads bool
 	// OrphanSweepInterval is how often each bucket's leader lists its key
 	// locks to release orphans (default 2s; see orphanSweeper).

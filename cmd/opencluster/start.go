@@ -62,7 +62,7 @@ Clustering needs --gossip-addr. Use the same host in --addr and
 	f.BoolVar(&cfg.FastGossip, "fast-failure-detection", false, "detect dead nodes in about a second (loopback tests)")
 	f.BoolVar(&cfg.Rebalance, "rebalance", true, "the meta leader moves replicas and leaderships to keep nodes balanced, empties draining nodes and re-creates a dead node's replicas (false: buckets only grow to --replicas voters in join order)")
 	f.DurationVar(&cfg.DeadAfter, "dead-after", time.Minute, "how long a node is down before the rebalancer re-creates its replicas elsewhere")
-	f.BoolVar(&cfg.NoLeaseReads, "no-lease-reads", false, "serve every linearizable read after a ReadIndex round instead of under the leader's read lease (which counts on Raft's election timeout in real time)")
+	f.BoolVar(&cfg.NoLeaseReads, "no-lease-reads", false, "serve every linearizable read, and confirm every timestamp the oracle issues, after a ReadIndex round instead of under the leader's read lease (which counts on Raft's election timeout in real time)")
 	f.IntVar(&cfg.SnapshotMiBps, "snapshot-rate", 64, "MiB/s this node streams snapshots at, all moves together (negative: unbounded)")
 	f.BoolVar(&cfg.TestAdmin, "test-admin", false, "serve the test-only fault-injection service (clock skew, planted bugs); never in production")
 	return cmd
