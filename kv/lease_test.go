@@ -181,3 +181,42 @@ func TestPlainVoteRequests(t *testing.T) {
 		}
 	}
 }
+
+// TestOracleWithoutLeases: with read leases off the oracle confirms every
+// timestamp it issues by a ReadIndex round of the meta group, and writes
+// and snapshot reads (which take timestamps) still go through.
+func TestOracleWithoutLeases(t *testing.T) {
+	cfg := TestConfig()
+	cfg.DisableLeaseReads = true
+	n, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := n.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	ctx := ctxT(t)
+	before := testutil.ToFloat64(n.metrics.readRounds)
+	var last uint64
+	for i := range 20 {
+		put, err := n.Put(ctx, &ocpb.PutRequest{Key: []byte("k"), Value: []byte{byte(i)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if put.Version <= last {
+			t.Fatalf("version %d after %d", put.Version, last)
+		}
+		last = put.Version
+		got, err := n.Get(ctx, &ocpb.GetRequest{Key: []byte("k"), Version: put.Version})
+		if err != nil || got.Kv.Value[0] != byte(i) {
+			t.Fatalf("read at %d: %v, %v", put.Version, got, err)
+		}
+	}
+	// Each snapshot read takes one round for its barrier; each of the 40
+	// timestamps (a write's, a read's check of its version) one more.
+	if rounds := testutil.ToFloat64(n.metrics.readRounds) - before; rounds < 60 {
+		t.Fatalf("%v ReadIndex rounds for 20 writes and 20 snapshot reads without leases, want 60: the oracle did not confirm its timestamps", rounds)
+	}
+}
