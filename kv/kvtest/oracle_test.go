@@ -29,7 +29,10 @@ func TestDeposedOracleIssuesNothingStale(t *testing.T) {
 	}}
 	c := Start(t, Options{Nodes: 3, Config: &cfg})
 	defer stalled.Store(0)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	// Wide, as in TestTransfersAcrossLeaders: on a starved CI machine
+	// leaders step down every few hundred milliseconds for a while, and
+	// the majority side needs a meta and a bucket leader at once.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
 	oracle := func(skip uint64) *kv.Node {
@@ -41,13 +44,13 @@ func TestDeposedOracleIssuesNothingStale(t *testing.T) {
 		return nil
 	}
 	var old *kv.Node
-	c.WaitFor(10*time.Second, "a meta leader", func() bool { old = oracle(0); return old != nil })
+	c.WaitFor(time.Minute, "a meta leader", func() bool { old = oracle(0); return old != nil })
 	if _, err := old.ServeTimestamp(ctx, 1); err != nil {
 		t.Fatal(err)
 	}
 	stalled.Store(old.ID())
 	var successor *kv.Node
-	c.WaitFor(20*time.Second, "another meta leader", func() bool { successor = oracle(old.ID()); return successor != nil })
+	c.WaitFor(time.Minute, "another meta leader", func() bool { successor = oracle(old.ID()); return successor != nil })
 	issued, err := On(ctx, successor, func() (ts.Timestamp, error) { return successor.ServeTimestamp(ctx, 1) })
 	if err != nil {
 		t.Fatal(err)
@@ -62,7 +65,7 @@ func TestDeposedOracleIssuesNothingStale(t *testing.T) {
 		t.Fatalf("the deposed oracle issued %d after its successor issued %d", stale, issued)
 	}
 	stalled.Store(0)
-	c.WaitFor(10*time.Second, "the stalled node hears of its successor", func() bool {
+	c.WaitFor(time.Minute, "the stalled node hears of its successor", func() bool {
 		local, _, _ := old.Route()
 		return !local
 	})

@@ -42,7 +42,10 @@ func TestWriteStampedUnderLostLeadership(t *testing.T) {
 		}
 	}}
 	c := Start(t, Options{Nodes: 3, Config: &cfg})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	// Wide, as in TestTransfersAcrossLeaders: on a starved CI machine
+	// leaders step down every few hundred milliseconds for a while, and
+	// the majority side needs a meta and a bucket leader at once.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
 	type putResult struct {
