@@ -291,8 +291,8 @@ func (d directory) GossipAddr(id uint64) string { return "" }
 func (d directory) Alive(id uint64) bool        { return d.c.Node(id) != nil }
 
 // Start starts a cluster: node 1 bootstraps it, the others join, and Start
-// returns once every group has min(Nodes, Replicas) voters. The nodes stop
-// when the test ends.
+// returns once every bucket has min(Nodes, Replicas) voters and the meta
+// group min(Nodes, max(Replicas, 5)). The nodes stop when the test ends.
 func Start(t testing.TB, o Options) *Cluster {
 	t.Helper()
 	if o.Nodes == 0 {
@@ -324,11 +324,15 @@ func Start(t testing.TB, o Options) *Cluster {
 		c.StartNode(id)
 	}
 	want := min(o.Nodes, cfg.Replicas)
-	c.WaitFor(30*time.Second, fmt.Sprintf("every group on %d voters", want), func() bool {
+	// The meta group grows to five voters where it can. A test that
+	// stops or cuts off one node counts on the others electing a meta
+	// leader, which they cannot while the group is still two voters.
+	wantMeta := min(o.Nodes, max(cfg.Replicas, 5))
+	c.WaitFor(30*time.Second, fmt.Sprintf("every bucket on %d voters, the meta group on %d", want, wantMeta), func() bool {
 		for _, n := range c.Nodes() {
 			if local, _, _ := n.Route(); local {
 				st, err := n.Status(context.Background(), nil)
-				if err != nil {
+				if err != nil || len(st.GetMeta().GetReplicas()) != wantMeta {
 					return false
 				}
 				for _, b := range st.Buckets {
