@@ -215,10 +215,7 @@ func (b *remoteBatcher) get(ctx context.Context, leader uint64) (ts.Timestamp, e
 	}
 }
 
-// run sends round trips until the queue is empty, each to the meta leader
-// as known when it is sent: callers that keep retrying keep the queue
-// from emptying, and a leader read once would be asked forever after it
-// moved.
+// run sends round trips until the queue is empty.
 func (b *remoteBatcher) run(ctx context.Context, leader uint64) {
 	for {
 		b.mu.Lock()
@@ -230,9 +227,6 @@ func (b *remoteBatcher) run(ctx context.Context, leader uint64) {
 			return
 		}
 		b.mu.Unlock()
-		if now := b.t.remoteLeader(); now != 0 {
-			leader = now
-		}
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		start := time.Now()
 		first, err := b.t.n.cfg.Remote.Timestamp(rctx, leader, len(batch))
