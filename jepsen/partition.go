@@ -338,13 +338,7 @@ func (p *partitionNemesis) Dropped() uint64 {
 // one most nodes name (a node cut off may still name an old leader).
 func statusLeaders(endpoints []string, dial []grpc.DialOption) leaderFunc {
 	return func(ctx context.Context) (map[int]int, error) {
-		votes := map[uint32]map[int]int{} // bucket → node → nodes naming it
-		var errs []error
-		for _, ep := range endpoints {
-			if err := statusVotes(ctx, ep, dial, votes); err != nil {
-				errs = append(errs, err)
-			}
-		}
+		votes, errs := gatherVotes(ctx, endpoints, dial)
 		if len(votes) == 0 {
 			return nil, errors.Join(append(errs, errors.New("jepsen: no node reported a leader"))...)
 		}
@@ -365,19 +359,27 @@ func statusLeaders(endpoints []string, dial []grpc.DialOption) leaderFunc {
 // and returns the node most of them name as the meta group's leader.
 func statusPrimary(endpoints []string, dial []grpc.DialOption) primaryFunc {
 	return func(ctx context.Context) (int, error) {
-		votes := map[uint32]map[int]int{}
-		var errs []error
-		for _, ep := range endpoints {
-			if err := statusVotes(ctx, ep, dial, votes); err != nil {
-				errs = append(errs, err)
-			}
-		}
+		votes, errs := gatherVotes(ctx, endpoints, dial)
 		n := mostLeader(votes[metaVote])
 		if n == 0 {
 			return 0, errors.Join(append(errs, errors.New("jepsen: no node named the meta leader"))...)
 		}
 		return n, nil
 	}
+}
+
+// gatherVotes asks every endpoint for its Status: group (a bucket, or
+// metaVote) → node → how many nodes name it the group's leader, and the
+// errors of the endpoints that did not answer.
+func gatherVotes(ctx context.Context, endpoints []string, dial []grpc.DialOption) (map[uint32]map[int]int, []error) {
+	votes := map[uint32]map[int]int{}
+	var errs []error
+	for _, ep := range endpoints {
+		if err := statusVotes(ctx, ep, dial, votes); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return votes, errs
 }
 
 // metaVote is the key statusVotes files the meta group's leader under

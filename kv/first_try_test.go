@@ -231,9 +231,7 @@ func TestBucketProposalNotForwarded(t *testing.T) {
 	// node a follower in the same cycle that hands the proposal to Raft.
 	n.submit(func() {
 		<-proposed
-		st := r.rn.BasicStatus()
-		hb := &raftpb.Message{Type: raftpb.MsgHeartbeat.Enum(), From: proto.Uint64(n.id + 100), To: proto.Uint64(n.id), Term: proto.Uint64(st.GetTerm() + 1)}
-		if err := r.rn.Step(hb); err != nil {
+		if _, err := stepLaterTerm(r); err != nil {
 			t.Error(err)
 		}
 	})
@@ -258,14 +256,29 @@ func TestBucketProposalNotForwarded(t *testing.T) {
 	}
 }
 
-// TestLeaderOnlyProposalNotForwarded: a leader-only proposal handed to
-// Raft after its node lost the group's leadership fails with
-// ErrNotApplied instead of going to the new leader, where it could apply
-// after that leader had judged the lock's key locks orphans, or served a
-// snapshot read above the write's timestamp. So does one handed to Raft
-// after its node won the leadership back in a later term: the leader in
-// between may have done the same.
-func TestLeaderOnlyProposalNotForwarded(t *testing.T) {
+// stepLaterTerm makes r a follower, as a heartbeat of the next term from a
+// node outside the group does, and returns the term r led in (scheduler
+// goroutine only).
+func stepLaterTerm(r *replica) (uint64, error) {
+	st := r.rn.BasicStatus()
+	hb := &raftpb.Message{Type: raftpb.MsgHeartbeat.Enum(), From: proto.Uint64(r.node.id + 100), To: proto.Uint64(r.node.id), Term: proto.Uint64(st.GetTerm() + 1)}
+	if err := r.rn.Step(hb); err != nil {
+		return 0, err
+	}
+	if s := r.rn.BasicStatus().RaftState; s == raft.StateLeader {
+		return 0, fmt.Errorf("still %s after a later term's heartbeat", s)
+	}
+	return st.GetTerm(), nil
+}
+
+// TestProposalBoundToItsTerm: a proposal bound to its node's leadership
+// and handed to Raft after the node lost it fails with ErrNotApplied
+// instead of going to the new leader, where it could apply after that
+// leader had judged the lock's key locks orphans, or served a snapshot
+// read above the write's timestamp. So does one handed to Raft after its
+// node won the leadership back in a later term: the leader in between may
+// have done the same.
+func TestProposalBoundToItsTerm(t *testing.T) {
 	for _, regain := range []bool{false, true} {
 		t.Run(map[bool]string{false: "follower", true: "leader in a later term"}[regain], func(t *testing.T) {
 			n := openTestNode(t)
@@ -278,15 +291,10 @@ func TestLeaderOnlyProposalNotForwarded(t *testing.T) {
 			// another node's heartbeat of a later term makes this one a
 			// follower first.
 			err := n.onScheduler(ctx, func() error {
-				st := r.rn.BasicStatus()
-				hb := &raftpb.Message{Type: raftpb.MsgHeartbeat.Enum(), From: proto.Uint64(n.id + 100), To: proto.Uint64(n.id), Term: proto.Uint64(st.GetTerm() + 1)}
-				if err := r.rn.Step(hb); err != nil {
+				var err error
+				if term, err = stepLaterTerm(r); err != nil {
 					return err
 				}
-				if s := r.rn.BasicStatus().RaftState; s == raft.StateLeader {
-					return fmt.Errorf("still %s after a later term's heartbeat", s)
-				}
-				term = st.GetTerm()
 				if regain {
 					return r.rn.Campaign()
 				}

@@ -273,10 +273,10 @@ func (n *Node) readKey(ctx context.Context, r *replica, key []byte, at ts.Timest
 }
 
 // snapshotTS checks a client-chosen snapshot version: not in the future
-// (T4 could not hold) and not older than the GC window. The window is
-// measured from now, not only from this node's last GC: a bucket's leader
-// may have collected below a version that a node which restarted since,
-// or never ran its GC loop yet, would otherwise read at.
+// (T4 could not hold) and not older than the GC window, measured from
+// now. Every GC collects below its own now less the window, never above
+// this one, so the check holds whichever node collected and whether or
+// not this one has run its GC loop since it started.
 func (n *Node) snapshotTS(ctx context.Context, version uint64) (ts.Timestamp, error) {
 	now, err := n.tso.now(ctx)
 	if err != nil {
@@ -285,9 +285,9 @@ func (n *Node) snapshotTS(ctx context.Context, version uint64) (ts.Timestamp, er
 	if ts.Timestamp(version) > now {
 		return 0, fmt.Errorf("%w: version %d is in the future (now %d)", ErrInvalid, version, now)
 	}
-	floor := ts.Timestamp(n.gcThreshold.Load())
+	var floor ts.Timestamp
 	if w := ts.FromDuration(n.cfg.GCWindow); now > w {
-		floor = max(floor, now-w)
+		floor = now - w
 	}
 	if ts.Timestamp(version) < floor {
 		return 0, fmt.Errorf("%w: version %d is older than the GC window (%v) allows: the oldest readable is %d", ErrInvalid, version, n.cfg.GCWindow, floor)

@@ -188,15 +188,7 @@ func TestPlainVoteRequests(t *testing.T) {
 func TestOracleWithoutLeases(t *testing.T) {
 	cfg := TestConfig()
 	cfg.DisableLeaseReads = true
-	n, err := Open(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := n.Close(); err != nil {
-			t.Error(err)
-		}
-	}()
+	n := openTestNodeWith(t, cfg)
 	ctx := ctxT(t)
 	before := testutil.ToFloat64(n.metrics.readRounds)
 	var last uint64

@@ -81,9 +81,6 @@ type Node struct {
 	marks resolvedMarks
 	// fetchingBound: establishVersionBounds has a fetch in flight.
 	fetchingBound atomic.Bool
-	// gcThreshold is the last GC timestamp: snapshot reads below it are
-	// refused.
-	gcThreshold atomic.Uint64
 	// draining is set once HandOff starts: the node is about to stop.
 	draining atomic.Bool
 	// metaCache holds the decoded meta state (see metaView).
@@ -515,7 +512,6 @@ func (n *Node) gcLoop() {
 				n.log.Debug("gc", "bucket", r.bucket, "err", err)
 			}
 		}
-		n.gcThreshold.Store(uint64(before))
 	}
 }
 

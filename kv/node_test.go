@@ -19,7 +19,14 @@ import (
 
 func openTestNode(t *testing.T) *Node {
 	t.Helper()
-	n, err := Open(TestConfig())
+	return openTestNodeWith(t, TestConfig())
+}
+
+// openTestNodeWith opens a one-node cluster with cfg, closed when the test
+// ends.
+func openTestNodeWith(t *testing.T, cfg Config) *Node {
+	t.Helper()
+	n, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,11 +36,13 @@
 //  3. A Put, Delete or CAS never applies to a key that has a key lock, and
 //     never below the key's newest version (T3): it returns KEY_LOCKED or
 //     STALE_TS and changes nothing.
-//  4. A provisional value is written only by the key's WRITE holder and is
-//     invisible to everyone else until ResolveKeys commits it at the
-//     record's commit timestamp (T5); it is never committed after the record
-//     was ABORTED, because the coordinator resolves with the record's
-//     outcome and a record leaves PENDING exactly once.
+//  4. A provisional value is written only by the key's WRITE holder, and
+//     not once the key is prepared (a snapshot lock's prepare stamps every
+//     WRITE key, written or not); it is invisible to everyone else until
+//     ResolveKeys commits it at the record's commit timestamp (T5); it is
+//     never committed after the record was ABORTED, because the
+//     coordinator resolves with the record's outcome and a record leaves
+//     PENDING exactly once.
 //  5. A transaction record moves PENDING -> COMMITTED or PENDING -> ABORTED
 //     once; a missing record is never created as ABORTED. The name is free
 //     again as soon as the record is finished: TxnBegin keeps a finished
