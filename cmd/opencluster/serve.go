@@ -67,14 +67,26 @@ type runningServer struct {
 	done     chan error
 }
 
+// newRegistry returns the node's metrics registry with the Go runtime's
+// and the process's collectors. The runtime's include the scheduler's
+// (go_sched_latencies_seconds: how long runnable goroutines waited for a
+// thread), which tell a node starved of CPU from one waiting for its disk.
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(collectors.MetricsScheduler)),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return reg
+}
+
 // startServer opens the node and starts serving; Stop ends it.
 func startServer(cfg serverConfig) (*runningServer, error) {
 	lis, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", cfg.Addr, err)
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := newRegistry()
 	kcfg := kv.DefaultConfig()
 	kcfg.DataDir = cfg.DataDir
 	kcfg.Buckets = cfg.Buckets

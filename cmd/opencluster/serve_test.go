@@ -40,3 +40,29 @@ func TestDebugPebbleShowsTheLSM(t *testing.T) {
 		}
 	}
 }
+
+// TestMetricsShowSchedulingLatency: /metrics carries the Go scheduler's
+// latency histogram beside the node's own metrics.
+func TestMetricsShowSchedulingLatency(t *testing.T) {
+	node, err := kv.Open(kv.TestConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	srv := httptest.NewServer(httpHandler(newRegistry(), node))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"go_sched_latencies_seconds_bucket", "go_goroutines", "process_resident_memory_bytes"} {
+		if !strings.Contains(string(body), want) {
+			t.Fatalf("/metrics lacks %q", want)
+		}
+	}
+}
