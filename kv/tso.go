@@ -187,6 +187,12 @@ type remoteBatcher struct {
 		sync.Mutex
 		queue    []chan tsResult
 		inFlight bool
+		// leader is the meta leader as the newest caller saw it: each
+		// round trip goes there. Callers that retry keep the queue from
+		// emptying, so a leader read once, when the loop started, would
+		// be asked on after it moved; the callers read it afresh each
+		// time (tsoService.remoteLeader).
+		leader uint64
 	}
 }
 
@@ -195,14 +201,16 @@ type tsResult struct {
 	err error
 }
 
-// get returns one fresh timestamp from the meta leader.
+// get returns one fresh timestamp from the meta leader, leader as the
+// caller sees it now.
 func (b *remoteBatcher) get(ctx context.Context, leader uint64) (ts.Timestamp, error) {
 	ch := make(chan tsResult, 1)
 	b.mu.Lock()
 	b.mu.queue = append(b.mu.queue, ch)
+	b.mu.leader = leader
 	if !b.mu.inFlight {
 		b.mu.inFlight = true
-		b.t.n.goBackground(func(ctx context.Context) { b.run(ctx, leader) })
+		b.t.n.goBackground(b.run)
 	}
 	b.mu.Unlock()
 	select {
@@ -215,11 +223,12 @@ func (b *remoteBatcher) get(ctx context.Context, leader uint64) (ts.Timestamp, e
 	}
 }
 
-// run sends round trips until the queue is empty.
-func (b *remoteBatcher) run(ctx context.Context, leader uint64) {
+// run sends round trips until the queue is empty, each to the leader the
+// newest caller named.
+func (b *remoteBatcher) run(ctx context.Context) {
 	for {
 		b.mu.Lock()
-		batch := b.mu.queue
+		batch, leader := b.mu.queue, b.mu.leader
 		b.mu.queue = nil
 		if len(batch) == 0 {
 			b.mu.inFlight = false

@@ -118,3 +118,69 @@ func TestDatingReusesRecentTimestamps(t *testing.T) {
 		t.Fatal("a timestamp two seconds old still dates records")
 	}
 }
+
+// movedOracle is a Remote whose node 1 no longer leads the meta group: it
+// holds each round trip until release is closed, then refuses it. Node 2
+// answers.
+type movedOracle struct {
+	Remote
+	release chan struct{}
+	asked   [3]atomic.Int32
+}
+
+func (o *movedOracle) Timestamp(ctx context.Context, node uint64, count int) (ts.Timestamp, error) {
+	o.asked[node].Add(1)
+	if node == 1 {
+		<-o.release
+		return 0, ErrNotLeader
+	}
+	return 100, nil
+}
+
+// TestRemoteTimestampsFollowAMovedLeader: a caller that names a new meta
+// leader while the batcher's round trip to the old one is in flight gets
+// its timestamp from the new one, though the queue never emptied between
+// the two round trips.
+func TestRemoteTimestampsFollowAMovedLeader(t *testing.T) {
+	oracle := &movedOracle{release: make(chan struct{})}
+	n := &Node{cfg: Config{Remote: oracle}, stopper: make(chan struct{}), metrics: newMetrics(nil, nil)}
+	n.bg, n.bgCancel = context.WithCancel(context.Background())
+	defer func() { n.bgCancel(); close(n.stopper); n.wg.Wait() }()
+	n.tso = newTSOService(n)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	old := make(chan error, 1)
+	go func() {
+		_, err := n.tso.remote.get(ctx, 1)
+		old <- err
+	}()
+	for oracle.asked[1].Load() == 0 { // the round trip to node 1 is out
+		time.Sleep(time.Millisecond)
+	}
+	got := make(chan tsResult, 1)
+	go func() {
+		v, err := n.tso.remote.get(ctx, 2)
+		got <- tsResult{v, err}
+	}()
+	for {
+		n.tso.remote.mu.Lock()
+		queued := len(n.tso.remote.mu.queue)
+		n.tso.remote.mu.Unlock()
+		if queued == 1 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(oracle.release)
+	if err := <-old; err == nil {
+		t.Fatal("the round trip to the old leader succeeded")
+	}
+	r := <-got
+	if r.err != nil || r.ts != 100 {
+		t.Fatalf("caller naming the new leader got %d, %v; want 100 from node 2", r.ts, r.err)
+	}
+	if a1, a2 := oracle.asked[1].Load(), oracle.asked[2].Load(); a1 != 1 || a2 != 1 {
+		t.Fatalf("round trips: %d to the old leader, %d to the new; want 1 and 1", a1, a2)
+	}
+}
