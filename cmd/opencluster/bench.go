@@ -33,6 +33,7 @@ type benchFlags struct {
 	cacheDir    string
 	source      string
 	cpuProfile  string
+	etcd        string
 }
 
 // newBenchCmd returns `opencluster bench`: measure OpenCluster, etcd and
@@ -52,7 +53,9 @@ by running this binary's start command; Redis from Debian's redis-server package
 (installed with apt-get if missing); etcd ` + systems.EtcdVersion + `, built from the Go module proxy
 into the cache directory on first use (about 2 minutes), and driven by a helper
 built from cmd/ocbench-peers (so run it inside the source tree, or pass --source).
-With --endpoints (a global flag) it measures a running OpenCluster instead.
+With --endpoints (a global flag) it measures a running OpenCluster instead, and
+with --etcd-endpoints a running etcd cluster (both, say, on machines of their
+own; the servers' RSS and CPU are then not known).
 
 --compare runs the peers alternately with OpenCluster, workload by workload, and
 prints ours÷peer throughput ratios. --rounds N (3 or more) runs the whole plan N
@@ -84,6 +87,7 @@ Workloads: ` + bench.WorkloadNames() + `.`,
 	fl.Uint64Var(&f.seed, "seed", 0, "seed of the clients' random choices (0: from the clock; printed)")
 	fl.StringVar(&f.cacheDir, "cache-dir", "", "where etcd and its driver are built (default: $XDG_CACHE_HOME/opencluster)")
 	fl.StringVar(&f.source, "source", "", "OpenCluster source tree, to build the etcd driver from (default: found from the working directory)")
+	fl.StringVar(&f.etcd, "etcd-endpoints", "", "client addresses (host:port, plain HTTP) of a running etcd cluster to measure instead of starting one, comma-separated")
 	fl.StringVar(&f.cpuProfile, "cpuprofile", "", "write the bench process's CPU profile (OpenCluster's clients, not the servers) to this file")
 	cmd.AddCommand(newBenchMovesCmd(a))
 	return cmd
@@ -142,14 +146,19 @@ func (f benchFlags) config(cmd *cobra.Command) (bench.Config, error) {
 		root := cmd.Root().PersistentFlags().Lookup("endpoints")
 		cfg.Endpoints = splitList(root.Value.String())
 	}
+	cfg.EtcdEndpoints = splitList(f.etcd)
 	if cfg.Seed == 0 {
 		cfg.Seed = uint64(time.Now().UnixNano())
 	}
 	cfg, err = cfg.Validate()
 	if err != nil {
 		msg := strings.TrimPrefix(err.Error(), bench.ErrInvalid.Error()+": ")
-		for field, flag := range map[string]string{"Targets": "--target/--compare", "Nodes": "--nodes", "Endpoints": "--endpoints"} {
-			msg = strings.Replace(msg, field+":", flag+":", 1)
+		// EtcdEndpoints before Endpoints, which it contains.
+		for _, r := range [][2]string{{"Targets", "--target/--compare"}, {"Nodes", "--nodes"}, {"EtcdEndpoints", "--etcd-endpoints"}, {"Endpoints", "--endpoints"}} {
+			if strings.HasPrefix(msg, r[0]+":") {
+				msg = r[1] + strings.TrimPrefix(msg, r[0])
+				break
+			}
 		}
 		return cfg, usagef("%s", msg)
 	}
@@ -191,14 +200,15 @@ func (a *app) runBench(cmd *cobra.Command, cfg bench.Config, f benchFlags) (err 
 		defer pprof.StopCPUProfile()
 	}
 	scfg := systems.Config{
-		Exe:       exe,
-		WorkDir:   work,
-		CacheDir:  f.cacheDir,
-		SourceDir: f.source,
-		Nodes:     cfg.Nodes,
-		Buckets:   f.buckets,
-		Endpoints: cfg.Endpoints,
-		Notes:     a.stderr,
+		Exe:           exe,
+		WorkDir:       work,
+		CacheDir:      f.cacheDir,
+		SourceDir:     f.source,
+		Nodes:         cfg.Nodes,
+		Buckets:       f.buckets,
+		Endpoints:     cfg.Endpoints,
+		EtcdEndpoints: cfg.EtcdEndpoints,
+		Notes:         a.stderr,
 	}
 	if scfg.CacheDir == "" {
 		if dir, err := os.UserCacheDir(); err == nil {

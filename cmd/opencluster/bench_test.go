@@ -43,6 +43,7 @@ func TestBenchFlagErrors(t *testing.T) {
 		{[]string{"--rounds", "21"}, "--rounds must be in 1..20, not 21"},
 		{[]string{"--target", "redis", "--nodes", "3"}, "--nodes: 3, but redis runs as one server only"},
 		{[]string{"--target", "etcd", "--endpoints", "127.0.0.1:1"}, "--endpoints: given, but opencluster is not a target"},
+		{[]string{"--etcd-endpoints", "127.0.0.1:1"}, "--etcd-endpoints: given, but etcd is not a target"},
 		{[]string{"--workload", "put", "--cpuprofile", "/nonexistent/dir/cpu.pprof"}, "--cpuprofile: open /nonexistent/dir/cpu.pprof"},
 		{[]string{"extra"}, "unknown command"},
 	} {

@@ -48,6 +48,10 @@ type Config struct {
 	// Endpoints of a running OpenCluster cluster: the bench measures it
 	// instead of starting one (Nodes is then len(Endpoints)).
 	Endpoints []string
+	// EtcdEndpoints are the client addresses (host:port, plain HTTP) of a
+	// running etcd cluster, measured instead of starting one; its peak
+	// RSS and CPU are then not known.
+	EtcdEndpoints []string
 	// Seed seeds the clients' random sources and names the runs.
 	Seed uint64
 	// Rounds is how many times the whole plan runs, on the same servers
@@ -138,6 +142,9 @@ func (c Config) Validate() (Config, error) {
 	}
 	if len(c.Endpoints) > 0 && !seen[OpenCluster] {
 		return bad("Endpoints: given, but opencluster is not a target")
+	}
+	if len(c.EtcdEndpoints) > 0 && !seen[Etcd] {
+		return bad("EtcdEndpoints: given, but etcd is not a target")
 	}
 	if c.Nodes > 1 && seen[Redis] {
 		return bad("Nodes: %d, but redis runs as one server only", c.Nodes)
@@ -299,12 +306,25 @@ type PeerSystem struct {
 
 // NewPeerSystem returns a system of servers at endpoints, driven by the
 // peer binary bin.
+// servers is nil for a system the bench did not start (its RSS and CPU
+// are not known).
 func NewPeerSystem(name string, servers *Cluster, bin string, endpoints []string, supports func(Workload) bool) *PeerSystem {
+	if servers == nil {
+		servers = &Cluster{}
+	}
 	return &PeerSystem{name: name, servers: servers, bin: bin, endpoints: endpoints, supports: supports}
 }
 
-func (s *PeerSystem) Name() string             { return s.name }
-func (s *PeerSystem) Nodes() int               { return len(s.servers.Procs) }
+func (s *PeerSystem) Name() string { return s.name }
+
+// Nodes is the count of servers the bench started, or of the endpoints
+// of a system it did not.
+func (s *PeerSystem) Nodes() int {
+	if n := len(s.servers.Procs); n > 0 {
+		return n
+	}
+	return len(s.endpoints)
+}
 func (s *PeerSystem) Supports(w Workload) bool { return s.supports(w) }
 
 // Run resets the servers' peak RSS, has a peer measure, and reads it and

@@ -38,6 +38,7 @@ func TestConfigValidate(t *testing.T) {
 		{Config{Rounds: -1}, "Rounds: -1 is not in 1..20"},
 		{Config{Rounds: 21}, "Rounds: 21 is not in 1..20"},
 		{Config{Targets: []string{Etcd}, Endpoints: []string{"x:1"}}, "Endpoints: given, but opencluster"},
+		{Config{Targets: []string{OpenCluster, Redis}, EtcdEndpoints: []string{"x:1"}}, "EtcdEndpoints: given, but etcd"},
 		{Config{Targets: []string{Etcd, Redis}, Nodes: 3}, "Nodes: 3, but redis"},
 	} {
 		_, err := tc.cfg.Validate()
@@ -47,6 +48,25 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if _, err := (Config{Targets: []string{Etcd}, Nodes: 3}).Validate(); err != nil {
 		t.Errorf("3 etcd members: %v", err)
+	}
+	if _, err := (Config{Targets: []string{OpenCluster, Etcd}, EtcdEndpoints: []string{"x:1", "y:1"}}).Validate(); err != nil {
+		t.Errorf("a running etcd: %v", err)
+	}
+}
+
+// TestPeerSystemNodes: a peer system counts the servers the bench
+// started, or the endpoints of one it did not start.
+func TestPeerSystemNodes(t *testing.T) {
+	started := NewPeerSystem(Etcd, &Cluster{Procs: []*Proc{{}, {}, {}}}, "peer", []string{"a:1", "b:1", "c:1"}, nil)
+	if n := started.Nodes(); n != 3 {
+		t.Errorf("started system: %d nodes, want 3", n)
+	}
+	running := NewPeerSystem(Etcd, nil, "peer", []string{"a:1", "b:1", "c:1", "d:1", "e:1"}, nil)
+	if n := running.Nodes(); n != 5 {
+		t.Errorf("running system: %d nodes, want 5", n)
+	}
+	if rss := running.servers.PeakRSSMB(); rss != 0 {
+		t.Errorf("running system: RSS %v, want 0 (not known)", rss)
 	}
 }
 

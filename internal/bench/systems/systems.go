@@ -56,6 +56,9 @@ type Config struct {
 	// Endpoints of a running OpenCluster cluster: measured instead of
 	// starting one.
 	Endpoints []string
+	// EtcdEndpoints of a running etcd cluster (host:port, plain HTTP):
+	// measured instead of starting one, through the same driver.
+	EtcdEndpoints []string
 	// Notes receives what the user should know (builds, installs).
 	Notes io.Writer
 }
@@ -245,6 +248,10 @@ func startRedis(ctx context.Context, cfg Config) (bench.System, error) {
 }
 
 func startEtcd(ctx context.Context, cfg Config) (bench.System, error) {
+	supports := func(bench.Workload) bool { return true }
+	if len(cfg.EtcdEndpoints) > 0 {
+		return openEtcd(ctx, cfg, supports)
+	}
 	etcd, err := EnsureEtcd(ctx, cfg)
 	if err != nil {
 		return nil, err
@@ -294,8 +301,25 @@ func startEtcd(ctx context.Context, cfg Config) (bench.System, error) {
 			return nil, err
 		}
 	}
-	supports := func(bench.Workload) bool { return true }
 	return bench.NewPeerSystem(bench.Etcd, servers, peer, endpoints, supports), nil
+}
+
+// openEtcd measures a running etcd cluster at cfg.EtcdEndpoints, once
+// every member answers healthy: so that etcd on other machines can be set
+// beside an OpenCluster measured with Endpoints. The bench started no
+// server, so it knows neither their RSS nor their CPU.
+func openEtcd(ctx context.Context, cfg Config, supports func(bench.Workload) bool) (bench.System, error) {
+	for _, ep := range cfg.EtcdEndpoints {
+		url := "http://" + ep + "/health"
+		if err := etcdHealthy(ctx, url); err != nil {
+			return nil, fmt.Errorf("etcd member %s: %w", ep, err)
+		}
+	}
+	peer, err := EnsurePeer(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return bench.NewPeerSystem(bench.Etcd, nil, peer, cfg.EtcdEndpoints, supports), nil
 }
 
 // etcdHealthy asks a member's /health endpoint (true once it has a
