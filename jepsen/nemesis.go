@@ -155,9 +155,9 @@ func NewNemeses(names []string, opts NemesisOptions) ([]Nemesis, error) {
 	for _, name := range nonEmpty(names) {
 		switch name {
 		case "kill":
-			out = append(out, killNemesis{opts.Targets, opts.primary})
+			out = append(out, killNemesis{aim{opts.Targets, opts.primary}})
 		case "pause":
-			out = append(out, pauseNemesis{opts.Targets, opts.primary})
+			out = append(out, pauseNemesis{aim{opts.Targets, opts.primary}})
 		case "partition":
 			if opts.Net == nil {
 				return nil, fmt.Errorf("%w: the partition nemesis needs a packet filter (Net)", ErrInvalidConfig)
@@ -203,17 +203,25 @@ func validateNemeses(names []string, targets Targets, shapes []string) error {
 	return nil
 }
 
-// killNemesis kills nodes with SIGKILL and restarts them on their data.
-type killNemesis struct {
+// aim is how kill and pause pick the nodes of a fault: their targets,
+// and for TargetPrimary how to find the meta leader.
+type aim struct {
 	targets Targets
 	primary primaryFunc
 }
+
+func (a aim) nodes(ctx context.Context, rng *rand.Rand, nodes []int) []int {
+	return a.targets.choose(ctx, rng, nodes, a.primary)
+}
+
+// killNemesis kills nodes with SIGKILL and restarts them on their data.
+type killNemesis struct{ aim }
 
 func (k killNemesis) Name() string { return "kill" }
 
 func (k killNemesis) Inject(ctx context.Context, c Cluster, rng *rand.Rand) (Fault, error) {
 	f := Fault{Nemesis: k.Name()}
-	for _, n := range k.targets.choose(ctx, rng, c.Nodes(), k.primary) {
+	for _, n := range k.nodes(ctx, rng, c.Nodes()) {
 		f.Nodes = append(f.Nodes, n)
 		if err := c.Kill(ctx, n); err != nil {
 			return f, err
@@ -231,16 +239,13 @@ func (k killNemesis) Heal(ctx context.Context, c Cluster, f Fault) error {
 }
 
 // pauseNemesis freezes nodes with SIGSTOP and thaws them with SIGCONT.
-type pauseNemesis struct {
-	targets Targets
-	primary primaryFunc
-}
+type pauseNemesis struct{ aim }
 
 func (p pauseNemesis) Name() string { return "pause" }
 
 func (p pauseNemesis) Inject(ctx context.Context, c Cluster, rng *rand.Rand) (Fault, error) {
 	f := Fault{Nemesis: p.Name()}
-	for _, n := range p.targets.choose(ctx, rng, c.Nodes(), p.primary) {
+	for _, n := range p.nodes(ctx, rng, c.Nodes()) {
 		f.Nodes = append(f.Nodes, n)
 		if err := c.Pause(ctx, n); err != nil {
 			return f, err

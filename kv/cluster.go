@@ -220,7 +220,7 @@ func (n *Node) maintain() {
 		}
 		want := min(n.cfg.Replicas, len(candidates))
 		if r.isMeta() {
-			want = min(max(n.cfg.Replicas, metaReplicas), len(candidates))
+			want = n.cfg.MetaVoters(len(candidates))
 		}
 		if cc := nextConfChange(st, n.id, want, candidates, leaving); cc != nil {
 			r.lastConfChange = now

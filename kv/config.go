@@ -207,6 +207,12 @@ func (c *Config) fillDefaults() {
 	}
 }
 
+// MetaVoters is how many voters the meta group grows to in a cluster of
+// nodes nodes: metaReplicas, or Replicas if more, but no more than nodes.
+func (c Config) MetaVoters(nodes int) int {
+	return min(max(c.Replicas, metaReplicas), nodes)
+}
+
 // Validate reports the first invalid field, after defaults are filled.
 func (c Config) Validate() error {
 	c.fillDefaults()

@@ -273,8 +273,8 @@ func (n *Node) readKey(ctx context.Context, r *replica, key []byte, at ts.Timest
 }
 
 // snapshotTS checks a client-chosen snapshot version: not in the future
-// (T4 could not hold) and not older than the GC window, measured from
-// now. Every GC collects below its own now less the window, never above
+// (T4 could not hold) and not below the GC horizon of now. Every GC
+// collects below the horizon of an earlier oracle timestamp, never above
 // this one, so the check holds whichever node collected and whether or
 // not this one has run its GC loop since it started.
 func (n *Node) snapshotTS(ctx context.Context, version uint64) (ts.Timestamp, error) {
@@ -285,11 +285,7 @@ func (n *Node) snapshotTS(ctx context.Context, version uint64) (ts.Timestamp, er
 	if ts.Timestamp(version) > now {
 		return 0, fmt.Errorf("%w: version %d is in the future (now %d)", ErrInvalid, version, now)
 	}
-	var floor ts.Timestamp
-	if w := ts.FromDuration(n.cfg.GCWindow); now > w {
-		floor = now - w
-	}
-	if ts.Timestamp(version) < floor {
+	if floor := n.gcHorizon(now); ts.Timestamp(version) < floor {
 		return 0, fmt.Errorf("%w: version %d is older than the GC window (%v) allows: the oldest readable is %d", ErrInvalid, version, n.cfg.GCWindow, floor)
 	}
 	return ts.Timestamp(version), nil

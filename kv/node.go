@@ -486,6 +486,16 @@ func (n *Node) expiryLoop() {
 	}
 }
 
+// gcHorizon is the oldest version a snapshot may be read at when the
+// oracle's time is now: GC collects below it (gcLoop), and snapshot reads
+// below it are refused (snapshotTS).
+func (n *Node) gcHorizon(now ts.Timestamp) ts.Timestamp {
+	if w := ts.FromDuration(n.cfg.GCWindow); now > w {
+		return now - w
+	}
+	return 0
+}
+
 // gcLoop periodically garbage-collects versions older than the GC window.
 func (n *Node) gcLoop() {
 	t := time.NewTicker(n.cfg.GCInterval)
@@ -500,7 +510,7 @@ func (n *Node) gcLoop() {
 		if err != nil {
 			continue
 		}
-		before := now - ts.FromDuration(n.cfg.GCWindow)
+		before := n.gcHorizon(now)
 		for _, r := range n.replicas[:n.buckets] {
 			if !r.isReadyLeader() {
 				continue

@@ -305,9 +305,8 @@ type PeerSystem struct {
 }
 
 // NewPeerSystem returns a system of servers at endpoints, driven by the
-// peer binary bin.
-// servers is nil for a system the bench did not start (its RSS and CPU
-// are not known).
+// peer binary bin; servers is nil for a system the bench did not start
+// (its RSS and CPU are then not known).
 func NewPeerSystem(name string, servers *Cluster, bin string, endpoints []string, supports func(Workload) bool) *PeerSystem {
 	if servers == nil {
 		servers = &Cluster{}

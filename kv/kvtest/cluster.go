@@ -292,7 +292,8 @@ func (d directory) Alive(id uint64) bool        { return d.c.Node(id) != nil }
 
 // Start starts a cluster: node 1 bootstraps it, the others join, and Start
 // returns once every bucket has min(Nodes, Replicas) voters and the meta
-// group min(Nodes, max(Replicas, 5)). The nodes stop when the test ends.
+// group as many as it grows to (Config.MetaVoters). The nodes stop when the
+// test ends.
 func Start(t testing.TB, o Options) *Cluster {
 	t.Helper()
 	if o.Nodes == 0 {
@@ -327,7 +328,7 @@ func Start(t testing.TB, o Options) *Cluster {
 	// The meta group grows to five voters where it can. A test that
 	// stops or cuts off one node counts on the others electing a meta
 	// leader, which they cannot while the group is still two voters.
-	wantMeta := min(o.Nodes, max(cfg.Replicas, 5))
+	wantMeta := cfg.MetaVoters(o.Nodes)
 	c.WaitFor(30*time.Second, fmt.Sprintf("every bucket on %d voters, the meta group on %d", want, wantMeta), func() bool {
 		for _, n := range c.Nodes() {
 			if local, _, _ := n.Route(); local {

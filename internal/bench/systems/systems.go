@@ -247,10 +247,12 @@ func startRedis(ctx context.Context, cfg Config) (bench.System, error) {
 	return bench.NewLocalSystem(bench.Redis, 1, servers, redistarget.New(addr)), nil
 }
 
+// etcdSupports: the etcd driver runs every workload.
+func etcdSupports(bench.Workload) bool { return true }
+
 func startEtcd(ctx context.Context, cfg Config) (bench.System, error) {
-	supports := func(bench.Workload) bool { return true }
 	if len(cfg.EtcdEndpoints) > 0 {
-		return openEtcd(ctx, cfg, supports)
+		return openEtcd(ctx, cfg)
 	}
 	etcd, err := EnsureEtcd(ctx, cfg)
 	if err != nil {
@@ -301,14 +303,14 @@ func startEtcd(ctx context.Context, cfg Config) (bench.System, error) {
 			return nil, err
 		}
 	}
-	return bench.NewPeerSystem(bench.Etcd, servers, peer, endpoints, supports), nil
+	return bench.NewPeerSystem(bench.Etcd, servers, peer, endpoints, etcdSupports), nil
 }
 
 // openEtcd measures a running etcd cluster at cfg.EtcdEndpoints, once
 // every member answers healthy: so that etcd on other machines can be set
 // beside an OpenCluster measured with Endpoints. The bench started no
 // server, so it knows neither their RSS nor their CPU.
-func openEtcd(ctx context.Context, cfg Config, supports func(bench.Workload) bool) (bench.System, error) {
+func openEtcd(ctx context.Context, cfg Config) (bench.System, error) {
 	for _, ep := range cfg.EtcdEndpoints {
 		url := "http://" + ep + "/health"
 		if err := etcdHealthy(ctx, url); err != nil {
@@ -319,7 +321,7 @@ func openEtcd(ctx context.Context, cfg Config, supports func(bench.Workload) boo
 	if err != nil {
 		return nil, err
 	}
-	return bench.NewPeerSystem(bench.Etcd, nil, peer, cfg.EtcdEndpoints, supports), nil
+	return bench.NewPeerSystem(bench.Etcd, nil, peer, cfg.EtcdEndpoints, etcdSupports), nil
 }
 
 // etcdHealthy asks a member's /health endpoint (true once it has a
